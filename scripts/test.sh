@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs every test warren has, installing what the tests need first.
+#   ./scripts/test.sh           the whole suite (what CI runs)
+#   WARREN_FUZZTIME=30s ./scripts/test.sh   longer fuzz runs
+# Needs root for Debian packages and network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzztime=${WARREN_FUZZTIME:-10s}
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "debian packages"
+want=$(grep -hv '^\s*#' scripts/deps/*.txt | sed '/^\s*$/d' | sort -u)
+missing=()
+for p in $want; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "ok: $(echo $want | wc -w) packages"
+
+step "go modules"
+go mod download
+go mod verify
+
+step "build"
+go build -o bin/ ./cmd/...
+
+step "gofmt"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then echo "gofmt would change: $bad" >&2; exit 1; fi
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+go tool staticcheck ./...
+
+step "unit and integration tests (race)"
+go test -race -count=1 -timeout 20m ./...
+
+step "fuzz"
+# Every FuzzXxx function in the repo, each for a short run.
+grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r f; do
+	for name in $(grep -o '^func Fuzz[A-Za-z0-9_]*' "$f" | cut -d' ' -f2); do
+		go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "./$(dirname "$f")"
+	done
+done
+
+step "done"
