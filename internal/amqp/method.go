@@ -1,0 +1,46 @@
+package amqp
+
+import "fmt"
+
+// Method is one AMQP method with its arguments. The concrete types are the
+// generated structs (ConnectionStart, BasicPublish, ...); switch on them.
+type Method interface {
+	// ID returns the class and method ids.
+	ID() (class, method uint16)
+	// Name returns the method's name as the spec writes it, "basic.publish".
+	Name() string
+	// HasContent reports whether a content header and body follow.
+	HasContent() bool
+
+	read(*decoder)
+	write(*encoder)
+}
+
+// UnknownMethodError is returned by DecodeMethod for class and method ids
+// that AMQP 0-9-1 does not define.
+type UnknownMethodError struct {
+	Class, Method uint16
+}
+
+func (e *UnknownMethodError) Error() string {
+	return fmt.Sprintf("amqp: unknown method %d.%d", e.Class, e.Method)
+}
+
+// DecodeMethod decodes a method frame payload. Strings and tables in the
+// result are copies: the method stays valid after the payload is reused.
+func DecodeMethod(p []byte) (Method, error) {
+	d := decoder{buf: p}
+	class, id := d.short(), d.short()
+	if d.err != nil {
+		return nil, fmt.Errorf("decode method: %w", d.err)
+	}
+	m := newMethod(class, id)
+	if m == nil {
+		return nil, &UnknownMethodError{Class: class, Method: id}
+	}
+	m.read(&d)
+	if d.err != nil {
+		return nil, fmt.Errorf("decode %s: %w", m.Name(), d.err)
+	}
+	return m, nil
+}
