@@ -1,0 +1,225 @@
+package meta
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// fsm applies commands to the state. Apply and Snapshot run on Raft's FSM
+// goroutine; Restore runs alone; reads come from any goroutine under mu.
+type fsm struct {
+	mu       sync.RWMutex // guards st
+	st       *state
+	observer Observer // immutable; may be nil
+}
+
+// result is what Apply returns to the node for one command.
+type result struct {
+	value any
+	err   error
+}
+
+// Apply implements raft.FSM.
+func (f *fsm) Apply(l *raft.Log) any {
+	if len(l.Data) == 0 {
+		return result{}
+	}
+	t := CommandType(l.Data[0])
+	var c command
+	if err := json.Unmarshal(l.Data[1:], &c); err != nil {
+		// The log is written only by this package: a body that does not
+		// parse means the log is corrupt, and applying around it would
+		// diverge from the other members.
+		panic(fmt.Sprintf("meta: command %d at index %d does not decode: %v", t, l.Index, err))
+	}
+	var events []Event
+	ev := func(e Event) { events = append(events, e) }
+	f.mu.Lock()
+	res := f.applyLocked(t, &c, ev, l.Index)
+	f.mu.Unlock()
+	if f.observer != nil {
+		for _, e := range events {
+			f.observer.Changed(e)
+		}
+	}
+	return res
+}
+
+func (f *fsm) applyLocked(t CommandType, c *command, ev emit, index uint64) result {
+	s := f.st
+	switch t {
+	case CmdPutVHost:
+		s.putVHost(*c.VHost, ev)
+		return result{}
+	case CmdDeleteVHost:
+		return result{err: s.deleteVHost(c.Target, ev)}
+	case CmdPutUser:
+		u := *c.User
+		s.users[u.Name] = &u
+		ev(Event{Kind: UserChanged, Name: u.Name})
+		return result{}
+	case CmdDeleteUser:
+		if _, ok := s.users[c.Target]; !ok {
+			return result{err: fmt.Errorf("%w: user '%s'", ErrNotFound, c.Target)}
+		}
+		delete(s.users, c.Target)
+		for k := range s.perms {
+			if k[0] == c.Target {
+				delete(s.perms, k)
+			}
+		}
+		ev(Event{Kind: UserDeleted, Name: c.Target})
+		return result{}
+	case CmdSetPermission:
+		p := *c.Permission
+		if _, err := s.vhost(p.VHost); err != nil {
+			return result{err: err}
+		}
+		if _, ok := s.users[p.User]; !ok {
+			return result{err: fmt.Errorf("%w: user '%s'", ErrNotFound, p.User)}
+		}
+		s.perms[[2]string{p.User, p.VHost}] = &p
+		ev(Event{Kind: PermissionChanged, VHost: p.VHost, Name: p.User})
+		return result{}
+	case CmdClearPermission:
+		k := [2]string{c.Target, c.VHostName}
+		if _, ok := s.perms[k]; !ok {
+			return result{err: fmt.Errorf("%w: permissions of user '%s' in vhost '%s'", ErrNotFound, c.Target, c.VHostName)}
+		}
+		delete(s.perms, k)
+		ev(Event{Kind: PermissionChanged, VHost: c.VHostName, Name: c.Target})
+		return result{}
+	case CmdDeclareExchange:
+		x, err := s.declareExchange(*c.Exchange, ev)
+		return result{value: x, err: err}
+	case CmdDeleteExchange:
+		v, err := s.vhost(c.VHostName)
+		if err != nil {
+			return result{err: err}
+		}
+		return result{value: s.deleteExchange(v, c.Target, ev)}
+	case CmdDeclareQueue:
+		q, err := s.declareQueue(*c.Queue, ev)
+		return result{value: q, err: err}
+	case CmdDeleteQueue:
+		v, err := s.vhost(c.VHostName)
+		if err != nil {
+			return result{err: err}
+		}
+		return result{value: s.deleteQueue(v, c.Target, ev)}
+	case CmdBind:
+		return result{err: s.bind(*c.Binding, ev)}
+	case CmdUnbind:
+		ok, err := s.unbind(*c.Binding, ev)
+		return result{value: ok, err: err}
+	}
+	if t&IgnorableFlag != 0 {
+		return result{}
+	}
+	panic(fmt.Sprintf("meta: unknown command type %d at index %d", t, index))
+}
+
+// snapshotData is the whole state in the form snapshots store it.
+type snapshotData struct {
+	VHosts      []VHost      `json:"vhosts"`
+	Users       []User       `json:"users"`
+	Permissions []Permission `json:"permissions"`
+	Exchanges   []Exchange   `json:"exchanges"`
+	Queues      []Queue      `json:"queues"`
+	Bindings    []Binding    `json:"bindings"`
+}
+
+func (s *state) export() *snapshotData {
+	d := &snapshotData{}
+	for _, vn := range sortedKeys(s.vhosts) {
+		v := s.vhosts[vn]
+		d.VHosts = append(d.VHosts, v.def)
+		for _, k := range sortedKeys(v.exchanges) {
+			d.Exchanges = append(d.Exchanges, *v.exchanges[k])
+		}
+		for _, k := range sortedKeys(v.queues) {
+			d.Queues = append(d.Queues, *v.queues[k])
+		}
+		for _, k := range sortedKeys(v.bindings) {
+			d.Bindings = append(d.Bindings, *v.bindings[k])
+		}
+	}
+	for _, k := range sortedKeys(s.users) {
+		d.Users = append(d.Users, *s.users[k])
+	}
+	for _, p := range s.perms {
+		d.Permissions = append(d.Permissions, *p)
+	}
+	return d
+}
+
+// Snapshot implements raft.FSM. It copies the state, so Persist can run
+// while commands keep applying.
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	d := f.st.export()
+	f.mu.RUnlock()
+	return &fsmSnapshot{data: d}, nil
+}
+
+// Restore implements raft.FSM: the state is rebuilt from the snapshot and
+// swapped in whole.
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var d snapshotData
+	if err := json.NewDecoder(rc).Decode(&d); err != nil {
+		return fmt.Errorf("restore meta snapshot: %w", err)
+	}
+	s := newState()
+	nop := func(Event) {}
+	for _, v := range d.VHosts {
+		s.vhosts[v.Name] = &vhostState{def: v, exchanges: map[string]*Exchange{}, queues: map[string]*Queue{}, bindings: map[string]*Binding{}}
+	}
+	for i := range d.Exchanges {
+		if v, ok := s.vhosts[d.Exchanges[i].VHost]; ok {
+			v.exchanges[d.Exchanges[i].Name] = &d.Exchanges[i]
+		}
+	}
+	for i := range d.Queues {
+		s.declareQueue(d.Queues[i], nop)
+	}
+	for _, b := range d.Bindings {
+		s.bind(b, nop)
+	}
+	for i := range d.Users {
+		s.users[d.Users[i].Name] = &d.Users[i]
+	}
+	for i := range d.Permissions {
+		p := &d.Permissions[i]
+		s.perms[[2]string{p.User, p.VHost}] = p
+	}
+	f.mu.Lock()
+	f.st = s
+	f.mu.Unlock()
+	if f.observer != nil {
+		f.observer.Changed(Event{Kind: StateReset})
+	}
+	return nil
+}
+
+type fsmSnapshot struct {
+	data *snapshotData
+}
+
+func (d *snapshotData) write(w io.Writer) error {
+	return json.NewEncoder(w).Encode(d)
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.data.write(sink); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("persist meta snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,120 @@
+package meta
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+
+	"github.com/warren-mq/warren/internal/amqp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (r *recorder) Changed(e Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+func (r *recorder) count(k EventKind) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+func openTest(t *testing.T, obs Observer) *Node {
+	t.Helper()
+	n, err := Open(context.Background(), Config{NodeID: "test@localhost", Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+func TestDefinitionsCascade(t *testing.T) {
+	rec := &recorder{}
+	n := openTest(t, rec)
+	ctx := context.Background()
+	if err := n.PutVHost(ctx, VHost{Name: "/"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := n.Exchange("/", "amq.topic"); !ok {
+		t.Fatal("vhost lacks amq.topic")
+	}
+	q := Queue{VHost: "/", Name: "q", Durable: true, Arguments: Args{amqp.Table{"x-max-length": int64(5)}}}
+	if _, err := n.DeclareQueue(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := n.DeclareQueue(ctx, Queue{VHost: "/", Name: "q"})
+	if !errors.Is(err, ErrExists) || !cur.Durable || cur.Arguments.Table["x-max-length"] != int64(5) {
+		t.Fatalf("redeclare: %+v %v", cur, err)
+	}
+	if _, err := n.DeclareExchange(ctx, Exchange{VHost: "/", Name: "ad", Type: "fanout", AutoDelete: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Bind(ctx, Binding{VHost: "/", Source: "ad", Destination: "q", DestinationType: DestQueue}); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Bind(ctx, Binding{VHost: "/", Source: "ad", Destination: "missing", DestinationType: DestQueue}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("bind to missing queue: %v", err)
+	}
+	// Deleting the queue removes its binding, and with it the auto-delete
+	// exchange that has nothing bound any more.
+	if ok, err := n.DeleteQueue(ctx, "/", "q"); !ok || err != nil {
+		t.Fatalf("delete: %v %v", ok, err)
+	}
+	if _, ok := n.Exchange("/", "ad"); ok {
+		t.Fatal("auto-delete exchange survived its last binding")
+	}
+	if rec.count(BindingRemoved) != 1 || rec.count(ExchangeDeleted) != 1 || rec.count(QueueDeleted) != 1 {
+		t.Fatalf("events: %+v", rec.events)
+	}
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	n := openTest(t, nil)
+	ctx := context.Background()
+	n.PutVHost(ctx, VHost{Name: "v"})
+	n.PutUser(ctx, User{Name: "u", PasswordHash: "x", HashingAlgorithm: "rabbit_password_hashing_sha256"})
+	n.SetPermission(ctx, Permission{User: "u", VHost: "v", Configure: ".*", Write: ".*", Read: ".*"})
+	n.DeclareQueue(ctx, Queue{VHost: "v", Name: "q", Arguments: Args{amqp.Table{"x-message-ttl": int32(10)}}})
+	n.Bind(ctx, Binding{VHost: "v", Source: "amq.direct", Destination: "q", DestinationType: DestQueue, RoutingKey: "k"})
+
+	snap, err := n.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := snap.(*fsmSnapshot).data.write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	f := &fsm{st: newState(), observer: rec}
+	if err := f.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	got := f.st.export()
+	want := n.Snapshot()
+	if len(got.Queues) != 1 || len(got.Bindings) != len(want.Bindings) || len(got.Permissions) != 1 || got.Queues[0].Arguments.Table["x-message-ttl"] != int32(10) {
+		t.Fatalf("restored %+v, want %+v", got, want)
+	}
+	if rec.count(StateReset) != 1 {
+		t.Fatal("restore did not announce a reset")
+	}
+}

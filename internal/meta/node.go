@@ -1,0 +1,251 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+)
+
+// Config configures a Node. Zero values mean the defaults in each field's
+// doc.
+type Config struct {
+	// NodeID is this member's Raft id, the node name (rabbit@host style).
+	NodeID string
+	// Observer, if set, learns of every applied change.
+	Observer Observer
+	// Logger receives Raft's warnings and errors. Default: discard.
+	Logger *slog.Logger
+	// ApplyTimeout bounds one command when the context has no deadline.
+	// Default 10s.
+	ApplyTimeout time.Duration
+}
+
+// Node is one member of the definitions Raft group. It is safe for
+// concurrent use.
+type Node struct {
+	cfg       Config
+	fsm       *fsm
+	raft      *raft.Raft
+	transport *raft.InmemTransport
+}
+
+// Open starts a Node as the single voter of a new group and waits until it
+// leads, so that Apply works as soon as Open returns.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.NodeID == "" {
+		return nil, errors.New("meta: NodeID is required")
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	f := &fsm{st: newState(), observer: cfg.Observer}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	// One voter: there is nobody to wait for, so elect at once.
+	rc.HeartbeatTimeout = 50 * time.Millisecond
+	rc.ElectionTimeout = 50 * time.Millisecond
+	rc.LeaderLeaseTimeout = 50 * time.Millisecond
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: io.Discard, Level: hclog.Off})
+	addr, transport := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+	logs := raft.NewInmemStore()
+	snaps := raft.NewInmemSnapshotStore()
+	if err := raft.BootstrapCluster(rc, logs, logs, snaps, transport, raft.Configuration{
+		Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}},
+	}); err != nil {
+		return nil, fmt.Errorf("bootstrap meta raft: %w", err)
+	}
+	r, err := raft.NewRaft(rc, f, logs, logs, snaps, transport)
+	if err != nil {
+		return nil, fmt.Errorf("start meta raft: %w", err)
+	}
+	n := &Node{cfg: cfg, fsm: f, raft: r, transport: transport}
+	for r.State() != raft.Leader {
+		select {
+		case <-ctx.Done():
+			n.Close()
+			return nil, fmt.Errorf("wait for meta leadership: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return n, nil
+}
+
+// Close stops Raft and waits for its goroutines.
+func (n *Node) Close() error {
+	err := n.raft.Shutdown().Error()
+	n.transport.Close()
+	if err != nil {
+		return fmt.Errorf("shut down meta raft: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) apply(ctx context.Context, t CommandType, c *command) (any, error) {
+	data, err := encodeCommand(t, c)
+	if err != nil {
+		return nil, err
+	}
+	timeout := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	fut := n.raft.Apply(data, timeout)
+	if err := fut.Error(); err != nil {
+		return nil, fmt.Errorf("apply meta command %d: %w", t, err)
+	}
+	res := fut.Response().(result)
+	return res.value, res.err
+}
+
+// PutVHost creates a vhost, with its built-in exchanges, or updates its
+// description and tags.
+func (n *Node) PutVHost(ctx context.Context, v VHost) error {
+	_, err := n.apply(ctx, CmdPutVHost, &command{VHost: &v})
+	return err
+}
+
+// DeleteVHost deletes a vhost and everything in it.
+func (n *Node) DeleteVHost(ctx context.Context, name string) error {
+	_, err := n.apply(ctx, CmdDeleteVHost, &command{Target: name})
+	return err
+}
+
+// PutUser creates or replaces a user.
+func (n *Node) PutUser(ctx context.Context, u User) error {
+	_, err := n.apply(ctx, CmdPutUser, &command{User: &u})
+	return err
+}
+
+// DeleteUser deletes a user and its permissions.
+func (n *Node) DeleteUser(ctx context.Context, name string) error {
+	_, err := n.apply(ctx, CmdDeleteUser, &command{Target: name})
+	return err
+}
+
+// SetPermission sets a user's permissions in a vhost.
+func (n *Node) SetPermission(ctx context.Context, p Permission) error {
+	_, err := n.apply(ctx, CmdSetPermission, &command{Permission: &p})
+	return err
+}
+
+// ClearPermission removes a user's permissions in a vhost.
+func (n *Node) ClearPermission(ctx context.Context, user, vhost string) error {
+	_, err := n.apply(ctx, CmdClearPermission, &command{Target: user, VHostName: vhost})
+	return err
+}
+
+// DeclareExchange creates an exchange. If one of that name exists it is
+// returned with ErrExists, unchanged, for the caller to compare.
+func (n *Node) DeclareExchange(ctx context.Context, x Exchange) (Exchange, error) {
+	v, err := n.apply(ctx, CmdDeclareExchange, &command{Exchange: &x})
+	cur, _ := v.(Exchange)
+	return cur, err
+}
+
+// DeleteExchange deletes an exchange and its bindings; it reports whether
+// the exchange existed.
+func (n *Node) DeleteExchange(ctx context.Context, vhost, name string) (bool, error) {
+	v, err := n.apply(ctx, CmdDeleteExchange, &command{Target: name, VHostName: vhost})
+	ok, _ := v.(bool)
+	return ok, err
+}
+
+// DeclareQueue creates a queue. If one of that name exists it is returned
+// with ErrExists, unchanged, for the caller to compare.
+func (n *Node) DeclareQueue(ctx context.Context, q Queue) (Queue, error) {
+	v, err := n.apply(ctx, CmdDeclareQueue, &command{Queue: &q})
+	cur, _ := v.(Queue)
+	return cur, err
+}
+
+// DeleteQueue deletes a queue and its bindings; it reports whether the
+// queue existed.
+func (n *Node) DeleteQueue(ctx context.Context, vhost, name string) (bool, error) {
+	v, err := n.apply(ctx, CmdDeleteQueue, &command{Target: name, VHostName: vhost})
+	ok, _ := v.(bool)
+	return ok, err
+}
+
+// Bind adds a binding; adding one that exists does nothing.
+func (n *Node) Bind(ctx context.Context, b Binding) error {
+	_, err := n.apply(ctx, CmdBind, &command{Binding: &b})
+	return err
+}
+
+// Unbind removes a binding and reports whether it existed.
+func (n *Node) Unbind(ctx context.Context, b Binding) (bool, error) {
+	v, err := n.apply(ctx, CmdUnbind, &command{Binding: &b})
+	ok, _ := v.(bool)
+	return ok, err
+}
+
+// User returns a user by name.
+func (n *Node) User(name string) (User, bool) {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	u, ok := n.fsm.st.users[name]
+	if !ok {
+		return User{}, false
+	}
+	return *u, true
+}
+
+// Permission returns a user's permissions in a vhost.
+func (n *Node) Permission(user, vhost string) (Permission, bool) {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	p, ok := n.fsm.st.perms[[2]string{user, vhost}]
+	if !ok {
+		return Permission{}, false
+	}
+	return *p, true
+}
+
+// VHostExists reports whether a vhost exists.
+func (n *Node) VHostExists(name string) bool {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	_, ok := n.fsm.st.vhosts[name]
+	return ok
+}
+
+// Exchange returns an exchange's definition.
+func (n *Node) Exchange(vhost, name string) (Exchange, bool) {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	if v, ok := n.fsm.st.vhosts[vhost]; ok {
+		if x, ok := v.exchanges[name]; ok {
+			return *x, true
+		}
+	}
+	return Exchange{}, false
+}
+
+// Queue returns a queue's definition.
+func (n *Node) Queue(vhost, name string) (Queue, bool) {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	if v, ok := n.fsm.st.vhosts[vhost]; ok {
+		if q, ok := v.queues[name]; ok {
+			return *q, true
+		}
+	}
+	return Queue{}, false
+}
+
+// Definitions is a copy of the whole state, sorted by name.
+type Definitions = snapshotData
+
+// Snapshot returns a copy of every definition.
+func (n *Node) Snapshot() *Definitions {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	return n.fsm.st.export()
+}
