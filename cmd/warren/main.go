@@ -3,11 +3,116 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/warren-mq/warren/internal/broker"
+	"github.com/warren-mq/warren/internal/config"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "warren: not yet runnable")
-	os.Exit(1)
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "warren:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	cfg := config.Defaults()
+	fs := flag.NewFlagSet("warren", flag.ContinueOnError)
+	configFile := fs.String("config", os.Getenv("RABBITMQ_CONFIG_FILE"), "rabbitmq.conf-style configuration file")
+	dataDir := fs.String("data-dir", "", "data directory (default "+cfg.DataDir+")")
+	amqpListen := fs.String("amqp-listen", "", "AMQP listen address (default "+cfg.AMQPListen+")")
+	mgmtListen := fs.String("mgmt-listen", "", "management HTTP listen address (default "+cfg.MgmtListen+")")
+	clusterListen := fs.String("cluster-listen", "", "cluster listen address (default "+cfg.ClusterListen+")")
+	nodeName := fs.String("node-name", "", "node name, name@host (default "+cfg.NodeName+")")
+	check := fs.Bool("t", false, "check the configuration and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *configFile != "" {
+		if err := cfg.LoadFile(*configFile); err != nil {
+			return err
+		}
+	}
+	override := func(flagVal string, dst *string) {
+		if flagVal != "" {
+			*dst = flagVal
+		}
+	}
+	override(*dataDir, &cfg.DataDir)
+	override(*amqpListen, &cfg.AMQPListen)
+	override(*mgmtListen, &cfg.MgmtListen)
+	override(*clusterListen, &cfg.ClusterListen)
+	override(*nodeName, &cfg.NodeName)
+	if *check {
+		fmt.Println("configuration ok")
+		return nil
+	}
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)}))
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	srv, err := broker.New(ctx, broker.Config{
+		NodeName:         cfg.NodeName,
+		Logger:           logger,
+		FrameMax:         cfg.FrameMax,
+		ChannelMax:       cfg.ChannelMax,
+		Heartbeat:        cfg.Heartbeat,
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		DefaultUser:      cfg.DefaultUser,
+		DefaultPass:      cfg.DefaultPass,
+		DefaultVHost:     cfg.DefaultVHost,
+		LoopbackUsers:    cfg.LoopbackUsers,
+	})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.AMQPListen)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("listen for AMQP: %w", err)
+	}
+	logger.Info("node started", "node", cfg.NodeName, "amqp", l.Addr().String(), "data_dir", cfg.DataDir, "version", broker.Version)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(l) }()
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping node", "reason", "signal")
+	case err = <-serveErr:
+	}
+	if cerr := srv.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = <-serveErr
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	logger.Info("node stopped")
+	return err
+}
+
+func logLevel(s string) slog.Level {
+	switch s {
+	case "debug":
+		return slog.LevelDebug
+	case "warning":
+		return slog.LevelWarn
+	case "error", "critical", "none":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }

@@ -1,0 +1,337 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/warren-mq/warren/internal/broker"
+	"strings"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+func TestPublishConsumeAck(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	c := dial(t, url)
+	ch := openChannel(t, c)
+	q, err := ch.QueueDeclare("work", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 100))
+	for i := range 50 {
+		publish(t, ch, "", q.Name, amqp091.Publishing{Body: []byte(fmt.Sprint(i)), Headers: amqp091.Table{"n": int32(i)}})
+	}
+	for i := range 50 {
+		cf := <-confirms
+		if !cf.Ack || cf.DeliveryTag != uint64(i+1) {
+			t.Fatalf("confirm %d: %+v", i, cf)
+		}
+	}
+	if err := ch.Qos(10, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ch.Consume(q.Name, "c1", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		d := recv(t, ds)
+		if string(d.Body) != fmt.Sprint(i) || d.Headers["n"] != int32(i) || d.Redelivered {
+			t.Fatalf("delivery %d: body %q headers %v redelivered %v", i, d.Body, d.Headers, d.Redelivered)
+		}
+		if err := d.Ack(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q2, err := ch.QueueDeclarePassive("work", false, false, false, false, nil)
+	if err != nil || q2.Messages != 0 || q2.Consumers != 1 {
+		t.Fatalf("passive declare: %+v %v", q2, err)
+	}
+}
+
+func TestPrefetchLimitsUnacked(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	q, _ := ch.QueueDeclare("", false, true, true, false, nil)
+	for i := range 20 {
+		publish(t, ch, "", q.Name, amqp091.Publishing{Body: []byte{byte(i)}})
+	}
+	ch.Qos(5, 0, false)
+	ds, _ := ch.Consume(q.Name, "", false, false, false, false, nil)
+	var got []amqp091.Delivery
+	for range 5 {
+		got = append(got, recv(t, ds))
+	}
+	select {
+	case d := <-ds:
+		t.Fatalf("sixth delivery %v while five are unacked with prefetch 5", d.DeliveryTag)
+	case <-time.After(200 * time.Millisecond):
+	}
+	got[4].Ack(true)
+	for range 5 {
+		recv(t, ds)
+	}
+}
+
+func TestRequeueKeepsPositionAndMarksRedelivered(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	q, _ := ch.QueueDeclare("", false, true, true, false, nil)
+	for _, b := range []string{"a", "b", "c"} {
+		publish(t, ch, "", q.Name, amqp091.Publishing{Body: []byte(b)})
+	}
+	d, ok, err := ch.Get(q.Name, false)
+	if !ok || err != nil || string(d.Body) != "a" || d.MessageCount != 2 {
+		t.Fatalf("get: %q %v %v count %d", d.Body, ok, err, d.MessageCount)
+	}
+	d2, _, _ := ch.Get(q.Name, false)
+	if err := d.Nack(false, true); err != nil {
+		t.Fatal(err)
+	}
+	d3, _, _ := ch.Get(q.Name, true)
+	if string(d3.Body) != "a" || !d3.Redelivered {
+		t.Fatalf("after requeue got %q redelivered=%v, want a redelivered", d3.Body, d3.Redelivered)
+	}
+	d2.Reject(false)
+	d4, _, _ := ch.Get(q.Name, true)
+	if string(d4.Body) != "c" {
+		t.Fatalf("got %q, want c", d4.Body)
+	}
+	if _, ok, _ := ch.Get(q.Name, true); ok {
+		t.Fatal("queue should be empty")
+	}
+}
+
+func TestUnackedRequeuedWhenChannelCloses(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	c := dial(t, url)
+	ch := openChannel(t, c)
+	q, _ := ch.QueueDeclare("rq", false, false, false, false, nil)
+	publish(t, ch, "", q.Name, amqp091.Publishing{Body: []byte("x")})
+	ch2 := openChannel(t, c)
+	ds, _ := ch2.Consume(q.Name, "", false, false, false, false, nil)
+	recv(t, ds)
+	ch2.Close()
+	d, ok, _ := ch.Get(q.Name, true)
+	if !ok || !d.Redelivered || string(d.Body) != "x" {
+		t.Fatalf("after close: ok=%v %q redelivered=%v", ok, d.Body, d.Redelivered)
+	}
+}
+
+func TestExchangeTypes(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	declare := func(name string) string {
+		q, err := ch.QueueDeclare(name, false, true, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q.Name
+	}
+	count := func(name string) int {
+		q, err := ch.QueueDeclarePassive(name, false, true, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q.Messages
+	}
+	ch.ExchangeDeclare("t", "topic", false, true, false, false, nil)
+	ch.ExchangeDeclare("f", "fanout", false, true, false, false, nil)
+	ch.ExchangeDeclare("h", "headers", false, true, false, false, nil)
+	for _, n := range []string{"star", "hash", "exact", "fan", "hall", "hany", "e2e"} {
+		declare(n)
+	}
+	ch.QueueBind("star", "a.*.c", "t", false, nil)
+	ch.QueueBind("hash", "a.#", "t", false, nil)
+	ch.QueueBind("exact", "a.b.c", "t", false, nil)
+	ch.QueueBind("fan", "ignored", "f", false, nil)
+	ch.QueueBind("hall", "", "h", false, amqp091.Table{"x-match": "all", "k1": "v1", "k2": int32(2)})
+	ch.QueueBind("hany", "", "h", false, amqp091.Table{"x-match": "any", "k1": "v1", "k2": int32(2)})
+	// Exchange-to-exchange: t routes a.# on to f as well.
+	if err := ch.ExchangeBind("f", "a.b.#", "t", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch.QueueBind("e2e", "", "f", false, nil)
+
+	publish(t, ch, "t", "a.b.c", amqp091.Publishing{})                                              // star hash exact + fan e2e
+	publish(t, ch, "t", "a", amqp091.Publishing{})                                                  // hash
+	publish(t, ch, "t", "a.x.y.c", amqp091.Publishing{})                                            // hash
+	publish(t, ch, "h", "", amqp091.Publishing{Headers: amqp091.Table{"k1": "v1"}})                 // hany
+	publish(t, ch, "h", "", amqp091.Publishing{Headers: amqp091.Table{"k1": "v1", "k2": int64(2)}}) // hall hany
+	want := map[string]int{"star": 1, "hash": 3, "exact": 1, "fan": 1, "e2e": 1, "hall": 1, "hany": 2}
+	for name, n := range want {
+		if got := count(name); got != n {
+			t.Errorf("queue %s has %d messages, want %d", name, got, n)
+		}
+	}
+}
+
+func TestMandatoryReturn(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	returns := ch.NotifyReturn(make(chan amqp091.Return, 1))
+	if err := ch.PublishWithContext(context.Background(), "amq.direct", "nowhere", true, false, amqp091.Publishing{Body: []byte("r")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-returns:
+		if r.ReplyCode != 312 || r.ReplyText != "NO_ROUTE" || string(r.Body) != "r" || r.RoutingKey != "nowhere" {
+			t.Fatalf("return: %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no basic.return")
+	}
+}
+
+// amqpErr returns the *amqp091.Error a channel was closed with.
+func amqpErr(t *testing.T, err error) *amqp091.Error {
+	t.Helper()
+	var e *amqp091.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("err = %v (%T), want *amqp.Error", err, err)
+	}
+	return e
+}
+
+func TestChannelErrors(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	c := dial(t, url)
+	cases := []struct {
+		name string
+		do   func(ch *amqp091.Channel) error
+		code int
+		text string
+	}{
+		{"missing queue", func(ch *amqp091.Channel) error {
+			_, err := ch.QueueDeclarePassive("nope", false, false, false, false, nil)
+			return err
+		}, 404, "NOT_FOUND - no queue 'nope' in vhost '/'"},
+		{"inequivalent durable", func(ch *amqp091.Channel) error {
+			ch.QueueDeclare("q", false, false, false, false, nil)
+			_, err := ch.QueueDeclare("q", true, false, false, false, nil)
+			return err
+		}, 406, "PRECONDITION_FAILED - inequivalent arg 'durable' for queue 'q' in vhost '/': received 'true' but current is 'false'"},
+		{"inequivalent arg", func(ch *amqp091.Channel) error {
+			ch.QueueDeclare("qa", false, false, false, false, amqp091.Table{"x-max-length": int32(5)})
+			_, err := ch.QueueDeclare("qa", false, false, false, false, nil)
+			return err
+		}, 406, "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'qa' in vhost '/': received none but current is the value '5' of type 'signedint'"},
+		{"unknown delivery tag", func(ch *amqp091.Channel) error {
+			ch.Ack(42, false)
+			_, err := ch.QueueDeclare("after", false, false, false, false, nil)
+			return err
+		}, 406, "PRECONDITION_FAILED - unknown delivery tag 42"},
+		{"missing exchange", func(ch *amqp091.Channel) error {
+			ch.PublishWithContext(context.Background(), "nope", "", false, false, amqp091.Publishing{})
+			_, err := ch.QueueDeclare("after2", false, false, false, false, nil)
+			return err
+		}, 404, "NOT_FOUND - no exchange 'nope' in vhost '/'"},
+		{"reserved name", func(ch *amqp091.Channel) error {
+			_, err := ch.QueueDeclare("amq.mine", false, false, false, false, nil)
+			return err
+		}, 403, "ACCESS_REFUSED - queue name 'amq.mine' contains reserved prefix 'amq.*'"},
+		{"default exchange bind", func(ch *amqp091.Channel) error {
+			ch.QueueDeclare("qb", false, false, false, false, nil)
+			return ch.QueueBind("qb", "k", "", false, nil)
+		}, 403, "ACCESS_REFUSED - operation not permitted on the default exchange"},
+		{"delete if-empty", func(ch *amqp091.Channel) error {
+			ch.QueueDeclare("qe", false, false, false, false, nil)
+			ch.PublishWithContext(context.Background(), "", "qe", false, false, amqp091.Publishing{})
+			_, err := ch.QueueDelete("qe", false, true, false)
+			return err
+		}, 406, "PRECONDITION_FAILED - queue 'qe' in vhost '/' is not empty"},
+		{"inequivalent exchange type", func(ch *amqp091.Channel) error {
+			return ch.ExchangeDeclare("amq.direct", "fanout", true, false, false, false, nil)
+		}, 406, "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'amq.direct' in vhost '/': received 'fanout' but current is 'direct'"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := openChannel(t, c)
+			e := amqpErr(t, tc.do(ch))
+			if e.Code != tc.code || e.Reason != tc.text {
+				t.Fatalf("got %d %q\nwant %d %q", e.Code, e.Reason, tc.code, tc.text)
+			}
+		})
+	}
+	// None of that touched the connection.
+	if c.IsClosed() {
+		t.Fatal("channel errors closed the connection")
+	}
+}
+
+func TestExclusiveQueue(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	c1 := dial(t, url)
+	ch1 := openChannel(t, c1)
+	if _, err := ch1.QueueDeclare("mine", false, false, true, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch2 := openChannel(t, dial(t, url))
+	_, err := ch2.QueueDeclarePassive("mine", false, false, true, false, nil)
+	if e := amqpErr(t, err); e.Code != 405 || !strings.HasPrefix(e.Reason, "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue 'mine'") {
+		t.Fatalf("got %v", e)
+	}
+	c1.Close()
+	ch3 := openChannel(t, dial(t, url))
+	if _, err := ch3.QueueDeclarePassive("mine", false, false, true, false, nil); amqpErr(t, err).Code != 404 {
+		t.Fatal("exclusive queue survived its connection")
+	}
+}
+
+func TestLoginRefused(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	bad := strings.Replace(url, "guest:guest", "guest:wrong", 1)
+	// amqp091-go does not announce authentication_failure_close, so, as
+	// RabbitMQ does for such clients, the socket is simply closed.
+	if _, err := amqp091.Dial(bad); err != amqp091.ErrCredentials {
+		t.Fatalf("wrong password: %v, want ErrCredentials", err)
+	}
+	_, err := amqp091.Dial(strings.TrimSuffix(url, "/") + "/nosuchvhost")
+	if e := amqpErr(t, err); e.Code != 530 {
+		t.Fatalf("unknown vhost: %v", e)
+	}
+}
+
+func TestTransactions(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	q, _ := ch.QueueDeclare("", false, true, true, false, nil)
+	if err := ch.Tx(); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ch, "", q.Name, amqp091.Publishing{Body: []byte("1")})
+	if err := ch.TxRollback(); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ch, "", q.Name, amqp091.Publishing{Body: []byte("2")})
+	if n, _ := ch.QueueDeclarePassive(q.Name, false, true, true, false, nil); n.Messages != 0 {
+		t.Fatalf("uncommitted publish visible: %d", n.Messages)
+	}
+	if err := ch.TxCommit(); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := ch.QueueDeclarePassive(q.Name, false, true, true, false, nil); n.Messages != 1 {
+		t.Fatalf("after commit: %d messages, want 1", n.Messages)
+	}
+}
+
+func TestServerCloseSendsConnectionForced(t *testing.T) {
+	s, url := startNode(t, broker.Config{})
+	c := dial(t, url)
+	closed := c.NotifyClose(make(chan *amqp091.Error, 1))
+	s.Close()
+	select {
+	case e := <-closed:
+		if e == nil || e.Code != 320 {
+			t.Fatalf("close: %v", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection not closed")
+	}
+}

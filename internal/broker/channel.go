@@ -1,0 +1,531 @@
+package broker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"sync"
+
+	"github.com/warren-mq/warren/internal/amqp"
+	"github.com/warren-mq/warren/internal/meta"
+	"github.com/warren-mq/warren/internal/queue"
+)
+
+// delivery is a message handed to this channel and not yet settled.
+type delivery struct {
+	tag   uint64
+	q     *localQueue
+	entry queue.Entry
+	cons  *consumer // nil for basic.get
+	done  bool
+}
+
+// consumer is one basic.consume. Its fields are immutable but for
+// inflight, which the channel's mu guards.
+type consumer struct {
+	ch        *channel
+	tag       string
+	q         *localQueue
+	noAck     bool
+	exclusive bool
+	priority  int
+	prefetch  int
+	inflight  int
+}
+
+// Priority implements queue.Consumer.
+func (k *consumer) Priority() int { return k.priority }
+
+// Deliver implements queue.Consumer; called with the queue locked.
+func (k *consumer) Deliver(q *queue.Queue, e queue.Entry) bool {
+	ch := k.ch
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.closed || !ch.flowActive {
+		return false
+	}
+	if !k.noAck {
+		if k.prefetch > 0 && k.inflight >= k.prefetch {
+			return false
+		}
+		if ch.prefetchGlobal > 0 && ch.inflight >= ch.prefetchGlobal {
+			return false
+		}
+	}
+	tag := ch.nextTag + 1
+	m := e.Msg
+	ok := ch.c.out.tryAppend(q, func(b []byte) []byte {
+		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicDeliver{ConsumerTag: k.tag, DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: m.Exchange, RoutingKey: m.RoutingKey})
+		b = amqp.AppendHeaderFrame(b, ch.id, amqp.ClassBasic, uint64(len(m.Body)), m.Properties)
+		return amqp.AppendBodyFrames(b, ch.id, m.Body, ch.c.frameMax)
+	})
+	if !ok {
+		return false
+	}
+	ch.nextTag = tag
+	if k.noAck {
+		q.Settle(1)
+		return true
+	}
+	k.inflight++
+	ch.inflight++
+	ch.unacked = append(ch.unacked, delivery{tag: tag, q: k.q, entry: e, cons: k})
+	return true
+}
+
+// channel is one AMQP channel. Methods run on the connection's reader;
+// deliveries arrive from queues on any goroutine, under mu.
+type channel struct {
+	c  *conn
+	id uint16
+
+	// Reader goroutine only.
+	closing     bool
+	confirm     bool
+	publishSeq  uint64
+	confirmed   uint64 // highest seq confirmed to the client
+	toConfirm   uint64 // highest seq ready to confirm
+	queuedForCf bool
+	tx          bool
+	txPublishes []*pendingPublish
+	txAcks      []txAck
+	publishing  *pendingPublish
+	consumers   map[string]*consumer
+	prefetch    int // for consumers created from now on
+	permCache   map[permKey]bool
+	permGen     uint64
+	routeBuf    []*localQueue
+
+	mu             sync.Mutex // guards below
+	closed         bool
+	flowActive     bool
+	nextTag        uint64
+	unacked        []delivery // in tag order; settled ones marked done
+	inflight       int        // unsettled deliveries to acking consumers
+	prefetchGlobal int
+}
+
+type pendingPublish struct {
+	method   *amqp.BasicPublish
+	props    []byte
+	summary  amqp.PropertySummary
+	body     []byte
+	size     uint64
+	received uint64
+}
+
+type txAck struct {
+	tag      uint64
+	multiple bool
+	nack     bool
+	requeue  bool
+}
+
+func newChannel(c *conn, id uint16) *channel {
+	return &channel{c: c, id: id, flowActive: true, consumers: map[string]*consumer{}}
+}
+
+func (ch *channel) ctx() context.Context { return ch.c.s.ctx() }
+
+// fail closes the channel with a channel error.
+func (ch *channel) fail(e *amqpError) {
+	var class, method uint16
+	if e.method != nil {
+		class, method = e.method.ID()
+	}
+	ch.c.log.Debug("channel error", "channel", ch.id, "code", e.code, "text", e.text)
+	ch.closing = true
+	ch.release()
+	ch.c.sendMethod(ch.id, &amqp.ChannelClose{ReplyCode: e.code, ReplyText: e.text, ClassID: class, MethodID: method})
+}
+
+// release stops deliveries and requeues everything unacked.
+func (ch *channel) release() {
+	for _, k := range ch.consumers {
+		ch.removeConsumer(k)
+	}
+	ch.consumers = map[string]*consumer{}
+	ch.mu.Lock()
+	ch.closed = true
+	pending := ch.unacked
+	ch.unacked = nil
+	ch.inflight = 0
+	ch.mu.Unlock()
+	requeueAll(pending)
+}
+
+func requeueAll(ds []delivery) {
+	byQueue := map[*localQueue][]queue.Entry{}
+	var order []*localQueue
+	for _, d := range ds {
+		if d.done {
+			continue
+		}
+		if _, ok := byQueue[d.q]; !ok {
+			order = append(order, d.q)
+		}
+		byQueue[d.q] = append(byQueue[d.q], d.entry)
+	}
+	for _, q := range order {
+		q.Requeue(byQueue[q])
+	}
+}
+
+// close releases the channel when it or its connection closes.
+func (ch *channel) close() {
+	ch.release()
+}
+
+func (ch *channel) removeConsumer(k *consumer) {
+	left := k.q.RemoveConsumer(k)
+	if left == 0 && k.q.def.AutoDelete {
+		if _, err := ch.c.s.meta.DeleteQueue(ch.ctx(), k.q.VHost, k.q.Name); err != nil {
+			ch.c.log.Warn("delete auto-delete queue", "queue", k.q.Name, "error", err)
+		}
+	}
+}
+
+// queueDeleted tells a consumer's client that its queue is gone, with
+// basic.cancel when the client understands it.
+func (ch *channel) queueDeleted(k *consumer) {
+	if b, _ := ch.c.clientCaps["consumer_cancel_notify"].(bool); b {
+		ch.c.sendMethod(ch.id, &amqp.BasicCancel{ConsumerTag: k.tag, NoWait: true})
+	}
+	// The consumers map belongs to the reader goroutine; the entry is
+	// dropped when the client cancels or the channel closes, and a
+	// deleted queue delivers nothing meanwhile.
+}
+
+func (ch *channel) handleMethod(m amqp.Method) error {
+	if ch.publishing != nil {
+		return connErr(codeUnexpectedFrame, "expected content header for class 60, got non content header frame instead")
+	}
+	switch m := m.(type) {
+	case *amqp.BasicPublish:
+		return ch.startPublish(m)
+	case *amqp.BasicAck:
+		return ch.ack(txAck{tag: m.DeliveryTag, multiple: m.Multiple}, m)
+	case *amqp.BasicNack:
+		return ch.ack(txAck{tag: m.DeliveryTag, multiple: m.Multiple, nack: true, requeue: m.Requeue}, m)
+	case *amqp.BasicReject:
+		return ch.ack(txAck{tag: m.DeliveryTag, nack: true, requeue: m.Requeue}, m)
+	case *amqp.ChannelClose:
+		ch.release()
+		ch.c.sendMethod(ch.id, &amqp.ChannelCloseOk{})
+		delete(ch.c.channels, ch.id)
+		return nil
+	case *amqp.ChannelCloseOk:
+		return nil
+	case *amqp.ChannelFlow:
+		ch.mu.Lock()
+		ch.flowActive = m.Active
+		ch.mu.Unlock()
+		ch.c.sendMethod(ch.id, &amqp.ChannelFlowOk{Active: m.Active})
+		if m.Active {
+			ch.kickConsumers()
+		}
+		return nil
+	case *amqp.AccessRequest:
+		ch.c.sendMethod(ch.id, &amqp.AccessRequestOk{Ticket: 1})
+		return nil
+	case *amqp.ExchangeDeclare:
+		return ch.exchangeDeclare(m)
+	case *amqp.ExchangeDelete:
+		return ch.exchangeDelete(m)
+	case *amqp.ExchangeBind:
+		return ch.bind(m.Source, m.Destination, meta.DestExchange, m.RoutingKey, m.Arguments, true, m.NoWait)
+	case *amqp.ExchangeUnbind:
+		return ch.bind(m.Source, m.Destination, meta.DestExchange, m.RoutingKey, m.Arguments, false, m.NoWait)
+	case *amqp.QueueDeclare:
+		return ch.queueDeclare(m)
+	case *amqp.QueueBind:
+		return ch.bind(m.Exchange, m.Queue, meta.DestQueue, m.RoutingKey, m.Arguments, true, m.NoWait)
+	case *amqp.QueueUnbind:
+		return ch.bind(m.Exchange, m.Queue, meta.DestQueue, m.RoutingKey, m.Arguments, false, false)
+	case *amqp.QueuePurge:
+		return ch.queuePurge(m)
+	case *amqp.QueueDelete:
+		return ch.queueDelete(m)
+	case *amqp.BasicQos:
+		return ch.qos(m)
+	case *amqp.BasicConsume:
+		return ch.consume(m)
+	case *amqp.BasicCancel:
+		if k := ch.consumers[m.ConsumerTag]; k != nil {
+			delete(ch.consumers, m.ConsumerTag)
+			ch.removeConsumer(k)
+		}
+		if !m.NoWait {
+			ch.c.sendMethod(ch.id, &amqp.BasicCancelOk{ConsumerTag: m.ConsumerTag})
+		}
+		return nil
+	case *amqp.BasicGet:
+		return ch.get(m)
+	case *amqp.BasicRecover:
+		ch.recover()
+		ch.c.sendMethod(ch.id, &amqp.BasicRecoverOk{})
+		return nil
+	case *amqp.BasicRecoverAsync:
+		ch.recover()
+		return nil
+	case *amqp.ConfirmSelect:
+		if ch.tx {
+			return chanErr(codePreconditionFail, "cannot switch from tx to confirm mode")
+		}
+		ch.confirm = true
+		if !m.NoWait {
+			ch.c.sendMethod(ch.id, &amqp.ConfirmSelectOk{})
+		}
+		return nil
+	case *amqp.TxSelect:
+		if ch.confirm {
+			return chanErr(codePreconditionFail, "cannot switch from confirm to tx mode")
+		}
+		ch.tx = true
+		ch.c.sendMethod(ch.id, &amqp.TxSelectOk{})
+		return nil
+	case *amqp.TxCommit:
+		return ch.txCommit()
+	case *amqp.TxRollback:
+		if !ch.tx {
+			return chanErr(codePreconditionFail, "channel is not transactional")
+		}
+		ch.txPublishes, ch.txAcks = nil, nil
+		ch.c.sendMethod(ch.id, &amqp.TxRollbackOk{})
+		return nil
+	case *amqp.ChannelOpen:
+		return connErr(codeChannelError, "second 'channel.open' seen")
+	}
+	return connErr(codeCommandInvalid, "%s is not valid on a channel", m.Name())
+}
+
+func (ch *channel) kickConsumers() {
+	for _, k := range ch.consumers {
+		k.q.Kick()
+	}
+}
+
+// recover requeues every unacked delivery on the channel.
+func (ch *channel) recover() {
+	ch.mu.Lock()
+	pending := ch.unacked
+	ch.unacked = nil
+	for _, d := range pending {
+		if !d.done && d.cons != nil {
+			d.cons.inflight--
+		}
+	}
+	ch.inflight = 0
+	ch.mu.Unlock()
+	requeueAll(pending)
+}
+
+// ack settles deliveries for basic.ack, nack and reject.
+func (ch *channel) ack(a txAck, m amqp.Method) error {
+	if ch.tx {
+		if err := ch.checkTag(a.tag, a.multiple); err != nil {
+			return err
+		}
+		ch.txAcks = append(ch.txAcks, a)
+		return nil
+	}
+	return ch.settle(a)
+}
+
+func (ch *channel) checkTag(tag uint64, multiple bool) error {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if multiple && tag == 0 {
+		return nil
+	}
+	if i := ch.findLocked(tag); i < 0 || ch.unacked[i].done {
+		return chanErr(codePreconditionFail, "unknown delivery tag %d", tag)
+	}
+	return nil
+}
+
+func (ch *channel) findLocked(tag uint64) int {
+	lo, hi := 0, len(ch.unacked)
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if ch.unacked[mid].tag < tag {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo < len(ch.unacked) && ch.unacked[lo].tag == tag {
+		return lo
+	}
+	return -1
+}
+
+func (ch *channel) settle(a txAck) error {
+	ch.mu.Lock()
+	var picked []delivery
+	take := func(d *delivery) {
+		picked = append(picked, *d)
+		d.done = true
+		if d.cons != nil {
+			d.cons.inflight--
+			ch.inflight--
+		}
+	}
+	if a.multiple {
+		end := len(ch.unacked)
+		if a.tag != 0 {
+			i := ch.findLocked(a.tag)
+			if i < 0 || ch.unacked[i].done {
+				ch.mu.Unlock()
+				return chanErr(codePreconditionFail, "unknown delivery tag %d", a.tag)
+			}
+			end = i + 1
+		}
+		for i := 0; i < end; i++ {
+			if !ch.unacked[i].done {
+				take(&ch.unacked[i])
+			}
+		}
+	} else {
+		i := ch.findLocked(a.tag)
+		if i < 0 || ch.unacked[i].done {
+			ch.mu.Unlock()
+			return chanErr(codePreconditionFail, "unknown delivery tag %d", a.tag)
+		}
+		take(&ch.unacked[i])
+	}
+	// Drop the settled prefix.
+	n := 0
+	for n < len(ch.unacked) && ch.unacked[n].done {
+		n++
+	}
+	if n == len(ch.unacked) {
+		ch.unacked = ch.unacked[:0]
+	} else if n > 0 {
+		ch.unacked = append(ch.unacked[:0], ch.unacked[n:]...)
+	}
+	ch.mu.Unlock()
+
+	if a.nack && a.requeue {
+		requeueAll(picked)
+	} else {
+		counts := map[*localQueue]int{}
+		for _, d := range picked {
+			counts[d.q]++
+		}
+		for q, n := range counts {
+			q.Settle(n)
+		}
+	}
+	ch.kickConsumers()
+	return nil
+}
+
+func (ch *channel) qos(m *amqp.BasicQos) error {
+	if m.PrefetchSize != 0 {
+		return chanErr(codeNotImplemented, "prefetch_size!=0 (%d)", m.PrefetchSize)
+	}
+	if m.Global {
+		ch.mu.Lock()
+		ch.prefetchGlobal = int(m.PrefetchCount)
+		ch.mu.Unlock()
+	} else {
+		ch.prefetch = int(m.PrefetchCount)
+	}
+	ch.c.sendMethod(ch.id, &amqp.BasicQosOk{})
+	ch.kickConsumers()
+	return nil
+}
+
+func randomName(prefix string) string {
+	var b [16]byte
+	rand.Read(b[:])
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (ch *channel) consume(m *amqp.BasicConsume) error {
+	q, err := ch.lookupQueue(m.Queue)
+	if err != nil {
+		return err
+	}
+	if err := ch.checkPerm(permRead, "queue", q.Name); err != nil {
+		return err
+	}
+	tag := m.ConsumerTag
+	if tag == "" {
+		tag = randomName("amq.ctag-")
+	}
+	if ch.consumers[tag] != nil {
+		return connErr(codeNotAllowed, "attempt to reuse consumer tag '%s'", tag)
+	}
+	for _, o := range q.Consumers() {
+		if k, ok := o.(*consumer); ok && (k.exclusive || m.Exclusive) {
+			return chanErr(codeAccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.VHost)
+		}
+	}
+	k := &consumer{ch: ch, tag: tag, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch}
+	if p, ok := m.Arguments["x-priority"]; ok {
+		n, ok := number(p)
+		if !ok {
+			return chanErr(codePreconditionFail, "invalid arg 'x-priority' for consumer '%s'", tag)
+		}
+		k.priority = int(n)
+	}
+	ch.consumers[tag] = k
+	if !m.NoWait {
+		ch.c.sendMethod(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag})
+	}
+	if !q.AddConsumer(k) {
+		delete(ch.consumers, tag)
+		return notFound("queue", q.VHost, q.Name)
+	}
+	return nil
+}
+
+func (ch *channel) get(m *amqp.BasicGet) error {
+	q, err := ch.lookupQueue(m.Queue)
+	if err != nil {
+		return err
+	}
+	if err := ch.checkPerm(permRead, "queue", q.Name); err != nil {
+		return err
+	}
+	e, remaining, ok := q.Get(!m.NoAck)
+	if !ok {
+		ch.c.sendMethod(ch.id, &amqp.BasicGetEmpty{})
+		return nil
+	}
+	ch.mu.Lock()
+	ch.nextTag++
+	tag := ch.nextTag
+	if !m.NoAck {
+		ch.unacked = append(ch.unacked, delivery{tag: tag, q: q, entry: e})
+	}
+	ch.mu.Unlock()
+	msg := e.Msg
+	ch.c.out.append(func(b []byte) []byte {
+		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: msg.Exchange, RoutingKey: msg.RoutingKey, MessageCount: uint32(remaining)})
+		b = amqp.AppendHeaderFrame(b, ch.id, amqp.ClassBasic, uint64(len(msg.Body)), msg.Properties)
+		return amqp.AppendBodyFrames(b, ch.id, msg.Body, ch.c.frameMax)
+	})
+	return nil
+}
+
+// lookupQueue finds a queue this connection may use.
+func (ch *channel) lookupQueue(name string) (*localQueue, error) {
+	v := ch.c.vh
+	v.mu.RLock()
+	q := v.queues[name]
+	v.mu.RUnlock()
+	if q == nil {
+		return nil, notFound("queue", v.name, name)
+	}
+	if q.def.Exclusive && q.def.Owner != ch.c.id {
+		return nil, chanErr(codeResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", name, v.name)
+	}
+	return q, nil
+}
+
+// ctx is the context for meta commands issued on behalf of clients; meta
+// bounds each command with its own apply timeout.
+func (s *Server) ctx() context.Context { return context.Background() }

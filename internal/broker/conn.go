@@ -1,0 +1,571 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/warren-mq/warren/internal/amqp"
+	"github.com/warren-mq/warren/internal/auth"
+)
+
+// conn is one AMQP connection. Its reader runs in serve, on the goroutine
+// the server started; its writer is a second goroutine that serve starts
+// and waits for.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	id  string
+	log *slog.Logger
+	fr  *amqp.FrameReader
+	out *outbox
+
+	// Set during the handshake, then immutable.
+	user       string
+	vhostName  string
+	vh         *vhost
+	frameMax   uint32
+	channelMax uint16
+	heartbeat  time.Duration
+	clientCaps amqp.Table
+
+	channels map[uint16]*channel // reader goroutine only
+
+	mu       sync.Mutex // guards closing
+	closing  bool
+	pending  []*channel // channels with confirms to send; reader only
+	connName string
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	id := strconv.FormatUint(s.connSeq.Add(1), 10)
+	c := &conn{
+		s:        s,
+		nc:       nc,
+		id:       id,
+		channels: map[uint16]*channel{},
+		frameMax: amqp.FrameMinSize,
+	}
+	c.connName = fmt.Sprintf("%s -> %s", nc.RemoteAddr(), nc.LocalAddr())
+	c.log = s.log.With("conn", c.connName)
+	c.out = newOutbox(nc)
+	return c
+}
+
+// deadlineReader sets a read deadline before each read, so a silent peer
+// is noticed after two missed heartbeats.
+type deadlineReader struct {
+	c *conn
+}
+
+func (r deadlineReader) Read(p []byte) (int, error) {
+	r.c.mu.Lock()
+	closing := r.c.closing
+	r.c.mu.Unlock()
+	if !closing {
+		if r.c.heartbeat > 0 {
+			r.c.nc.SetReadDeadline(time.Now().Add(2 * r.c.heartbeat))
+		} else {
+			r.c.nc.SetReadDeadline(time.Time{})
+		}
+	}
+	return r.c.nc.Read(p)
+}
+
+func (c *conn) serve() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("connection handler panicked", "panic", r, "stack", string(debug.Stack()))
+			c.sendClose(connErr(codeInternalError, "internal error"))
+		}
+		c.teardown()
+	}()
+	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout))
+	c.fr = amqp.NewFrameReader(c.nc)
+	if err := c.handshake(); err != nil {
+		var ae *amqpError
+		if errors.As(err, &ae) {
+			c.sendClose(ae)
+			c.awaitCloseOk()
+		} else if !isCommonNetError(err) {
+			c.log.Info("handshake failed", "error", err)
+		}
+		return
+	}
+	c.fr = amqp.NewFrameReader(deadlineReader{c})
+	c.fr.SetMaxSize(c.frameMax)
+	c.out.startWriter(c.heartbeat)
+	c.log.Debug("connection open", "user", c.user, "vhost", c.vhostName)
+	err := c.readLoop()
+	var ae *amqpError
+	if errors.As(err, &ae) {
+		c.sendClose(ae)
+		c.awaitCloseOk()
+	} else if err != nil && !isCommonNetError(err) && !errors.Is(err, errClosedByPeer) {
+		c.log.Info("connection error", "error", err)
+	}
+}
+
+var errClosedByPeer = errors.New("closed by peer")
+
+func isCommonNetError(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne *net.OpError
+	return errors.As(err, &ne)
+}
+
+// sendClose queues connection.close; the writer flushes it.
+func (c *conn) sendClose(e *amqpError) {
+	c.mu.Lock()
+	already := c.closing
+	c.closing = true
+	c.mu.Unlock()
+	if already {
+		return
+	}
+	var class, method uint16
+	if e.method != nil {
+		class, method = e.method.ID()
+	}
+	c.log.Debug("closing connection", "code", e.code, "text", e.text)
+	c.out.append(func(b []byte) []byte {
+		return amqp.AppendMethodFrame(b, 0, &amqp.ConnectionClose{ReplyCode: e.code, ReplyText: e.text, ClassID: class, MethodID: method})
+	})
+	c.out.flushNow()
+}
+
+// awaitCloseOk reads until the peer's close-ok (or close), for at most a
+// few seconds, discarding everything else as the spec asks.
+func (c *conn) awaitCloseOk() {
+	c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+	fr := amqp.NewFrameReader(c.nc)
+	fr.SetMaxSize(0)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		if f.Type == amqp.FrameMethod && f.Channel == 0 {
+			if m, err := amqp.DecodeMethod(f.Payload); err == nil {
+				switch m.(type) {
+				case *amqp.ConnectionCloseOk, *amqp.ConnectionClose:
+					return
+				}
+			}
+		}
+	}
+}
+
+// shutdown closes the connection from another goroutine: it sends
+// connection.close and lets the reader finish within a few seconds.
+func (c *conn) shutdown(e *amqpError) {
+	c.sendClose(e)
+	c.nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+}
+
+func (c *conn) teardown() {
+	for _, ch := range c.channels {
+		ch.close()
+	}
+	c.channels = nil
+	c.deleteExclusiveQueues()
+	c.out.stop()
+	c.nc.Close()
+}
+
+func (c *conn) deleteExclusiveQueues() {
+	if c.vh == nil {
+		return
+	}
+	c.vh.mu.RLock()
+	var mine []string
+	for name, q := range c.vh.queues {
+		if q.def.Exclusive && q.def.Owner == c.id {
+			mine = append(mine, name)
+		}
+	}
+	c.vh.mu.RUnlock()
+	for _, name := range mine {
+		if _, err := c.s.meta.DeleteQueue(c.s.ctx(), c.vhostName, name); err != nil {
+			c.log.Warn("delete exclusive queue", "queue", name, "error", err)
+		}
+	}
+}
+
+func (c *conn) sendMethod(ch uint16, m amqp.Method) {
+	c.out.append(func(b []byte) []byte { return amqp.AppendMethodFrame(b, ch, m) })
+}
+
+func (c *conn) readMethod() (amqp.Method, error) {
+	f, err := c.fr.ReadFrame()
+	if err != nil {
+		return nil, err
+	}
+	if f.Type == amqp.FrameHeartbeat {
+		return c.readMethod()
+	}
+	if f.Type != amqp.FrameMethod || f.Channel != 0 {
+		return nil, connErr(codeCommandInvalid, "expected a connection method frame during the handshake")
+	}
+	m, err := amqp.DecodeMethod(f.Payload)
+	if err != nil {
+		return nil, connErr(codeSyntaxError, "%v", err)
+	}
+	return m, nil
+}
+
+func (c *conn) handshake() error {
+	h, err := c.fr.ReadProtocolHeader()
+	if err != nil {
+		return err
+	}
+	if h != amqp.ProtocolHeader {
+		c.nc.Write(amqp.ProtocolHeader[:])
+		return fmt.Errorf("bad protocol header %q", h[:])
+	}
+	c.writeDirect(amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionStart{
+		VersionMajor:     0,
+		VersionMinor:     9,
+		ServerProperties: serverProperties(c.s),
+		Mechanisms:       "PLAIN AMQPLAIN",
+		Locales:          "en_US",
+	}))
+	m, err := c.readMethod()
+	if err != nil {
+		return err
+	}
+	so, ok := m.(*amqp.ConnectionStartOk)
+	if !ok {
+		return connErr(codeCommandInvalid, "expected connection.start-ok, got %s", m.Name())
+	}
+	if caps, ok := so.ClientProperties["capabilities"].(amqp.Table); ok {
+		c.clientCaps = caps
+	}
+	if name, ok := so.ClientProperties["connection_name"].(string); ok && name != "" {
+		c.log = c.log.With("client_name", name)
+	}
+	if err := c.authenticate(so); err != nil {
+		return err
+	}
+	heartbeat := uint16(0)
+	if c.s.cfg.Heartbeat > 0 {
+		heartbeat = uint16(c.s.cfg.Heartbeat / time.Second)
+	}
+	c.writeDirect(amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionTune{ChannelMax: c.s.cfg.ChannelMax, FrameMax: c.s.cfg.FrameMax, Heartbeat: heartbeat}))
+	if m, err = c.readMethod(); err != nil {
+		return err
+	}
+	tune, ok := m.(*amqp.ConnectionTuneOk)
+	if !ok {
+		return connErr(codeCommandInvalid, "expected connection.tune-ok, got %s", m.Name())
+	}
+	if err := c.applyTune(tune); err != nil {
+		return err
+	}
+	if m, err = c.readMethod(); err != nil {
+		return err
+	}
+	open, ok := m.(*amqp.ConnectionOpen)
+	if !ok {
+		return connErr(codeCommandInvalid, "expected connection.open, got %s", m.Name())
+	}
+	if err := c.openVHost(open.VirtualHost); err != nil {
+		return err
+	}
+	c.writeDirect(amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionOpenOk{}))
+	return nil
+}
+
+func (c *conn) writeDirect(b []byte) {
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout))
+	c.nc.Write(b)
+}
+
+func (c *conn) applyTune(t *amqp.ConnectionTuneOk) error {
+	if t.FrameMax != 0 && t.FrameMax < amqp.FrameMinSize {
+		return connErr(codeNotAllowed, "frame_max=%d < %d min size", t.FrameMax, amqp.FrameMinSize)
+	}
+	if t.FrameMax > c.s.cfg.FrameMax || t.FrameMax == 0 {
+		if t.FrameMax != 0 {
+			return connErr(codeNotAllowed, "frame_max=%d > %d max size", t.FrameMax, c.s.cfg.FrameMax)
+		}
+		c.frameMax = c.s.cfg.FrameMax
+	} else {
+		c.frameMax = t.FrameMax
+	}
+	if t.ChannelMax > c.s.cfg.ChannelMax {
+		return connErr(codeNotAllowed, "channel_max=%d > %d max", t.ChannelMax, c.s.cfg.ChannelMax)
+	}
+	c.channelMax = t.ChannelMax
+	if c.channelMax == 0 {
+		c.channelMax = c.s.cfg.ChannelMax
+	}
+	c.heartbeat = time.Duration(t.Heartbeat) * time.Second
+	return nil
+}
+
+func (c *conn) authenticate(so *amqp.ConnectionStartOk) error {
+	var user, pass string
+	switch so.Mechanism {
+	case "PLAIN":
+		parts := bytes.SplitN([]byte(so.Response), []byte{0}, 3)
+		if len(parts) != 3 {
+			return c.refuseLogin(so.Mechanism, "", "malformed PLAIN response")
+		}
+		user, pass = string(parts[1]), string(parts[2])
+	case "AMQPLAIN":
+		// The response is a field table without its length prefix.
+		raw := []byte(so.Response)
+		t, err := amqp.DecodeTable(append(bigEndian32(uint32(len(raw))), raw...))
+		if err != nil {
+			return c.refuseLogin(so.Mechanism, "", "malformed AMQPLAIN response")
+		}
+		user, _ = t["LOGIN"].(string)
+		pass, _ = t["PASSWORD"].(string)
+	default:
+		return connErr(codeAccessRefused, "unsupported authentication mechanism '%s'", so.Mechanism)
+	}
+	u, ok := c.s.meta.User(user)
+	if !ok || !auth.CheckPassword(u.HashingAlgorithm, u.PasswordHash, pass) {
+		return c.refuseLogin(so.Mechanism, user, "invalid credentials")
+	}
+	if slices.Contains(c.s.cfg.LoopbackUsers, user) && !isLoopback(c.nc.RemoteAddr()) {
+		return c.refuseLogin(so.Mechanism, user, "user can only connect via localhost")
+	}
+	c.user = user
+	return nil
+}
+
+func bigEndian32(n uint32) []byte {
+	return []byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+func (c *conn) refuseLogin(mech, user, why string) error {
+	c.log.Warn("login refused", "user", user, "mechanism", mech, "reason", why)
+	if b, _ := c.clientCaps["authentication_failure_close"].(bool); !b {
+		// Without the capability the client only understands a closed
+		// socket, as RabbitMQ does for such clients.
+		return fmt.Errorf("login refused for user %q: %s", user, why)
+	}
+	return connErr(codeAccessRefused, "Login was refused using authentication mechanism %s. For details see the broker logfile.", mech)
+}
+
+func (c *conn) openVHost(name string) error {
+	v := c.s.vhost(name)
+	if v == nil {
+		return connErr(codeNotAllowed, "vhost %s not found", name)
+	}
+	if _, ok := c.s.meta.Permission(c.user, name); !ok {
+		return connErr(codeNotAllowed, "access to vhost '%s' refused for user '%s'", name, c.user)
+	}
+	c.vhostName, c.vh = name, v
+	return nil
+}
+
+func serverProperties(s *Server) amqp.Table {
+	return amqp.Table{
+		"product":      "warren",
+		"version":      Version,
+		"platform":     "Go",
+		"cluster_name": s.cfg.NodeName,
+		"copyright":    "warren authors",
+		"information":  "AMQP 0-9-1 broker compatible with RabbitMQ",
+		"capabilities": amqp.Table{
+			"publisher_confirms":           true,
+			"exchange_exchange_bindings":   true,
+			"basic.nack":                   true,
+			"consumer_cancel_notify":       true,
+			"connection.blocked":           true,
+			"consumer_priorities":          true,
+			"authentication_failure_close": true,
+			"per_consumer_qos":             true,
+			"direct_reply_to":              true,
+		},
+	}
+}
+
+// Version is the broker's version, reported to clients.
+const Version = "0.1.0"
+
+// readLoop reads frames until the connection closes. It acts once per
+// batch of frames that arrived together: confirms go out when the reader
+// has nothing more buffered.
+func (c *conn) readLoop() error {
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			if errors.Is(err, amqp.ErrFrameTooLarge) || errors.Is(err, amqp.ErrMalformed) {
+				return connErr(codeFrameError, "%v", err)
+			}
+			return err
+		}
+		c.mu.Lock()
+		closing := c.closing
+		c.mu.Unlock()
+		if closing {
+			if f.Type == amqp.FrameMethod && f.Channel == 0 {
+				if m, err := amqp.DecodeMethod(f.Payload); err == nil {
+					switch m.(type) {
+					case *amqp.ConnectionCloseOk:
+						return errClosedByPeer
+					case *amqp.ConnectionClose:
+						c.sendMethod(0, &amqp.ConnectionCloseOk{})
+						c.out.flushNow()
+						return errClosedByPeer
+					}
+				}
+			}
+			continue
+		}
+		if err := c.handleFrame(f); err != nil {
+			return err
+		}
+		if c.fr.Buffered() == 0 {
+			c.flushConfirms()
+		}
+	}
+}
+
+func (c *conn) handleFrame(f amqp.Frame) error {
+	switch f.Type {
+	case amqp.FrameHeartbeat:
+		if f.Channel != 0 {
+			return connErr(codeCommandInvalid, "heartbeat frame on channel %d", f.Channel)
+		}
+		return nil
+	case amqp.FrameMethod:
+		m, err := amqp.DecodeMethod(f.Payload)
+		if err != nil {
+			var um *amqp.UnknownMethodError
+			if errors.As(err, &um) {
+				return connErr(codeNotImplemented, "unknown method %d.%d", um.Class, um.Method)
+			}
+			return connErr(codeSyntaxError, "%v", err)
+		}
+		if f.Channel == 0 {
+			return c.handleConnMethod(m)
+		}
+		return c.handleChannelMethod(f.Channel, m)
+	case amqp.FrameHeader, amqp.FrameBody:
+		ch := c.channels[f.Channel]
+		if ch == nil || f.Channel == 0 {
+			return connErr(codeChannelError, "expected 'channel.open' for channel %d", f.Channel)
+		}
+		if ch.closing {
+			return nil
+		}
+		var m amqp.Method
+		if ch.publishing != nil {
+			m = ch.publishing.method
+		}
+		return c.channelResult(ch, m, ch.handleContent(f))
+	default:
+		return connErr(codeFrameError, "unknown frame type %d", f.Type)
+	}
+}
+
+func (c *conn) handleConnMethod(m amqp.Method) error {
+	switch m := m.(type) {
+	case *amqp.ConnectionClose:
+		c.mu.Lock()
+		c.closing = true
+		c.mu.Unlock()
+		c.sendMethod(0, &amqp.ConnectionCloseOk{})
+		c.out.flushNow()
+		return errClosedByPeer
+	case *amqp.ConnectionCloseOk:
+		return errClosedByPeer
+	case *amqp.ConnectionUpdateSecret:
+		c.sendMethod(0, &amqp.ConnectionUpdateSecretOk{})
+		return nil
+	case *amqp.ConnectionBlocked, *amqp.ConnectionUnblocked:
+		return nil
+	default:
+		e := connErr(codeCommandInvalid, "%s is not valid on channel 0", m.Name())
+		e.method = m
+		return e
+	}
+}
+
+func (c *conn) handleChannelMethod(id uint16, m amqp.Method) error {
+	ch := c.channels[id]
+	if open, ok := m.(*amqp.ChannelOpen); ok {
+		_ = open
+		if ch != nil {
+			e := connErr(codeChannelError, "second 'channel.open' seen")
+			e.method = m
+			return e
+		}
+		if id > c.channelMax {
+			e := connErr(codeNotAllowed, "channel number %d is above the negotiated channel_max %d", id, c.channelMax)
+			e.method = m
+			return e
+		}
+		c.channels[id] = newChannel(c, id)
+		c.sendMethod(id, &amqp.ChannelOpenOk{})
+		return nil
+	}
+	if ch == nil {
+		e := connErr(codeChannelError, "expected 'channel.open' for channel %d", id)
+		e.method = m
+		return e
+	}
+	if ch.closing {
+		// After sending channel.close, only close-ok and close count.
+		switch m.(type) {
+		case *amqp.ChannelCloseOk:
+			ch.close()
+			delete(c.channels, id)
+		case *amqp.ChannelClose:
+			c.sendMethod(id, &amqp.ChannelCloseOk{})
+		}
+		return nil
+	}
+	return c.channelResult(ch, m, ch.handleMethod(m))
+}
+
+// channelResult turns what a channel method returned into the protocol's
+// answer: nil goes on, a channel error closes the channel, anything else
+// closes the connection.
+func (c *conn) channelResult(ch *channel, m amqp.Method, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ae *amqpError
+	if !errors.As(err, &ae) {
+		c.log.Error("channel method failed", "channel", ch.id, "error", err)
+		ae = connErr(codeInternalError, "%v", err)
+	}
+	if ae.method == nil && m != nil {
+		ae.method = m
+	}
+	if ae.hard {
+		return ae
+	}
+	ch.fail(ae)
+	return nil
+}
+
+// flushConfirms sends the confirms that a batch of publishes earned.
+func (c *conn) flushConfirms() {
+	for _, ch := range c.pending {
+		ch.flushConfirms()
+	}
+	c.pending = c.pending[:0]
+}

@@ -1,0 +1,322 @@
+// Package broker is the AMQP side of a node: connections, channels,
+// exchanges and routing, consumers, confirms and transactions. Definitions
+// are read from and written through the meta state machine; messages live
+// in queue.Queue values.
+//
+// Lock order: Server.mu, vhost.mu, queue (inside package queue),
+// channel.mu, outbox.mu. Meta observer callbacks take vhost.mu and never
+// hold it while calling a Queue that could call back.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warren-mq/warren/internal/auth"
+	"github.com/warren-mq/warren/internal/meta"
+	"github.com/warren-mq/warren/internal/queue"
+)
+
+// Config configures a Server. Zero values mean the defaults in each
+// field's doc.
+type Config struct {
+	// NodeName is the node's name, rabbit@host style. Default "warren@localhost".
+	NodeName string
+	// Logger receives the server's log. Default: discard.
+	Logger *slog.Logger
+	// FrameMax is the largest frame offered in connection.tune. Default 131072.
+	FrameMax uint32
+	// ChannelMax is the most channels offered per connection. Default 2047.
+	ChannelMax uint16
+	// Heartbeat is the heartbeat interval offered. Default 60s; negative
+	// offers none.
+	Heartbeat time.Duration
+	// HandshakeTimeout drops a client that has not opened its connection in
+	// time. Default 10s.
+	HandshakeTimeout time.Duration
+	// DefaultUser and DefaultPass create the first user on a new node.
+	// Default guest/guest.
+	DefaultUser, DefaultPass string
+	// DefaultVHost is created on a new node. Default "/".
+	DefaultVHost string
+	// LoopbackUsers may only connect from a loopback address. Default
+	// ["guest"]; an empty non-nil slice lets every user connect from
+	// anywhere.
+	LoopbackUsers []string
+	// MaxMessageSize refuses larger bodies with 406. Default 128 MiB.
+	MaxMessageSize uint64
+}
+
+func (c *Config) setDefaults() {
+	if c.NodeName == "" {
+		c.NodeName = "warren@localhost"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.FrameMax == 0 {
+		c.FrameMax = 131072
+	}
+	if c.ChannelMax == 0 {
+		c.ChannelMax = 2047
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 60 * time.Second
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.DefaultUser == "" {
+		c.DefaultUser, c.DefaultPass = "guest", "guest"
+	}
+	if c.DefaultVHost == "" {
+		c.DefaultVHost = "/"
+	}
+	if c.LoopbackUsers == nil {
+		c.LoopbackUsers = []string{"guest"}
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 128 << 20
+	}
+}
+
+// Server is a broker node's AMQP service. It is safe for concurrent use.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	meta    *meta.Node
+	matcher *auth.Matcher
+
+	mu        sync.Mutex // guards vhosts, conns, listeners, closing
+	vhosts    map[string]*vhost
+	conns     map[*conn]struct{}
+	listeners []net.Listener
+	closing   bool
+
+	wg      sync.WaitGroup // accept loops and connections
+	connSeq atomic.Uint64
+	permGen atomic.Uint64 // bumped on every user or permission change
+	nameSeq atomic.Uint64
+	started time.Time
+}
+
+// New starts the definitions state machine and creates the default vhost
+// and user on a new node. Serve then accepts AMQP connections.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		matcher: auth.NewMatcher(),
+		vhosts:  map[string]*vhost{},
+		conns:   map[*conn]struct{}{},
+		started: time.Now(),
+	}
+	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("open definitions: %w", err)
+	}
+	s.meta = m
+	if err := s.bootstrap(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// bootstrap creates the default vhost and user when the node has none.
+func (s *Server) bootstrap(ctx context.Context) error {
+	if len(s.meta.Snapshot().VHosts) > 0 {
+		return nil
+	}
+	if err := s.meta.PutVHost(ctx, meta.VHost{Name: s.cfg.DefaultVHost}); err != nil {
+		return fmt.Errorf("create default vhost: %w", err)
+	}
+	hash, err := auth.HashPassword(auth.SHA256, s.cfg.DefaultPass)
+	if err != nil {
+		return err
+	}
+	if err := s.meta.PutUser(ctx, meta.User{Name: s.cfg.DefaultUser, PasswordHash: hash, HashingAlgorithm: auth.SHA256, Tags: []string{"administrator"}}); err != nil {
+		return fmt.Errorf("create default user: %w", err)
+	}
+	if err := s.meta.SetPermission(ctx, meta.Permission{User: s.cfg.DefaultUser, VHost: s.cfg.DefaultVHost, Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
+		return fmt.Errorf("set default permissions: %w", err)
+	}
+	return nil
+}
+
+// Meta returns the definitions node, for management and tools.
+func (s *Server) Meta() *meta.Node { return s.meta }
+
+// Serve accepts connections on l until Close. It returns nil after Close.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return errors.New("broker: server closed")
+	}
+	s.listeners = append(s.listeners, l)
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			return nil
+		}
+		c := newConn(s, nc)
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops accepting, closes every connection with 320
+// CONNECTION_FORCED, waits for their goroutines and stops the definitions
+// state machine. It is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closing = true
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.shutdown(connErr(codeConnectionForced, "broker forced connection closure with reason 'shutdown'"))
+	}
+	s.wg.Wait()
+	return s.meta.Close()
+}
+
+func (s *Server) vhost(name string) *vhost {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vhosts[name]
+}
+
+// Changed implements meta.Observer: it keeps the routing indexes and local
+// queues in step with the definitions.
+func (s *Server) Changed(e meta.Event) {
+	switch e.Kind {
+	case meta.VHostAdded:
+		s.mu.Lock()
+		s.vhosts[e.VHost] = newVHost(e.VHost)
+		s.mu.Unlock()
+		return
+	case meta.VHostDeleted:
+		s.mu.Lock()
+		delete(s.vhosts, e.VHost)
+		s.mu.Unlock()
+		return
+	case meta.UserChanged, meta.UserDeleted, meta.PermissionChanged:
+		s.permGen.Add(1)
+		return
+	case meta.StateReset:
+		s.rebuild()
+		return
+	}
+	v := s.vhost(e.VHost)
+	if v == nil {
+		return
+	}
+	var deleted *localQueue
+	v.mu.Lock()
+	switch e.Kind {
+	case meta.ExchangeAdded:
+		v.exchanges[e.Exchange.Name] = newExchange(*e.Exchange)
+	case meta.ExchangeDeleted:
+		delete(v.exchanges, e.Name)
+	case meta.QueueAdded:
+		v.queues[e.Queue.Name] = &localQueue{Queue: queue.New(e.VHost, e.Queue.Name), def: *e.Queue}
+	case meta.QueueDeleted:
+		deleted = v.queues[e.Name]
+		delete(v.queues, e.Name)
+	case meta.BindingAdded:
+		if x := v.exchanges[e.Binding.Source]; x != nil {
+			x.addBinding(e.Binding)
+		}
+	case meta.BindingRemoved:
+		if x := v.exchanges[e.Binding.Source]; x != nil {
+			x.removeBinding(e.Binding)
+		}
+	}
+	v.mu.Unlock()
+	if deleted != nil {
+		_, consumers := deleted.Delete()
+		for _, c := range consumers {
+			if cons, ok := c.(*consumer); ok {
+				cons.ch.queueDeleted(cons)
+			}
+		}
+	}
+}
+
+// rebuild replaces every runtime view after a snapshot restore.
+func (s *Server) rebuild() {
+	d := s.meta.Snapshot()
+	vhosts := map[string]*vhost{}
+	for _, vd := range d.VHosts {
+		vhosts[vd.Name] = newVHost(vd.Name)
+	}
+	for _, x := range d.Exchanges {
+		if v := vhosts[x.VHost]; v != nil {
+			v.exchanges[x.Name] = newExchange(x)
+		}
+	}
+	for _, q := range d.Queues {
+		if v := vhosts[q.VHost]; v != nil {
+			v.queues[q.Name] = &localQueue{Queue: queue.New(q.VHost, q.Name), def: q}
+		}
+	}
+	for i := range d.Bindings {
+		b := &d.Bindings[i]
+		if v := vhosts[b.VHost]; v != nil {
+			if x := v.exchanges[b.Source]; x != nil {
+				x.addBinding(b)
+			}
+		}
+	}
+	s.mu.Lock()
+	s.vhosts = vhosts
+	s.mu.Unlock()
+	s.permGen.Add(1)
+}

@@ -1,0 +1,215 @@
+// Package config reads a node's configuration: rabbitmq.conf-style
+// "key = value" files layered over embedded defaults, with every problem
+// reported as file:line.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Node is a node's configuration. The zero value is not useful; start from
+// Defaults.
+type Node struct {
+	DataDir          string
+	NodeName         string
+	AMQPListen       string
+	MgmtListen       string
+	ClusterListen    string
+	DefaultUser      string
+	DefaultPass      string
+	DefaultVHost     string
+	LoopbackUsers    []string
+	MemoryHighWater  float64 // fraction of RAM
+	Heartbeat        time.Duration
+	FrameMax         uint32
+	ChannelMax       uint16
+	LogLevel         string
+	HandshakeTimeout time.Duration
+}
+
+// Defaults returns the embedded defaults: a node that works on a fresh
+// machine with no configuration at all.
+func Defaults() Node {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "localhost"
+	}
+	if i := strings.IndexByte(host, '.'); i > 0 {
+		host = host[:i]
+	}
+	return Node{
+		DataDir:          "warren-data",
+		NodeName:         "warren@" + host,
+		AMQPListen:       ":5672",
+		MgmtListen:       ":15672",
+		ClusterListen:    ":25672",
+		DefaultUser:      "guest",
+		DefaultPass:      "guest",
+		DefaultVHost:     "/",
+		LoopbackUsers:    []string{"guest"},
+		MemoryHighWater:  0.4,
+		Heartbeat:        60 * time.Second,
+		FrameMax:         131072,
+		ChannelMax:       2047,
+		LogLevel:         "info",
+		HandshakeTimeout: 10 * time.Second,
+	}
+}
+
+// Error lists every problem found in a file.
+type Error struct {
+	Problems []string // each "file:line: what"
+}
+
+func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
+
+// LoadFile applies a rabbitmq.conf-style file to n.
+func (n *Node) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	var problems []string
+	sc := bufio.NewScanner(f)
+	line := 0
+	loopbackSet := false
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		key, val, ok := strings.Cut(text, "=")
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s:%d: expected 'key = value', got %q", path, line, text))
+			continue
+		}
+		key, val = strings.TrimSpace(key), strings.TrimSpace(val)
+		if i := strings.Index(val, " #"); i >= 0 {
+			val = strings.TrimSpace(val[:i])
+		}
+		if err := n.set(key, val, &loopbackSet); err != nil {
+			problems = append(problems, fmt.Sprintf("%s:%d: %s: %v", path, line, key, err))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read config %s: %w", path, err)
+	}
+	if len(problems) > 0 {
+		return &Error{Problems: problems}
+	}
+	return nil
+}
+
+var errUnknownKey = errors.New("unknown setting")
+
+func (n *Node) set(key, val string, loopbackSet *bool) error {
+	switch {
+	case key == "listeners.tcp.default" || strings.HasPrefix(key, "listeners.tcp."):
+		addr, err := listenAddr(val)
+		if err != nil {
+			return err
+		}
+		n.AMQPListen = addr
+	case key == "management.tcp.port" || key == "management.listener.port":
+		addr, err := listenAddr(val)
+		if err != nil {
+			return err
+		}
+		n.MgmtListen = addr
+	case key == "management.tcp.ip":
+		_, port, _ := net.SplitHostPort(n.MgmtListen)
+		n.MgmtListen = net.JoinHostPort(val, port)
+	case key == "default_user":
+		n.DefaultUser = val
+	case key == "default_pass":
+		n.DefaultPass = val
+	case key == "default_vhost":
+		n.DefaultVHost = val
+	case key == "loopback_users" && val == "none":
+		n.LoopbackUsers = []string{}
+	case strings.HasPrefix(key, "loopback_users."):
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", val)
+		}
+		if !*loopbackSet {
+			n.LoopbackUsers = nil
+			*loopbackSet = true
+		}
+		if b {
+			n.LoopbackUsers = append(n.LoopbackUsers, strings.TrimPrefix(key, "loopback_users."))
+		}
+		if n.LoopbackUsers == nil {
+			n.LoopbackUsers = []string{}
+		}
+	case key == "vm_memory_high_watermark.relative":
+		f, err := strconv.ParseFloat(val, 64)
+		if err != nil || f <= 0 || f > 1 {
+			return fmt.Errorf("want a fraction between 0 and 1, got %q", val)
+		}
+		n.MemoryHighWater = f
+	case key == "heartbeat":
+		s, err := strconv.ParseUint(val, 10, 16)
+		if err != nil {
+			return fmt.Errorf("want seconds (0-65535), got %q", val)
+		}
+		n.Heartbeat = time.Duration(s) * time.Second
+		if s == 0 {
+			n.Heartbeat = -1
+		}
+	case key == "frame_max":
+		s, err := strconv.ParseUint(val, 10, 32)
+		if err != nil || (s != 0 && s < 4096) {
+			return fmt.Errorf("want octets, at least 4096, got %q", val)
+		}
+		n.FrameMax = uint32(s)
+	case key == "channel_max":
+		s, err := strconv.ParseUint(val, 10, 16)
+		if err != nil {
+			return fmt.Errorf("want a count (0-65535), got %q", val)
+		}
+		n.ChannelMax = uint16(s)
+	case key == "handshake_timeout":
+		ms, err := strconv.ParseUint(val, 10, 32)
+		if err != nil {
+			return fmt.Errorf("want milliseconds, got %q", val)
+		}
+		n.HandshakeTimeout = time.Duration(ms) * time.Millisecond
+	case key == "log.level" || key == "log.console.level" || key == "log.file.level":
+		switch val {
+		case "debug", "info", "warning", "error", "critical", "none":
+			n.LogLevel = val
+		default:
+			return fmt.Errorf("want debug, info, warning, error, critical or none, got %q", val)
+		}
+	case key == "log.console" || key == "log.file" || key == "log.console.formatter":
+		// Logs always go to standard error; accepted for compatibility.
+	case key == "data_dir":
+		n.DataDir = val
+	case key == "node_name":
+		n.NodeName = val
+	default:
+		return errUnknownKey
+	}
+	return nil
+}
+
+// listenAddr accepts "5672", ":5672" or "host:port".
+func listenAddr(val string) (string, error) {
+	if p, err := strconv.ParseUint(val, 10, 16); err == nil {
+		return fmt.Sprintf(":%d", p), nil
+	}
+	if _, _, err := net.SplitHostPort(val); err != nil {
+		return "", fmt.Errorf("want a port or host:port, got %q", val)
+	}
+	return val, nil
+}

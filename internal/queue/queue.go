@@ -1,0 +1,279 @@
+// Package queue is one queue's messages and consumers: ordered ready
+// messages, delivery to consumers in turn by priority, requeue to the
+// original position. It knows nothing of channels or the wire: consumers
+// are a small interface that the broker implements.
+//
+// Locking: a Queue has one mutex. Consumer.Deliver is called with it held,
+// so a consumer must never call back into a Queue from Deliver; lock order
+// is Queue, then whatever the consumer locks.
+package queue
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// Message is one published message. It is immutable once published and may
+// sit in several queues at once.
+type Message struct {
+	Exchange   string
+	RoutingKey string
+	// Properties is the content header's property list in wire form.
+	Properties []byte
+	Body       []byte
+	Persistent bool
+	Priority   uint8
+}
+
+// Size is the message's size in octets as max-length-bytes counts it.
+func (m *Message) Size() int { return len(m.Body) }
+
+// Entry is a message in one queue: its position (ID, increasing in
+// publish order) and whether it was delivered before.
+type Entry struct {
+	ID          uint64
+	Msg         *Message
+	Redelivered bool
+}
+
+// Consumer receives messages from queues.
+type Consumer interface {
+	// Deliver hands e to the consumer, or returns false when it cannot take
+	// a message now (prefetch full, flow stopped, writer backed up); the
+	// queue then tries the next consumer. Called with the queue locked.
+	Deliver(q *Queue, e Entry) bool
+	// Priority is the consumer's x-priority; higher goes first.
+	Priority() int
+}
+
+// Queue holds messages and consumers. It is safe for concurrent use.
+type Queue struct {
+	// Name and VHost are immutable.
+	Name  string
+	VHost string
+
+	mu        sync.Mutex // guards everything below
+	ready     []Entry    // ready[head:] in ID order
+	head      int
+	nextID    uint64
+	consumers []Consumer // sorted by priority, highest first
+	next      int        // round-robin position within consumers
+	deleted   bool
+	unacked   atomic.Int64
+}
+
+// New returns an empty queue.
+func New(vhost, name string) *Queue {
+	return &Queue{Name: name, VHost: vhost}
+}
+
+// Publish appends a message and delivers what it can. It reports false if
+// the queue has been deleted.
+func (q *Queue) Publish(m *Message) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return false
+	}
+	q.nextID++
+	q.ready = append(q.ready, Entry{ID: q.nextID, Msg: m})
+	q.dispatchLocked()
+	return true
+}
+
+// Len returns the number of ready messages.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.ready) - q.head
+}
+
+// Unacked returns the number of delivered messages not yet settled.
+func (q *Queue) Unacked() int { return int(q.unacked.Load()) }
+
+// ConsumerCount returns the number of consumers.
+func (q *Queue) ConsumerCount() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.consumers)
+}
+
+// Consumers returns a copy of the consumer list.
+func (q *Queue) Consumers() []Consumer {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.consumers)
+}
+
+// AddConsumer registers c and delivers what it can. It reports false if the
+// queue has been deleted.
+func (q *Queue) AddConsumer(c Consumer) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return false
+	}
+	i := len(q.consumers)
+	for j, o := range q.consumers {
+		if c.Priority() > o.Priority() {
+			i = j
+			break
+		}
+	}
+	q.consumers = slices.Insert(q.consumers, i, c)
+	q.dispatchLocked()
+	return true
+}
+
+// RemoveConsumer unregisters c and returns how many consumers remain.
+func (q *Queue) RemoveConsumer(c Consumer) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if i := slices.Index(q.consumers, c); i >= 0 {
+		q.consumers = slices.Delete(q.consumers, i, i+1)
+		if q.next > i {
+			q.next--
+		}
+	}
+	return len(q.consumers)
+}
+
+// Kick retries delivery, after a consumer's capacity grew.
+func (q *Queue) Kick() {
+	q.mu.Lock()
+	q.dispatchLocked()
+	q.mu.Unlock()
+}
+
+func (q *Queue) dispatchLocked() {
+	for q.head < len(q.ready) && len(q.consumers) > 0 {
+		if !q.deliverOneLocked() {
+			return
+		}
+	}
+	q.compactLocked()
+}
+
+// deliverOneLocked offers the head message to consumers of the highest
+// priority that has room, round robin within that priority.
+func (q *Queue) deliverOneLocked() bool {
+	e := q.ready[q.head]
+	n := len(q.consumers)
+	for start := 0; start < n; {
+		prio := q.consumers[start].Priority()
+		end := start
+		for end < n && q.consumers[end].Priority() == prio {
+			end++
+		}
+		width := end - start
+		pos := q.next
+		if pos < start || pos >= end {
+			pos = start
+		}
+		for i := 0; i < width; i++ {
+			k := start + (pos-start+i)%width
+			c := q.consumers[k]
+			q.unacked.Add(1)
+			if c.Deliver(q, e) {
+				q.ready[q.head] = Entry{}
+				q.head++
+				q.next = start + (k-start+1)%width
+				return true
+			}
+			q.unacked.Add(-1)
+		}
+		start = end
+	}
+	return false
+}
+
+func (q *Queue) compactLocked() {
+	if q.head == len(q.ready) {
+		q.ready = q.ready[:0]
+		q.head = 0
+		if cap(q.ready) > 4096 {
+			q.ready = nil
+		}
+		return
+	}
+	if q.head > 1024 && q.head*2 > len(q.ready) {
+		n := copy(q.ready, q.ready[q.head:])
+		clear(q.ready[n:])
+		q.ready = q.ready[:n]
+		q.head = 0
+	}
+}
+
+// Get takes the head message, for basic.get. When ack is true the message
+// counts as unacked until Settle. ok is false if the queue is empty.
+func (q *Queue) Get(ack bool) (e Entry, remaining int, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.ready) {
+		return Entry{}, 0, false
+	}
+	e = q.ready[q.head]
+	q.ready[q.head] = Entry{}
+	q.head++
+	if ack {
+		q.unacked.Add(1)
+	}
+	remaining = len(q.ready) - q.head
+	q.compactLocked()
+	return e, remaining, true
+}
+
+// Settle records that n delivered messages were acked, or rejected without
+// requeue: they leave the queue for good.
+func (q *Queue) Settle(n int) {
+	q.unacked.Add(int64(-n))
+}
+
+// Requeue puts delivered messages back at their original positions, marked
+// redelivered, and delivers what it can.
+func (q *Queue) Requeue(entries []Entry) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.unacked.Add(int64(-len(entries)))
+	if q.deleted || len(entries) == 0 {
+		return
+	}
+	for _, e := range entries {
+		e.Redelivered = true
+		live := q.ready[q.head:]
+		i, _ := slices.BinarySearchFunc(live, e.ID, func(x Entry, id uint64) int {
+			switch {
+			case x.ID < id:
+				return -1
+			case x.ID > id:
+				return 1
+			}
+			return 0
+		})
+		q.ready = slices.Insert(q.ready, q.head+i, e)
+	}
+	q.dispatchLocked()
+}
+
+// Purge drops every ready message and returns how many there were.
+func (q *Queue) Purge() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := len(q.ready) - q.head
+	q.ready, q.head = nil, 0
+	return n
+}
+
+// Delete marks the queue deleted, drops its messages and returns the
+// consumers it had, so the broker can tell them (basic.cancel).
+func (q *Queue) Delete() (messages int, consumers []Consumer) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	messages = len(q.ready) - q.head
+	q.ready, q.head = nil, 0
+	consumers = q.consumers
+	q.consumers = nil
+	q.deleted = true
+	return messages, consumers
+}
