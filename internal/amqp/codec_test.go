@@ -17,7 +17,7 @@ func TestTableRoundTrip(t *testing.T) {
 		"i32": int32(-70000), "u32": uint32(4000000000), "i64": int64(-1 << 40), "f32": float32(1.5),
 		"f64": math.Pi, "dec": Decimal{Scale: 2, Value: 12345}, "str": "hello", "bytes": []byte{0, 1, 2},
 		"ts": time.Unix(1700000000, 0), "void": nil,
-		"nested": Table{"x-match": "all", "list": []any{int64(1), "two", Table{"three": false}}},
+		"nested":      Table{"x-match": "all", "list": []any{int64(1), "two", Table{"three": false}}},
 		"empty-array": []any{},
 	}
 	out, err := DecodeTable(EncodeTable(in))
