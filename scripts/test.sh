@@ -47,6 +47,9 @@ go tool staticcheck ./...
 step "unit and integration tests (race)"
 go test -race -count=1 -timeout 20m ./...
 
+step "amqp091-go's own integration tests against a warren node"
+./scripts/amqp091-integration.sh
+
 step "fuzz"
 # Every FuzzXxx function in the repo, each for a short run.
 grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r f; do

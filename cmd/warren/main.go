@@ -75,6 +75,7 @@ func run(args []string) error {
 		DefaultPass:      cfg.DefaultPass,
 		DefaultVHost:     cfg.DefaultVHost,
 		LoopbackUsers:    cfg.LoopbackUsers,
+		Product:          cfg.ServerProduct,
 	})
 	if err != nil {
 		return err

@@ -41,7 +41,7 @@ func (k *consumer) Deliver(q *queue.Queue, e queue.Entry) bool {
 	ch := k.ch
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	if ch.closed || !ch.flowActive {
+	if ch.closed {
 		return false
 	}
 	if !k.noAck {
@@ -98,7 +98,6 @@ type channel struct {
 
 	mu             sync.Mutex // guards below
 	closed         bool
-	flowActive     bool
 	nextTag        uint64
 	unacked        []delivery // in tag order; settled ones marked done
 	inflight       int        // unsettled deliveries to acking consumers
@@ -122,7 +121,7 @@ type txAck struct {
 }
 
 func newChannel(c *conn, id uint16) *channel {
-	return &channel{c: c, id: id, flowActive: true, consumers: map[string]*consumer{}}
+	return &channel{c: c, id: id, consumers: map[string]*consumer{}}
 }
 
 func (ch *channel) ctx() context.Context { return ch.c.s.ctx() }
@@ -217,13 +216,12 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 	case *amqp.ChannelCloseOk:
 		return nil
 	case *amqp.ChannelFlow:
-		ch.mu.Lock()
-		ch.flowActive = m.Active
-		ch.mu.Unlock()
-		ch.c.sendMethod(ch.id, &amqp.ChannelFlowOk{Active: m.Active})
-		if m.Active {
-			ch.kickConsumers()
+		// As RabbitMQ: clients may not stop the server's deliveries this
+		// way (prefetch is the tool for that).
+		if !m.Active {
+			return chanErr(codeNotImplemented, "active=false")
 		}
+		ch.c.sendMethod(ch.id, &amqp.ChannelFlowOk{Active: true})
 		return nil
 	case *amqp.AccessRequest:
 		ch.c.sendMethod(ch.id, &amqp.AccessRequestOk{Ticket: 1})
@@ -262,10 +260,16 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 	case *amqp.BasicGet:
 		return ch.get(m)
 	case *amqp.BasicRecover:
+		if !m.Requeue {
+			return chanErr(codeNotImplemented, "requeue=false")
+		}
 		ch.recover()
 		ch.c.sendMethod(ch.id, &amqp.BasicRecoverOk{})
 		return nil
 	case *amqp.BasicRecoverAsync:
+		if !m.Requeue {
+			return chanErr(codeNotImplemented, "requeue=false")
+		}
 		ch.recover()
 		return nil
 	case *amqp.ConfirmSelect:

@@ -181,6 +181,16 @@ func (c *conn) teardown() {
 	c.channels = nil
 	c.deleteExclusiveQueues()
 	c.out.stop()
+	c.closeSocket()
+}
+
+// closeSocket lets the peer close first, for up to a second: a client
+// that has just read our close-ok closes its socket, and closing ours with
+// unread input, or before the client has processed close-ok, can reset the
+// connection and make the client report an error for a clean close.
+func (c *conn) closeSocket() {
+	c.nc.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
 	c.nc.Close()
 }
 
@@ -380,7 +390,7 @@ func (c *conn) openVHost(name string) error {
 
 func serverProperties(s *Server) amqp.Table {
 	return amqp.Table{
-		"product":      "warren",
+		"product":      s.cfg.Product,
 		"version":      Version,
 		"platform":     "Go",
 		"cluster_name": s.cfg.NodeName,

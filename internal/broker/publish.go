@@ -6,6 +6,9 @@ import (
 )
 
 func (ch *channel) startPublish(m *amqp.BasicPublish) error {
+	if m.Immediate {
+		return connErr(codeNotImplemented, "immediate=true")
+	}
 	if err := ch.checkPerm(permWrite, "exchange", m.Exchange); err != nil {
 		return err
 	}

@@ -51,6 +51,8 @@ type Config struct {
 	LoopbackUsers []string
 	// MaxMessageSize refuses larger bodies with 406. Default 128 MiB.
 	MaxMessageSize uint64
+	// Product is the "product" server property. Default "warren".
+	Product string
 }
 
 func (c *Config) setDefaults() {
@@ -80,6 +82,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LoopbackUsers == nil {
 		c.LoopbackUsers = []string{"guest"}
+	}
+	if c.Product == "" {
+		c.Product = "warren"
 	}
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = 128 << 20

@@ -32,6 +32,11 @@ type Node struct {
 	ChannelMax       uint16
 	LogLevel         string
 	HandshakeTimeout time.Duration
+	// ServerProduct is the "product" server property sent to clients.
+	// Some clients and test suites enable RabbitMQ-specific behaviour only
+	// when it reads "RabbitMQ"; RabbitMQ itself lets operators override
+	// its server properties the same way.
+	ServerProduct string
 }
 
 // Defaults returns the embedded defaults: a node that works on a fresh
@@ -60,6 +65,7 @@ func Defaults() Node {
 		ChannelMax:       2047,
 		LogLevel:         "info",
 		HandshakeTimeout: 10 * time.Second,
+		ServerProduct:    "warren",
 	}
 }
 
@@ -193,6 +199,11 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 		}
 	case key == "log.console" || key == "log.file" || key == "log.console.formatter":
 		// Logs always go to standard error; accepted for compatibility.
+	case key == "server_properties.product":
+		if val == "" {
+			return errors.New("want a product name")
+		}
+		n.ServerProduct = val
 	case key == "data_dir":
 		n.DataDir = val
 	case key == "node_name":

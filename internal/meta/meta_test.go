@@ -118,3 +118,26 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Fatal("restore did not announce a reset")
 	}
 }
+
+// TestCascadeRemovesLaterBindings deletes a queue whose only binding is
+// from an auto-delete exchange that is itself the destination of another
+// binding: the cascade removes a binding the outer loop has yet to visit.
+func TestCascadeRemovesLaterBindings(t *testing.T) {
+	n := openTest(t, nil)
+	ctx := context.Background()
+	n.PutVHost(ctx, VHost{Name: "/"})
+	n.DeclareQueue(ctx, Queue{VHost: "/", Name: "q"})
+	n.DeclareExchange(ctx, Exchange{VHost: "/", Name: "ad", Type: "direct", AutoDelete: true})
+	n.DeclareExchange(ctx, Exchange{VHost: "/", Name: "src", Type: "direct"})
+	n.Bind(ctx, Binding{VHost: "/", Source: "ad", Destination: "q", DestinationType: DestQueue, RoutingKey: "a"})
+	n.Bind(ctx, Binding{VHost: "/", Source: "src", Destination: "ad", DestinationType: DestExchange, RoutingKey: "b"})
+	if _, err := n.DeleteQueue(ctx, "/", "q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := n.Exchange("/", "ad"); ok {
+		t.Fatal("auto-delete exchange kept after its last binding went")
+	}
+	if b := n.Snapshot().Bindings; len(b) != 0 {
+		t.Fatalf("bindings left: %+v", b)
+	}
+}

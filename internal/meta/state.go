@@ -150,8 +150,9 @@ func (s *state) deleteExchange(v *vhostState, name string, ev emit) bool {
 		return false
 	}
 	for _, k := range sortedKeys(v.bindings) {
-		b := v.bindings[k]
-		if b.Source == name || (b.DestinationType == DestExchange && b.Destination == name) {
+		// A cascade may already have removed later keys.
+		b, ok := v.bindings[k]
+		if ok && (b.Source == name || (b.DestinationType == DestExchange && b.Destination == name)) {
 			s.removeBinding(v, k, name, ev)
 		}
 	}
@@ -179,8 +180,8 @@ func (s *state) deleteQueue(v *vhostState, name string, ev emit) bool {
 		return false
 	}
 	for _, k := range sortedKeys(v.bindings) {
-		b := v.bindings[k]
-		if b.DestinationType == DestQueue && b.Destination == name {
+		b, ok := v.bindings[k]
+		if ok && b.DestinationType == DestQueue && b.Destination == name {
 			s.removeBinding(v, k, "", ev)
 		}
 	}
