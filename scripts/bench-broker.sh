@@ -6,13 +6,13 @@
 #
 #   ./scripts/bench-broker.sh                 every scenario, 15 s each
 #   ./scripts/bench-broker.sh -d 30 -o out    30 s each, results kept in out/
-#   ./scripts/bench-broker.sh -s s1,s4        only some scenarios
+#   ./scripts/bench-broker.sh -s s1,s5        only some scenarios (s5: s5a, s5b)
 #   ./scripts/bench-broker.sh -b rabbitmq     only one broker
 #
-# Environment: BENCH_PORT_BASE (default 45700) is the first of the loopback
-# ports used: RabbitMQ AMQP, distribution and epmd on base..base+2, warren
-# AMQP, HTTP and cluster on base+10..base+12. Needs root to install
-# rabbitmq-server when it is missing.
+# Environment: BENCH_PORT_BASE (default 26700, below the kernel's
+# ephemeral port range) is the first of the loopback ports used: RabbitMQ
+# AMQP, distribution and epmd on base..base+2, warren AMQP, HTTP and cluster
+# on base+10..base+12. Needs root to install rabbitmq-server when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,7 @@ seconds=15
 outdir=
 only=
 brokers="rabbitmq,warren"
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 while getopts "d:o:s:b:h" opt; do
 	case $opt in
 	d) seconds=$OPTARG ;;
@@ -33,12 +33,17 @@ while getopts "d:o:s:b:h" opt; do
 done
 case $seconds in '' | *[!0-9]*) echo "bench-broker: -d wants whole seconds, got '$seconds'" >&2; exit 2 ;; esac
 
-base=${BENCH_PORT_BASE:-45700}
+base=${BENCH_PORT_BASE:-26700}
 rmq_port=$base rmq_dist=$((base + 1)) rmq_epmd=$((base + 2))
 w_amqp=$((base + 10)) w_mgmt=$((base + 11)) w_cluster=$((base + 12))
+read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range
 for p in $rmq_port $rmq_dist $rmq_epmd $w_amqp $w_mgmt $w_cluster; do
 	if [ "$p" -ge 35672 ] && [ "$p" -le 35682 ]; then
 		echo "bench-broker: port $p is in 35672-35682, which RabbitMQ's CLI tools use; pick another BENCH_PORT_BASE" >&2
+		exit 2
+	fi
+	if [ "$p" -ge "$eph_lo" ] && [ "$p" -le "$eph_hi" ]; then
+		echo "bench-broker: port $p is in the ephemeral range $eph_lo-$eph_hi, where an outgoing connection can take it first; pick another BENCH_PORT_BASE" >&2
 		exit 2
 	fi
 	if ss -Htln "sport = :$p" | grep -q .; then
@@ -205,13 +210,23 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- scenarios --------------------------------------------------------------
+# wanted id: whether -s asked for scenario id (s5 selects s5a and s5b).
+wanted() {
+	local item
+	[ -n "$only" ] || return 0
+	for item in ${only//,/ }; do
+		case $1 in "$item" | "$item"[a-z]) return 0 ;; esac
+	done
+	return 1
+}
+
 # run_scenarios broker uri pid
 run_scenarios() {
 	local broker=$1 uri=$2 pid=$3 entry label flags
 	for entry in "${scenarios[@]}"; do
 		label=${entry%%|*}
 		flags=${entry#*|}
-		if [ -n "$only" ] && ! [[ ",$only," == *",${label%%-*},"* ]]; then
+		if ! wanted "${label%%-*}"; then
 			continue
 		fi
 		log "$broker: $label ($flags, ${seconds}s)"

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // brokerURL returns the broker these tests run against. They exist to be
@@ -83,5 +85,60 @@ func TestRunQueueArgumentsReachTheBroker(t *testing.T) {
 	})
 	if err == nil || !strings.Contains(err.Error(), "PRECONDITION_FAILED") {
 		t.Fatalf("invalid x-max-length: error %v, want PRECONDITION_FAILED", err)
+	}
+}
+
+func TestRunFailsWhenTheQueueIsDeleted(t *testing.T) {
+	url := brokerURL(t)
+	const queue = "warren-perf-it-deleted"
+	type outcome struct {
+		res Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := Run(context.Background(), Config{
+			URI: url, Producers: 1, Consumers: 1, Size: 64, Queue: queue,
+			ConfirmWindow: 10, Prefetch: 10, Duration: time.Minute,
+		})
+		done <- outcome{res, err}
+	}()
+
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the run consumes from the queue, then delete it under it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		q, err := ch.QueueDeclarePassive(queue, true, true, false, false, nil)
+		if err == nil && q.Consumers > 0 {
+			break
+		}
+		if err != nil { // a failed passive declare closes the channel
+			if ch, err = conn.Channel(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the run never started consuming")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case o := <-done:
+		if o.err == nil || !strings.Contains(o.err.Error(), "cancelled consumer") {
+			t.Fatalf("deleting the queue mid-run: error %v, want the consumer cancellation", o.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run went on after its queue was deleted")
 	}
 }

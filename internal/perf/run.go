@@ -46,6 +46,14 @@ type worker struct {
 	conn *amqp.Connection
 	run  func(ctx context.Context) error
 	hist *Histogram // consumers only
+
+	// connClosed and chanClosed receive the broker's reason when it
+	// closes the connection or channel; only the worker's goroutine reads
+	// them.
+	connClosed, chanClosed <-chan *amqp.Error
+	// cancelled receives the consumer tag when the broker cancels a
+	// consumer (basic.cancel); nil for producers.
+	cancelled <-chan string
 }
 
 // Run generates load as cfg describes and returns what it measured. It
@@ -319,5 +327,6 @@ func closeAll(workers []*worker) {
 	}
 }
 
-// errClosed reports that the broker closed a channel under a worker.
-var errClosed = errors.New("perf: channel closed by broker")
+// errClosed reports that the broker (or the network) ended a channel,
+// connection or consumer under a worker.
+var errClosed = errors.New("closed by the broker")

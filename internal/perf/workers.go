@@ -22,19 +22,23 @@ func (r *runner) newConsumer(i int) (*worker, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("perf: consumer %d: open channel: %w", i, err)
 	}
+	w.watch(ch)
 	if r.cfg.Prefetch > 0 {
 		if err := ch.Qos(r.cfg.Prefetch, 0, false); err != nil {
 			_ = conn.Close()
 			return nil, fmt.Errorf("perf: consumer %d: basic.qos: %w", i, err)
 		}
 	}
+	// One consumer per channel: the library sends at most one tag here.
+	w.cancelled = ch.NotifyCancel(make(chan string, 1))
 	deliveries, err := ch.Consume(r.queue, fmt.Sprintf("warren-perf-%d", i), r.cfg.AutoAck, false, false, false, nil)
 	if err != nil {
 		_ = conn.Close()
 		return nil, fmt.Errorf("perf: consumer %d: consume from %q: %w", i, r.queue, err)
 	}
 	w.run = func(ctx context.Context) error {
-		return r.consume(ctx, i, deliveries, w.hist)
+		err := r.consume(ctx, i, deliveries, w.hist)
+		return w.explain(err)
 	}
 	return w, nil
 }
@@ -48,7 +52,7 @@ func (r *runner) consume(ctx context.Context, i int, deliveries <-chan amqp.Deli
 			return nil
 		case d, ok := <-deliveries:
 			if !ok {
-				return fmt.Errorf("perf: consumer %d: %w", i, errClosed)
+				return fmt.Errorf("perf: consumer %d: deliveries stopped: %w", i, errClosed)
 			}
 			if len(d.Body) >= TimestampSize {
 				sentAt := int64(binary.BigEndian.Uint64(d.Body))
@@ -90,8 +94,10 @@ func (r *runner) newProducer(i int) (*worker, error) {
 		confirms = ch.NotifyPublish(make(chan amqp.Confirmation, r.cfg.ConfirmWindow))
 	}
 	w := &worker{conn: conn}
+	w.watch(ch)
 	w.run = func(ctx context.Context) error {
-		return r.produce(ctx, i, ch, confirms)
+		err := r.produce(ctx, i, ch, confirms)
+		return w.explain(err)
 	}
 	return w, nil
 }
@@ -109,7 +115,7 @@ func (r *runner) produce(ctx context.Context, i int, ch *amqp.Channel, confirms 
 	outstanding := 0
 	settle := func(c amqp.Confirmation, ok bool) error {
 		if !ok {
-			return fmt.Errorf("perf: producer %d: %w", i, errClosed)
+			return fmt.Errorf("perf: producer %d: confirms stopped: %w", i, errClosed)
 		}
 		outstanding--
 		if c.Ack {
@@ -159,4 +165,49 @@ func (r *runner) produce(ctx context.Context, i int, ch *amqp.Channel, confirms 
 		}
 	}
 	return nil
+}
+
+// watch subscribes to the close notifications of the worker's connection
+// and channel, so that a failure can be explained by the broker's reason.
+// The channels are buffered: the client library sends at most one error to
+// each and never blocks on them.
+func (w *worker) watch(ch *amqp.Channel) {
+	w.connClosed = w.conn.NotifyClose(make(chan *amqp.Error, 1))
+	w.chanClosed = ch.NotifyClose(make(chan *amqp.Error, 1))
+}
+
+// explainWait bounds how long explain waits for the broker's close reason,
+// which the client library may report just after the failure itself.
+const explainWait = 200 * time.Millisecond
+
+// explain adds the broker's reason for closing the channel or connection to
+// err, when there is one. A nil err stays nil.
+func (w *worker) explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	t := time.NewTimer(explainWait)
+	defer t.Stop()
+	for w.connClosed != nil || w.chanClosed != nil || w.cancelled != nil {
+		select {
+		case tag, ok := <-w.cancelled:
+			if ok {
+				return fmt.Errorf("%w (the broker cancelled consumer %q, e.g. because its queue was deleted)", err, tag)
+			}
+			w.cancelled = nil
+		case reason, ok := <-w.chanClosed:
+			if ok && reason != nil {
+				return fmt.Errorf("%w (channel closed: %v)", err, reason)
+			}
+			w.chanClosed = nil
+		case reason, ok := <-w.connClosed:
+			if ok && reason != nil {
+				return fmt.Errorf("%w (connection closed: %v)", err, reason)
+			}
+			w.connClosed = nil
+		case <-t.C:
+			return err
+		}
+	}
+	return err
 }
