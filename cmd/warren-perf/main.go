@@ -17,6 +17,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/warren-mq/warren/internal/perf"
@@ -26,9 +28,17 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
+// gcPercent is the garbage collector target used unless GOGC is set: the
+// client allocates for every message but keeps little alive, so collecting
+// less often leaves more of the shared CPU to the broker under test.
+const gcPercent = 400
+
 func run(args []string) int {
 	if len(args) > 0 && args[0] == "report" {
 		return report(args[1:])
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
 	}
 	cli, err := perf.ParseFlags(args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -45,6 +55,19 @@ func run(args []string) int {
 	cfg := cli.Config
 	cfg.Progress = human
 
+	if cli.CPUProfile != "" {
+		f, err := os.Create(cli.CPUProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf: cpu profile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := perf.Run(ctx, cfg)

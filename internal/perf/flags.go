@@ -22,6 +22,9 @@ type CLI struct {
 	Config Config
 	// JSON asks for the result as one JSON line on standard output.
 	JSON bool
+	// CPUProfile, when set, is a file to write a CPU profile of
+	// warren-perf itself to, for finding out what limits the client.
+	CPUProfile string
 }
 
 // ParseFlags parses warren-perf's arguments (without the program name).
@@ -78,6 +81,7 @@ func ParseFlags(args []string, output io.Writer) (CLI, error) {
 	str(&cfg.Label, "id", "label", "", "name of this run in the output")
 	fs.StringVar(&cfg.Broker, "broker", "", "name of the broker under test, for the output")
 	fs.IntVar(&cfg.BrokerPID, "broker-pid", 0, "pid of the broker; measure the CPU time of its process tree per message")
+	fs.StringVar(&cli.CPUProfile, "cpuprofile", "", "write a CPU profile of warren-perf itself to this file")
 	fs.BoolVar(&cli.JSON, "json", false, "print the result as one JSON line on stdout (progress and summary go to stderr)")
 
 	if err := fs.Parse(args); err != nil {

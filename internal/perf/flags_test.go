@@ -16,7 +16,7 @@ func TestParseFlagsPerfTestNames(t *testing.T) {
 	cli, err := ParseFlags(strings.Fields(
 		"-h amqp://u:p@127.0.0.1:5999/ -x 4 -y 3 -s 1024 -c 100 -f persistent -q 50 -a -r 5000 -z 15 -C 1000 "+
 			"-u bench -qa x-queue-type=classic,x-max-length=10 -qa x-single-active-consumer=true --json --id s3 "+
-			"--broker rabbitmq --broker-pid 42 -ad=false"), io.Discard)
+			"--broker rabbitmq --broker-pid 42 -ad=false --cpuprofile /tmp/p.prof"), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,8 +30,8 @@ func TestParseFlagsPerfTestNames(t *testing.T) {
 	if !reflect.DeepEqual(cli.Config, want) {
 		t.Errorf("config\n got %+v\nwant %+v", cli.Config, want)
 	}
-	if !cli.JSON {
-		t.Error("--json not set")
+	if !cli.JSON || cli.CPUProfile != "/tmp/p.prof" {
+		t.Errorf("json %v, cpuprofile %q", cli.JSON, cli.CPUProfile)
 	}
 }
 
