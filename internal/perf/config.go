@@ -46,6 +46,11 @@ type Config struct {
 	// AutoAck consumes with no-ack; otherwise each message is acked on
 	// arrival.
 	AutoAck bool
+	// MultiAckEvery, when above 1, acks with multiple=true once every this
+	// many deliveries instead of acking each one (PerfTest's
+	// --multi-ack-every). It must not exceed a non-zero Prefetch, or the
+	// consumer would stall waiting for deliveries the broker holds back.
+	MultiAckEvery int
 
 	// Rate limits each producer to this many messages per second; zero means
 	// as fast as possible.
@@ -106,6 +111,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Prefetch < 0 || c.Prefetch > 65535 {
 		errs = append(errs, fmt.Errorf("prefetch must be in 0..65535, got %d", c.Prefetch))
+	}
+	if c.MultiAckEvery < 0 {
+		errs = append(errs, fmt.Errorf("multi-ack-every must be >= 0, got %d", c.MultiAckEvery))
+	}
+	if c.MultiAckEvery > 1 && c.Prefetch > 0 && c.MultiAckEvery > c.Prefetch {
+		errs = append(errs, fmt.Errorf("multi-ack-every %d exceeds prefetch %d: the consumer would stall", c.MultiAckEvery, c.Prefetch))
 	}
 	if c.Rate < 0 {
 		errs = append(errs, fmt.Errorf("rate must be >= 0, got %g", c.Rate))

@@ -69,6 +69,7 @@ func ParseFlags(args []string, output io.Writer) (CLI, error) {
 	fs.Var(&flags, "flag", "same as -f")
 	num(&cfg.Prefetch, "q", "qos", 0, "consumer prefetch count (basic.qos); 0 sends none")
 	boolean(&cfg.AutoAck, "a", "autoack", false, "consume with automatic acknowledgement")
+	num(&cfg.MultiAckEvery, "A", "multi-ack-every", 0, "ack with multiple=true every this many messages instead of each one")
 	fs.Float64Var(&cfg.Rate, "r", 0, "rate limit per producer in msg/s; 0 means unlimited")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "same as -r")
 	fs.Float64Var(&seconds, "z", 0, "run duration in seconds; 0 means until -C is reached or interrupted")

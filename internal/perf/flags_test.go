@@ -14,7 +14,7 @@ import (
 
 func TestParseFlagsPerfTestNames(t *testing.T) {
 	cli, err := ParseFlags(strings.Fields(
-		"-h amqp://u:p@127.0.0.1:5999/ -x 4 -y 3 -s 1024 -c 100 -f persistent -q 50 -a -r 5000 -z 15 -C 1000 "+
+		"-h amqp://u:p@127.0.0.1:5999/ -x 4 -y 3 -s 1024 -c 100 -f persistent -q 50 -A 25 -a -r 5000 -z 15 -C 1000 "+
 			"-u bench -qa x-queue-type=classic,x-max-length=10 -qa x-single-active-consumer=true --json --id s3 "+
 			"--broker rabbitmq --broker-pid 42 -ad=false --cpuprofile /tmp/p.prof"), io.Discard)
 	if err != nil {
@@ -23,7 +23,7 @@ func TestParseFlagsPerfTestNames(t *testing.T) {
 	want := Config{
 		URI: "amqp://u:p@127.0.0.1:5999/", Label: "s3", Broker: "rabbitmq",
 		Producers: 4, Consumers: 3, Size: 1024, ConfirmWindow: 100, Persistent: true,
-		Prefetch: 50, AutoAck: true, Rate: 5000, Duration: 15 * time.Second, MessageCount: 1000,
+		Prefetch: 50, MultiAckEvery: 25, AutoAck: true, Rate: 5000, Duration: 15 * time.Second, MessageCount: 1000,
 		Queue: "bench", Durable: true, KeepQueue: true, BrokerPID: 42,
 		QueueArgs: amqp.Table{"x-queue-type": "classic", "x-max-length": int64(10), "x-single-active-consumer": true},
 	}
@@ -66,6 +66,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"-x -1", "producers must be >= 0"},
 		{"-z -3", "non-negative number of seconds"},
 		{"-q 70000", "prefetch must be in 0..65535"},
+		{"-q 10 -A 20", "multi-ack-every 20 exceeds prefetch 10"},
 		{"-qa novalue", `"novalue": want key=value`},
 		{"-qa a=1 -qa a=2", `"a" given twice`},
 		{"-h ftp://x", "uri"},

@@ -142,3 +142,18 @@ func TestRunFailsWhenTheQueueIsDeleted(t *testing.T) {
 		t.Fatal("the run went on after its queue was deleted")
 	}
 }
+
+func TestRunMultiAck(t *testing.T) {
+	// With prefetch 20 the broker stops delivering after 20 unacked
+	// messages, so 1,000 arrive only if every 10th ack covers the others.
+	res, err := Run(context.Background(), Config{
+		URI: brokerURL(t), Producers: 1, Consumers: 1, Size: 32,
+		Prefetch: 20, MultiAckEvery: 10, MessageCount: 1000, Duration: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Received != 1000 || res.Seconds >= 30 {
+		t.Fatalf("received %d in %.1f s, want 1000 well within 30 s", res.Received, res.Seconds)
+	}
+}

@@ -34,11 +34,13 @@ func ReadResults(r io.Reader, name string) ([]Result, error) {
 	return out, nil
 }
 
-// WriteReport writes results as two Markdown tables: every run's figures,
-// then, for each scenario (Label) and each broker other than baseline, the
+// WriteReport writes results as two Markdown tables: every run's figures
+// (client CPU per message shows how much of the machine the load generator
+// itself took), then, for each scenario (Label) and each broker other than baseline, the
 // ratios broker/baseline of receive rate, p99 latency and broker CPU time
 // per message. Scenarios and brokers keep the order in which they first
-// appear; a broker with no result for a scenario shows "n/a".
+// appear; a broker with no result for a scenario shows "n/a", and when a
+// scenario and broker appear twice the later result counts.
 func WriteReport(w io.Writer, results []Result, baseline string) error {
 	var labels, brokers []string
 	byKey := make(map[[2]string]Result)
@@ -52,20 +54,23 @@ func WriteReport(w io.Writer, results []Result, baseline string) error {
 		byKey[[2]string{r.Label, r.Broker}] = r
 	}
 	var b strings.Builder
-	b.WriteString("| scenario | broker | sent msg/s | received msg/s | p50 latency | p95 latency | p99 latency | broker CPU/msg |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| scenario | broker | sent msg/s | received msg/s | p50 latency | p95 latency | p99 latency | broker CPU/msg | client CPU/msg |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, l := range labels {
 		for _, br := range brokers {
 			r, ok := byKey[[2]string{l, br}]
 			if !ok {
 				continue
 			}
-			cpu := "n/a"
+			cpu, client := "n/a", "n/a"
 			if r.BrokerCPUPerMessage > 0 {
 				cpu = fmt.Sprintf("%.1f µs", r.BrokerCPUPerMessage)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %s | %s | %s |\n", l, br, r.SendRate, r.ReceiveRate,
-				fmtMicros(r.Latency.P50), fmtMicros(r.Latency.P95), fmtMicros(r.Latency.P99), cpu)
+			if r.Received > 0 && r.ClientCPUSeconds > 0 {
+				client = fmt.Sprintf("%.1f µs", r.ClientCPUSeconds*1e6/float64(r.Received))
+			}
+			fmt.Fprintf(&b, "| %s | %s | %.0f | %.0f | %s | %s | %s | %s | %s |\n", l, br, r.SendRate, r.ReceiveRate,
+				fmtMicros(r.Latency.P50), fmtMicros(r.Latency.P95), fmtMicros(r.Latency.P99), cpu, client)
 		}
 	}
 	others := slices.DeleteFunc(slices.Clone(brokers), func(s string) bool { return s == baseline })

@@ -21,6 +21,7 @@ type Result struct {
 	Persistent    bool    `json:"persistent"`
 	Prefetch      int     `json:"prefetch"`
 	AutoAck       bool    `json:"autoack"`
+	MultiAckEvery int     `json:"multi_ack_every,omitempty"`
 	Rate          float64 `json:"rate_limit"`
 	Queue         string  `json:"queue"`
 

@@ -72,7 +72,7 @@ func TestWriteReportRatios(t *testing.T) {
 	}
 	got := buf.String()
 	for _, want := range []string{
-		"| s1 | rabbitmq | 50000 | 50000 | 90 µs | 200 µs | 2.00 ms | 26.0 µs |",
+		"| s1 | rabbitmq | 50000 | 50000 | 90 µs | 200 µs | 2.00 ms | 26.0 µs | 4.0 µs |",
 		"| s1 | warren | 125000 | 125000 |",
 		"| s1 | warren/rabbitmq | 2.50× | 0.50× | 0.25× |",
 		"| s2 | warren/rabbitmq | n/a | n/a | n/a |",

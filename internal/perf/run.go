@@ -218,7 +218,7 @@ func (r *runner) result(elapsed time.Duration, hist *Histogram, brokerCPU, clien
 		Label: cfg.Label, Broker: cfg.Broker,
 		Producers: cfg.Producers, Consumers: cfg.Consumers, Size: r.size,
 		ConfirmWindow: cfg.ConfirmWindow, Persistent: cfg.Persistent,
-		Prefetch: cfg.Prefetch, AutoAck: cfg.AutoAck, Rate: cfg.Rate, Queue: r.queue,
+		Prefetch: cfg.Prefetch, AutoAck: cfg.AutoAck, MultiAckEvery: cfg.MultiAckEvery, Rate: cfg.Rate, Queue: r.queue,
 		Seconds:   secs,
 		Sent:      r.c.sent.Load(),
 		Confirmed: r.c.confirmed.Load(),

@@ -46,6 +46,7 @@ func (r *runner) newConsumer(i int) (*worker, error) {
 // consume records the latency of every delivery and acks it unless
 // autoack is on. hist belongs to this goroutine until it returns.
 func (r *runner) consume(ctx context.Context, i int, deliveries <-chan amqp.Delivery, hist *Histogram) error {
+	unacked := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -59,8 +60,14 @@ func (r *runner) consume(ctx context.Context, i int, deliveries <-chan amqp.Deli
 				hist.Record(time.Duration(time.Now().UnixNano() - sentAt))
 			}
 			if !r.cfg.AutoAck {
-				if err := d.Ack(false); err != nil {
-					return fmt.Errorf("perf: consumer %d: ack: %w", i, err)
+				unacked++
+				// Messages still unacked when the run ends are requeued
+				// by the broker when the connection closes.
+				if r.cfg.MultiAckEvery <= 1 || unacked >= r.cfg.MultiAckEvery {
+					if err := d.Ack(r.cfg.MultiAckEvery > 1); err != nil {
+						return fmt.Errorf("perf: consumer %d: ack: %w", i, err)
+					}
+					unacked = 0
 				}
 			}
 			if n := r.c.received.Add(1); n == r.expected {
