@@ -26,6 +26,13 @@ type counters struct {
 	received  atomic.Int64
 }
 
+// counts is a snapshot of counters.
+type counts struct{ sent, confirmed, nacked, received int64 }
+
+func (c *counters) snapshot() counts {
+	return counts{c.sent.Load(), c.confirmed.Load(), c.nacked.Load(), c.received.Load()}
+}
+
 // runner holds the state of one Run. Its fields are set before any worker
 // starts and read-only afterwards, except the counters.
 type runner struct {
@@ -187,6 +194,9 @@ func (r *runner) measure(ctx context.Context, workers, consumers []*worker) (Res
 	end := time.Now()
 	cpu1, cpuErr := r.brokerCPU()
 	client1 := selfCPU()
+	// Counts at the end of the window: deliveries that arrive while the
+	// connections close are not part of it.
+	final := r.c.snapshot()
 	cancel()
 	// Close the connections before waiting: a producer can be stuck in a
 	// socket write while the broker applies flow control, and only closing
@@ -208,10 +218,10 @@ func (r *runner) measure(ctx context.Context, workers, consumers []*worker) (Res
 	for _, w := range consumers {
 		hist.Merge(w.hist)
 	}
-	return r.result(end.Sub(start), &hist, cpu1-cpu0, client1-client0), nil
+	return r.result(end.Sub(start), final, &hist, cpu1-cpu0, client1-client0), nil
 }
 
-func (r *runner) result(elapsed time.Duration, hist *Histogram, brokerCPU, clientCPU time.Duration) Result {
+func (r *runner) result(elapsed time.Duration, n counts, hist *Histogram, brokerCPU, clientCPU time.Duration) Result {
 	cfg := &r.cfg
 	secs := elapsed.Seconds()
 	res := Result{
@@ -220,10 +230,10 @@ func (r *runner) result(elapsed time.Duration, hist *Histogram, brokerCPU, clien
 		ConfirmWindow: cfg.ConfirmWindow, Persistent: cfg.Persistent,
 		Prefetch: cfg.Prefetch, AutoAck: cfg.AutoAck, MultiAckEvery: cfg.MultiAckEvery, Rate: cfg.Rate, Queue: r.queue,
 		Seconds:   secs,
-		Sent:      r.c.sent.Load(),
-		Confirmed: r.c.confirmed.Load(),
-		Nacked:    r.c.nacked.Load(),
-		Received:  r.c.received.Load(),
+		Sent:      n.sent,
+		Confirmed: n.confirmed,
+		Nacked:    n.nacked,
+		Received:  n.received,
 		Latency:   summarize(hist),
 	}
 	if secs > 0 {
