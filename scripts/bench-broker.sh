@@ -210,6 +210,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- scenarios --------------------------------------------------------------
+problems=()
 # wanted id: whether -s asked for scenario id (s5 selects s5a and s5b).
 wanted() {
 	local item
@@ -234,6 +235,7 @@ run_scenarios() {
 		if ! bin/warren-perf --json --broker "$broker" --id "$label" --broker-pid "$pid" \
 			-h "$uri" -z "$seconds" $flags >>"$results" 2>"$outdir/$broker-$label.log"; then
 			log "$broker: $label FAILED:"
+			problems+=("$broker: $label failed (see $outdir/$broker-$label.log)")
 			tail -5 "$outdir/$broker-$label.log" >&2
 		fi
 		sleep 2 # let the broker settle before the next scenario
@@ -243,6 +245,8 @@ run_scenarios() {
 if [[ ",$brokers," == *",rabbitmq,"* ]]; then
 	if start_rabbitmq; then
 		run_scenarios rabbitmq "amqp://guest:guest@127.0.0.1:$rmq_port/" "$rmq_pid"
+	else
+		problems+=("RabbitMQ did not start")
 	fi
 	stop_rabbitmq
 fi
@@ -251,6 +255,7 @@ if [[ ",$brokers," == *",warren,"* ]]; then
 		run_scenarios warren "amqp://guest:guest@127.0.0.1:$w_amqp/" "$warren_pid"
 	else
 		echo "bench-broker: warren did not start; the table shows RabbitMQ's figures only" >&2
+		problems+=("warren did not start (see $outdir/warren.out or $outdir/warren-build.log)")
 	fi
 	stop_warren
 fi
@@ -260,3 +265,8 @@ echo "warren-perf, ${seconds} s per scenario, $(nproc) CPUs, $(date -u +%Y-%m-%d
 	"load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; results in $results"
 echo
 bin/warren-perf report -baseline rabbitmq "$results"
+if [ ${#problems[@]} -gt 0 ]; then
+	echo
+	printf 'bench-broker: incomplete: %s\n' "${problems[@]}" >&2
+	exit 1
+fi
