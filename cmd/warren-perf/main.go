@@ -1,0 +1,120 @@
+// Command warren-perf generates AMQP 0-9-1 load against warren or RabbitMQ
+// and reports send and receive rates and publish-to-deliver latency, like
+// RabbitMQ's PerfTest.
+//
+//	warren-perf -h amqp://guest:guest@127.0.0.1:5672/ -x 1 -y 1 -s 100 -a -z 15
+//	warren-perf report [-baseline rabbitmq] results.jsonl...
+//
+// The second form turns the JSON lines of earlier runs into comparison
+// tables.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
+	"syscall"
+
+	"github.com/warren-mq/warren/internal/perf"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// gcPercent is the garbage collector target used unless GOGC is set: the
+// client allocates for every message but keeps little alive, so collecting
+// less often leaves more of the shared CPU to the broker under test.
+const gcPercent = 400
+
+func run(args []string) int {
+	if len(args) > 0 && args[0] == "report" {
+		return report(args[1:])
+	}
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
+	cli, err := perf.ParseFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "warren-perf: %v\n", err)
+		return 2
+	}
+	human := io.Writer(os.Stdout)
+	if cli.JSON {
+		human = os.Stderr
+	}
+	cfg := cli.Config
+	cfg.Progress = human
+
+	if cli.CPUProfile != "" {
+		f, err := os.Create(cli.CPUProfile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf: cpu profile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := perf.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "warren-perf: %v\n", err)
+		return 1
+	}
+	if err := res.WriteSummary(human); err != nil {
+		fmt.Fprintf(os.Stderr, "warren-perf: %v\n", err)
+		return 1
+	}
+	if cli.JSON {
+		if err := res.WriteJSON(os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf: %v\n", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+func report(args []string) int {
+	fs := flag.NewFlagSet("warren-perf report", flag.ContinueOnError)
+	baseline := fs.String("baseline", "rabbitmq", "broker the ratios are relative to")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	var all []perf.Result
+	for _, name := range fs.Args() {
+		f, err := os.Open(name)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf report: %v\n", err)
+			return 1
+		}
+		results, err := perf.ReadResults(f, name)
+		f.Close()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf report: %v\n", err)
+			return 1
+		}
+		all = append(all, results...)
+	}
+	if err := perf.WriteReport(os.Stdout, all, *baseline); err != nil {
+		fmt.Fprintf(os.Stderr, "warren-perf report: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,86 @@
+package perf
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// statLine builds a /proc/<pid>/stat line with the given CPU tick fields.
+func statLine(pid, ppid int, comm string, utime, stime, cutime, cstime int) string {
+	// Fields 3..13, then 14..17, then the rest (enough of them to look real).
+	return strconv.Itoa(pid) + " (" + comm + ") S " + strconv.Itoa(ppid) +
+		" 1 1 0 -1 4194560 100 0 0 0 " +
+		strconv.Itoa(utime) + " " + strconv.Itoa(stime) + " " + strconv.Itoa(cutime) + " " + strconv.Itoa(cstime) +
+		" 20 0 8 0 12345 100000 500 18446744073709551615\n"
+}
+
+func TestParseProcStat(t *testing.T) {
+	st, err := parseProcStat([]byte(statLine(77, 12, "beam.smp) (x y", 150, 50, 7, 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.pid != 77 || st.ppid != 12 || st.ticks != 210 {
+		t.Fatalf("got %+v, want pid 77 ppid 12 ticks 210", st)
+	}
+	for _, bad := range []string{"", "12 no parens", "x (a) S 1 2", "5 (a) S 1 2 3"} {
+		if _, err := parseProcStat([]byte(bad)); err == nil {
+			t.Errorf("%q parsed without error", bad)
+		}
+	}
+}
+
+func TestTreeCPUSumsDescendantsOnly(t *testing.T) {
+	root := t.TempDir()
+	write := func(pid, ppid, utime, stime, cutime, cstime int) {
+		dir := filepath.Join(root, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		line := statLine(pid, ppid, "p"+strconv.Itoa(pid), utime, stime, cutime, cstime)
+		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(1, 0, 1000, 1000, 0, 0) // init: not part of the tree
+	write(10, 1, 100, 50, 20, 5)  // broker: 175 ticks
+	write(11, 10, 30, 10, 0, 0)   // child: 40
+	write(12, 11, 4, 1, 0, 0)     // grandchild: 5
+	write(13, 1, 500, 500, 0, 0)  // unrelated
+	if err := os.MkdirAll(filepath.Join(root, "self"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := treeCPU(root, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 2200 * time.Millisecond; got != want { // 220 ticks at 100 Hz
+		t.Fatalf("treeCPU = %v, want %v", got, want)
+	}
+	if _, err := treeCPU(root, 99); err == nil {
+		t.Fatal("missing broker pid gave no error")
+	}
+}
+
+func TestTreeCPUOfRealChildProcess(t *testing.T) {
+	// A real child that burns CPU: its time must show up in our tree.
+	cmd := exec.Command("sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done")
+	before, err := treeCPU("/proc", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("run busy child: %v", err)
+	}
+	after, err := treeCPU("/proc", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The child has been waited for, so its time is in our cutime/cstime.
+	if after-before < 10*time.Millisecond {
+		t.Fatalf("tree CPU grew by %v after a busy child, want at least 10ms", after-before)
+	}
+}

@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Benchmarks warren against RabbitMQ 3.10 (Debian's rabbitmq-server) in one
+# run: the same warren-perf scenarios against each broker, then a table of
+# receive rates, latencies and broker CPU time per message, with
+# warren/RabbitMQ ratios. Not part of CI: it takes a few minutes.
+#
+#   ./scripts/bench-broker.sh                 every scenario, 15 s each
+#   ./scripts/bench-broker.sh -d 30 -o out    30 s each, results kept in out/
+#   ./scripts/bench-broker.sh -s s1,s5        only some scenarios (s5: s5a, s5b)
+#   ./scripts/bench-broker.sh -b rabbitmq     only one broker
+#
+# Environment: BENCH_PORT_BASE (default 26700, below the kernel's
+# ephemeral port range) is the first of the loopback ports used: RabbitMQ
+# AMQP, distribution and epmd on base..base+2, warren AMQP, HTTP and cluster
+# on base+10..base+12. Needs root to install rabbitmq-server when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=15
+outdir=
+only=
+brokers="rabbitmq,warren"
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+while getopts "d:o:s:b:h" opt; do
+	case $opt in
+	d) seconds=$OPTARG ;;
+	o) outdir=$OPTARG ;;
+	s) only=$OPTARG ;;
+	b) brokers=$OPTARG ;;
+	h) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+case $seconds in '' | *[!0-9]*) echo "bench-broker: -d wants whole seconds, got '$seconds'" >&2; exit 2 ;; esac
+
+base=${BENCH_PORT_BASE:-26700}
+rmq_port=$base rmq_dist=$((base + 1)) rmq_epmd=$((base + 2))
+w_amqp=$((base + 10)) w_mgmt=$((base + 11)) w_cluster=$((base + 12))
+read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range
+for p in $rmq_port $rmq_dist $rmq_epmd $w_amqp $w_mgmt $w_cluster; do
+	if [ "$p" -ge 35672 ] && [ "$p" -le 35682 ]; then
+		echo "bench-broker: port $p is in 35672-35682, which RabbitMQ's CLI tools use; pick another BENCH_PORT_BASE" >&2
+		exit 2
+	fi
+	if [ "$p" -ge "$eph_lo" ] && [ "$p" -le "$eph_hi" ]; then
+		echo "bench-broker: port $p is in the ephemeral range $eph_lo-$eph_hi, where an outgoing connection can take it first; pick another BENCH_PORT_BASE" >&2
+		exit 2
+	fi
+	if ss -Htln "sport = :$p" | grep -q .; then
+		echo "bench-broker: port $p is already in use; pick another BENCH_PORT_BASE" >&2
+		exit 2
+	fi
+done
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+work=$(mktemp -d /tmp/warren-bench.XXXXXX)
+[ -n "$outdir" ] || outdir=$work
+mkdir -p "$outdir"
+results=$outdir/results.jsonl
+: >"$results"
+log() { printf '%s bench-broker: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+
+# The scenarios: label and warren-perf flags. Every scenario uses one queue
+# that its producers publish to and its consumers share.
+scenarios=(
+	"s1-1p1c-100B-autoack|-x 1 -y 1 -s 100 -a"
+	"s2-1p1c-100B-confirm-ack|-x 1 -y 1 -s 100 -c 100 -q 100"
+	"s3-4p4c-1KiB-confirm-ack|-x 4 -y 4 -s 1024 -c 100 -q 100"
+	"s4-1p1c-100B-rate5000|-x 1 -y 1 -s 100 -r 5000 -q 100"
+	"s5a-1p1c-1KiB-persistent|-x 1 -y 1 -s 1024 -c 100 -q 100 -f persistent -u bench-durable-1"
+	"s5b-4p4c-1KiB-persistent|-x 4 -y 4 -s 1024 -c 100 -q 100 -f persistent -u bench-durable-4"
+)
+
+# ---- build ------------------------------------------------------------------
+log "building warren-perf and warren"
+mkdir -p bin
+nice -n 10 go build -o bin/ ./cmd/warren-perf
+warren_built=yes
+if ! nice -n 10 go build -o bin/ ./cmd/warren 2>"$outdir/warren-build.log"; then
+	warren_built=no
+	log "WARREN DID NOT BUILD (see $outdir/warren-build.log); reporting RabbitMQ only"
+fi
+
+# ---- RabbitMQ ---------------------------------------------------------------
+rmq_bin=/usr/lib/rabbitmq/bin
+install_rabbitmq() {
+	[ -x "$rmq_bin/rabbitmq-server" ] && return 0
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "bench-broker: rabbitmq-server is not installed and installing it needs root" >&2
+		exit 1
+	fi
+	log "installing Debian's rabbitmq-server"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq rabbitmq-server >/dev/null
+	# The package starts its own node on 5672 where it can; this script
+	# runs its own node instead.
+	if command -v systemctl >/dev/null && systemctl is-active -q rabbitmq-server 2>/dev/null; then
+		systemctl stop rabbitmq-server || true
+	fi
+	service rabbitmq-server stop >/dev/null 2>&1 || true
+	[ -x "$rmq_bin/rabbitmq-server" ] || { echo "bench-broker: $rmq_bin/rabbitmq-server missing after install" >&2; exit 1; }
+}
+
+rmq_dir=$work/rabbitmq
+rmq_pid=
+rmq_env() {
+	env HOME="$rmq_dir/home" \
+		RABBITMQ_NODENAME="bench@localhost" \
+		RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+		RABBITMQ_NODE_PORT="$rmq_port" \
+		RABBITMQ_DIST_PORT="$rmq_dist" \
+		ERL_EPMD_PORT="$rmq_epmd" \
+		ERL_EPMD_ADDRESS=127.0.0.1 \
+		RABBITMQ_MNESIA_BASE="$rmq_dir/mnesia" \
+		RABBITMQ_LOG_BASE="$rmq_dir/log" \
+		RABBITMQ_PID_FILE="$rmq_dir/rabbit.pid" \
+		RABBITMQ_CONFIG_FILE="$rmq_dir/rabbitmq" \
+		RABBITMQ_ENABLED_PLUGINS_FILE="$rmq_dir/enabled_plugins" \
+		RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+		"$@"
+}
+start_rabbitmq() {
+	install_rabbitmq
+	mkdir -p "$rmq_dir/home" "$rmq_dir/mnesia" "$rmq_dir/log"
+	echo '[].' >"$rmq_dir/enabled_plugins"
+	printf 'listeners.tcp.default = 127.0.0.1:%s\n' "$rmq_port" >"$rmq_dir/rabbitmq.conf"
+	log "starting RabbitMQ on 127.0.0.1:$rmq_port (node bench@localhost, dist $rmq_dist, epmd $rmq_epmd)"
+	rmq_env setsid "$rmq_bin/rabbitmq-server" >"$rmq_dir/server.out" 2>&1 &
+	rmq_pid=$!
+	# await_startup gives up at once while the node is not yet registered
+	# with epmd, so ask again until it answers or the node dies.
+	local tries=0
+	until rmq_env timeout 120 "$rmq_bin/rabbitmqctl" -n bench@localhost -q await_startup >"$rmq_dir/await.out" 2>&1; do
+		tries=$((tries + 1))
+		if ! kill -0 "$rmq_pid" 2>/dev/null || [ $tries -ge 60 ]; then
+			log "RabbitMQ did not start; its output:"
+			tail -20 "$rmq_dir/server.out" "$rmq_dir/await.out" >&2
+			return 1
+		fi
+		sleep 1
+	done
+	log "RabbitMQ is up (process tree rooted at pid $rmq_pid)"
+}
+stop_rabbitmq() {
+	[ -n "$rmq_pid" ] || return 0
+	log "stopping RabbitMQ"
+	rmq_env timeout 60 "$rmq_bin/rabbitmqctl" -n bench@localhost -q stop >/dev/null 2>&1 || true
+	for _ in $(seq 100); do kill -0 "$rmq_pid" 2>/dev/null || break; sleep 0.2; done
+	if kill -0 "$rmq_pid" 2>/dev/null; then
+		# setsid made it a process group of its own: end the whole tree.
+		kill -KILL -- "-$rmq_pid" 2>/dev/null || true
+	fi
+	wait "$rmq_pid" 2>/dev/null || true
+	# The epmd this node started on its own port.
+	ERL_EPMD_PORT=$rmq_epmd epmd -port "$rmq_epmd" -kill >/dev/null 2>&1 || true
+	rmq_pid=
+}
+
+# ---- warren -----------------------------------------------------------------
+warren_pid=
+start_warren() {
+	[ "$warren_built" = yes ] || return 1
+	mkdir -p "$work/warren-data"
+	log "starting warren on 127.0.0.1:$w_amqp"
+	bin/warren --data-dir "$work/warren-data" --amqp-listen "127.0.0.1:$w_amqp" \
+		--mgmt-listen "127.0.0.1:$w_mgmt" --cluster-listen "127.0.0.1:$w_cluster" \
+		>"$outdir/warren.out" 2>&1 &
+	warren_pid=$!
+	for _ in $(seq 300); do
+		if ! kill -0 "$warren_pid" 2>/dev/null; then
+			wait "$warren_pid" 2>/dev/null || true
+			warren_pid=
+			log "WARREN FAILED TO START: bin/warren exited; its output:"
+			tail -20 "$outdir/warren.out" >&2
+			return 1
+		fi
+		if (exec 3<>"/dev/tcp/127.0.0.1/$w_amqp") 2>/dev/null; then
+			log "warren is up (pid $warren_pid)"
+			return 0
+		fi
+		sleep 0.1
+	done
+	log "WARREN FAILED TO START: nothing listening on 127.0.0.1:$w_amqp after 30 s; its output:"
+	tail -20 "$outdir/warren.out" >&2
+	stop_warren
+	return 1
+}
+stop_warren() {
+	[ -n "$warren_pid" ] || return 0
+	log "stopping warren"
+	kill -TERM "$warren_pid" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$warren_pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$warren_pid" 2>/dev/null || true
+	wait "$warren_pid" 2>/dev/null || true
+	warren_pid=
+}
+
+cleanup() {
+	stop_warren
+	stop_rabbitmq
+	# Broker state is scratch; results and logs stay.
+	if [ "$outdir" = "$work" ]; then
+		rm -rf "$rmq_dir" "$work/warren-data"
+	else
+		rm -rf "$work"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- scenarios --------------------------------------------------------------
+problems=()
+# wanted id: whether -s asked for scenario id (s5 selects s5a and s5b).
+wanted() {
+	local item
+	[ -n "$only" ] || return 0
+	for item in ${only//,/ }; do
+		case $1 in "$item" | "$item"[a-z]) return 0 ;; esac
+	done
+	return 1
+}
+
+# run_scenarios broker uri pid
+run_scenarios() {
+	local broker=$1 uri=$2 pid=$3 entry label flags
+	for entry in "${scenarios[@]}"; do
+		label=${entry%%|*}
+		flags=${entry#*|}
+		if ! wanted "${label%%-*}"; then
+			continue
+		fi
+		log "$broker: $label ($flags, ${seconds}s)"
+		# shellcheck disable=SC2086 # flags are words on purpose
+		if ! bin/warren-perf --json --broker "$broker" --id "$label" --broker-pid "$pid" \
+			-h "$uri" -z "$seconds" $flags >>"$results" 2>"$outdir/$broker-$label.log"; then
+			log "$broker: $label FAILED:"
+			problems+=("$broker: $label failed (see $outdir/$broker-$label.log)")
+			tail -5 "$outdir/$broker-$label.log" >&2
+		fi
+		sleep 2 # let the broker settle before the next scenario
+	done
+}
+
+if [[ ",$brokers," == *",rabbitmq,"* ]]; then
+	if start_rabbitmq; then
+		run_scenarios rabbitmq "amqp://guest:guest@127.0.0.1:$rmq_port/" "$rmq_pid"
+	else
+		problems+=("RabbitMQ did not start")
+	fi
+	stop_rabbitmq
+fi
+if [[ ",$brokers," == *",warren,"* ]]; then
+	if start_warren; then
+		run_scenarios warren "amqp://guest:guest@127.0.0.1:$w_amqp/" "$warren_pid"
+	else
+		echo "bench-broker: warren did not start; the table shows RabbitMQ's figures only" >&2
+		problems+=("warren did not start (see $outdir/warren.out or $outdir/warren-build.log)")
+	fi
+	stop_warren
+fi
+
+echo
+echo "warren-perf, ${seconds} s per scenario, $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)," \
+	"load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; results in $results"
+echo
+bin/warren-perf report -baseline rabbitmq "$results"
+if [ ${#problems[@]} -gt 0 ]; then
+	echo
+	printf 'bench-broker: incomplete: %s\n' "${problems[@]}" >&2
+	exit 1
+fi
