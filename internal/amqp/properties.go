@@ -197,6 +197,7 @@ type PropertySummary struct {
 	// nil when absent; decode it with DecodeTable when it is needed.
 	Headers []byte
 	UserID  []byte
+	ReplyTo []byte
 }
 
 // ScanProperties checks the structure of a property list and returns its
@@ -235,7 +236,7 @@ func ScanProperties(raw []byte) (PropertySummary, error) {
 		skipShortstr()
 	}
 	if flags&FlagReplyTo != 0 {
-		skipShortstr()
+		s.ReplyTo = skipShortstr()
 	}
 	if flags&FlagExpiration != 0 {
 		s.Expiration = skipShortstr()

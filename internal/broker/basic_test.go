@@ -189,6 +189,23 @@ func TestMandatoryReturn(t *testing.T) {
 	}
 }
 
+// closedWith runs do and returns the error the server closes ch with.
+func closedWith(t *testing.T, ch *amqp091.Channel, do func()) *amqp091.Error {
+	t.Helper()
+	closed := ch.NotifyClose(make(chan *amqp091.Error, 1))
+	do()
+	select {
+	case e := <-closed:
+		if e == nil {
+			t.Fatal("channel closed without an error")
+		}
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatal("channel not closed by the server")
+	}
+	return nil
+}
+
 // amqpErr returns the *amqp091.Error a channel was closed with.
 func amqpErr(t *testing.T, err error) *amqp091.Error {
 	t.Helper()
@@ -223,14 +240,10 @@ func TestChannelErrors(t *testing.T) {
 			return err
 		}, 406, "PRECONDITION_FAILED - inequivalent arg 'x-max-length' for queue 'qa' in vhost '/': received none but current is the value '5' of type 'signedint'"},
 		{"unknown delivery tag", func(ch *amqp091.Channel) error {
-			ch.Ack(42, false)
-			_, err := ch.QueueDeclare("after", false, false, false, false, nil)
-			return err
+			return ch.Ack(42, false)
 		}, 406, "PRECONDITION_FAILED - unknown delivery tag 42"},
 		{"missing exchange", func(ch *amqp091.Channel) error {
-			ch.PublishWithContext(context.Background(), "nope", "", false, false, amqp091.Publishing{})
-			_, err := ch.QueueDeclare("after2", false, false, false, false, nil)
-			return err
+			return ch.PublishWithContext(context.Background(), "nope", "", false, false, amqp091.Publishing{})
 		}, 404, "NOT_FOUND - no exchange 'nope' in vhost '/'"},
 		{"reserved name", func(ch *amqp091.Channel) error {
 			_, err := ch.QueueDeclare("amq.mine", false, false, false, false, nil)
@@ -253,7 +266,7 @@ func TestChannelErrors(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ch := openChannel(t, c)
-			e := amqpErr(t, tc.do(ch))
+			e := closedWith(t, ch, func() { tc.do(ch) })
 			if e.Code != tc.code || e.Reason != tc.text {
 				t.Fatalf("got %d %q\nwant %d %q", e.Code, e.Reason, tc.code, tc.text)
 			}
@@ -333,5 +346,57 @@ func TestServerCloseSendsConnectionForced(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("connection not closed")
+	}
+}
+
+func TestAlternateExchange(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	if err := ch.ExchangeDeclare("ae", "fanout", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare("main", "direct", false, true, false, false, amqp091.Table{"alternate-exchange": "ae"}); err != nil {
+		t.Fatal(err)
+	}
+	ch.QueueDeclare("routed", false, true, false, false, nil)
+	ch.QueueDeclare("unrouted", false, true, false, false, nil)
+	ch.QueueBind("routed", "k", "main", false, nil)
+	ch.QueueBind("unrouted", "", "ae", false, nil)
+	publish(t, ch, "main", "k", amqp091.Publishing{Body: []byte("1")})
+	publish(t, ch, "main", "other", amqp091.Publishing{Body: []byte("2")})
+	for name, body := range map[string]string{"routed": "1", "unrouted": "2"} {
+		d, ok, err := ch.Get(name, true)
+		if err != nil || !ok || string(d.Body) != body {
+			t.Fatalf("%s: %q %v %v, want %q", name, d.Body, ok, err, body)
+		}
+	}
+}
+
+func TestDirectReplyTo(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	client := openChannel(t, dial(t, url))
+	server := openChannel(t, dial(t, url))
+	server.QueueDeclare("rpc", false, true, false, false, nil)
+	requests, _ := server.Consume("rpc", "", true, false, false, false, nil)
+	replies, err := client.Consume("amq.rabbitmq.reply-to", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, client, "", "rpc", amqp091.Publishing{ReplyTo: "amq.rabbitmq.reply-to", CorrelationId: "c1", Body: []byte("ping")})
+	req := recv(t, requests)
+	if !strings.HasPrefix(req.ReplyTo, "amq.rabbitmq.reply-to.") || req.CorrelationId != "c1" {
+		t.Fatalf("request reply_to %q correlation %q", req.ReplyTo, req.CorrelationId)
+	}
+	publish(t, server, "", req.ReplyTo, amqp091.Publishing{CorrelationId: "c1", Body: []byte("pong")})
+	if r := recv(t, replies); string(r.Body) != "pong" || r.CorrelationId != "c1" {
+		t.Fatalf("reply %q %q", r.Body, r.CorrelationId)
+	}
+	// Without a reply consumer the request is refused, as in RabbitMQ.
+	other := openChannel(t, dial(t, url))
+	e := closedWith(t, other, func() {
+		other.PublishWithContext(context.Background(), "", "rpc", false, false, amqp091.Publishing{ReplyTo: "amq.rabbitmq.reply-to"})
+	})
+	if e.Code != 406 || e.Reason != "PRECONDITION_FAILED - fast reply consumer does not exist" {
+		t.Fatalf("got %v", e)
 	}
 }

@@ -95,6 +95,7 @@ type channel struct {
 	permCache   map[permKey]bool
 	permGen     uint64
 	routeBuf    []*localQueue
+	reply       *replyConsumer // direct reply-to consumer, if any
 
 	mu             sync.Mutex // guards below
 	closed         bool
@@ -140,6 +141,7 @@ func (ch *channel) fail(e *amqpError) {
 
 // release stops deliveries and requeues everything unacked.
 func (ch *channel) release() {
+	ch.stopReplies()
 	for _, k := range ch.consumers {
 		ch.removeConsumer(k)
 	}
@@ -249,7 +251,9 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 	case *amqp.BasicConsume:
 		return ch.consume(m)
 	case *amqp.BasicCancel:
-		if k := ch.consumers[m.ConsumerTag]; k != nil {
+		if ch.reply != nil && ch.reply.tag == m.ConsumerTag {
+			ch.stopReplies()
+		} else if k := ch.consumers[m.ConsumerTag]; k != nil {
 			delete(ch.consumers, m.ConsumerTag)
 			ch.removeConsumer(k)
 		}
@@ -448,6 +452,9 @@ func randomName(prefix string) string {
 }
 
 func (ch *channel) consume(m *amqp.BasicConsume) error {
+	if m.Queue == replyQueue {
+		return ch.consumeReplies(m)
+	}
 	q, err := ch.lookupQueue(m.Queue)
 	if err != nil {
 		return err
@@ -459,7 +466,7 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 	if tag == "" {
 		tag = randomName("amq.ctag-")
 	}
-	if ch.consumers[tag] != nil {
+	if ch.consumers[tag] != nil || (ch.reply != nil && ch.reply.tag == tag) {
 		return connErr(codeNotAllowed, "attempt to reuse consumer tag '%s'", tag)
 	}
 	for _, o := range q.Consumers() {

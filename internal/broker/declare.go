@@ -176,6 +176,9 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		if name == "" {
 			return notFound("queue", vh, name)
 		}
+		if name == replyQueue {
+			return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeclareOk{Queue: name})
+		}
 		q, err := ch.lookupQueue(name)
 		if err != nil {
 			return err

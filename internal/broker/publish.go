@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"strings"
+
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/queue"
 )
@@ -111,6 +113,17 @@ func (ch *channel) deliverPublish(p *pendingPublish) error {
 	if uid := p.summary.UserID; uid != nil && string(uid) != ch.c.user {
 		return chanErr(codePreconditionFail, "user_id property set to '%s' but authenticated user was '%s'", uid, ch.c.user)
 	}
+	if string(p.summary.ReplyTo) == replyQueue {
+		if err := ch.rewriteReplyTo(p); err != nil {
+			return err
+		}
+	}
+	if m.Exchange == "" && strings.HasPrefix(m.RoutingKey, replyPrefix) {
+		if !ch.c.s.deliverReply(m.RoutingKey, m.Exchange, m.RoutingKey, p.props, p.body) && m.Mandatory {
+			ch.sendReturn(m, p.props, p.body)
+		}
+		return nil
+	}
 	headers := func() amqp.Table {
 		if p.summary.Headers == nil {
 			return amqp.Table{}
@@ -139,13 +152,18 @@ func (ch *channel) deliverPublish(p *pendingPublish) error {
 		qs[i] = nil
 	}
 	if !routed && m.Mandatory {
-		ch.c.out.append(func(b []byte) []byte {
-			b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicReturn{ReplyCode: codeNoRoute, ReplyText: "NO_ROUTE", Exchange: m.Exchange, RoutingKey: m.RoutingKey})
-			b = amqp.AppendHeaderFrame(b, ch.id, amqp.ClassBasic, uint64(len(msg.Body)), msg.Properties)
-			return amqp.AppendBodyFrames(b, ch.id, msg.Body, ch.c.frameMax)
-		})
+		ch.sendReturn(m, msg.Properties, msg.Body)
 	}
 	return nil
+}
+
+// sendReturn hands an unroutable mandatory message back with basic.return.
+func (ch *channel) sendReturn(m *amqp.BasicPublish, props, body []byte) {
+	ch.c.out.append(func(b []byte) []byte {
+		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicReturn{ReplyCode: codeNoRoute, ReplyText: "NO_ROUTE", Exchange: m.Exchange, RoutingKey: m.RoutingKey})
+		b = amqp.AppendHeaderFrame(b, ch.id, amqp.ClassBasic, uint64(len(body)), props)
+		return amqp.AppendBodyFrames(b, ch.id, body, ch.c.frameMax)
+	})
 }
 
 // flushConfirms sends one basic.ack covering every publish confirmed

@@ -276,5 +276,21 @@ func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*local
 		})
 	}
 	walk(x, 0)
+	// Unroutable: hand to the alternate exchange, and its alternate in
+	// turn, as RabbitMQ does.
+	for hops := 0; len(out) == 0 && hops < maxRouteDepth; hops++ {
+		ae, _ := x.def.Arguments.Table["alternate-exchange"].(string)
+		if ae == "" || seenX[ae] {
+			break
+		}
+		if seenX == nil {
+			seenX = map[string]bool{x.def.Name: true}
+		}
+		seenX[ae] = true
+		if x = v.exchanges[ae]; x == nil {
+			break
+		}
+		walk(x, 0)
+	}
 	return out, true
 }

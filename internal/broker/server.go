@@ -98,8 +98,9 @@ type Server struct {
 	meta    *meta.Node
 	matcher *auth.Matcher
 
-	mu        sync.Mutex // guards vhosts, conns, listeners, closing
+	mu        sync.Mutex // guards vhosts, conns, listeners, closing, replies
 	vhosts    map[string]*vhost
+	replies   map[string]*replyConsumer // direct reply-to keys
 	conns     map[*conn]struct{}
 	listeners []net.Listener
 	closing   bool
@@ -121,6 +122,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		matcher: auth.NewMatcher(),
 		vhosts:  map[string]*vhost{},
 		conns:   map[*conn]struct{}{},
+		replies: map[string]*replyConsumer{},
 		started: time.Now(),
 	}
 	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger})
