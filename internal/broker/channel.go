@@ -304,7 +304,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 	case *amqp.ChannelOpen:
 		return connErr(codeChannelError, "second 'channel.open' seen")
 	}
-	return connErr(codeCommandInvalid, "%s is not valid on a channel", m.Name())
+	return connErr(codeCommandInvalid, "unimplemented method %s on a channel", m.Name())
 }
 
 func (ch *channel) kickConsumers() {

@@ -40,8 +40,11 @@ type conn struct {
 
 	channels map[uint16]*channel // reader goroutine only
 
-	mu       sync.Mutex // guards closing
-	closing  bool
+	mu      sync.Mutex // guards closing
+	closing bool
+	// polite is set once connection.close or close-ok has been sent: the
+	// socket then waits for the peer to close first. Reader goroutine only.
+	polite   bool
 	pending  []*channel // channels with confirms to send; reader only
 	connName string
 }
@@ -130,6 +133,7 @@ func (c *conn) sendClose(e *amqpError) {
 	c.mu.Lock()
 	already := c.closing
 	c.closing = true
+	c.polite = true
 	c.mu.Unlock()
 	if already {
 		return
@@ -184,13 +188,25 @@ func (c *conn) teardown() {
 	c.closeSocket()
 }
 
-// closeSocket lets the peer close first, for up to a second: a client
-// that has just read our close-ok closes its socket, and closing ours with
-// unread input, or before the client has processed close-ok, can reset the
-// connection and make the client report an error for a clean close.
+func (c *conn) setPolite() {
+	c.mu.Lock()
+	c.polite = true
+	c.mu.Unlock()
+}
+
+// closeSocket, after a protocol close, lets the peer close first, for up to
+// a second: a client that has just read our close-ok closes its socket, and
+// closing ours with unread input, or before the client has processed
+// close-ok, can reset the connection and make the client report an error
+// for a clean close.
 func (c *conn) closeSocket() {
-	c.nc.SetReadDeadline(time.Now().Add(time.Second))
-	io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
+	c.mu.Lock()
+	polite := c.polite
+	c.mu.Unlock()
+	if polite {
+		c.nc.SetReadDeadline(time.Now().Add(time.Second))
+		io.Copy(io.Discard, io.LimitReader(c.nc, 1<<20))
+	}
 	c.nc.Close()
 }
 
@@ -437,6 +453,7 @@ func (c *conn) readLoop() error {
 					case *amqp.ConnectionClose:
 						c.sendMethod(0, &amqp.ConnectionCloseOk{})
 						c.out.flushNow()
+						c.setPolite()
 						return errClosedByPeer
 					}
 				}
@@ -456,7 +473,7 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 	switch f.Type {
 	case amqp.FrameHeartbeat:
 		if f.Channel != 0 {
-			return connErr(codeCommandInvalid, "heartbeat frame on channel %d", f.Channel)
+			return connErr(codeUnexpectedFrame, "heartbeat frame on channel %d", f.Channel)
 		}
 		return nil
 	case amqp.FrameMethod:
@@ -466,7 +483,7 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 			if errors.As(err, &um) {
 				return connErr(codeNotImplemented, "unknown method %d.%d", um.Class, um.Method)
 			}
-			return connErr(codeSyntaxError, "%v", err)
+			return connErr(codeFrameError, "cannot decode method: %v", err)
 		}
 		if f.Channel == 0 {
 			return c.handleConnMethod(m)
@@ -475,7 +492,7 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 	case amqp.FrameHeader, amqp.FrameBody:
 		ch := c.channels[f.Channel]
 		if ch == nil || f.Channel == 0 {
-			return connErr(codeChannelError, "expected 'channel.open' for channel %d", f.Channel)
+			return connErr(codeChannelError, "expected 'channel.open'")
 		}
 		if ch.closing {
 			return nil
@@ -498,6 +515,7 @@ func (c *conn) handleConnMethod(m amqp.Method) error {
 		c.mu.Unlock()
 		c.sendMethod(0, &amqp.ConnectionCloseOk{})
 		c.out.flushNow()
+		c.setPolite()
 		return errClosedByPeer
 	case *amqp.ConnectionCloseOk:
 		return errClosedByPeer
@@ -507,7 +525,7 @@ func (c *conn) handleConnMethod(m amqp.Method) error {
 	case *amqp.ConnectionBlocked, *amqp.ConnectionUnblocked:
 		return nil
 	default:
-		e := connErr(codeCommandInvalid, "%s is not valid on channel 0", m.Name())
+		e := connErr(codeChannelError, "unexpected method %s on channel 0", m.Name())
 		e.method = m
 		return e
 	}
@@ -532,7 +550,7 @@ func (c *conn) handleChannelMethod(id uint16, m amqp.Method) error {
 		return nil
 	}
 	if ch == nil {
-		e := connErr(codeChannelError, "expected 'channel.open' for channel %d", id)
+		e := connErr(codeChannelError, "expected 'channel.open'")
 		e.method = m
 		return e
 	}

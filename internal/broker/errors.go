@@ -60,7 +60,10 @@ type amqpError struct {
 
 func (e *amqpError) Error() string { return e.text }
 
+// newError builds an error; the codes the spec names as connection
+// exceptions (320, 402 and 5xx) always close the connection, as in RabbitMQ.
 func newError(hard bool, code uint16, format string, args ...any) *amqpError {
+	hard = hard || code == codeConnectionForced || code == codeInvalidPath || code >= 500
 	return &amqpError{code: code, hard: hard, text: codeNames[code] + " - " + fmt.Sprintf(format, args...)}
 }
 

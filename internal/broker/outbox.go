@@ -146,8 +146,17 @@ func (o *outbox) write() bool {
 	return ok
 }
 
-// flushNow asks the writer to write at once (for connection.close).
+// flushNow asks the writer to write at once (for connection.close), or
+// writes on the caller's goroutine while there is no writer yet (during the
+// handshake).
 func (o *outbox) flushNow() {
+	o.mu.Lock()
+	running := o.running || o.stopped
+	o.mu.Unlock()
+	if !running {
+		o.write()
+		return
+	}
 	select {
 	case o.signal <- struct{}{}:
 	default:
