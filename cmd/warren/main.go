@@ -65,17 +65,19 @@ func run(args []string) error {
 	defer stop()
 
 	srv, err := broker.New(ctx, broker.Config{
-		NodeName:         cfg.NodeName,
-		Logger:           logger,
-		FrameMax:         cfg.FrameMax,
-		ChannelMax:       cfg.ChannelMax,
-		Heartbeat:        cfg.Heartbeat,
-		HandshakeTimeout: cfg.HandshakeTimeout,
-		DefaultUser:      cfg.DefaultUser,
-		DefaultPass:      cfg.DefaultPass,
-		DefaultVHost:     cfg.DefaultVHost,
-		LoopbackUsers:    cfg.LoopbackUsers,
-		Product:          cfg.ServerProduct,
+		NodeName:                    cfg.NodeName,
+		Logger:                      logger,
+		FrameMax:                    cfg.FrameMax,
+		ChannelMax:                  cfg.ChannelMax,
+		Heartbeat:                   cfg.Heartbeat,
+		HandshakeTimeout:            cfg.HandshakeTimeout,
+		DefaultUser:                 cfg.DefaultUser,
+		DefaultPass:                 cfg.DefaultPass,
+		DefaultVHost:                cfg.DefaultVHost,
+		LoopbackUsers:               cfg.LoopbackUsers,
+		Product:                     cfg.ServerProduct,
+		MemoryHighWatermark:         cfg.MemoryHighWater,
+		MemoryHighWatermarkAbsolute: cfg.MemoryHighWaterAbsolute,
 	})
 	if err != nil {
 		return err

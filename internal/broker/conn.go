@@ -44,9 +44,10 @@ type conn struct {
 	closing bool
 	// polite is set once connection.close or close-ok has been sent: the
 	// socket then waits for the peer to close first. Reader goroutine only.
-	polite   bool
-	pending  []*channel // channels with confirms to send; reader only
-	connName string
+	polite    bool
+	pending   []*channel // channels with confirms to send; reader only
+	published bool       // the connection has published; reader only
+	connName  string
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -465,6 +466,11 @@ func (c *conn) readLoop() error {
 		}
 		if c.fr.Buffered() == 0 {
 			c.flushConfirms()
+			if c.published {
+				if err := c.waitWhileBlocked(); err != nil {
+					return err
+				}
+			}
 		}
 	}
 }
@@ -587,6 +593,30 @@ func (c *conn) channelResult(ch *channel, m amqp.Method, err error) error {
 		return ae
 	}
 	ch.fail(ae)
+	return nil
+}
+
+// waitWhileBlocked stops reading a publishing connection while the memory
+// alarm is on, telling clients that understand connection.blocked.
+func (c *conn) waitWhileBlocked() error {
+	cleared := c.s.memAlarm.wait()
+	if cleared == nil {
+		return nil
+	}
+	notify, _ := c.clientCaps["connection.blocked"].(bool)
+	if notify {
+		c.sendMethod(0, &amqp.ConnectionBlocked{Reason: "low on memory"})
+	}
+	c.log.Info("connection blocked", "reason", "low on memory")
+	select {
+	case <-cleared:
+	case <-c.s.stop:
+		return connErr(codeConnectionForced, "broker forced connection closure with reason 'shutdown'")
+	}
+	if notify {
+		c.sendMethod(0, &amqp.ConnectionUnblocked{})
+	}
+	c.log.Info("connection unblocked")
 	return nil
 }
 

@@ -14,6 +14,13 @@ import (
 // written them.
 const outboxHighWater = 1 << 20
 
+// A write that makes no progress for writeTimeout fails the connection;
+// once the connection is closing, closingWriteTimeout is all it gets.
+const (
+	writeTimeout        = 30 * time.Second
+	closingWriteTimeout = time.Second
+)
+
 // outbox is a connection's outgoing byte queue and its writer goroutine.
 // Anyone may append; one writer drains with one write call per batch.
 type outbox struct {
@@ -127,10 +134,14 @@ func (o *outbox) write() bool {
 		waiters = o.waiters
 		o.waiters = nil
 	}
+	timeout := writeTimeout
+	if o.stopped {
+		timeout = closingWriteTimeout
+	}
 	o.mu.Unlock()
 	ok := true
 	if len(b) > 0 {
-		o.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		o.nc.SetWriteDeadline(time.Now().Add(timeout))
 		if _, err := o.nc.Write(b); err != nil {
 			ok = false
 		}
@@ -178,6 +189,8 @@ func (o *outbox) stop() {
 		o.write()
 		return
 	}
+	// Cut short a write blocked on a peer that stopped reading.
+	o.nc.SetWriteDeadline(time.Now().Add(closingWriteTimeout))
 	close(o.done)
 	<-o.exited
 }

@@ -15,6 +15,7 @@ func (ch *channel) startPublish(m *amqp.BasicPublish) error {
 		return err
 	}
 	ch.publishing = &pendingPublish{method: m}
+	ch.c.published = true
 	return nil
 }
 

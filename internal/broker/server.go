@@ -53,6 +53,13 @@ type Config struct {
 	MaxMessageSize uint64
 	// Product is the "product" server property. Default "warren".
 	Product string
+	// MemoryHighWatermark is the fraction of the machine's memory above
+	// which publishers are blocked. Default 0.4, as RabbitMQ's.
+	MemoryHighWatermark float64
+	// MemoryHighWatermarkAbsolute, if set, is the limit in octets instead.
+	MemoryHighWatermarkAbsolute uint64
+	// MemoryCheckInterval is how often memory use is sampled. Default 500ms.
+	MemoryCheckInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -83,6 +90,12 @@ func (c *Config) setDefaults() {
 	if c.LoopbackUsers == nil {
 		c.LoopbackUsers = []string{"guest"}
 	}
+	if c.MemoryHighWatermark == 0 {
+		c.MemoryHighWatermark = 0.4
+	}
+	if c.MemoryCheckInterval == 0 {
+		c.MemoryCheckInterval = 500 * time.Millisecond
+	}
 	if c.Product == "" {
 		c.Product = "warren"
 	}
@@ -105,11 +118,14 @@ type Server struct {
 	listeners []net.Listener
 	closing   bool
 
-	wg      sync.WaitGroup // accept loops and connections
-	connSeq atomic.Uint64
-	permGen atomic.Uint64 // bumped on every user or permission change
-	nameSeq atomic.Uint64
-	started time.Time
+	memAlarm *memoryAlarm
+	stop     chan struct{}  // closed by Close: background loops end
+	bg       sync.WaitGroup // background loops (memory watch)
+	wg       sync.WaitGroup // accept loops and connections
+	connSeq  atomic.Uint64
+	permGen  atomic.Uint64 // bumped on every user or permission change
+	nameSeq  atomic.Uint64
+	started  time.Time
 }
 
 // New starts the definitions state machine and creates the default vhost
@@ -117,13 +133,18 @@ type Server struct {
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		matcher: auth.NewMatcher(),
-		vhosts:  map[string]*vhost{},
-		conns:   map[*conn]struct{}{},
-		replies: map[string]*replyConsumer{},
-		started: time.Now(),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		matcher:  auth.NewMatcher(),
+		vhosts:   map[string]*vhost{},
+		conns:    map[*conn]struct{}{},
+		replies:  map[string]*replyConsumer{},
+		started:  time.Now(),
+		memAlarm: newMemoryAlarm(0),
+		stop:     make(chan struct{}),
+	}
+	if err := s.SetMemoryHighWatermark(cfg.MemoryHighWatermark, cfg.MemoryHighWatermarkAbsolute); err != nil {
+		return nil, fmt.Errorf("memory high watermark: %w", err)
 	}
 	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger})
 	if err != nil {
@@ -134,6 +155,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		m.Close()
 		return nil, err
 	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.watchMemory(s.stop)
+	}()
 	return s, nil
 }
 
@@ -227,10 +253,12 @@ func (s *Server) Close() error {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	close(s.stop)
 	for _, c := range conns {
 		c.shutdown(connErr(codeConnectionForced, "broker forced connection closure with reason 'shutdown'"))
 	}
 	s.wg.Wait()
+	s.bg.Wait()
 	return s.meta.Close()
 }
 

@@ -17,21 +17,22 @@ import (
 // Node is a node's configuration. The zero value is not useful; start from
 // Defaults.
 type Node struct {
-	DataDir          string
-	NodeName         string
-	AMQPListen       string
-	MgmtListen       string
-	ClusterListen    string
-	DefaultUser      string
-	DefaultPass      string
-	DefaultVHost     string
-	LoopbackUsers    []string
-	MemoryHighWater  float64 // fraction of RAM
-	Heartbeat        time.Duration
-	FrameMax         uint32
-	ChannelMax       uint16
-	LogLevel         string
-	HandshakeTimeout time.Duration
+	DataDir                 string
+	NodeName                string
+	AMQPListen              string
+	MgmtListen              string
+	ClusterListen           string
+	DefaultUser             string
+	DefaultPass             string
+	DefaultVHost            string
+	LoopbackUsers           []string
+	MemoryHighWater         float64 // fraction of RAM
+	MemoryHighWaterAbsolute uint64  // octets; overrides MemoryHighWater when set
+	Heartbeat               time.Duration
+	FrameMax                uint32
+	ChannelMax              uint16
+	LogLevel                string
+	HandshakeTimeout        time.Duration
 	// ServerProduct is the "product" server property sent to clients.
 	// Some clients and test suites enable RabbitMQ-specific behaviour only
 	// when it reads "RabbitMQ"; RabbitMQ itself lets operators override
@@ -163,6 +164,12 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 			return fmt.Errorf("want a fraction between 0 and 1, got %q", val)
 		}
 		n.MemoryHighWater = f
+	case key == "vm_memory_high_watermark.absolute":
+		v, err := parseSize(val)
+		if err != nil {
+			return err
+		}
+		n.MemoryHighWaterAbsolute = v
 	case key == "heartbeat":
 		s, err := strconv.ParseUint(val, 10, 16)
 		if err != nil {
@@ -223,4 +230,27 @@ func listenAddr(val string) (string, error) {
 		return "", fmt.Errorf("want a port or host:port, got %q", val)
 	}
 	return val, nil
+}
+
+// parseSize reads an amount of memory the way rabbitmq.conf writes it:
+// octets, or a number with a unit (KB, MB, GB as powers of ten; KiB, MiB,
+// GiB as powers of two).
+func parseSize(val string) (uint64, error) {
+	units := []struct {
+		suffix string
+		mult   uint64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"kB", 1e3}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}}
+	mult := uint64(1)
+	num := val
+	for _, u := range units {
+		if strings.HasSuffix(val, u.suffix) {
+			num, mult = strings.TrimSpace(strings.TrimSuffix(val, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseUint(num, 10, 64)
+	if err != nil || v == 0 {
+		return 0, fmt.Errorf("want an amount of memory such as 1073741824, 1024MiB or 2GB, got %q", val)
+	}
+	return v * mult, nil
 }
