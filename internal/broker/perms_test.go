@@ -1,0 +1,99 @@
+package broker_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+	"github.com/warren-mq/warren/internal/auth"
+	"github.com/warren-mq/warren/internal/broker"
+	"github.com/warren-mq/warren/internal/meta"
+)
+
+func addUser(t *testing.T, s *broker.Server, name, pass string) {
+	t.Helper()
+	hash, err := auth.HashPassword(auth.SHA256, pass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Meta().PutUser(context.Background(), meta.User{Name: name, PasswordHash: hash, HashingAlgorithm: auth.SHA256}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPermissionsAreEnforced(t *testing.T) {
+	s, url := startNode(t, broker.Config{})
+	ctx := context.Background()
+	if err := s.Meta().PutVHost(ctx, meta.VHost{Name: "v"}); err != nil {
+		t.Fatal(err)
+	}
+	addUser(t, s, "alice", "secret")
+	if err := s.Meta().SetPermission(ctx, meta.Permission{User: "alice", VHost: "v", Configure: "^alice-", Write: "^(alice-|amq\\.default$)", Read: "^alice-"}); err != nil {
+		t.Fatal(err)
+	}
+	base := strings.Replace(url, "guest:guest", "alice:secret", 1)
+
+	if _, err := amqp091.Dial(base); amqpErr(t, err).Reason != "NOT_ALLOWED - access to vhost '/' refused for user 'alice'" {
+		t.Fatalf("vhost without permissions: %v", err)
+	}
+	c := dial(t, base+"v")
+	refused := func(kind, name string) string {
+		return "ACCESS_REFUSED - access to " + kind + " '" + name + "' in vhost 'v' refused for user 'alice'"
+	}
+	ok := openChannel(t, c)
+	if _, err := ok.QueueDeclare("alice-q", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ok, "", "alice-q", amqp091.Publishing{Body: []byte("hi")})
+	if d, got, err := ok.Get("alice-q", true); err != nil || !got || string(d.Body) != "hi" {
+		t.Fatalf("own queue: %v %v", got, err)
+	}
+	cases := []struct {
+		name string
+		do   func(*amqp091.Channel) error
+		want string
+	}{
+		{"configure", func(ch *amqp091.Channel) error {
+			_, err := ch.QueueDeclare("bob-q", false, true, false, false, nil)
+			return err
+		}, refused("queue", "bob-q")},
+		{"write exchange", func(ch *amqp091.Channel) error {
+			return ch.PublishWithContext(ctx, "amq.topic", "k", false, false, amqp091.Publishing{})
+		}, refused("exchange", "amq.topic")},
+		{"read exchange to bind", func(ch *amqp091.Channel) error {
+			return ch.QueueBind("alice-q", "k", "amq.topic", false, nil)
+		}, refused("exchange", "amq.topic")},
+		{"declare other's exchange", func(ch *amqp091.Channel) error {
+			return ch.ExchangeDeclare("other-x", "direct", false, false, false, false, nil)
+		}, refused("exchange", "other-x")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := openChannel(t, c)
+			if e := closedWith(t, ch, func() { tc.do(ch) }); e.Code != 403 || e.Reason != tc.want {
+				t.Fatalf("got %d %q\nwant 403 %q", e.Code, e.Reason, tc.want)
+			}
+		})
+	}
+	// Reading a queue outside the read pattern, declared by guest.
+	if err := s.Meta().SetPermission(ctx, meta.Permission{User: "guest", VHost: "v", Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
+		t.Fatal(err)
+	}
+	g := openChannel(t, dial(t, strings.TrimSuffix(url, "/")+"/v"))
+	if _, err := g.QueueDeclare("shared", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch := openChannel(t, c)
+	e := closedWith(t, ch, func() { ch.Consume("shared", "", false, false, false, false, nil) })
+	if e.Code != 403 || e.Reason != refused("queue", "shared") {
+		t.Fatalf("consume: %d %q", e.Code, e.Reason)
+	}
+	// Permissions changed at run time apply to open channels.
+	if err := s.Meta().SetPermission(ctx, meta.Permission{User: "alice", VHost: "v", Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ok.QueueDeclare("bob-q", false, true, false, false, nil); err != nil {
+		t.Fatalf("after granting: %v", err)
+	}
+}
