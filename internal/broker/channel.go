@@ -106,12 +106,11 @@ type channel struct {
 }
 
 type pendingPublish struct {
-	method   *amqp.BasicPublish
-	props    []byte
-	summary  amqp.PropertySummary
-	body     []byte
-	size     uint64
-	received uint64
+	method  *amqp.BasicPublish
+	props   []byte
+	summary amqp.PropertySummary
+	body    []byte
+	size    uint64
 }
 
 type txAck struct {

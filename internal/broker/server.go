@@ -124,7 +124,6 @@ type Server struct {
 	wg       sync.WaitGroup // accept loops and connections
 	connSeq  atomic.Uint64
 	permGen  atomic.Uint64 // bumped on every user or permission change
-	nameSeq  atomic.Uint64
 	started  time.Time
 }
 
