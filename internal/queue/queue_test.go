@@ -1,0 +1,135 @@
+package queue
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+// consumer records what it is given and takes at most limit messages.
+type consumer struct {
+	name     string
+	priority int
+	limit    int
+	mu       sync.Mutex
+	got      []Entry
+}
+
+func (c *consumer) Deliver(q *Queue, e Entry) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.limit >= 0 && len(c.got) >= c.limit {
+		return false
+	}
+	c.got = append(c.got, e)
+	return true
+}
+
+func (c *consumer) Priority() int { return c.priority }
+
+func msg(s string) *Message { return &Message{Body: []byte(s)} }
+
+func bodies(es []Entry) string {
+	s := ""
+	for _, e := range es {
+		s += string(e.Msg.Body)
+	}
+	return s
+}
+
+func TestRoundRobinWithinPriority(t *testing.T) {
+	q := New("/", "q")
+	a := &consumer{name: "a", limit: -1}
+	b := &consumer{name: "b", limit: -1}
+	hi := &consumer{name: "hi", priority: 5, limit: 2}
+	q.AddConsumer(a)
+	q.AddConsumer(b)
+	q.AddConsumer(hi)
+	for _, s := range []string{"1", "2", "3", "4", "5", "6"} {
+		q.Publish(msg(s))
+	}
+	// The high-priority consumer takes what it has room for first; the
+	// rest alternate between the two equal ones.
+	if got := bodies(hi.got); got != "12" {
+		t.Errorf("hi got %q", got)
+	}
+	if got := bodies(a.got) + "/" + bodies(b.got); got != "35/46" {
+		t.Errorf("a/b got %q", got)
+	}
+	if q.Unacked() != 6 {
+		t.Errorf("unacked %d", q.Unacked())
+	}
+}
+
+func TestRequeueRestoresOrder(t *testing.T) {
+	q := New("/", "q")
+	for i := range 5 {
+		q.Publish(msg(fmt.Sprint(i)))
+	}
+	var taken []Entry
+	for range 3 {
+		e, _, ok := q.Get(true)
+		if !ok {
+			t.Fatal("empty")
+		}
+		taken = append(taken, e)
+	}
+	// Give back 2 then 0: they return to their original places.
+	q.Requeue([]Entry{taken[2], taken[0]})
+	q.Settle(1)
+	var rest []Entry
+	for {
+		e, _, ok := q.Get(false)
+		if !ok {
+			break
+		}
+		rest = append(rest, e)
+	}
+	if got := bodies(rest); got != "0234" {
+		t.Fatalf("after requeue: %q, want 0234", got)
+	}
+	if !rest[0].Redelivered || rest[2].Redelivered {
+		t.Fatalf("redelivered flags: %+v", rest)
+	}
+	if q.Unacked() != 0 {
+		t.Fatalf("unacked %d", q.Unacked())
+	}
+}
+
+func TestFullConsumersLeaveMessagesReady(t *testing.T) {
+	q := New("/", "q")
+	c := &consumer{limit: 1}
+	q.AddConsumer(c)
+	q.Publish(msg("a"))
+	q.Publish(msg("b"))
+	if q.Len() != 1 || len(c.got) != 1 {
+		t.Fatalf("len %d, delivered %d", q.Len(), len(c.got))
+	}
+	c.limit = 2
+	q.Kick()
+	if q.Len() != 0 || bodies(c.got) != "ab" {
+		t.Fatalf("after kick: len %d got %q", q.Len(), bodies(c.got))
+	}
+	if n := q.RemoveConsumer(c); n != 0 {
+		t.Fatalf("consumers left %d", n)
+	}
+	n, cs := q.Delete()
+	if n != 0 || len(cs) != 0 || q.Publish(msg("c")) || q.AddConsumer(c) {
+		t.Fatal("a deleted queue accepted work")
+	}
+}
+
+func BenchmarkPublishDeliver(b *testing.B) {
+	q := New("/", "q")
+	c := &consumer{limit: -1}
+	q.AddConsumer(c)
+	m := msg("x")
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		q.Publish(m)
+		if len(c.got) > 1024 {
+			q.Settle(len(c.got))
+			c.got = c.got[:0]
+		}
+	}
+}
