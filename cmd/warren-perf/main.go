@@ -4,13 +4,16 @@
 //
 //	warren-perf -h amqp://guest:guest@127.0.0.1:5672/ -x 1 -y 1 -s 100 -a -z 15
 //	warren-perf report [-baseline rabbitmq] results.jsonl...
+//	warren-perf idle -h URI -connections 10000 -queues 100000 -broker-pid PID
 //
 // The second form turns the JSON lines of earlier runs into comparison
-// tables.
+// tables; the third measures the broker's memory with many idle
+// connections and empty queues.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +39,9 @@ const gcPercent = 400
 func run(args []string) int {
 	if len(args) > 0 && args[0] == "report" {
 		return report(args[1:])
+	}
+	if len(args) > 0 && args[0] == "idle" {
+		return idle(args[1:])
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(gcPercent)
@@ -116,5 +122,37 @@ func report(args []string) int {
 		fmt.Fprintf(os.Stderr, "warren-perf report: %v\n", err)
 		return 1
 	}
+	return 0
+}
+
+func idle(args []string) int {
+	fs := flag.NewFlagSet("warren-perf idle", flag.ContinueOnError)
+	uri := fs.String("h", "amqp://guest:guest@localhost:5672/", "AMQP URI of the broker")
+	conns := fs.Int("connections", 10000, "idle connections to open, each with one channel")
+	queues := fs.Int("queues", 100000, "empty queues to declare")
+	pid := fs.Int("broker-pid", 0, "pid of the broker whose memory is measured")
+	jsonOut := fs.Bool("json", false, "print the result as one JSON line")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *pid == 0 {
+		fmt.Fprintln(os.Stderr, "warren-perf idle: -broker-pid is required")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := perf.Idle(ctx, perf.IdleConfig{URI: *uri, Connections: *conns, Queues: *queues, BrokerPID: *pid, Progress: os.Stderr})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "warren-perf idle: %v\n", err)
+		return 1
+	}
+	if *jsonOut {
+		b, _ := json.Marshal(res)
+		fmt.Println(string(b))
+		return 0
+	}
+	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
+	fmt.Printf("broker RSS: %.1f MiB at start, %.1f MiB with %d connections, %.1f MiB with %d queues more\n",
+		mib(res.RSSBefore), mib(res.RSSConnections), res.Connections, mib(res.RSSQueues), res.Queues)
 	return 0
 }

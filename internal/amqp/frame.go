@@ -52,14 +52,38 @@ type FrameReader struct {
 	start   int
 	end     int
 	maxSize uint32
+	// lastRead is how much the last read call returned, against the room it
+	// had (lastRoom): the buffer grows after reads that fill it and shrinks
+	// after reads that use little of it, so idle connections stay small.
+	lastRead, lastRoom int
 }
 
-const initialReadBuffer = 64 << 10
+// Read buffer sizes: an idle connection holds minReadBuffer, a busy one up
+// to maxReadBuffer (a single larger frame gets a buffer of its own size).
+const (
+	minReadBuffer = 4 << 10
+	maxReadBuffer = 64 << 10
+)
 
 // NewFrameReader returns a reader of r that accepts frames of up to
 // FrameMinSize octets until SetMaxSize raises the limit.
 func NewFrameReader(r io.Reader) *FrameReader {
-	return &FrameReader{r: r, buf: make([]byte, initialReadBuffer), maxSize: FrameMinSize}
+	return &FrameReader{r: r, buf: make([]byte, minReadBuffer), maxSize: FrameMinSize}
+}
+
+// resize picks the buffer size for the next reads while the buffer is
+// empty, from how full the last read was.
+func (fr *FrameReader) resize() {
+	size := len(fr.buf)
+	switch {
+	case fr.lastRead == fr.lastRoom && size < maxReadBuffer:
+		size *= 2
+	case fr.lastRead < fr.lastRoom/8 && size > minReadBuffer:
+		size /= 2
+	default:
+		return
+	}
+	fr.buf = make([]byte, size)
 }
 
 // SetMaxSize sets the largest frame accepted, overhead included (the
@@ -76,6 +100,12 @@ func (fr *FrameReader) fill(n int) error {
 	if fr.end-fr.start >= n {
 		return nil
 	}
+	if fr.start == fr.end {
+		fr.start, fr.end = 0, 0
+		if fr.lastRoom > 0 {
+			fr.resize()
+		}
+	}
 	if n > len(fr.buf) {
 		nb := make([]byte, n)
 		copy(nb, fr.buf[fr.start:fr.end])
@@ -89,6 +119,7 @@ func (fr *FrameReader) fill(n int) error {
 	}
 	for fr.end-fr.start < n {
 		m, err := fr.r.Read(fr.buf[fr.end:])
+		fr.lastRead, fr.lastRoom = m, len(fr.buf)-fr.end
 		fr.end += m
 		if err != nil {
 			if fr.end-fr.start >= n {
