@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/broker"
 	"strings"
 	"testing"
@@ -398,5 +399,61 @@ func TestDirectReplyTo(t *testing.T) {
 	})
 	if e.Code != 406 || e.Reason != "PRECONDITION_FAILED - fast reply consumer does not exist" {
 		t.Fatalf("got %v", e)
+	}
+}
+
+func TestDeletedQueueCancelsConsumers(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	c := dial(t, url)
+	ch := openChannel(t, c)
+	ch.QueueDeclare("gone", false, true, false, false, nil)
+	cancels := ch.NotifyCancel(make(chan string, 1))
+	if _, err := ch.Consume("gone", "tag1", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	other := openChannel(t, c)
+	if _, err := other.QueueDelete("gone", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case tag := <-cancels:
+		if tag != "tag1" {
+			t.Fatalf("cancelled %q", tag)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no basic.cancel")
+	}
+	// The tag is free again, on a queue of the same name declared anew;
+	// closing the channel must not take the new queue for the old one.
+	ch.QueueDeclare("gone", false, true, false, false, nil)
+	if _, err := ch.Consume("gone", "tag1", false, false, false, false, nil); err != nil {
+		t.Fatalf("reuse of a cancelled tag: %v", err)
+	}
+	ch2 := openChannel(t, c)
+	ch2.QueueDeclare("ad", false, true, false, false, nil)
+	if _, err := ch2.Consume("ad", "x", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPipelinedHandshake(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	r := rawDial(t, addrOf(url))
+	// Everything up to a declare in one write, as a pipelining client
+	// sends it.
+	var b []byte
+	b = append(b, amqp.ProtocolHeader[:]...)
+	b = amqp.AppendMethodFrame(b, 0, &amqp.ConnectionStartOk{Mechanism: "PLAIN", Response: "\x00guest\x00guest"})
+	b = amqp.AppendMethodFrame(b, 0, &amqp.ConnectionTuneOk{ChannelMax: 10, FrameMax: 131072})
+	b = amqp.AppendMethodFrame(b, 0, &amqp.ConnectionOpen{VirtualHost: "/"})
+	b = amqp.AppendMethodFrame(b, 1, &amqp.ChannelOpen{})
+	b = amqp.AppendMethodFrame(b, 1, &amqp.QueueDeclare{Queue: "piped"})
+	r.send(b)
+	r.expect(&amqp.ConnectionStart{})
+	r.expect(&amqp.ConnectionTune{})
+	r.expect(&amqp.ConnectionOpenOk{})
+	r.expect(&amqp.ChannelOpenOk{})
+	if ok := r.expect(&amqp.QueueDeclareOk{}).(*amqp.QueueDeclareOk); ok.Queue != "piped" {
+		t.Fatalf("declare-ok %+v", ok)
 	}
 }

@@ -177,6 +177,8 @@ func (ch *channel) close() {
 }
 
 func (ch *channel) removeConsumer(k *consumer) {
+	// A deleted queue answers -1, so a queue declared since under the same
+	// name is never taken for this one.
 	left := k.q.RemoveConsumer(k)
 	if left == 0 && k.q.def.AutoDelete {
 		if _, err := ch.c.s.meta.DeleteQueue(ch.ctx(), k.q.VHost, k.q.Name); err != nil {
@@ -191,9 +193,20 @@ func (ch *channel) queueDeleted(k *consumer) {
 	if b, _ := ch.c.clientCaps["consumer_cancel_notify"].(bool); b {
 		ch.c.sendMethod(ch.id, &amqp.BasicCancel{ConsumerTag: k.tag, NoWait: true})
 	}
-	// The consumers map belongs to the reader goroutine; the entry is
-	// dropped when the client cancels or the channel closes, and a
-	// deleted queue delivers nothing meanwhile.
+	// The consumers map belongs to the reader goroutine, which drops the
+	// entry when it next looks at the tag (see liveConsumer); a deleted
+	// queue delivers nothing meanwhile.
+}
+
+// liveConsumer returns the consumer with tag, dropping one whose queue has
+// been deleted since.
+func (ch *channel) liveConsumer(tag string) *consumer {
+	k := ch.consumers[tag]
+	if k != nil && k.q.Deleted() {
+		delete(ch.consumers, tag)
+		return nil
+	}
+	return k
 }
 
 func (ch *channel) handleMethod(m amqp.Method) error {
@@ -252,7 +265,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 	case *amqp.BasicCancel:
 		if ch.reply != nil && ch.reply.tag == m.ConsumerTag {
 			ch.stopReplies()
-		} else if k := ch.consumers[m.ConsumerTag]; k != nil {
+		} else if k := ch.liveConsumer(m.ConsumerTag); k != nil {
 			delete(ch.consumers, m.ConsumerTag)
 			ch.removeConsumer(k)
 		}
@@ -416,12 +429,14 @@ func (ch *channel) settle(a txAck) error {
 	if a.nack && a.requeue {
 		requeueAll(picked)
 	} else {
-		counts := map[*localQueue]int{}
-		for _, d := range picked {
-			counts[d.q]++
-		}
-		for q, n := range counts {
-			q.Settle(n)
+		// Settle runs of deliveries from the same queue together.
+		for i := 0; i < len(picked); {
+			j := i + 1
+			for j < len(picked) && picked[j].q == picked[i].q {
+				j++
+			}
+			picked[i].q.Settle(j - i)
+			i = j
 		}
 	}
 	ch.kickConsumers()
@@ -465,7 +480,7 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 	if tag == "" {
 		tag = randomName("amq.ctag-")
 	}
-	if ch.consumers[tag] != nil || (ch.reply != nil && ch.reply.tag == tag) {
+	if ch.liveConsumer(tag) != nil || (ch.reply != nil && ch.reply.tag == tag) {
 		return connErr(codeNotAllowed, "attempt to reuse consumer tag '%s'", tag)
 	}
 	for _, o := range q.Consumers() {

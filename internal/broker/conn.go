@@ -39,6 +39,7 @@ type conn struct {
 	clientCaps amqp.Table
 
 	channels map[uint16]*channel // reader goroutine only
+	opened   bool                // handshake done; reader goroutine only
 
 	mu      sync.Mutex // guards closing
 	closing bool
@@ -75,7 +76,8 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 	r.c.mu.Lock()
 	closing := r.c.closing
 	r.c.mu.Unlock()
-	if !closing {
+	// During the handshake the deadline set at accept stands.
+	if !closing && r.c.opened {
 		if r.c.heartbeat > 0 {
 			r.c.nc.SetReadDeadline(time.Now().Add(2 * r.c.heartbeat))
 		} else {
@@ -94,7 +96,9 @@ func (c *conn) serve() {
 		c.teardown()
 	}()
 	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.HandshakeTimeout))
-	c.fr = amqp.NewFrameReader(c.nc)
+	// One reader from the first octet: a client may send its first channel
+	// methods right behind connection.open, in the same segment.
+	c.fr = amqp.NewFrameReader(deadlineReader{c})
 	if err := c.handshake(); err != nil {
 		var ae *amqpError
 		if errors.As(err, &ae) {
@@ -105,7 +109,7 @@ func (c *conn) serve() {
 		}
 		return
 	}
-	c.fr = amqp.NewFrameReader(deadlineReader{c})
+	c.opened = true
 	c.fr.SetMaxSize(c.frameMax)
 	c.out.startWriter(c.heartbeat)
 	c.log.Debug("connection open", "user", c.user, "vhost", c.vhostName)
@@ -539,8 +543,7 @@ func (c *conn) handleConnMethod(m amqp.Method) error {
 
 func (c *conn) handleChannelMethod(id uint16, m amqp.Method) error {
 	ch := c.channels[id]
-	if open, ok := m.(*amqp.ChannelOpen); ok {
-		_ = open
+	if _, ok := m.(*amqp.ChannelOpen); ok {
 		if ch != nil {
 			e := connErr(codeChannelError, "second 'channel.open' seen")
 			e.method = m

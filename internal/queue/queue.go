@@ -126,10 +126,14 @@ func (q *Queue) AddConsumer(c Consumer) bool {
 	return true
 }
 
-// RemoveConsumer unregisters c and returns how many consumers remain.
+// RemoveConsumer unregisters c and returns how many consumers remain; -1
+// if the queue has been deleted.
 func (q *Queue) RemoveConsumer(c Consumer) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.deleted {
+		return -1
+	}
 	if i := slices.Index(q.consumers, c); i >= 0 {
 		q.consumers = slices.Delete(q.consumers, i, i+1)
 		if q.next > i {
@@ -137,6 +141,13 @@ func (q *Queue) RemoveConsumer(c Consumer) int {
 		}
 	}
 	return len(q.consumers)
+}
+
+// Deleted reports whether the queue has been deleted.
+func (q *Queue) Deleted() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.deleted
 }
 
 // Kick retries delivery, after a consumer's capacity grew.
