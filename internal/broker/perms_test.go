@@ -97,3 +97,7 @@ func TestPermissionsAreEnforced(t *testing.T) {
 		t.Fatalf("after granting: %v", err)
 	}
 }
+
+func permAll(user, vhost string) meta.Permission {
+	return meta.Permission{User: user, VHost: vhost, Configure: ".*", Write: ".*", Read: ".*"}
+}
