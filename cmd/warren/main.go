@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/warren-mq/warren/internal/broker"
@@ -34,6 +35,7 @@ func run(args []string) error {
 	clusterListen := fs.String("cluster-listen", "", "cluster listen address (default "+cfg.ClusterListen+")")
 	nodeName := fs.String("node-name", "", "node name, name@host (default "+cfg.NodeName+")")
 	check := fs.Bool("t", false, "check the configuration and exit")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the node to this file until it stops")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,6 +59,17 @@ func run(args []string) error {
 		return nil
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)}))
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
