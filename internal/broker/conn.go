@@ -40,6 +40,10 @@ type conn struct {
 
 	channels map[uint16]*channel // reader goroutine only
 	opened   bool                // handshake done; reader goroutine only
+	// When the read deadline was last moved, and whether it was cleared;
+	// reader goroutine only.
+	deadlineSet time.Time
+	noDeadline  bool
 
 	mu      sync.Mutex // guards closing
 	closing bool
@@ -76,15 +80,23 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 	r.c.mu.Lock()
 	closing := r.c.closing
 	r.c.mu.Unlock()
-	// During the handshake the deadline set at accept stands.
-	if !closing && r.c.opened {
-		if r.c.heartbeat > 0 {
-			r.c.nc.SetReadDeadline(time.Now().Add(2 * r.c.heartbeat))
-		} else {
-			r.c.nc.SetReadDeadline(time.Time{})
+	// During the handshake the deadline set at accept stands. After it, the
+	// deadline moves forward at most every quarter heartbeat, not on every
+	// read: resetting the timer costs more than a busy connection's reads.
+	c := r.c
+	if !closing && c.opened {
+		if c.heartbeat > 0 {
+			now := time.Now()
+			if now.Sub(c.deadlineSet) > c.heartbeat/4 {
+				c.nc.SetReadDeadline(now.Add(2 * c.heartbeat))
+				c.deadlineSet = now
+			}
+		} else if !c.noDeadline {
+			c.nc.SetReadDeadline(time.Time{})
+			c.noDeadline = true
 		}
 	}
-	return r.c.nc.Read(p)
+	return c.nc.Read(p)
 }
 
 func (c *conn) serve() {
