@@ -35,8 +35,12 @@ type outbox struct {
 	signal chan struct{} // capacity 1: something to write
 	done   chan struct{} // closed to stop the writer
 	exited chan struct{} // closed when the writer has returned
-	spare  []byte        // writer only
-	lastTx time.Time     // writer only
+
+	// wmu serializes writes to the socket: the writer goroutine's, and
+	// direct ones before it starts or while the connection closes.
+	wmu    sync.Mutex
+	spare  []byte    // guarded by wmu
+	lastTx time.Time // guarded by wmu
 }
 
 func newOutbox(nc net.Conn) *outbox {
@@ -101,12 +105,17 @@ func (o *outbox) run(heartbeat time.Duration) {
 		defer t.Stop()
 		tick = t.C
 	}
+	o.wmu.Lock()
 	o.lastTx = time.Now()
+	o.wmu.Unlock()
 	for {
 		select {
 		case <-o.signal:
 		case <-tick:
-			if time.Since(o.lastTx) >= heartbeat/2 {
+			o.wmu.Lock()
+			idle := time.Since(o.lastTx) >= heartbeat/2
+			o.wmu.Unlock()
+			if idle {
 				o.mu.Lock()
 				o.buf = amqp.AppendHeartbeat(o.buf)
 				o.mu.Unlock()
@@ -126,6 +135,17 @@ func (o *outbox) run(heartbeat time.Duration) {
 
 // write sends everything buffered with one call and kicks waiting queues.
 func (o *outbox) write() bool {
+	o.wmu.Lock()
+	ok, waiters := o.writeLocked()
+	o.wmu.Unlock()
+	for _, q := range waiters {
+		q.Kick()
+	}
+	return ok
+}
+
+// writeLocked is write's part under wmu; it returns the queues to kick.
+func (o *outbox) writeLocked() (bool, []*queue.Queue) {
 	o.mu.Lock()
 	b := o.buf
 	o.buf = o.spare[:0]
@@ -151,10 +171,7 @@ func (o *outbox) write() bool {
 		b = nil
 	}
 	o.spare = b
-	for _, q := range waiters {
-		q.Kick()
-	}
-	return ok
+	return ok, waiters
 }
 
 // flushNow asks the writer to write at once (for connection.close), or
