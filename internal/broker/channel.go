@@ -37,7 +37,7 @@ type consumer struct {
 func (k *consumer) Priority() int { return k.priority }
 
 // Deliver implements queue.Consumer; called with the queue locked.
-func (k *consumer) Deliver(q *queue.Queue, e queue.Entry) bool {
+func (k *consumer) Deliver(q *queue.Queue, e queue.Entry, b queue.Batch) bool {
 	ch := k.ch
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
@@ -54,7 +54,8 @@ func (k *consumer) Deliver(q *queue.Queue, e queue.Entry) bool {
 	}
 	tag := ch.nextTag + 1
 	m := e.Msg
-	ok := ch.c.out.tryAppend(q, func(b []byte) []byte {
+	fs, _ := b.(*flushSet)
+	ok := ch.c.out.tryAppend(q, fs, func(b []byte) []byte {
 		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicDeliver{ConsumerTag: k.tag, DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: m.Exchange, RoutingKey: m.RoutingKey})
 		b = amqp.AppendHeaderFrame(b, ch.id, amqp.ClassBasic, uint64(len(m.Body)), m.Properties)
 		return amqp.AppendBodyFrames(b, ch.id, m.Body, ch.c.frameMax)
@@ -190,8 +191,11 @@ func (ch *channel) removeConsumer(k *consumer) {
 // queueDeleted tells a consumer's client that its queue is gone, with
 // basic.cancel when the client understands it.
 func (ch *channel) queueDeleted(k *consumer) {
+	// Called on the meta goroutine: the writer sends it.
 	if b, _ := ch.c.clientCaps["consumer_cancel_notify"].(bool); b {
-		ch.c.sendMethod(ch.id, &amqp.BasicCancel{ConsumerTag: k.tag, NoWait: true})
+		ch.c.out.append(func(b []byte) []byte {
+			return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicCancel{ConsumerTag: k.tag, NoWait: true})
+		})
 	}
 	// The consumers map belongs to the reader goroutine, which drops the
 	// entry when it next looks at the tag (see liveConsumer); a deleted
@@ -321,7 +325,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 
 func (ch *channel) kickConsumers() {
 	for _, k := range ch.consumers {
-		k.q.Kick()
+		k.q.Kick(ch.c.batch)
 	}
 }
 
@@ -528,7 +532,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	}
 	ch.mu.Unlock()
 	msg := e.Msg
-	ch.c.out.append(func(b []byte) []byte {
+	ch.c.out.appendBatch(ch.c.batch, func(b []byte) []byte {
 		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: msg.Exchange, RoutingKey: msg.RoutingKey, MessageCount: uint32(remaining)})
 		b = amqp.AppendHeaderFrame(b, ch.id, amqp.ClassBasic, uint64(len(msg.Body)), msg.Properties)
 		return amqp.AppendBodyFrames(b, ch.id, msg.Body, ch.c.frameMax)

@@ -40,6 +40,7 @@ type conn struct {
 
 	channels map[uint16]*channel // reader goroutine only
 	opened   bool                // handshake done; reader goroutine only
+	released bool                // channels and exclusive queues let go; reader only
 	// When the read deadline was last moved, and whether it was cleared;
 	// reader goroutine only.
 	deadlineSet time.Time
@@ -51,6 +52,7 @@ type conn struct {
 	// socket then waits for the peer to close first. Reader goroutine only.
 	polite    bool
 	pending   []*channel // channels with confirms to send; reader only
+	batch     *flushSet  // outboxes written to during this batch; reader only
 	published bool       // the connection has published; reader only
 	connName  string
 }
@@ -122,6 +124,7 @@ func (c *conn) serve() {
 		return
 	}
 	c.opened = true
+	c.batch = &flushSet{}
 	c.fr.SetMaxSize(c.frameMax)
 	c.out.startWriter(c.heartbeat)
 	c.log.Debug("connection open", "user", c.user, "vhost", c.vhostName)
@@ -196,13 +199,25 @@ func (c *conn) shutdown(e *amqpError) {
 }
 
 func (c *conn) teardown() {
+	c.release()
+	c.out.stop()
+	c.closeSocket()
+}
+
+// release closes every channel (requeueing what they had unacked) and
+// deletes the connection's exclusive queues. It runs once, before
+// close-ok when the client closes, so that a client that has read close-ok
+// finds its exclusive queues gone.
+func (c *conn) release() {
+	if c.released {
+		return
+	}
+	c.released = true
 	for _, ch := range c.channels {
 		ch.close()
 	}
 	c.channels = nil
 	c.deleteExclusiveQueues()
-	c.out.stop()
-	c.closeSocket()
 }
 
 func (c *conn) setPolite() {
@@ -246,8 +261,10 @@ func (c *conn) deleteExclusiveQueues() {
 	}
 }
 
+// sendMethod queues a method frame, written at the end of the current
+// batch of input. Reader goroutine only.
 func (c *conn) sendMethod(ch uint16, m amqp.Method) {
-	c.out.append(func(b []byte) []byte { return amqp.AppendMethodFrame(b, ch, m) })
+	c.out.appendBatch(c.batch, func(b []byte) []byte { return amqp.AppendMethodFrame(b, ch, m) })
 }
 
 func (c *conn) readMethod() (amqp.Method, error) {
@@ -482,6 +499,7 @@ func (c *conn) readLoop() error {
 		}
 		if c.fr.Buffered() == 0 {
 			c.flushConfirms()
+			c.batch.flush()
 			if c.published {
 				if err := c.waitWhileBlocked(); err != nil {
 					return err
@@ -535,6 +553,7 @@ func (c *conn) handleConnMethod(m amqp.Method) error {
 		c.mu.Lock()
 		c.closing = true
 		c.mu.Unlock()
+		c.release()
 		c.sendMethod(0, &amqp.ConnectionCloseOk{})
 		c.out.flushNow()
 		c.setPolite()
@@ -621,6 +640,7 @@ func (c *conn) waitWhileBlocked() error {
 	notify, _ := c.clientCaps["connection.blocked"].(bool)
 	if notify {
 		c.sendMethod(0, &amqp.ConnectionBlocked{Reason: "low on memory"})
+		c.batch.flush()
 	}
 	c.log.Info("connection blocked", "reason", "low on memory")
 	select {
@@ -630,6 +650,7 @@ func (c *conn) waitWhileBlocked() error {
 	}
 	if notify {
 		c.sendMethod(0, &amqp.ConnectionUnblocked{})
+		c.batch.flush()
 	}
 	c.log.Info("connection unblocked")
 	return nil

@@ -3,7 +3,10 @@ package broker
 import (
 	"net"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/queue"
@@ -13,6 +16,10 @@ import (
 // deliveries to the connection pause; they resume when the writer has
 // written them.
 const outboxHighWater = 1 << 20
+
+// inlineWriteMax is the most a flush set writes from the reader's
+// goroutine; more is left to the writer goroutine.
+const inlineWriteMax = 8 << 10
 
 // A write that makes no progress for writeTimeout fails the connection;
 // once the connection is closing, closingWriteTimeout is all it gets.
@@ -41,10 +48,53 @@ type outbox struct {
 	wmu    sync.Mutex
 	spare  []byte    // guarded by wmu
 	lastTx time.Time // guarded by wmu
+
+	raw syscall.RawConn // for non-blocking writes; nil if the conn has none
 }
 
 func newOutbox(nc net.Conn) *outbox {
-	return &outbox{nc: nc, signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+	o := &outbox{nc: nc, signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			o.raw = raw
+		}
+	}
+	return o
+}
+
+// flushSet is one goroutine's list of the outboxes it appended to during a
+// batch of work (one read's worth of frames): instead of waking each
+// writer per frame, it writes each outbox once when the batch is done.
+// It belongs to one goroutine.
+type flushSet struct {
+	boxes []*outbox
+}
+
+func (f *flushSet) add(o *outbox) {
+	for _, x := range f.boxes {
+		if x == o {
+			return
+		}
+	}
+	f.boxes = append(f.boxes, o)
+}
+
+// flush writes every outbox in the set; writing one may add others (a
+// queue kicked after its consumer's backlog drained), which are written
+// too.
+func (f *flushSet) flush() {
+	for i := 0; i < len(f.boxes); i++ {
+		f.boxes[i].flushInline(f)
+		f.boxes[i] = nil
+	}
+	f.boxes = f.boxes[:0]
+}
+
+func (o *outbox) wake() {
+	select {
+	case o.signal <- struct{}{}:
+	default:
+	}
 }
 
 // append adds frames produced by fn and wakes the writer.
@@ -52,18 +102,29 @@ func (o *outbox) append(fn func([]byte) []byte) {
 	o.mu.Lock()
 	o.buf = fn(o.buf)
 	o.mu.Unlock()
-	select {
-	case o.signal <- struct{}{}:
-	default:
+	o.wake()
+}
+
+// appendBatch adds frames produced by fn to be written when fs is flushed;
+// with a nil fs it is append.
+func (o *outbox) appendBatch(fs *flushSet, fn func([]byte) []byte) {
+	if fs == nil {
+		o.append(fn)
+		return
 	}
+	o.mu.Lock()
+	o.buf = fn(o.buf)
+	o.mu.Unlock()
+	fs.add(o)
 }
 
 // full reports whether the backlog is above the high water mark; o.mu held.
 func (o *outbox) full() bool { return len(o.buf) >= outboxHighWater }
 
 // tryAppend appends unless the backlog is above the high water mark, in
-// which case it registers q to be kicked later and returns false.
-func (o *outbox) tryAppend(q *queue.Queue, fn func([]byte) []byte) bool {
+// which case it registers q to be kicked later and returns false. With a
+// flush set the write waits for the set's flush; without, the writer wakes.
+func (o *outbox) tryAppend(q *queue.Queue, fs *flushSet, fn func([]byte) []byte) bool {
 	o.mu.Lock()
 	if o.full() {
 		found := false
@@ -81,11 +142,70 @@ func (o *outbox) tryAppend(q *queue.Queue, fn func([]byte) []byte) bool {
 	}
 	o.buf = fn(o.buf)
 	o.mu.Unlock()
-	select {
-	case o.signal <- struct{}{}:
-	default:
+	if fs != nil {
+		fs.add(o)
+	} else {
+		o.wake()
 	}
 	return true
+}
+
+// flushInline writes what is buffered from the calling goroutine with one
+// non-blocking write, saving the writer goroutine a wake-up. Whatever the
+// socket does not take at once, or anything while the writer is busy, is
+// left to the writer.
+func (o *outbox) flushInline(fs *flushSet) {
+	if o.raw == nil || !o.wmu.TryLock() {
+		o.wake()
+		return
+	}
+	o.mu.Lock()
+	// Large backlogs go to the writer, which gathers more into each write
+	// while the client reads: inline writes pay off for the small batches
+	// of light traffic, where a wake-up costs more than the write.
+	if !o.running || o.stopped || len(o.buf) == 0 || len(o.buf) > inlineWriteMax {
+		o.mu.Unlock()
+		o.wmu.Unlock()
+		o.wake()
+		return
+	}
+	b := o.buf
+	o.buf = o.spare[:0]
+	waiters := o.waiters
+	o.waiters = nil
+	o.mu.Unlock()
+
+	n := 0
+	o.raw.Write(func(fd uintptr) bool {
+		if m, err := unix.Write(int(fd), b); err == nil {
+			n = m
+		}
+		return true // one attempt; never wait for the socket here
+	})
+	if n > 0 {
+		o.lastTx = time.Now()
+	}
+	rest := len(b) - n
+	o.mu.Lock()
+	if rest == 0 {
+		o.spare = b[:0]
+	} else {
+		// Put the unwritten tail back in front of what arrived meanwhile.
+		copy(b, b[n:])
+		newer := o.buf
+		o.buf = append(b[:rest], newer...)
+		o.spare = newer[:0]
+		o.waiters = append(o.waiters, waiters...)
+		waiters = nil
+	}
+	o.mu.Unlock()
+	o.wmu.Unlock()
+	if rest > 0 {
+		o.wake()
+	}
+	for _, q := range waiters {
+		q.Kick(fs)
+	}
 }
 
 // startWriter starts the writer goroutine; heartbeat > 0 makes it send a
@@ -139,7 +259,7 @@ func (o *outbox) write() bool {
 	ok, waiters := o.writeLocked()
 	o.wmu.Unlock()
 	for _, q := range waiters {
-		q.Kick()
+		q.Kick(nil)
 	}
 	return ok
 }

@@ -120,7 +120,7 @@ func (ch *channel) deliverPublish(p *pendingPublish) error {
 		}
 	}
 	if m.Exchange == "" && strings.HasPrefix(m.RoutingKey, replyPrefix) {
-		if !ch.c.s.deliverReply(m.RoutingKey, m.Exchange, m.RoutingKey, p.props, p.body) && m.Mandatory {
+		if !ch.c.s.deliverReply(ch.c.batch, m.RoutingKey, m.Exchange, m.RoutingKey, p.props, p.body) && m.Mandatory {
 			ch.sendReturn(m, p.props, p.body)
 		}
 		return nil
@@ -147,7 +147,7 @@ func (ch *channel) deliverPublish(p *pendingPublish) error {
 	}
 	routed := false
 	for i, q := range qs {
-		if q.Publish(msg) {
+		if q.Publish(msg, ch.c.batch) {
 			routed = true
 		}
 		qs[i] = nil
@@ -160,7 +160,7 @@ func (ch *channel) deliverPublish(p *pendingPublish) error {
 
 // sendReturn hands an unroutable mandatory message back with basic.return.
 func (ch *channel) sendReturn(m *amqp.BasicPublish, props, body []byte) {
-	ch.c.out.append(func(b []byte) []byte {
+	ch.c.out.appendBatch(ch.c.batch, func(b []byte) []byte {
 		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicReturn{ReplyCode: codeNoRoute, ReplyText: "NO_ROUTE", Exchange: m.Exchange, RoutingKey: m.RoutingKey})
 		b = amqp.AppendHeaderFrame(b, ch.id, amqp.ClassBasic, uint64(len(body)), props)
 		return amqp.AppendBodyFrames(b, ch.id, body, ch.c.frameMax)

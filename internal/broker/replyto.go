@@ -79,7 +79,7 @@ func (ch *channel) rewriteReplyTo(p *pendingPublish) error {
 
 // deliverReply sends a reply straight to the channel whose key it names;
 // it reports false when no such channel is consuming replies.
-func (s *Server) deliverReply(key string, exchange, routingKey string, props, body []byte) bool {
+func (s *Server) deliverReply(fs *flushSet, key string, exchange, routingKey string, props, body []byte) bool {
 	s.mu.Lock()
 	rc := s.replies[strings.TrimPrefix(key, replyPrefix)]
 	s.mu.Unlock()
@@ -94,7 +94,7 @@ func (s *Server) deliverReply(key string, exchange, routingKey string, props, bo
 	}
 	ch.nextTag++
 	tag := ch.nextTag
-	ch.c.out.append(func(b []byte) []byte {
+	ch.c.out.appendBatch(fs, func(b []byte) []byte {
 		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicDeliver{ConsumerTag: rc.tag, DeliveryTag: tag, Exchange: exchange, RoutingKey: routingKey})
 		b = amqp.AppendHeaderFrame(b, ch.id, amqp.ClassBasic, uint64(len(body)), props)
 		return amqp.AppendBodyFrames(b, ch.id, body, ch.c.frameMax)

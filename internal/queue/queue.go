@@ -37,12 +37,18 @@ type Entry struct {
 	Redelivered bool
 }
 
+// Batch is handed from Publish and Kick through to Consumer.Deliver: the
+// caller's record of what its deliveries need once its batch of work is
+// done (the broker collects the sockets it wrote to and flushes each once).
+// The queue only passes it on; nil means no batch.
+type Batch any
+
 // Consumer receives messages from queues.
 type Consumer interface {
 	// Deliver hands e to the consumer, or returns false when it cannot take
 	// a message now (prefetch full, flow stopped, writer backed up); the
 	// queue then tries the next consumer. Called with the queue locked.
-	Deliver(q *Queue, e Entry) bool
+	Deliver(q *Queue, e Entry, b Batch) bool
 	// Priority is the consumer's x-priority; higher goes first.
 	Priority() int
 }
@@ -68,9 +74,9 @@ func New(vhost, name string) *Queue {
 	return &Queue{Name: name, VHost: vhost}
 }
 
-// Publish appends a message and delivers what it can. It reports false if
-// the queue has been deleted.
-func (q *Queue) Publish(m *Message) bool {
+// Publish appends a message and delivers what it can, passing b to the
+// consumers. It reports false if the queue has been deleted.
+func (q *Queue) Publish(m *Message, b Batch) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
@@ -78,7 +84,7 @@ func (q *Queue) Publish(m *Message) bool {
 	}
 	q.nextID++
 	q.ready = append(q.ready, Entry{ID: q.nextID, Msg: m})
-	q.dispatchLocked()
+	q.dispatchLocked(b)
 	return true
 }
 
@@ -122,7 +128,7 @@ func (q *Queue) AddConsumer(c Consumer) bool {
 		}
 	}
 	q.consumers = slices.Insert(q.consumers, i, c)
-	q.dispatchLocked()
+	q.dispatchLocked(nil)
 	return true
 }
 
@@ -151,15 +157,15 @@ func (q *Queue) Deleted() bool {
 }
 
 // Kick retries delivery, after a consumer's capacity grew.
-func (q *Queue) Kick() {
+func (q *Queue) Kick(b Batch) {
 	q.mu.Lock()
-	q.dispatchLocked()
+	q.dispatchLocked(b)
 	q.mu.Unlock()
 }
 
-func (q *Queue) dispatchLocked() {
+func (q *Queue) dispatchLocked(b Batch) {
 	for q.head < len(q.ready) && len(q.consumers) > 0 {
-		if !q.deliverOneLocked() {
+		if !q.deliverOneLocked(b) {
 			return
 		}
 	}
@@ -168,7 +174,7 @@ func (q *Queue) dispatchLocked() {
 
 // deliverOneLocked offers the head message to consumers of the highest
 // priority that has room, round robin within that priority.
-func (q *Queue) deliverOneLocked() bool {
+func (q *Queue) deliverOneLocked(b Batch) bool {
 	e := q.ready[q.head]
 	n := len(q.consumers)
 	for start := 0; start < n; {
@@ -186,7 +192,7 @@ func (q *Queue) deliverOneLocked() bool {
 			k := start + (pos-start+i)%width
 			c := q.consumers[k]
 			q.unacked.Add(1)
-			if c.Deliver(q, e) {
+			if c.Deliver(q, e, b) {
 				q.ready[q.head] = Entry{}
 				q.head++
 				q.next = start + (k-start+1)%width
@@ -264,7 +270,7 @@ func (q *Queue) Requeue(entries []Entry) {
 		})
 		q.ready = slices.Insert(q.ready, q.head+i, e)
 	}
-	q.dispatchLocked()
+	q.dispatchLocked(nil)
 }
 
 // Purge drops every ready message and returns how many there were.

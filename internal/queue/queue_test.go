@@ -15,7 +15,7 @@ type consumer struct {
 	got      []Entry
 }
 
-func (c *consumer) Deliver(q *Queue, e Entry) bool {
+func (c *consumer) Deliver(q *Queue, e Entry, _ Batch) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.limit >= 0 && len(c.got) >= c.limit {
@@ -46,7 +46,7 @@ func TestRoundRobinWithinPriority(t *testing.T) {
 	q.AddConsumer(b)
 	q.AddConsumer(hi)
 	for _, s := range []string{"1", "2", "3", "4", "5", "6"} {
-		q.Publish(msg(s))
+		q.Publish(msg(s), nil)
 	}
 	// The high-priority consumer takes what it has room for first; the
 	// rest alternate between the two equal ones.
@@ -64,7 +64,7 @@ func TestRoundRobinWithinPriority(t *testing.T) {
 func TestRequeueRestoresOrder(t *testing.T) {
 	q := New("/", "q")
 	for i := range 5 {
-		q.Publish(msg(fmt.Sprint(i)))
+		q.Publish(msg(fmt.Sprint(i)), nil)
 	}
 	var taken []Entry
 	for range 3 {
@@ -100,13 +100,13 @@ func TestFullConsumersLeaveMessagesReady(t *testing.T) {
 	q := New("/", "q")
 	c := &consumer{limit: 1}
 	q.AddConsumer(c)
-	q.Publish(msg("a"))
-	q.Publish(msg("b"))
+	q.Publish(msg("a"), nil)
+	q.Publish(msg("b"), nil)
 	if q.Len() != 1 || len(c.got) != 1 {
 		t.Fatalf("len %d, delivered %d", q.Len(), len(c.got))
 	}
 	c.limit = 2
-	q.Kick()
+	q.Kick(nil)
 	if q.Len() != 0 || bodies(c.got) != "ab" {
 		t.Fatalf("after kick: len %d got %q", q.Len(), bodies(c.got))
 	}
@@ -114,7 +114,7 @@ func TestFullConsumersLeaveMessagesReady(t *testing.T) {
 		t.Fatalf("consumers left %d", n)
 	}
 	n, cs := q.Delete()
-	if n != 0 || len(cs) != 0 || q.Publish(msg("c")) || q.AddConsumer(c) {
+	if n != 0 || len(cs) != 0 || q.Publish(msg("c"), nil) || q.AddConsumer(c) {
 		t.Fatal("a deleted queue accepted work")
 	}
 }
@@ -126,7 +126,7 @@ func BenchmarkPublishDeliver(b *testing.B) {
 	m := msg("x")
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		q.Publish(m)
+		q.Publish(m, nil)
 		if len(c.got) > 1024 {
 			q.Settle(len(c.got))
 			c.got = c.got[:0]
