@@ -45,9 +45,6 @@ type MachineConfig struct {
 	NoPreempt bool
 	// PreemptDelay postpones preempting a lower-priority master.
 	PreemptDelay time.Duration
-	// StartMaster is keepalived's "state MASTER": the instance claims the
-	// role as soon as it starts instead of waiting a master down interval.
-	StartMaster bool
 	// LocalAddr is our primary address, used to break priority ties.
 	LocalAddr netip.Addr
 }
@@ -189,7 +186,7 @@ func (m *Machine) Step(now time.Duration, ev Event) []Action {
 		switch {
 		case m.fault:
 			out = m.toFault(out)
-		case m.priority == PriorityOwner || m.cfg.StartMaster:
+		case m.priority == PriorityOwner:
 			out = m.toMaster(now, out)
 		default:
 			out = m.toBackup(now, m.cfg.Interval, out)

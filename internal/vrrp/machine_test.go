@@ -18,7 +18,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testda
 // TestMachineScripts walks testdata/machine/*.txt. Each block is one command,
 // a "----" line and the expected output, ended by a blank line:
 //
-//	config vrid=51 prio=100 int=1s version=2 addr=10.0.0.1 [nopreempt] [delay=5s] [master]
+//	config vrid=51 prio=100 int=1s version=2 addr=10.0.0.1 [nopreempt] [delay=5s]
 //	<time> start|tick|stop|fault|fault-clear
 //	<time> advert from=ADDR prio=N [int=D]
 //	<time> priority N
@@ -109,8 +109,6 @@ func machineCommand(mp **Machine, cmd string) (string, error) {
 				c.NoPreempt = true
 			case "delay":
 				c.PreemptDelay, err = time.ParseDuration(v)
-			case "master":
-				c.StartMaster = true
 			default:
 				err = fmt.Errorf("unknown config key %q", k)
 			}
