@@ -24,8 +24,6 @@ const (
 	authDataLen    = 8
 	maxAddrs       = 255
 	maxV3Interval  = 0x0fff // centiseconds, 12 bits
-	ipv4HeaderMin  = 20
-	ipv4HeaderMax  = 60
 	v2AuthNone     = 0
 	v2AuthPassword = 1
 )
@@ -192,43 +190,6 @@ func Decode(b []byte, src, dst netip.Addr) (Packet, error) {
 		}
 	}
 	return p, nil
-}
-
-// IPv4Header is the part of a received IPv4 header that VRRP checks.
-type IPv4Header struct {
-	TTL      uint8
-	Protocol uint8
-	Src, Dst netip.Addr
-}
-
-// SplitIPv4 splits a raw IPv4 datagram (as read from a raw socket) into its
-// header and payload. The payload aliases b.
-func SplitIPv4(b []byte) (IPv4Header, []byte, error) {
-	var h IPv4Header
-	if len(b) < ipv4HeaderMin {
-		return h, nil, decodeErr(DropShort, "%d bytes, no room for an IPv4 header", len(b))
-	}
-	if b[0]>>4 != 4 {
-		return h, nil, decodeErr(DropMalformed, "IP version %d", b[0]>>4)
-	}
-	ihl := int(b[0]&0x0f) * 4
-	if ihl < ipv4HeaderMin || ihl > len(b) {
-		return h, nil, decodeErr(DropMalformed, "IP header length %d", ihl)
-	}
-	total := int(binary.BigEndian.Uint16(b[2:4]))
-	if total < ihl {
-		return h, nil, decodeErr(DropMalformed, "IP total length %d", total)
-	}
-	// The kernel may hand over a total length in host order on some systems;
-	// trust the buffer when it is shorter than the header claims.
-	if total > len(b) {
-		total = len(b)
-	}
-	h.TTL = b[8]
-	h.Protocol = b[9]
-	h.Src = netip.AddrFrom4([4]byte(b[12:16]))
-	h.Dst = netip.AddrFrom4([4]byte(b[16:20]))
-	return h, b[ihl:total], nil
 }
 
 // checksum returns the Internet checksum of b, starting from the partial sum initial.

@@ -104,22 +104,6 @@ func TestDecodeRejects(t *testing.T) {
 	}
 }
 
-func TestSplitIPv4(t *testing.T) {
-	payload, _ := (&Packet{Version: 3, VRID: 9, Priority: 100, Interval: time.Second}).Marshal(nil, testSrc, testDst)
-	ip := []byte{0x45, 0, 0, byte(20 + len(payload)), 0, 0, 0, 0, 255, IPProto, 0, 0,
-		192, 168, 0, 12, 224, 0, 0, 18}
-	h, p, err := SplitIPv4(append(ip, payload...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if h.TTL != 255 || h.Protocol != IPProto || h.Src != testSrc || h.Dst != testDst || !bytes.Equal(p, payload) {
-		t.Fatalf("got %+v %x", h, p)
-	}
-	if _, _, err := SplitIPv4(ip[:10]); ReasonOf(err) != DropShort {
-		t.Fatalf("short: %v", err)
-	}
-}
-
 // FuzzDecode decodes every input whole and as two halves joined again (as a
 // reader collecting a datagram in two reads would), and checks that anything
 // that decodes re-encodes to the same bytes.
@@ -143,7 +127,6 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("halves disagree: %v / %v", err1, err2)
 		}
 		_, _ = Decode(b[:cut], testSrc, testDst) // a truncated datagram must not panic
-		_, _, _ = SplitIPv4(b)
 		if err1 != nil {
 			return
 		}
