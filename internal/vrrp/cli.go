@@ -87,6 +87,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		log.Warn("config: "+w.Msg, "at", w.Pos.String())
 	}
+	// Catch the signals before the pid file tells anyone where to send them:
+	// SIGUSR1's default action would kill the process.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	if err := writePidFile(pidFile); err != nil {
 		log.Error("pid file", "err", err)
 		return 1
@@ -97,11 +104,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start", "err", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	errc := make(chan error, 1)
 	go func() { errc <- d.Run(ctx) }()
 	for {
