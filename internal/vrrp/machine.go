@@ -43,7 +43,8 @@ type MachineConfig struct {
 	Interval time.Duration // our advertisement interval
 	// NoPreempt keeps a backup from taking over from a lower-priority master.
 	NoPreempt bool
-	// PreemptDelay postpones preempting a lower-priority master.
+	// PreemptDelay is the time after start during which a lower-priority
+	// master is followed rather than preempted.
 	PreemptDelay time.Duration
 	// LocalAddr is our primary address, used to break priority ties.
 	LocalAddr netip.Addr
@@ -124,7 +125,7 @@ type Machine struct {
 
 	masterDownAt time.Duration // backup: when the master is declared dead
 	advertAt     time.Duration // master: when the next advert is due
-	preemptAt    time.Duration // backup with preempt_delay: when we may preempt; 0 unset
+	startedAt    time.Duration // when EventStart arrived, for preempt_delay
 
 	masterAddr     netip.Addr
 	masterPrio     uint8
@@ -183,6 +184,7 @@ func (m *Machine) Step(now time.Duration, ev Event) []Action {
 		if m.state != StateInit {
 			return nil
 		}
+		m.startedAt = now
 		switch {
 		case m.fault:
 			out = m.toFault(out)
@@ -258,25 +260,19 @@ func (m *Machine) advert(now time.Duration, ev Event, out []Action) []Action {
 			m.masterDownAt = now + m.skew()
 			return out
 		}
-		lower := ev.Priority < m.priority
-		if lower && !m.cfg.NoPreempt && m.cfg.PreemptDelay > 0 {
-			if m.preemptAt == 0 {
-				m.preemptAt = now + m.cfg.PreemptDelay
-			}
-			lower = now >= m.preemptAt
-		}
-		if m.cfg.NoPreempt || !lower {
+		// Follow the master unless it has lower priority and we may preempt.
+		// preempt_delay counts from our start, as in keepalived.
+		if m.cfg.NoPreempt || ev.Priority >= m.priority || now < m.startedAt+m.cfg.PreemptDelay {
 			m.masterAddr, m.masterPrio = ev.From, ev.Priority
 			m.masterInterval = interval
 			m.masterDownAt = now + m.MasterDownInterval()
-			if ev.Priority >= m.priority {
-				m.preemptAt = 0
-			}
 			return out
 		}
-		// A master with lower priority than ours while we may preempt:
-		// force a new election now, as keepalived does.
-		return m.toMaster(now, out)
+		// A lower-priority master while we may preempt: discard its advert,
+		// so our master down timer runs out and we take over (RFC 3768
+		// 6.4.2; keepalived logs "received lower priority advert -
+		// discarding").
+		return out
 	case StateMaster:
 		if ev.Priority == PriorityStop {
 			out = append(out, Action{Kind: ActSendAdvert, Priority: m.priority})
@@ -301,13 +297,12 @@ func (m *Machine) advert(now time.Duration, ev Event, out []Action) []Action {
 }
 
 func (m *Machine) toMaster(now time.Duration, out []Action) []Action {
+	out = m.transition(StateMaster, out)
 	out = append(out,
 		Action{Kind: ActSendAdvert, Priority: m.priority},
 		Action{Kind: ActAddVIPs},
 		Action{Kind: ActGARP})
-	out = m.transition(StateMaster, out)
 	m.advertAt = now + m.cfg.Interval
-	m.preemptAt = 0
 	return out
 }
 
