@@ -100,6 +100,15 @@ func New(opts Options) (*Daemon, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	for _, gc := range cfg.SyncGroups {
+		g := newSyncGroup(gc, d.notify)
+		for _, in := range d.instances {
+			if in.cfg.SyncGroup == gc.Name {
+				g.members = append(g.members, in)
+				in.group = g
+			}
+		}
+	}
 	ok = true
 	return d, nil
 }

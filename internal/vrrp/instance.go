@@ -34,6 +34,7 @@ type instance struct {
 
 	tracks []trackRef
 	ifaces []ifaceRef
+	group  *syncGroup // nil unless in a vrrp_sync_group
 
 	inbox   chan Event
 	trackCh chan struct{} // capacity 1: "re-read the trackers"
@@ -178,6 +179,9 @@ func (in *instance) effective() (uint8, bool) {
 			prio += f.weight
 		}
 	}
+	if in.group != nil && in.group.setFault(in, fault) {
+		fault = true // another member of the sync group is in FAULT
+	}
 	if in.cfg.Priority == PriorityOwner {
 		return PriorityOwner, fault
 	}
@@ -266,7 +270,6 @@ func (in *instance) run(ctx context.Context) {
 		isMaster := in.machine.State() == StateMaster
 		if isMaster && !wasMaster {
 			masterSince = time.Now()
-			clear(warned)
 			if d := in.garpMasterDelay(); d > 0 {
 				stopGARP()
 				garpTimer = time.NewTimer(d)
@@ -287,9 +290,11 @@ func (in *instance) peerCheckInterval() time.Duration {
 	return max(3*in.cfg.AdvertInt, 100*time.Millisecond)
 }
 
-// checkPeers warns once per mastership about unicast peers we have never
-// heard: with a wrong unicast_peer on their side (or ours) they cannot hear
-// us either, and both sides end up master.
+// checkPeers warns, once per peer and process, about unicast peers never
+// heard since start while we have been master for a while: with a wrong
+// unicast_peer on their side (or ours) they cannot hear us either, and both
+// sides end up master. A healthy peer that has only ever been backup is
+// silent too, so this is a hint to check, counted in peers_unheard.
 func (in *instance) checkPeers(since time.Time, warned map[netip.Addr]bool) {
 	if len(in.cfg.UnicastPeers) == 0 || time.Since(since) < 3*in.machine.MasterDownInterval() {
 		return
@@ -410,19 +415,11 @@ func (in *instance) transition(a Action) {
 	in.stats.Transitions++
 	in.stats.Since = time.Now()
 	in.mu.Unlock()
-	var specific string
-	switch a.To {
-	case StateMaster:
-		specific = in.cfg.Notify.Master
-	case StateBackup:
-		specific = in.cfg.Notify.Backup
-	case StateFault:
-		specific = in.cfg.Notify.Fault
-	case StateStop:
-		specific = in.cfg.Notify.Stop
-	}
-	in.notify.run(in.cfg.Name, []string{specific, in.cfg.Notify.Any},
+	in.notify.run(in.cfg.Name, []string{notifyFor(in.cfg.Notify, a.To), in.cfg.Notify.Any},
 		[][]string{nil, {"INSTANCE", in.cfg.Name, a.To.String(), fmt.Sprint(prio)}})
+	if in.group != nil {
+		in.group.memberState(in, a.To, prio)
+	}
 }
 
 // publish copies the machine's view into the status.
