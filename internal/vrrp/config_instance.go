@@ -217,8 +217,9 @@ func (c *configParser) vip(n *node) (VIP, bool) {
 		c.errorf(n.pos, "virtual_ipaddress %q is not an address", n.keyword)
 		return v, false
 	}
-	if p.Addr().Is6() && !strings.Contains(n.keyword, "/") {
-		p = netip.PrefixFrom(p.Addr(), 128)
+	if p.Addr().Is6() {
+		c.errorf(n.pos, "virtual_ipaddress %s: IPv6 virtual addresses (VRRP over IPv6) are not supported by warren-vrrp", n.keyword)
+		return v, false
 	}
 	v.Prefix = p
 	args := n.args

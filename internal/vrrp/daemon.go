@@ -36,9 +36,8 @@ type Daemon struct {
 	notify    *notifier
 	started   time.Time
 
-	ifMu   sync.Mutex
-	ifUp   map[string]bool // guarded by ifMu; interface name -> up and running
-	closed bool            // guarded by ifMu
+	ifMu sync.Mutex
+	ifUp map[string]bool // guarded by ifMu; interface name -> up and running
 }
 
 // link is one interface's raw socket and the instances on it.
@@ -83,7 +82,9 @@ func New(opts Options) (*Daemon, error) {
 	for _, sc := range cfg.Scripts {
 		t, err := newScriptTracker(sc, runner, d.log)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: vrrp_script %s: %w", sc.Pos, sc.Name, err))
+			// keepalived disables a script it cannot run (missing, or
+			// insecure under enable_script_security) and carries on.
+			d.log.Error("vrrp_script disabled: instances tracking it ignore it", "script", sc.Name, "at", sc.Pos.String(), "err", err)
 			continue
 		}
 		trackers[sc.Name] = t
@@ -165,7 +166,7 @@ func (d *Daemon) newInstance(ic *InstanceConfig, g *Global, trackers map[string]
 	for _, ts := range ic.TrackScripts {
 		t := trackers[ts.Name]
 		if t == nil {
-			return nil, fmt.Errorf("track_script %s did not start", ts.Name)
+			continue // disabled, logged above
 		}
 		w, rev := t.cfg.Weight, t.cfg.Reverse
 		if ts.WeightSet {

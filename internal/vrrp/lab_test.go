@@ -75,10 +75,27 @@ type lab struct {
 }
 
 type labNode struct {
-	lab  *lab
-	ns   string
-	addr netip.Addr
-	dir  string
+	lab   *lab
+	ns    string
+	addr  netip.Addr
+	dir   string
+	iface string // eth0 unless renamed
+}
+
+// rename gives the node's interface another name (em1, enp0s8...), so a
+// seed's keepalived.conf runs without edits.
+func (n *labNode) rename(t testing.TB, name string) {
+	t.Helper()
+	run(t, "ip", "-n", n.ns, "link", "set", n.iface, "down")
+	run(t, "ip", "-n", n.ns, "link", "set", n.iface, "name", name)
+	run(t, "ip", "-n", n.ns, "link", "set", name, "up")
+	n.iface = name
+}
+
+// addAddr adds another address (a seed's host address) to the interface.
+func (n *labNode) addAddr(t testing.TB, cidr string) {
+	t.Helper()
+	run(t, "ip", "-n", n.ns, "addr", "add", cidr, "dev", n.iface)
 }
 
 func run(t testing.TB, args ...string) string {
@@ -106,7 +123,7 @@ func newLab(t *testing.T, n int) *lab {
 	run(t, "ip", "-n", l.sw, "link", "set", "br0", "up")
 	for i := range n {
 		nd := &labNode{lab: l, ns: fmt.Sprintf("%s-%d", l.prefix, i+1),
-			addr: netip.AddrFrom4([4]byte{10, 77, 0, byte(i + 1)}), dir: t.TempDir()}
+			addr: netip.AddrFrom4([4]byte{10, 77, 0, byte(i + 1)}), dir: t.TempDir(), iface: "eth0"}
 		l.nodes = append(l.nodes, nd)
 		host := fmt.Sprintf("h%d", i+1)
 		run(t, "ip", "netns", "add", nd.ns)
@@ -121,7 +138,7 @@ func newLab(t *testing.T, n int) *lab {
 
 // hasAddr reports whether addr is on the node's eth0.
 func (n *labNode) hasAddr(addr string) bool {
-	out, err := exec.Command("ip", "-n", n.ns, "-4", "-o", "addr", "show", "dev", "eth0").Output()
+	out, err := exec.Command("ip", "-n", n.ns, "-4", "-o", "addr", "show", "dev", n.iface).Output()
 	return err == nil && strings.Contains(string(out), " "+addr+"/")
 }
 
