@@ -255,7 +255,18 @@ func (in *instance) run(ctx context.Context) {
 				acts = append(acts, in.machine.Step(in.now(), Event{Kind: EventPriority, Priority: prio})...)
 			}
 		case <-timer.C:
-			acts = in.machine.Step(in.now(), Event{Kind: EventTick})
+			// Adverts that arrived before the deadline count first: select
+			// picks at random among ready cases, and a master's advert must
+			// not lose to our own master down timer.
+			for drained := false; !drained; {
+				select {
+				case ev := <-in.inbox:
+					acts = append(acts, in.machine.Step(in.now(), ev)...)
+				default:
+					drained = true
+				}
+			}
+			acts = append(acts, in.machine.Step(in.now(), Event{Kind: EventTick})...)
 		case <-garpC:
 			garpTimer, garpC = nil, nil
 			if in.machine.State() == StateMaster {

@@ -269,6 +269,22 @@ func (s *speaker) kill() {
 	}
 	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	<-s.done
+	if s.kind == "keepalived" {
+		// keepalived's VRRP child may outlive the parent for a moment; a
+		// restart before it is gone finds its pid file and refuses to run.
+		b, err := os.ReadFile(filepath.Join(s.node.dir, "vrrp.pid"))
+		if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && perr == nil && pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			for range 200 {
+				if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		os.Remove(filepath.Join(s.node.dir, "vrrp.pid"))
+		os.Remove(s.pidFile)
+	}
 }
 
 // stop sends SIGTERM and waits up to 10 s for a graceful exit.
