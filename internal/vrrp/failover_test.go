@@ -196,3 +196,25 @@ func TestGracefulStopHandsOver(t *testing.T) {
 		t.Fatal("stopped master left its VIP")
 	}
 }
+
+// TestInterfaceDownFault takes the master's interface down: the instance
+// enters FAULT and drops the VIP, the backup takes over; with the link back
+// the old master returns through BACKUP and preempts.
+func TestInterfaceDownFault(t *testing.T) {
+	l := newLab(t, 2)
+	a := l.nodes[0].startWarren(t, vrrpConf{Version: 3, AdvertInt: "0.2", Priority: 150}.String())
+	l.nodes[1].startWarren(t, vrrpConf{Version: 3, AdvertInt: "0.2", Priority: 100}.String())
+	l.waitHolder(vip, 0, 3*time.Second)
+	run(t, "ip", "-n", l.nodes[0].ns, "link", "set", "eth0", "down")
+	waitFor(t, 3*time.Second, 20*time.Millisecond, func() error {
+		if got := field(a.status(t), "instance VI_1", "state"); got != "FAULT" {
+			return fmt.Errorf("state %s, want FAULT", got)
+		}
+		if l.nodes[0].hasAddr(vip) || !l.nodes[1].hasAddr(vip) {
+			return fmt.Errorf("VIP on node 0: %t, node 1: %t", l.nodes[0].hasAddr(vip), l.nodes[1].hasAddr(vip))
+		}
+		return nil
+	})
+	run(t, "ip", "-n", l.nodes[0].ns, "link", "set", "eth0", "up")
+	l.waitHolder(vip, 0, 5*time.Second)
+}
