@@ -217,9 +217,8 @@ func (c *configParser) vip(n *node) (VIP, bool) {
 		c.errorf(n.pos, "virtual_ipaddress %q is not an address", n.keyword)
 		return v, false
 	}
-	if p.Addr().Is6() {
-		c.errorf(n.pos, "virtual_ipaddress %s: IPv6 virtual addresses (VRRP over IPv6) are not supported by warren-vrrp", n.keyword)
-		return v, false
+	if p.Addr().Is6() && !strings.Contains(n.keyword, "/") {
+		p = netip.PrefixFrom(p.Addr(), 128)
 	}
 	v.Prefix = p
 	args := n.args
@@ -333,6 +332,19 @@ func (c *configParser) validate() {
 		}
 		if len(in.VIPs) == 0 {
 			c.warnf(in.Pos, "vrrp_instance %s: no virtual_ipaddress", in.Name)
+		}
+		v4, v6 := 0, 0
+		for _, v := range in.VIPs {
+			if v.Prefix.Addr().Is4() {
+				v4++
+			} else {
+				v6++
+			}
+		}
+		if v6 > 0 && v4 == 0 {
+			c.errorf(in.Pos, "vrrp_instance %s: only IPv6 virtual addresses: VRRP over IPv6 is not supported by warren-vrrp; add an IPv4 address to advertise", in.Name)
+		} else if v6 > 0 {
+			c.warnf(in.Pos, "vrrp_instance %s: IPv6 virtual addresses move with the instance but are not listed in its adverts (as keepalived treats addresses of the other family)", in.Name)
 		}
 		if in.UnicastSrc.IsValid() && len(in.UnicastPeers) == 0 {
 			c.warnf(in.Pos, "vrrp_instance %s: unicast_src_ip without unicast_peer; adverts go to the multicast group", in.Name)

@@ -3,6 +3,7 @@ package vrrp
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -217,4 +218,37 @@ func TestInterfaceDownFault(t *testing.T) {
 	})
 	run(t, "ip", "-n", l.nodes[0].ns, "link", "set", "eth0", "up")
 	l.waitHolder(vip, 0, 5*time.Second)
+}
+
+// TestIPv6VIPMovesWithInstance gives an IPv4 instance an IPv6 address too:
+// it moves with the master (added without duplicate detection, announced
+// with unsolicited neighbour adverts) though only IPv4 goes in adverts.
+func TestIPv6VIPMovesWithInstance(t *testing.T) {
+	l := newLab(t, 2)
+	has6 := func(n *labNode) bool {
+		out, err := exec.Command("ip", "-n", n.ns, "-6", "-o", "addr", "show", "dev", "eth0").Output()
+		return err == nil && strings.Contains(string(out), " fd00:77::100/64 ")
+	}
+	conf := func(p int) string {
+		return vrrpConf{Version: 3, AdvertInt: "0.2", Priority: p, MoreVIPs: []string{"fd00:77::100/64"}}.String()
+	}
+	a := l.nodes[0].startWarren(t, conf(150))
+	l.nodes[1].startWarren(t, conf(100))
+	l.waitHolder(vip, 0, 3*time.Second)
+	waitFor(t, 2*time.Second, 20*time.Millisecond, func() error {
+		if !has6(l.nodes[0]) || has6(l.nodes[1]) {
+			return fmt.Errorf("IPv6 VIP on node 0: %t, node 1: %t", has6(l.nodes[0]), has6(l.nodes[1]))
+		}
+		return nil
+	})
+	if strings.Contains(a.log.String(), "failed") {
+		t.Fatalf("announcing failed:\n%s", a.log.String())
+	}
+	a.stop(t)
+	waitFor(t, 2*time.Second, 20*time.Millisecond, func() error {
+		if has6(l.nodes[0]) || !has6(l.nodes[1]) {
+			return fmt.Errorf("IPv6 VIP on node 0: %t, node 1: %t", has6(l.nodes[0]), has6(l.nodes[1]))
+		}
+		return nil
+	})
 }

@@ -209,6 +209,7 @@ func (in *instance) run(ctx context.Context) {
 	}
 	in.exec(in.machine.Step(in.now(), Event{Kind: EventStart}))
 	in.publish()
+	defer in.vips.close()
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -337,9 +338,10 @@ func (in *instance) garpRepeat() int {
 	return max(in.global.GARPMasterRepeat, 1)
 }
 
-// garpBurst sends the configured number of gratuitous ARPs. The pause
-// between them (vrrp_garp_interval) is at most a second, so the burst runs
-// inline; with no pause it takes microseconds.
+// garpBurst sends the configured number of gratuitous ARPs, and of
+// unsolicited neighbour adverts for IPv6 VIPs. The pauses between them
+// (vrrp_garp_interval, vrrp_gna_interval) are at most a second, so the
+// burst runs inline; with no pause it takes microseconds.
 func (in *instance) garpBurst() {
 	for i := range in.garpRepeat() {
 		if i > 0 && in.global.GARPInterval > 0 {
@@ -347,6 +349,18 @@ func (in *instance) garpBurst() {
 		}
 		if err := in.vips.sendGARP(); err != nil {
 			in.log.Warn("gratuitous ARP failed", "err", err)
+			break
+		}
+	}
+	if !in.vips.hasIPv6() {
+		return
+	}
+	for i := range in.garpRepeat() {
+		if i > 0 && in.global.GNAInterval > 0 {
+			time.Sleep(in.global.GNAInterval)
+		}
+		if err := in.vips.sendNA(); err != nil {
+			in.log.Warn("unsolicited neighbour advert failed", "err", err)
 			return
 		}
 	}

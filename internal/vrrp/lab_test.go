@@ -444,9 +444,10 @@ type vrrpConf struct {
 	NoPreempt bool
 	AuthPass  string
 	VIP       string
-	Extra     string // more lines inside vrrp_instance
-	Top       string // more sections (vrrp_script ...)
-	Global    string // more lines in global_defs
+	MoreVIPs  []string // more virtual_ipaddress lines
+	Extra     string   // more lines inside vrrp_instance
+	Top       string   // more sections (vrrp_script ...)
+	Global    string   // more lines in global_defs
 }
 
 func (c vrrpConf) String() string {
@@ -475,6 +476,10 @@ func (c vrrpConf) String() string {
 	if c.AuthPass != "" && c.Version == 2 {
 		fmt.Fprintf(&sb, "  authentication {\n    auth_type PASS\n    auth_pass %s\n  }\n", c.AuthPass)
 	}
-	fmt.Fprintf(&sb, "  virtual_ipaddress {\n    %s/24 dev eth0 label eth0:vip\n  }\n%s}\n", c.VIP, c.Extra)
+	fmt.Fprintf(&sb, "  virtual_ipaddress {\n    %s/24 dev eth0 label eth0:vip\n", c.VIP)
+	for _, v := range c.MoreVIPs {
+		fmt.Fprintf(&sb, "    %s\n", v)
+	}
+	fmt.Fprintf(&sb, "  }\n%s}\n", c.Extra)
 	return sb.String()
 }

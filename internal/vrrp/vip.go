@@ -14,8 +14,27 @@ import (
 )
 
 // vipSet is the virtual addresses of one instance, resolved to interfaces.
+// Its methods are called from the instance's goroutine only.
 type vipSet struct {
 	vips []resolvedVIP
+	// arpFD is an AF_PACKET socket kept for gratuitous ARPs (-1: none yet).
+	// It is opened with protocol 0, so it receives nothing, and reused:
+	// opening and closing one per ARP costs milliseconds in the kernel.
+	arpFD int
+	// naFD is the ICMPv6 socket for neighbour adverts (-1: none yet).
+	naFD int
+}
+
+// close releases the sockets.
+func (s *vipSet) close() {
+	if s.arpFD >= 0 {
+		unix.Close(s.arpFD)
+		s.arpFD = -1
+	}
+	if s.naFD >= 0 {
+		unix.Close(s.naFD)
+		s.naFD = -1
+	}
 }
 
 type resolvedVIP struct {
@@ -26,7 +45,7 @@ type resolvedVIP struct {
 // resolveVIPs looks up the interface of every VIP (its dev, or the
 // instance's interface).
 func resolveVIPs(vips []VIP, defaultIface string) (*vipSet, error) {
-	set := &vipSet{}
+	set := &vipSet{arpFD: -1, naFD: -1}
 	for _, v := range vips {
 		dev := v.Dev
 		if dev == "" {
@@ -50,6 +69,9 @@ func (v resolvedVIP) addr() *netlink.Addr {
 		IP:   v.Prefix.Addr().AsSlice(),
 		Mask: net.CIDRMask(v.Prefix.Bits(), v.Prefix.Addr().BitLen()),
 	}, Label: v.Label}
+	if v.Prefix.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD // the address moves between hosts: no duplicate detection delay
+	}
 	switch v.Scope {
 	case "host":
 		a.Scope = unix.RT_SCOPE_HOST
@@ -123,25 +145,84 @@ func (s *vipSet) sendGARP() error {
 		if !v.Prefix.Addr().Is4() {
 			continue
 		}
-		if err := sendGratuitousARP(v.link.Attrs(), v.Prefix.Addr()); err != nil {
+		if s.arpFD < 0 {
+			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, 0)
+			if err != nil {
+				return fmt.Errorf("vrrp: gratuitous ARP socket: %w", err)
+			}
+			s.arpFD = fd
+		}
+		if err := sendGratuitousARP(s.arpFD, v.link.Attrs(), v.Prefix.Addr()); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
+// sendNA sends one unsolicited neighbour advertisement (override flag set)
+// to all nodes for every IPv6 VIP, so neighbours update their caches.
+func (s *vipSet) sendNA() error {
+	var errs []error
+	for _, v := range s.vips {
+		if !v.Prefix.Addr().Is6() {
+			continue
+		}
+		if s.naFD < 0 {
+			fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_ICMPV6)
+			if err != nil {
+				return fmt.Errorf("vrrp: neighbour advert socket: %w", err)
+			}
+			s.naFD = fd
+		}
+		if err := sendUnsolicitedNA(s.naFD, v.link.Attrs(), v.Prefix.Addr()); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *vipSet) hasIPv6() bool {
+	for _, v := range s.vips {
+		if v.Prefix.Addr().Is6() {
+			return true
+		}
+	}
+	return false
+}
+
+func sendUnsolicitedNA(fd int, attrs *netlink.LinkAttrs, ip netip.Addr) error {
+	mac := attrs.HardwareAddr
+	for _, opt := range []struct{ name, value int }{
+		{unix.IPV6_MULTICAST_HOPS, 255}, // receivers drop NAs with any other hop limit
+		{unix.IPV6_MULTICAST_IF, attrs.Index},
+	} {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, opt.name, opt.value); err != nil {
+			return fmt.Errorf("vrrp: neighbour advert socket on %s: %w", attrs.Name, err)
+		}
+	}
+	// Type 136, code 0, checksum (the kernel fills it in for ICMPv6 raw
+	// sockets), flags: override; the target; then its link-layer address.
+	msg := []byte{136, 0, 0, 0, 0x20, 0, 0, 0}
+	t := ip.As16()
+	msg = append(msg, t[:]...)
+	if len(mac) == 6 {
+		msg = append(msg, 2, 1)
+		msg = append(msg, mac...)
+	}
+	allNodes := &unix.SockaddrInet6{Addr: [16]byte{0xff, 0x02, 15: 1}, ZoneId: uint32(attrs.Index)}
+	if err := unix.Sendto(fd, msg, 0, allNodes); err != nil {
+		return fmt.Errorf("vrrp: neighbour advert for %s on %s: %w", ip, attrs.Name, err)
+	}
+	return nil
+}
+
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-func sendGratuitousARP(attrs *netlink.LinkAttrs, ip netip.Addr) error {
+func sendGratuitousARP(fd int, attrs *netlink.LinkAttrs, ip netip.Addr) error {
 	mac := attrs.HardwareAddr
 	if len(mac) != 6 {
 		return nil // no Ethernet address (e.g. a tunnel): nothing to announce
 	}
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ARP)))
-	if err != nil {
-		return fmt.Errorf("vrrp: gratuitous ARP socket: %w", err)
-	}
-	defer unix.Close(fd)
 	frame := make([]byte, 0, 42)
 	frame = append(frame, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
 	frame = append(frame, mac...)
