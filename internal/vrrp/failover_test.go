@@ -72,8 +72,8 @@ func TestKillMasterMovesVIP(t *testing.T) {
 		return nil
 	})
 
-	a.kill()
 	killed := time.Now()
+	a.sigkill()
 	waitFor(t, 6*time.Second, 10*time.Millisecond, func() error {
 		if !l.nodes[1].hasAddr(vip) {
 			return fmt.Errorf("backup does not hold the VIP")
@@ -81,6 +81,7 @@ func TestKillMasterMovesVIP(t *testing.T) {
 		return nil
 	})
 	took := time.Since(killed)
+	a.kill()
 	bound := 3*time.Second + skewFor(100)
 	t.Logf("failover after SIGKILL: %s (bound %s)", took.Round(time.Millisecond), bound)
 	if took > bound+time.Second {
@@ -186,9 +187,10 @@ func TestGracefulStopHandsOver(t *testing.T) {
 	l.waitHolder(vip, 0, 6*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	start := time.Now()
-	a.stop(t)
+	a.sigterm()
 	l.waitHolder(vip, 1, 3*time.Second)
 	took := time.Since(start)
+	a.stop(t)
 	t.Logf("graceful handover: %s (skew %s)", took.Round(time.Millisecond), skewFor(100))
 	if took > skewFor(100)+time.Second {
 		t.Fatalf("graceful stop took %s: priority 0 was not honoured", took)

@@ -60,9 +60,14 @@ func interop(t *testing.T, version int, warrenMaster bool) {
 
 	// Graceful stop: priority 0, the backup takes over after its skew time.
 	t0 := time.Now()
-	master.stop(t)
+	master.sigterm()
 	l.waitHolder(vip, 1, 3*time.Second)
-	t.Logf("%s master graceful stop -> %s backup took over in %s", master.kind, backup.kind, time.Since(t0).Round(time.Millisecond))
+	took := time.Since(t0)
+	master.stop(t) // keepalived takes about a second more to exit
+	t.Logf("%s master graceful stop -> %s backup took over in %s", master.kind, backup.kind, took.Round(time.Millisecond))
+	if bound := skewFor(100) + time.Second; took > bound {
+		t.Fatalf("graceful handover took %s, more than skew + 1 s", took)
+	}
 
 	// The master comes back and preempts.
 	master = start(0)
@@ -73,15 +78,16 @@ func interop(t *testing.T, version int, warrenMaster bool) {
 	time.Sleep(1500 * time.Millisecond)
 
 	// Hard kill: the backup takes over within 3 × advert_int + skew.
-	master.kill()
 	t0 = time.Now()
+	master.sigkill()
 	waitFor(t, 8*time.Second, 10*time.Millisecond, func() error {
 		if !l.nodes[1].hasAddr(vip) {
 			return fmt.Errorf("%s backup did not take over", backup.kind)
 		}
 		return nil
 	})
-	took := time.Since(t0)
+	took = time.Since(t0)
+	master.kill()
 	t.Logf("%s master SIGKILL -> %s backup took over in %s", master.kind, backup.kind, took.Round(time.Millisecond))
 	if bound := 3*time.Second + skewFor(100); took > bound+time.Second {
 		t.Fatalf("takeover took %s, bound %s", took, bound)

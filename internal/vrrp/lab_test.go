@@ -260,6 +260,12 @@ func (s *speaker) start(t testing.TB, args ...string) {
 	})
 }
 
+// sigkill sends SIGKILL to the speaker's process group and returns at once,
+// so a test can time what follows from the signal; call kill to reap it.
+func (s *speaker) sigkill() {
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+}
+
 // kill sends SIGKILL to the speaker's process group and waits for it.
 func (s *speaker) kill() {
 	select {
@@ -285,6 +291,12 @@ func (s *speaker) kill() {
 		os.Remove(filepath.Join(s.node.dir, "vrrp.pid"))
 		os.Remove(s.pidFile)
 	}
+}
+
+// sigterm sends SIGTERM and returns at once, so a test can time what
+// follows from the signal; call stop to wait for the exit.
+func (s *speaker) sigterm() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 }
 
 // stop sends SIGTERM and waits up to 10 s for a graceful exit.

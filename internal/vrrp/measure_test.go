@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,7 +51,9 @@ func failoverOnce(t *testing.T, kind string, c vrrpConf, hard bool) time.Duratio
 	time.Sleep(time.Second + time.Duration(rand.Int64N(int64(interval))))
 	t0 := time.Now()
 	if hard {
-		m.kill()
+		// Signal only: speaker.kill also waits for keepalived's child to
+		// vanish, which must not delay the polling below.
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
 	} else {
 		_ = m.cmd.Process.Signal(os.Interrupt)
 	}
@@ -61,7 +64,9 @@ func failoverOnce(t *testing.T, kind string, c vrrpConf, hard bool) time.Duratio
 		return nil
 	})
 	d := time.Since(t0)
-	if !hard {
+	if hard {
+		m.kill()
+	} else {
 		<-m.done
 	}
 	return d
