@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"log/syslog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -67,6 +68,15 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if test {
 		for _, w := range cfg.Warnings {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", w.Pos, w.Msg)
+		}
+		if cfg != nil {
+			// As keepalived -t: a missing interface is worth a warning (it
+			// may appear later), not a failed check.
+			for _, in := range cfg.Instances {
+				if _, ierr := net.InterfaceByName(in.Interface); in.Interface != "" && ierr != nil {
+					fmt.Fprintf(stderr, "%s: warning: interface %s for vrrp_instance %s does not exist here\n", in.Pos, in.Interface, in.Name)
+				}
+			}
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, err)
