@@ -69,13 +69,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		for _, w := range cfg.Warnings {
 			fmt.Fprintf(stderr, "%s: warning: %s\n", w.Pos, w.Msg)
 		}
-		if cfg != nil {
-			// As keepalived -t: a missing interface is worth a warning (it
-			// may appear later), not a failed check.
-			for _, in := range cfg.Instances {
-				if _, ierr := net.InterfaceByName(in.Interface); in.Interface != "" && ierr != nil {
-					fmt.Fprintf(stderr, "%s: warning: interface %s for vrrp_instance %s does not exist here\n", in.Pos, in.Interface, in.Name)
-				}
+		// As keepalived -t: a missing interface is worth a warning (it may
+		// appear later), not a failed check.
+		for _, in := range cfg.Instances {
+			if _, ierr := net.InterfaceByName(in.Interface); in.Interface != "" && ierr != nil {
+				fmt.Fprintf(stderr, "%s: warning: interface %s for vrrp_instance %s does not exist here\n", in.Pos, in.Interface, in.Name)
 			}
 		}
 		if err != nil {

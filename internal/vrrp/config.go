@@ -36,6 +36,9 @@ type Global struct {
 	GARPMasterRepeat int
 	ScriptUser       string
 	ScriptSecurity   bool
+	// CheckUnicastSrc drops unicast adverts from addresses not in
+	// unicast_peer (vrrp_check_unicast_src) instead of accepting them.
+	CheckUnicastSrc bool
 }
 
 // ScriptConfig is one vrrp_script.
@@ -108,6 +111,9 @@ type InstanceConfig struct {
 	GARPDelaySet     bool
 	GARPMasterRepeat int
 	SyncGroup        string
+	// CheckUnicastSrc is check_unicast_src (or the global
+	// vrrp_check_unicast_src): drop adverts from unlisted addresses.
+	CheckUnicastSrc bool
 }
 
 // SyncGroupConfig is one vrrp_sync_group.
@@ -120,7 +126,7 @@ type SyncGroupConfig struct {
 
 // ParseConfigFile reads a keepalived.conf and the files it includes. It
 // returns a *ConfigError listing every error found; warnings come back in
-// Config.Warnings.
+// Config.Warnings. The returned *Config is never nil, even with an error.
 func ParseConfigFile(path string) (*Config, error) {
 	lx := &lexer{open: map[string]bool{}}
 	lx.readFile(path, Pos{}, 0)
@@ -355,6 +361,8 @@ func (c *configParser) global(nodes []*node) {
 			}
 		case "enable_script_security":
 			g.ScriptSecurity = c.flag(n)
+		case "vrrp_check_unicast_src":
+			g.CheckUnicastSrc = c.flag(n)
 		case "notification_email":
 			if !n.hasBlock {
 				c.errorf(n.pos, "notification_email needs a { } block")
@@ -363,7 +371,7 @@ func (c *configParser) global(nodes []*node) {
 			c.noBlock(n) // accepted; warren-vrrp sends no mail
 		case "vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat", "vrrp_garp_master_refresh",
 			"vrrp_garp_master_refresh_repeat", "vrrp_no_swap", "vrrp_priority", "checker_priority",
-			"checker_no_swap", "lvs_flush", "vrrp_check_unicast_src", "vrrp_iptables", "max_auto_priority":
+			"checker_no_swap", "lvs_flush", "vrrp_iptables", "max_auto_priority":
 			c.warnf(n.pos, "%s accepted but has no effect in warren-vrrp", n.keyword)
 		default:
 			c.errorf(n.pos, "unknown keyword %q in global_defs", n.keyword)

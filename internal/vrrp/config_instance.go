@@ -146,6 +146,8 @@ func (c *configParser) instance(n *node) {
 			c.notify(k, &in.Notify)
 		case "smtp_alert":
 			in.SMTPAlert = c.flag(k)
+		case "check_unicast_src":
+			in.CheckUnicastSrc = c.flag(k)
 		case "garp_master_delay":
 			if v, ok := c.intArg(k, 0, 255); ok {
 				in.GARPMasterDelay, in.GARPDelaySet = time.Duration(v)*time.Second, true
@@ -271,6 +273,7 @@ func (c *configParser) validate() {
 		if in.Version == 0 {
 			in.Version = cfg.Global.Version
 		}
+		in.CheckUnicastSrc = in.CheckUnicastSrc || cfg.Global.CheckUnicastSrc
 		if in.Version == 0 {
 			in.Version = 2
 		}

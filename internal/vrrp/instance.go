@@ -98,7 +98,10 @@ func (in *instance) deliver(src netip.Addr, p Packet) {
 			in.mu.Unlock()
 			if n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th... so a storm stays readable
 				in.log.Warn("advert for our VRID from an address not in unicast_peer: check both sides' unicast_peer (split brain risk)",
-					"from", src, "count", n)
+					"from", src, "count", n, "dropped", in.cfg.CheckUnicastSrc)
+			}
+			if in.cfg.CheckUnicastSrc {
+				return
 			}
 			in.mu.Lock()
 		}

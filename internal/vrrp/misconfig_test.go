@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,6 +34,23 @@ func TestUnicastMisconfigDetected(t *testing.T) {
 	if h := l.holders(vip); len(h) != 2 {
 		t.Fatalf("expected the split brain (both masters), holders %v", h)
 	}
+
+	// With vrrp_check_unicast_src the unlisted sender's adverts are dropped:
+	// still counted, but never seen as another master.
+	l3 := newLab(t, 2)
+	strict := l3.nodes[0].startWarren(t, strings.Replace(conf(150, "10.77.0.1", "10.77.0.9"),
+		"global_defs {\n", "global_defs {\n  vrrp_check_unicast_src\n", 1))
+	l3.nodes[1].startWarren(t, conf(100, "10.77.0.2", "10.77.0.1"))
+	waitFor(t, 5*time.Second, 100*time.Millisecond, func() error {
+		st := strict.status(t)
+		if counter(t, st, "instance VI_1", "unknown_peer") < 3 {
+			return fmt.Errorf("unlisted adverts not counted:\n%s", st)
+		}
+		if counter(t, st, "instance VI_1", "other_master") != 0 {
+			return fmt.Errorf("dropped adverts reached the state machine:\n%s", st)
+		}
+		return nil
+	})
 
 	// Fixed configuration: one master, no warnings.
 	l2 := newLab(t, 2)
