@@ -1,0 +1,111 @@
+package vrrp
+
+import (
+	"fmt"
+	"regexp"
+	"testing"
+	"time"
+)
+
+// keepalivedComplaints matches keepalived's log lines about adverts it
+// rejected; an interoperating peer must cause none.
+var keepalivedComplaints = regexp.MustCompile(`(?i)invalid|bogus|checksum|mismatch|wrong|not matching|ignoring`)
+
+// TestInteropKeepalived runs warren-vrrp and Debian's keepalived 2.2 as the
+// two speakers of one virtual router, in v2 (with PASS authentication) and
+// v3, with either as master. The master stops gracefully (the backup takes
+// over at once on priority 0), comes back and preempts, then is SIGKILLed
+// (the backup takes over within the master down interval).
+func TestInteropKeepalived(t *testing.T) {
+	for _, version := range []int{2, 3} {
+		for _, warrenMaster := range []bool{true, false} {
+			name := fmt.Sprintf("v%d/warren_master=%t", version, warrenMaster)
+			t.Run(name, func(t *testing.T) { interop(t, version, warrenMaster) })
+		}
+	}
+}
+
+func interop(t *testing.T, version int, warrenMaster bool) {
+	l := newLab(t, 2)
+	conf := func(prio int) string {
+		return vrrpConf{Version: version, Priority: prio, AuthPass: "interop"}.String()
+	}
+	start := func(idx int) *speaker {
+		prio := 100
+		if idx == 0 {
+			prio = 150
+		}
+		if (idx == 0) == warrenMaster {
+			return l.nodes[idx].startWarren(t, conf(prio))
+		}
+		return l.nodes[idx].startKeepalived(t, conf(prio))
+	}
+	master, backup := start(0), start(1)
+	warren := master
+	if !warrenMaster {
+		warren = backup
+	}
+	l.waitHolder(vip, 0, 8*time.Second)
+	time.Sleep(1500 * time.Millisecond) // let a few adverts cross
+	st := warren.status(t)
+	if got := field(st, "instance VI_1", "master"); got != "10.77.0.1" {
+		t.Fatalf("warren-vrrp sees master %q\n%s", got, st)
+	}
+	if !warrenMaster && counter(t, st, "instance VI_1", "adverts_received") == 0 {
+		t.Fatalf("warren-vrrp heard no keepalived adverts\n%s", st)
+	}
+	if n := counter(t, st, "instance VI_1", "bad_packets"); n != 0 {
+		t.Fatalf("warren-vrrp dropped %d of keepalived's adverts\n%s", n, st)
+	}
+
+	// Graceful stop: priority 0, the backup takes over after its skew time.
+	t0 := time.Now()
+	master.sigterm()
+	l.waitHolder(vip, 1, 3*time.Second)
+	took := time.Since(t0)
+	master.stop(t) // keepalived takes about a second more to exit
+	t.Logf("%s master graceful stop -> %s backup took over in %s", master.kind, backup.kind, took.Round(time.Millisecond))
+	if bound := skewFor(100) + time.Second; took > bound {
+		t.Fatalf("graceful handover took %s, more than skew + 1 s", took)
+	}
+
+	// The master comes back and preempts.
+	master = start(0)
+	if warrenMaster {
+		warren = master
+	}
+	l.waitHolder(vip, 0, 8*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+
+	// Hard kill: the backup takes over within 3 × advert_int + skew.
+	t0 = time.Now()
+	master.sigkill()
+	waitFor(t, 8*time.Second, 10*time.Millisecond, func() error {
+		if !l.nodes[1].hasAddr(vip) {
+			return fmt.Errorf("%s backup did not take over", backup.kind)
+		}
+		return nil
+	})
+	took = time.Since(t0)
+	master.kill()
+	t.Logf("%s master SIGKILL -> %s backup took over in %s", master.kind, backup.kind, took.Round(time.Millisecond))
+	if bound := 3*time.Second + skewFor(100); took > bound+time.Second {
+		t.Fatalf("takeover took %s, bound %s", took, bound)
+	}
+	for _, s := range []*speaker{master, backup} {
+		if s.kind == "keepalived" {
+			if m := keepalivedComplaints.FindString(s.log.String()); m != "" {
+				t.Fatalf("keepalived complained (%q):\n%s", m, s.log.String())
+			}
+		}
+	}
+	if !warrenMaster {
+		waitFor(t, time.Second, 20*time.Millisecond, func() error {
+			st := warren.status(t)
+			if field(st, "instance VI_1", "state") != "MASTER" || counter(t, st, "instance VI_1", "bad_packets") != 0 {
+				return fmt.Errorf("warren-vrrp after takeover:\n%s", st)
+			}
+			return nil
+		})
+	}
+}

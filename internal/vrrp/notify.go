@@ -1,0 +1,101 @@
+package vrrp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// notifier runs notify scripts without blocking the caller. Scripts of one
+// instance run in order on that instance's queue; different instances do
+// not wait for each other.
+type notifier struct {
+	runner *scriptRunner
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	queues map[string]chan []string // guarded by mu
+	closed bool                     // guarded by mu
+	wg     sync.WaitGroup
+}
+
+func newNotifier(runner *scriptRunner, log *slog.Logger) *notifier {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &notifier{runner: runner, log: log, ctx: ctx, cancel: cancel, queues: map[string]chan []string{}}
+}
+
+// notifyQueueLen bounds the notifications waiting per instance; beyond it
+// new ones are dropped and logged rather than blocking the state machine.
+const notifyQueueLen = 64
+
+// run queues the command lines for key (an instance or group name), each
+// followed by extra arguments.
+func (n *notifier) run(key string, commands []string, extra [][]string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	q, ok := n.queues[key]
+	if !ok {
+		q = make(chan []string, notifyQueueLen)
+		n.queues[key] = q
+		n.wg.Add(1)
+		go n.worker(key, q)
+	}
+	for i, c := range commands {
+		if c == "" {
+			continue
+		}
+		argv, err := n.runner.prepare(c, nil)
+		if err != nil {
+			n.log.Error("notify script refused", "name", key, "command", c, "err", err)
+			continue
+		}
+		argv = append(argv, extra[i]...)
+		select {
+		case q <- argv:
+		default:
+			n.log.Error("notify queue full; notification dropped", "name", key, "command", c)
+		}
+	}
+}
+
+func (n *notifier) worker(key string, q chan []string) {
+	defer n.wg.Done()
+	for argv := range q {
+		start := time.Now()
+		if err := n.runner.run(n.ctx, argv, nil, 0); err != nil {
+			n.log.Error("notify script failed", "name", key, "argv", fmt.Sprint(argv), "err", err)
+		} else {
+			n.log.Debug("notify script done", "name", key, "argv", fmt.Sprint(argv), "took", time.Since(start))
+		}
+	}
+}
+
+// close lets queued scripts finish for up to grace, then kills the rest.
+func (n *notifier) close(grace time.Duration) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.closed = true
+	for _, q := range n.queues {
+		close(q)
+	}
+	n.mu.Unlock()
+	done := make(chan struct{})
+	go func() { n.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		n.cancel()
+		<-done
+	}
+	n.cancel()
+}
