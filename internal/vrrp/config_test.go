@@ -7,10 +7,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warren-mq/warren/internal/seeds"
 )
 
+// seedFile writes the runbook configuration called name to a temporary
+// file and returns its path.
+func seedFile(t *testing.T, name string) string {
+	t.Helper()
+	p, err := seeds.WriteFile(t.TempDir(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestParseSeedConfigs(t *testing.T) {
-	files, _ := filepath.Glob("testdata/seeds/*.conf")
+	var files []string
+	for _, n := range seeds.Names() {
+		files = append(files, seedFile(t, n))
+	}
 	if len(files) != 6 {
 		t.Fatalf("want 6 seed configs, found %d", len(files))
 	}
@@ -28,7 +44,7 @@ func TestParseSeedConfigs(t *testing.T) {
 			}
 		}
 	}
-	cfg, err := ParseConfigFile("testdata/seeds/000_haproxy01.conf")
+	cfg, err := ParseConfigFile(seedFile(t, "000_haproxy01.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +64,7 @@ func TestParseSeedConfigs(t *testing.T) {
 	if s.Command != "killall -0 haproxy" || s.Interval != time.Second || s.Weight != 2 || s.Fall != 2 || s.Rise != 1 {
 		t.Fatalf("000 script: %+v", s)
 	}
-	cfg, err = ParseConfigFile("testdata/seeds/003_node1.conf")
+	cfg, err = ParseConfigFile(seedFile(t, "003_node1.conf"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,20 +2,22 @@ package vrrp
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warren-mq/warren/internal/seeds"
 )
 
+// readSeed returns a runbook's keepalived.conf as the runbook quotes it.
 func readSeed(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile("testdata/seeds/" + name)
+	text, err := seeds.Config(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return text
 }
 
 // TestSeedConfigsRun runs the runbooks' keepalived.conf files exactly as
@@ -74,7 +76,7 @@ func TestSeedConfigsRun(t *testing.T) {
 // TestConfigTestFlag checks -t on the seeds and on a broken file.
 func TestConfigTestFlag(t *testing.T) {
 	for _, f := range []string{"000_haproxy01.conf", "003_node1.conf", "004_node2.conf"} {
-		out, err := exec.Command(warrenBinary, "-t", "-f", "testdata/seeds/"+f).CombinedOutput()
+		out, err := exec.Command(warrenBinary, "-t", "-f", seedFile(t, f)).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "is valid") {
 			t.Fatalf("-t %s: %v\n%s", f, err, out)
 		}
