@@ -20,12 +20,12 @@ type fwrr struct {
 }
 
 type fwrrServer struct {
-	eweight      int
-	usable       bool
-	npos, rw     int
-	key          int
-	seq          int // insertion order, breaks ties
-	tree         *[]int
+	eweight  int
+	usable   bool
+	npos, rw int
+	key      int
+	seq      int // insertion order, breaks ties
+	tree     *[]int
 }
 
 const (

@@ -1,0 +1,170 @@
+package lb
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// pipeTimeouts are the idle limits of a proxied connection. Zero means none.
+type pipeTimeouts struct {
+	// client applies while reading from the client, server while reading
+	// from the server.
+	client, server time.Duration
+	// clientFin replaces server once the client has closed its side;
+	// serverFin replaces client once the server has closed its side.
+	clientFin, serverFin time.Duration
+}
+
+// pipeResult says how a proxied connection ended.
+type pipeResult struct {
+	toServer, toClient int64
+	// term is the two-letter HAProxy termination state ("--", "cD", "sD", "SD", "CD").
+	term string
+}
+
+// halfPipe is one direction of a proxied connection.
+type halfPipe struct {
+	dst, src *net.TCPConn
+	// idle is the current idle limit in nanoseconds; the other direction
+	// lowers it when its side half-closes.
+	idle  atomic.Int64
+	bytes int64
+	err   error
+	eof   bool
+}
+
+// pipe copies both directions between client and server until both are
+// done or one fails, passing half-closes through. Copies run between raw
+// *net.TCPConn values so io.Copy uses splice(2) on Linux; idle timeouts
+// are read deadlines that, when they fire, are checked against the kernel's
+// TCP_INFO (time since data last moved on either socket) so a busy
+// connection is never cut and splice is never given up.
+func pipe(client, server *net.TCPConn, t pipeTimeouts) pipeResult {
+	up := &halfPipe{dst: server, src: client}
+	down := &halfPipe{dst: client, src: server}
+	up.idle.Store(int64(t.client))
+	down.idle.Store(int64(t.server))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		proxyCopy(up, down, client, server, t.serverFin)
+	}()
+	proxyCopy(down, up, client, server, t.clientFin)
+	wg.Wait()
+	res := pipeResult{toServer: up.bytes, toClient: down.bytes, term: "--"}
+	switch {
+	case isTimeout(up.err):
+		res.term = "cD"
+	case isTimeout(down.err):
+		res.term = "sD"
+	case down.err != nil && !errors.Is(down.err, net.ErrClosed):
+		res.term = "SD"
+	case up.err != nil && !errors.Is(up.err, net.ErrClosed):
+		res.term = "CD"
+	}
+	return res
+}
+
+// proxyCopy runs one direction h. When the source ends cleanly it sends
+// FIN to the destination and, if set, shortens the other direction's idle
+// limit to fin (the client-fin or server-fin timeout). On an error it
+// closes both sockets so the other direction stops too. It is a named
+// function so goroutine dumps show it.
+func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duration) {
+	for {
+		idle := time.Duration(h.idle.Load())
+		if idle > 0 {
+			_ = h.src.SetReadDeadline(time.Now().Add(idle))
+		} else {
+			_ = h.src.SetReadDeadline(time.Time{})
+		}
+		n, err := io.Copy(h.dst, h.src)
+		h.bytes += n
+		if err == nil {
+			h.eof = true
+			break
+		}
+		if isTimeout(err) && idle > 0 {
+			quiet := sinceLastData(client, server)
+			if quiet < idle {
+				continue // data moved recently (maybe the other way): keep going
+			}
+		}
+		h.err = err
+		_ = client.Close()
+		_ = server.Close()
+		return
+	}
+	if err := h.dst.CloseWrite(); err != nil && !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, net.ErrClosed) {
+		_ = client.Close()
+		_ = server.Close()
+		return
+	}
+	_ = h.src.CloseRead()
+	if fin > 0 {
+		if cur := time.Duration(other.idle.Load()); cur == 0 || fin < cur {
+			other.idle.Store(int64(fin))
+			_ = other.src.SetReadDeadline(time.Now()) // wake it to apply the new limit
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	return err != nil && errors.Is(err, os.ErrDeadlineExceeded)
+}
+
+// sinceLastData returns how long ago data last moved on either socket, in
+// either direction, according to TCP_INFO. It returns 0 (busy) if the
+// kernel cannot tell.
+func sinceLastData(conns ...*net.TCPConn) time.Duration {
+	best := time.Duration(-1)
+	for _, c := range conns {
+		sent, recv, ok := lastData(c)
+		if !ok {
+			return 0
+		}
+		for _, d := range []time.Duration{sent, recv} {
+			if best < 0 || d < best {
+				best = d
+			}
+		}
+	}
+	if best < 0 {
+		return 0
+	}
+	return best
+}
+
+// lastData reads tcpi_last_data_sent and tcpi_last_data_recv (milliseconds
+// since data was last sent / received) from struct tcp_info.
+func lastData(c *net.TCPConn) (sent, recv time.Duration, ok bool) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, 0, false
+	}
+	var info [232]byte
+	var serr syscall.Errno
+	cerr := raw.Control(func(fd uintptr) {
+		size := uint32(len(info))
+		_, _, serr = syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+	})
+	if cerr != nil || serr != 0 {
+		return 0, 0, false
+	}
+	// struct tcp_info: 8 bytes of u8 fields, 9 u32 (rto .. fackets), then
+	// last_data_sent (offset 44), last_ack_sent (48), last_data_recv (52).
+	le := func(off int) time.Duration {
+		v := uint32(info[off]) | uint32(info[off+1])<<8 | uint32(info[off+2])<<16 | uint32(info[off+3])<<24
+		return time.Duration(v) * time.Millisecond
+	}
+	return le(44), le(52), true
+}

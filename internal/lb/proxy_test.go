@@ -1,0 +1,220 @@
+package lb
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// runHAProxy starts Debian's haproxy on cfg in the foreground and stops it
+// at test end.
+func runHAProxy(t *testing.T, cfg string) {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatalf("haproxy is needed as the reference (scripts/deps/lb.txt): %v", err)
+	}
+	path := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-q", "-f", path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+}
+
+// TestRoundRobinOrderMatchesHAProxy sends the same sequence of connections
+// through haproxy and warren-lb with the same weights and compares the
+// order in which servers are chosen.
+func TestRoundRobinOrderMatchesHAProxy(t *testing.T) {
+	for _, weights := range [][]int{{3, 1}, {1, 1, 1}, {5, 3, 2}, {2, 7, 4}} {
+		t.Run(fmt.Sprint(weights), func(t *testing.T) {
+			var servers strings.Builder
+			total := 0
+			for i, w := range weights {
+				b := startBackend(t, fmt.Sprintf("s%d", i+1))
+				fmt.Fprintf(&servers, "    server s%d %s weight %d\n", i+1, b.addr, w)
+				total += w
+			}
+			hpPort, ourPort := freePort(t), freePort(t)
+			runHAProxy(t, listenCfg(hpPort, "    balance roundrobin\n"+servers.String()))
+			startLB(t, listenCfg(ourPort, "    balance roundrobin\n"+servers.String()))
+			hpAddr, ourAddr := fmt.Sprintf("127.0.0.1:%d", hpPort), fmt.Sprintf("127.0.0.1:%d", ourPort)
+			waitListening(t, hpAddr)
+			// waitListening made one connection to haproxy: do the same to
+			// warren-lb so both start the sequence at the same point.
+			waitListening(t, ourAddr)
+			n := 3*total + 1
+			var hp, ours []string
+			for i := 0; i < n; i++ {
+				hp = append(hp, hello(t, hpAddr))
+				ours = append(ours, hello(t, ourAddr))
+			}
+			if strings.Join(hp, " ") != strings.Join(ours, " ") {
+				t.Fatalf("order differs\nhaproxy:   %v\nwarren-lb: %v", hp, ours)
+			}
+			t.Logf("order %v", ours)
+		})
+	}
+}
+
+func TestDistributionFollowsWeights(t *testing.T) {
+	b1, b2, b3 := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "c")
+	port := freePort(t)
+	startLB(t, listenCfg(port, fmt.Sprintf("    server a %s weight 1\n    server b %s weight 2\n    server c %s weight 3\n", b1.addr, b2.addr, b3.addr)))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	counts := map[string]int{}
+	for i := 0; i < 60; i++ {
+		counts[hello(t, addr)]++
+	}
+	if counts["a"] != 10 || counts["b"] != 20 || counts["c"] != 30 {
+		t.Fatalf("distribution %v, want a=10 b=20 c=30", counts)
+	}
+}
+
+func TestHalfClosePassesThrough(t *testing.T) {
+	// This server reads until EOF, then answers with what it got.
+	be := startBackendFunc(t, "x", func(c net.Conn) {
+		data, _ := io.ReadAll(c)
+		_, _ = c.Write([]byte("got:" + string(data)))
+	})
+	port := freePort(t)
+	startLB(t, listenCfg(port, "    server x "+be.addr))
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = c.Write([]byte("ping"))
+	_ = c.(*net.TCPConn).CloseWrite()
+	reply, err := io.ReadAll(c)
+	if err != nil || string(reply) != "got:ping" {
+		t.Fatalf("reply %q, %v", reply, err)
+	}
+}
+
+func TestClientTimeoutClosesIdleButNotBusy(t *testing.T) {
+	be := startBackend(t, "x")
+	port := freePort(t)
+	cfg := `
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 400ms
+    timeout server 400ms
+listen l
+    bind 127.0.0.1:` + fmt.Sprint(port) + `
+    server x ` + be.addr
+	startLB(t, cfg)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+
+	// Idle connection: closed after about 400ms.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := r.ReadByte(); err == nil {
+		t.Fatal("idle connection got data")
+	}
+	if el := time.Since(start); el < 300*time.Millisecond || el > 3*time.Second {
+		t.Fatalf("idle connection closed after %v, want about 400ms", el)
+	}
+
+	// Busy connection: data every 100ms for 1.2s (three times the
+	// timeout) keeps it open.
+	c2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_ = c2.SetDeadline(time.Now().Add(5 * time.Second))
+	r2 := bufio.NewReader(c2)
+	if _, err := r2.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 12; i++ {
+		if _, err := c2.Write([]byte("tick\n")); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if line, err := r2.ReadString('\n'); err != nil || line != "tick\n" {
+			t.Fatalf("echo %d: %q %v", i, line, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestSendProxyV1AndV2(t *testing.T) {
+	for _, v2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("v2=%v", v2), func(t *testing.T) {
+			got := make(chan []byte, 1)
+			be := startBackendFunc(t, "x", func(c net.Conn) {
+				buf := make([]byte, 256)
+				_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				n, _ := c.Read(buf)
+				got <- buf[:n]
+			})
+			port := freePort(t)
+			opt := "send-proxy"
+			if v2 {
+				opt = "send-proxy-v2"
+			}
+			startLB(t, listenCfg(port, "    server x "+be.addr+" "+opt))
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			cport := c.LocalAddr().(*net.TCPAddr).Port
+			var h []byte
+			select {
+			case h = <-got:
+			case <-time.After(3 * time.Second):
+				t.Fatal("no header")
+			}
+			if !v2 {
+				want := fmt.Sprintf("PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n", cport, port)
+				if string(h) != want {
+					t.Fatalf("header %q, want %q", h, want)
+				}
+				return
+			}
+			if len(h) != 28 || string(h[:12]) != string(proxyV2Signature[:]) || h[12] != 0x21 || h[13] != 0x11 {
+				t.Fatalf("v2 header % x", h)
+			}
+			if sp := int(h[24])<<8 | int(h[25]); sp != cport {
+				t.Fatalf("v2 source port %d, want %d", sp, cport)
+			}
+		})
+	}
+}

@@ -1,0 +1,175 @@
+package lb
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/warren-mq/warren/internal/lb/config"
+)
+
+const runtimeHelp = `Available commands:
+  help                                    : this message
+  show info                               : report information about the running process
+  show stat                               : report counters for each proxy and server (CSV)
+  show servers state [<backend>]          : dump volatile server information
+  disable server <bk>/<srv>               : put a server in maintenance mode
+  enable server <bk>/<srv>                : take a server out of maintenance mode
+  set server <bk>/<srv> state <st>        : set state (ready, drain, maint)
+  set weight <bk>/<srv> (<w>|<w>%)        : change a server's weight
+  quit                                    : close the connection
+`
+
+// startSockets opens the "stats socket" unix sockets that are not open
+// yet. Caller holds lb.mu.
+func (lb *LB) startSockets(cfg *config.Config) error {
+	have := map[string]bool{}
+	for _, s := range lb.sockets {
+		have[s.Addr().String()] = true
+	}
+	for _, ss := range cfg.Global.StatsSockets {
+		if have[ss.Path] {
+			continue
+		}
+		// A stale socket file from a previous run blocks bind; replace it
+		// unless something still answers on it.
+		if c, err := net.Dial("unix", ss.Path); err == nil {
+			_ = c.Close()
+			if !lb.opts.ReusePort {
+				return fmt.Errorf("%s: stats socket %s is in use", ss.Pos, ss.Path)
+			}
+		}
+		_ = os.Remove(ss.Path)
+		ln, err := net.Listen("unix", ss.Path)
+		if err != nil {
+			return fmt.Errorf("%s: stats socket: %w", ss.Pos, err)
+		}
+		lb.sockets = append(lb.sockets, ln)
+		lb.wg.Add(1)
+		go lb.socketLoop(ln)
+	}
+	return nil
+}
+
+func (lb *LB) socketLoop(ln net.Listener) {
+	defer lb.wg.Done()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				lb.log.Warn("stats socket accept failed", "error", err)
+			}
+			return
+		}
+		lb.mu.Lock()
+		if lb.closed {
+			lb.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+		lb.wg.Add(1)
+		lb.mu.Unlock()
+		go func() {
+			defer lb.wg.Done()
+			lb.serveRuntime(c)
+		}()
+	}
+}
+
+// serveRuntime reads commands (";"-separated, one line, or several lines
+// in "prompt" mode) and answers each.
+func (lb *LB) serveRuntime(c net.Conn) {
+	defer c.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-lb.ctx.Done():
+			_ = c.Close()
+		case <-stop:
+		}
+	}()
+	r := bufio.NewReader(c)
+	interactive := false
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		line, err := r.ReadString('\n')
+		if line == "" && err != nil {
+			return
+		}
+		for _, cmd := range strings.Split(strings.TrimSpace(line), ";") {
+			cmd = strings.TrimSpace(cmd)
+			if cmd == "" {
+				continue
+			}
+			if cmd == "prompt" {
+				interactive = !interactive
+				continue
+			}
+			if cmd == "quit" {
+				return
+			}
+			_, _ = c.Write([]byte(lb.runtimeCommand(cmd)))
+		}
+		if !interactive || err != nil {
+			return
+		}
+		_, _ = c.Write([]byte("> "))
+	}
+}
+
+// RuntimeCommand runs one runtime API command and returns its answer, as
+// the stats socket would send it.
+func (lb *LB) RuntimeCommand(cmd string) string { return lb.runtimeCommand(cmd) }
+
+func (lb *LB) runtimeCommand(cmd string) string {
+	w := strings.Fields(cmd)
+	ok := func(err error) string {
+		if err != nil {
+			return err.Error() + "\n\n"
+		}
+		return "\n"
+	}
+	switch {
+	case len(w) >= 2 && w[0] == "show" && w[1] == "info":
+		var sb strings.Builder
+		for _, kv := range lb.infoLines() {
+			fmt.Fprintf(&sb, "%s: %s\n", kv[0], kv[1])
+		}
+		return sb.String() + "\n"
+	case len(w) >= 2 && w[0] == "show" && w[1] == "stat":
+		var sb strings.Builder
+		_ = writeCSV(&sb, lb.statRows())
+		return sb.String() + "\n"
+	case len(w) >= 3 && w[0] == "show" && w[1] == "servers" && w[2] == "state":
+		only := ""
+		if len(w) > 3 {
+			only = w[3]
+			if st := lb.current(); st == nil || st.backends[only] == nil {
+				return "Can't find backend.\n\n"
+			}
+		}
+		return lb.serversState(only) + "\n"
+	case len(w) == 3 && w[0] == "disable" && w[1] == "server":
+		return ok(lb.SetAdminState(w[2], AdminMaint))
+	case len(w) == 3 && w[0] == "enable" && w[1] == "server":
+		return ok(lb.SetAdminState(w[2], AdminReady))
+	case len(w) == 5 && w[0] == "set" && w[1] == "server" && w[3] == "state":
+		st, found := map[string]AdminState{"ready": AdminReady, "drain": AdminDrain, "maint": AdminMaint}[w[4]]
+		if !found {
+			return "'set server <srv> state' expects 'ready', 'drain' and 'maint'.\n\n"
+		}
+		return ok(lb.SetAdminState(w[2], st))
+	case len(w) == 5 && w[0] == "set" && w[1] == "server" && w[3] == "weight":
+		return ok(lb.SetWeight(w[2], w[4]))
+	case len(w) == 4 && w[0] == "set" && w[1] == "weight":
+		return ok(lb.SetWeight(w[2], w[3]))
+	case len(w) >= 1 && w[0] == "help":
+		return runtimeHelp + "\n"
+	}
+	return "Unknown command: '" + cmd + "'\n" + runtimeHelp + "\n"
+}
