@@ -10,19 +10,19 @@ import (
 func (lb *LB) findServer(spec string) (*Backend, *Server, error) {
 	bname, sname, ok := strings.Cut(spec, "/")
 	if !ok {
-		return nil, nil, fmt.Errorf("Require 'backend/server'.")
+		return nil, nil, apiError("Require 'backend/server'.")
 	}
 	st := lb.current()
 	if st == nil {
-		return nil, nil, fmt.Errorf("No such backend.")
+		return nil, nil, apiError("No such backend.")
 	}
 	b := st.backends[bname]
 	if b == nil {
-		return nil, nil, fmt.Errorf("No such backend.")
+		return nil, nil, apiError("No such backend.")
 	}
 	s := b.server(sname)
 	if s == nil {
-		return nil, nil, fmt.Errorf("No such server.")
+		return nil, nil, apiError("No such server.")
 	}
 	return b, s, nil
 }
@@ -69,13 +69,13 @@ func (lb *LB) SetWeight(spec, value string) error {
 	pct := strings.HasSuffix(value, "%")
 	n, err := strconv.Atoi(strings.TrimSuffix(value, "%"))
 	if err != nil || n < 0 {
-		return fmt.Errorf("Invalid weight '%s'.", value)
+		return apiError(fmt.Sprintf("Invalid weight '%s'.", value))
 	}
 	if pct {
 		n = s.config().WeightOrDefault() * n / 100
 	}
 	if n > 256 {
-		return fmt.Errorf("Absolute weight can only be between 0 and 256 inclusive.")
+		return apiError("Absolute weight can only be between 0 and 256 inclusive.")
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -83,3 +83,9 @@ func (lb *LB) SetWeight(spec, value string) error {
 	b.syncServerLocked(s)
 	return nil
 }
+
+// apiError is a runtime API error; its text is sent as-is on the socket,
+// in HAProxy's wording.
+type apiError string
+
+func (e apiError) Error() string { return string(e) }

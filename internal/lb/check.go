@@ -307,8 +307,8 @@ func tcpCheck(conn net.Conn, steps []config.TCPCheckStep, start time.Time) check
 				m, err := conn.Read(chunk)
 				buf = append(buf, chunk[:m]...)
 				if err != nil {
-					if match() {
-						break
+					if match() || len(buf) > 0 && errors.Is(err, io.EOF) {
+						break // matched, or the answer is complete and wrong
 					}
 					if st.Negate && errors.Is(err, io.EOF) {
 						break

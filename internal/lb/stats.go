@@ -4,12 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/warren-mq/warren/internal/lb/config"
 )
 
 // csvColumns are HAProxy 2.6's stats CSV columns, in its order, so tools
@@ -165,13 +162,13 @@ func writeCSV(w io.Writer, rows []statRow) error {
 
 // jsonField is one value in HAProxy's typed JSON stats layout.
 type jsonField struct {
-	ObjType  string            `json:"objType"`
-	ProxyID  int               `json:"proxyId"`
-	ID       int               `json:"id"`
-	Field    jsonFieldName     `json:"field"`
-	Process  int               `json:"processNum"`
-	Value    jsonValue         `json:"value"`
-	Tags     map[string]string `json:"tags,omitempty"`
+	ObjType string            `json:"objType"`
+	ProxyID int               `json:"proxyId"`
+	ID      int               `json:"id"`
+	Field   jsonFieldName     `json:"field"`
+	Process int               `json:"processNum"`
+	Value   jsonValue         `json:"value"`
+	Tags    map[string]string `json:"tags,omitempty"`
 }
 
 type jsonFieldName struct {
@@ -256,9 +253,7 @@ func (lb *LB) serversState(only string) string {
 			host, port, _ := splitHostPortLoose(sc.Addr)
 			op := 2 // running
 			if !s.health.Up() {
-				op = 0
-			} else if !s.health.Full() {
-				op = 3 // stopping
+				op = 0 // stopped
 			}
 			admin := 0
 			switch s.admin {
@@ -286,11 +281,4 @@ func splitHostPortLoose(addr string) (string, string, error) {
 		return addr, "0", nil
 	}
 	return strings.Trim(addr[:i], "[]"), addr[i+1:], nil
-}
-
-// sortedProxies is used by the HTML page to keep configuration order.
-func sortedProxies(order []*config.Proxy) []*config.Proxy {
-	out := append([]*config.Proxy(nil), order...)
-	sort.SliceStable(out, func(i, j int) bool { return false })
-	return out
 }

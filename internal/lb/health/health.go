@@ -98,8 +98,8 @@ func (s *State) Interval(inter, fastInter, downInter time.Duration) time.Duratio
 }
 
 // Status renders the state the way HAProxy's stats page does: "UP",
-// "DOWN", "UP 1/3" (going down after one failure of three), "DOWN 1/2"
-// (going up after one success of two).
+// "DOWN", "UP 2/3" (going down: two more failures allowed of three),
+// "DOWN 1/2" (going up: one success of the two needed).
 func (s *State) Status() string {
 	switch {
 	case s.Health == s.Rise+s.Fall-1:
@@ -107,7 +107,7 @@ func (s *State) Status() string {
 	case s.Health == 0:
 		return "DOWN"
 	case s.Up():
-		return fmt.Sprintf("UP %d/%d", s.Rise+s.Fall-1-s.Health, s.Fall)
+		return fmt.Sprintf("UP %d/%d", s.Health-s.Rise+1, s.Fall)
 	default:
 		return fmt.Sprintf("DOWN %d/%d", s.Health, s.Rise)
 	}

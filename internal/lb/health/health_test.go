@@ -25,11 +25,11 @@ func TestRiseAndFall(t *testing.T) {
 	}{
 		{true, Unchanged, "DOWN 1/2"},
 		{true, WentUp, "UP"},
-		{false, Unchanged, "UP 1/3"},
 		{false, Unchanged, "UP 2/3"},
+		{false, Unchanged, "UP 1/3"},
 		{true, Unchanged, "UP"}, // one success restores full health
-		{false, Unchanged, "UP 1/3"},
 		{false, Unchanged, "UP 2/3"},
+		{false, Unchanged, "UP 1/3"},
 		{false, WentDown, "DOWN"},
 		{false, Unchanged, "DOWN"},
 		{true, Unchanged, "DOWN 1/2"},
