@@ -46,9 +46,11 @@ type LB struct {
 	listeners map[string]*listener
 	conns     map[*net.TCPConn]struct{}
 	sockets   []net.Listener
-	closed    bool
-	httpSrv   *http.Server
-	httpLn    *chanListener
+	// socketFiles are the stats socket files created by this process.
+	socketFiles []socketFile
+	closed      bool
+	httpSrv     *http.Server
+	httpLn      *chanListener
 
 	actConn   atomic.Int64
 	totalConn atomic.Int64
@@ -408,6 +410,7 @@ func (lb *LB) Close() {
 	if !lb.closed {
 		lb.closed = true
 		lb.cancel()
+		lb.removeOwnSocketsLocked()
 		for c := range lb.conns {
 			_ = c.Close()
 		}

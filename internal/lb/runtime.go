@@ -48,6 +48,13 @@ func (lb *LB) startSockets(cfg *config.Config) error {
 		if err != nil {
 			return fmt.Errorf("%s: stats socket: %w", ss.Pos, err)
 		}
+		// A process replacing us (-sf) may already have put its own socket
+		// at this path: never unlink it on close; Close removes the file
+		// only while it is still ours.
+		ln.(*net.UnixListener).SetUnlinkOnClose(false)
+		if fi, err := os.Stat(ss.Path); err == nil {
+			lb.socketFiles = append(lb.socketFiles, socketFile{path: ss.Path, info: fi})
+		}
 		lb.sockets = append(lb.sockets, ln)
 		lb.wg.Add(1)
 		go lb.socketLoop(ln)
@@ -172,4 +179,21 @@ func (lb *LB) runtimeCommand(cmd string) string {
 		return runtimeHelp + "\n"
 	}
 	return "Unknown command: '" + cmd + "'\n" + runtimeHelp + "\n"
+}
+
+// socketFile remembers a stats socket file we created.
+type socketFile struct {
+	path string
+	info os.FileInfo
+}
+
+// removeOwnSocketsLocked deletes stats socket files that are still the
+// ones this process created.
+func (lb *LB) removeOwnSocketsLocked() {
+	for _, sf := range lb.socketFiles {
+		if fi, err := os.Stat(sf.path); err == nil && os.SameFile(fi, sf.info) {
+			_ = os.Remove(sf.path)
+		}
+	}
+	lb.socketFiles = nil
 }

@@ -105,8 +105,8 @@ func (lb *LB) statRows() []statRow {
 			rows = append(rows, row)
 		}
 		status := "UP"
-		if act+bck == 0 {
-			status = "DOWN"
+		if act+bck == 0 && !(len(b.servers) == 0 && px.Stats.Enable) {
+			status = "DOWN" // a stats-only proxy has no servers and is up
 		}
 		down := b.downtime
 		if !b.downSince.IsZero() {
