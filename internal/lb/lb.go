@@ -270,9 +270,21 @@ func (lb *LB) buildBackend(px *config.Proxy, prev *Backend) *Backend {
 	return b
 }
 
+// listen binds addr. With ReusePort it sets SO_REUSEPORT so a process
+// taking over with -sf can bind next to the old one; Linux refuses such a
+// bind while a TIME_WAIT connection still uses the port, so it then
+// retries without the option.
 func (lb *LB) listen(addr string) (*net.TCPListener, error) {
+	ln, err := lb.listenOpt(addr, lb.opts.ReusePort)
+	if err != nil && lb.opts.ReusePort && errors.Is(err, syscall.EADDRINUSE) {
+		ln, err = lb.listenOpt(addr, false)
+	}
+	return ln, err
+}
+
+func (lb *LB) listenOpt(addr string, reusePort bool) (*net.TCPListener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
-	if lb.opts.ReusePort {
+	if reusePort {
 		lc.Control = func(network, address string, c syscall.RawConn) error {
 			var serr error
 			err := c.Control(func(fd uintptr) {
