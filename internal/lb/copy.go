@@ -2,10 +2,8 @@ package lb
 
 import (
 	"errors"
-	"io"
 	"net"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -37,40 +35,52 @@ type halfPipe struct {
 	idle  atomic.Int64
 	bytes int64
 	err   error
-	eof   bool
+	// done is set once this direction has finished.
+	done atomic.Bool
 }
 
-// pipe copies both directions between client and server until both are
-// done or one fails, passing half-closes through. Copies run between raw
-// *net.TCPConn values so io.Copy uses splice(2) on Linux; idle timeouts
-// are read deadlines that, when they fire, are checked against the kernel's
-// TCP_INFO (time since data last moved on either socket) so a busy
-// connection is never cut and splice is never given up.
-func pipe(client, server *net.TCPConn, t pipeTimeouts) pipeResult {
+// startPipe copies both directions between client and server, each in
+// its own goroutine started by spawn, passing half-closes through, and
+// calls done once with the result when both are over. Copies run between
+// raw *net.TCPConn values so io.Copy uses splice(2) on Linux; idle
+// timeouts are read deadlines that, when they fire, are checked against
+// the kernel's TCP_INFO (time since data last moved on either socket) so a
+// busy connection is never cut and splice is never given up.
+func startPipe(client, server *net.TCPConn, t pipeTimeouts, spawn func(func()), done func(pipeResult)) {
 	up := &halfPipe{dst: server, src: client}
 	down := &halfPipe{dst: client, src: server}
 	up.idle.Store(int64(t.client))
 	down.idle.Store(int64(t.server))
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	var remaining atomic.Int32
+	remaining.Store(2)
+	finish := func() {
+		if remaining.Add(-1) == 0 {
+			done(pipeResult{toServer: up.bytes, toClient: down.bytes, term: termination(up, down)})
+		}
+	}
+	spawn(func() {
+		defer finish()
 		proxyCopy(up, down, client, server, t.serverFin)
-	}()
-	proxyCopy(down, up, client, server, t.clientFin)
-	wg.Wait()
-	res := pipeResult{toServer: up.bytes, toClient: down.bytes, term: "--"}
+	})
+	spawn(func() {
+		defer finish()
+		proxyCopy(down, up, client, server, t.clientFin)
+	})
+}
+
+// termination returns HAProxy's two-letter termination state.
+func termination(up, down *halfPipe) string {
 	switch {
 	case isTimeout(up.err):
-		res.term = "cD"
+		return "cD"
 	case isTimeout(down.err):
-		res.term = "sD"
+		return "sD"
 	case down.err != nil && !errors.Is(down.err, net.ErrClosed):
-		res.term = "SD"
+		return "SD"
 	case up.err != nil && !errors.Is(up.err, net.ErrClosed):
-		res.term = "CD"
+		return "CD"
 	}
-	return res
+	return "--"
 }
 
 // proxyCopy runs one direction h. When the source ends cleanly it sends
@@ -86,10 +96,9 @@ func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duratio
 		} else {
 			_ = h.src.SetReadDeadline(time.Time{})
 		}
-		n, err := io.Copy(h.dst, h.src)
+		n, err := h.dst.ReadFrom(h.src) // splice(2): both ends are raw *net.TCPConn
 		h.bytes += n
 		if err == nil {
-			h.eof = true
 			break
 		}
 		if isTimeout(err) && idle > 0 {
@@ -99,8 +108,15 @@ func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duratio
 			}
 		}
 		h.err = err
+		h.done.Store(true)
 		_ = client.Close()
 		_ = server.Close()
+		return
+	}
+	h.done.Store(true)
+	if other.done.Load() {
+		// Both directions are over: the sockets are closed next, which
+		// sends the FIN anyway; save the shutdown(2).
 		return
 	}
 	if err := h.dst.CloseWrite(); err != nil && !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, net.ErrClosed) {
@@ -108,7 +124,6 @@ func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duratio
 		_ = server.Close()
 		return
 	}
-	_ = h.src.CloseRead()
 	if fin > 0 {
 		if cur := time.Duration(other.idle.Load()); cur == 0 || fin < cur {
 			other.idle.Store(int64(fin))

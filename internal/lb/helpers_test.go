@@ -159,6 +159,15 @@ func startLB(t *testing.T, cfg string) (*LB, *logBuffer) {
 	return l, logs
 }
 
+func mustConfigB(b *testing.B, cfg string) *config.Config {
+	b.Helper()
+	res, err := config.Parse("bench.cfg", []byte(cfg))
+	if err != nil {
+		b.Fatalf("config: %v", err)
+	}
+	return res.Config
+}
+
 func mustConfig(t *testing.T, cfg string) *config.Config {
 	t.Helper()
 	res, err := config.Parse("test.cfg", []byte(cfg))

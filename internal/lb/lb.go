@@ -355,9 +355,11 @@ func (lb *LB) acceptLoop(l *listener) {
 		lb.totalConn.Add(1)
 		go func() {
 			defer lb.wg.Done()
-			defer func() { <-lb.maxConn; <-fe.slots }()
-			defer lb.untrack(c)
-			fe.serve(lb.ctx, c)
+			fe.serve(lb.ctx, c, func() {
+				lb.untrack(c)
+				<-fe.slots
+				<-lb.maxConn
+			})
 		}()
 	}
 }

@@ -28,16 +28,27 @@ type session struct {
 	actConn   int64
 }
 
-// serve runs one client connection to the end. It owns client and closes it.
-func (fe *Frontend) serve(ctx context.Context, client *net.TCPConn) {
+// serve connects one client connection to a server. It owns client:
+// finish, called exactly once when the connection is over, releases what
+// the accept loop reserved. On success the data is copied by two fresh
+// goroutines and serve returns at once, so its own stack (grown by the
+// dial) is not kept for the life of an idle connection.
+func (fe *Frontend) serve(ctx context.Context, client *net.TCPConn, finish func()) {
 	ss := &session{accepted: time.Now(), client: client, fe: fe, connTime: -1}
+	end := func() {
+		_ = client.Close()
+		fe.stats.leave()
+		fe.lb.actConn.Add(-1)
+		finish()
+	}
+	handedOff := false
 	defer func() {
 		if r := recover(); r != nil {
 			fe.lb.log.Error("panic in connection", "frontend", fe.Name, "panic", r, "stack", string(debug.Stack()))
 		}
-		_ = client.Close()
-		fe.stats.leave()
-		fe.lb.actConn.Add(-1)
+		if !handedOff {
+			end()
+		}
 	}()
 	ss.actConn = fe.lb.actConn.Load()
 	ss.feConn = fe.stats.cur.Load()
@@ -52,10 +63,10 @@ func (fe *Frontend) serve(ctx context.Context, client *net.TCPConn) {
 	}
 	ss.be = be
 	be.stats.enter()
-	defer be.stats.leave()
 	ss.beConn = be.stats.cur.Load()
 	server, err := be.connect(ctx, ss)
 	if err != nil {
+		be.stats.leave()
 		switch {
 		case errors.Is(err, errQueueTimeout):
 			ss.result.term = "sQ"
@@ -65,23 +76,43 @@ func (fe *Frontend) serve(ctx context.Context, client *net.TCPConn) {
 		fe.lb.logSession(ss)
 		return
 	}
-	defer be.release(ss.srv)
 	ss.srvConn = ss.srv.stats.cur.Load()
-	t := be.pipeTimeouts(fe)
-	res := pipe(client, server, t)
-	_ = server.Close()
-	ss.result = res
-	fe.stats.bytesIn.Add(res.toServer)
-	fe.stats.bytesOut.Add(res.toClient)
-	be.stats.bytesIn.Add(res.toServer)
-	be.stats.bytesOut.Add(res.toClient)
-	ss.srv.stats.bytesIn.Add(res.toServer)
-	ss.srv.stats.bytesOut.Add(res.toClient)
-	if res.term == "SD" || res.term == "sD" {
-		be.stats.respErrors.Add(1)
-		ss.srv.stats.respErrors.Add(1)
+	done := func(res pipeResult) {
+		defer end()
+		_ = server.Close()
+		be.release(ss.srv)
+		be.stats.leave()
+		ss.result = res
+		fe.stats.bytesIn.Add(res.toServer)
+		fe.stats.bytesOut.Add(res.toClient)
+		be.stats.bytesIn.Add(res.toServer)
+		be.stats.bytesOut.Add(res.toClient)
+		ss.srv.stats.bytesIn.Add(res.toServer)
+		ss.srv.stats.bytesOut.Add(res.toClient)
+		if res.term == "SD" || res.term == "sD" {
+			be.stats.respErrors.Add(1)
+			ss.srv.stats.respErrors.Add(1)
+		}
+		fe.lb.logSession(ss)
 	}
-	fe.lb.logSession(ss)
+	handedOff = true
+	startPipe(client, server, be.pipeTimeouts(fe), fe.lb.goCounted, done)
+}
+
+// goCounted runs f in a goroutine counted by the LB's WaitGroup. Callers
+// already hold a counted goroutine, so the count never drops to zero
+// while they call it.
+func (lb *LB) goCounted(f func()) {
+	lb.wg.Add(1)
+	go func() {
+		defer lb.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				lb.log.Error("panic in connection copy", "panic", r, "stack", string(debug.Stack()))
+			}
+		}()
+		f()
+	}()
 }
 
 // pipeTimeouts combines the frontend's client-side and the backend's
