@@ -75,7 +75,8 @@ type Frontend struct {
 	// stats is shared with the frontend of the same name after a reload.
 	stats *counters
 	slots chan struct{} // frontend maxconn
-	// statsOnly marks a mode http proxy that only serves the stats page.
+	// statsOnly marks a "mode http" proxy with "stats enable": it serves
+	// the stats page. Other mode http proxies are forwarded as TCP.
 	statsOnly bool
 }
 
@@ -173,7 +174,7 @@ func (lb *LB) apply(cfg *config.Config) error {
 			st.backends[px.Name] = lb.buildBackend(px, prev)
 		}
 		if px.Kind.HasFrontend() {
-			fe := &Frontend{Name: px.Name, cfg: px, lb: lb, statsOnly: px.Mode == "http", stats: &counters{}}
+			fe := &Frontend{Name: px.Name, cfg: px, lb: lb, statsOnly: px.Mode == "http" && px.Stats.Enable, stats: &counters{}}
 			if old != nil {
 				if pf := old.frontends[px.Name]; pf != nil {
 					fe.stats = pf.stats // keep counters across reloads

@@ -223,7 +223,7 @@ func (p *parser) logTarget(w []string) (LogTarget, bool) {
 			return t, false
 		}
 		if net.ParseIP(host) == nil {
-			if _, err := net.LookupHost(host); err != nil {
+			if _, err := p.resolve(host); err != nil {
 				p.errorf("'log' : could not resolve address '%s'", addr)
 				return t, false
 			}

@@ -72,7 +72,7 @@ func TestOracleHAProxyCheck(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, perr := Parse(name, data)
+			_, perr := ParseWithResolver(name, data, loopbackOnly)
 			var ourLines []int
 			if es, ok := perr.(Errors); ok {
 				for _, e := range es {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 )
@@ -13,6 +14,18 @@ import (
 type Result struct {
 	Config   *Config
 	Warnings []*Error
+}
+
+// Resolver turns a host name into addresses, as net.LookupHost does.
+type Resolver func(host string) ([]string, error)
+
+// ParseWithResolver is Parse with a chosen resolver for host names in
+// bind, server and log lines (tests use one that never leaves the machine).
+func ParseWithResolver(name string, data []byte, r Resolver) (*Result, error) {
+	p := newParser()
+	p.resolve = r
+	p.parse(name, data)
+	return p.finish()
 }
 
 // ParseFiles reads and parses the given files in order, as if they were one
@@ -50,12 +63,15 @@ type parser struct {
 	// defaults is the last defaults section; named holds named ones.
 	defaults *Proxy
 	named    map[string]*Proxy
+	// resolve looks host names up; net.LookupHost unless replaced.
+	resolve Resolver
+
 	// ignoredBinds counts bind lines in sections without frontend capability.
 	ignoredBinds int
 }
 
 func newParser() *parser {
-	p := &parser{cfg: &Config{}, named: map[string]*Proxy{}}
+	p := &parser{cfg: &Config{}, named: map[string]*Proxy{}, resolve: net.LookupHost}
 	p.defaults = newProxy("", KindDefaults, Pos{})
 	return p
 }

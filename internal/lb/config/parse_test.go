@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,7 +98,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, err := Parse("f.cfg", data); err != nil {
+		if _, err := ParseWithResolver("f.cfg", data, loopbackOnly); err != nil {
 			for _, e := range err.(Errors) {
 				if e.Msg == "" {
 					t.Fatalf("empty error message")
@@ -105,8 +107,26 @@ func FuzzParse(f *testing.F) {
 		}
 		half := len(data) / 2
 		p := newParser()
+		p.resolve = loopbackOnly
 		p.parse("a.cfg", data[:half])
 		p.parse("b.cfg", data[half:])
 		_, _ = p.finish()
 	})
+}
+
+// loopbackOnly resolves "localhost" and nothing else, so tests never send
+// DNS queries off the machine.
+func loopbackOnly(host string) ([]string, error) {
+	if host == "localhost" {
+		return []string{"127.0.0.1"}, nil
+	}
+	return nil, fmt.Errorf("lookup %s: no such host", host)
+}
+
+func TestUnresolvableServer(t *testing.T) {
+	_, err := ParseWithResolver("x.cfg", []byte("listen l\n  bind 127.0.0.1:1\n  server s nosuchhost:2\n  server t localhost:3\n"), loopbackOnly)
+	es, ok := err.(Errors)
+	if !ok || len(es) != 1 || es[0].Pos.Line != 3 || !strings.Contains(es[0].Msg, "could not resolve address 'nosuchhost'") {
+		t.Fatalf("got %v", err)
+	}
 }

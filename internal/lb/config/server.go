@@ -24,7 +24,7 @@ func (p *parser) bindAddrs(spec string) {
 			return
 		}
 		if host != "" && net.ParseIP(host) == nil {
-			addrs, err := net.LookupHost(host)
+			addrs, err := p.resolve(host)
 			if err != nil || len(addrs) == 0 {
 				p.errorf("'bind %s' : could not resolve address '%s'.", spec, host)
 				return
@@ -138,7 +138,7 @@ func (p *parser) server(w []string) {
 		return
 	}
 	if net.ParseIP(host) == nil {
-		addrs, err := net.LookupHost(host)
+		addrs, err := p.resolve(host)
 		if err != nil || len(addrs) == 0 {
 			p.errorf("'server %s' : could not resolve address '%s'.", name, host)
 			return
