@@ -113,6 +113,9 @@ func (lb *LB) logSession(ss *session) {
 	if fe.cfg.Options.DontLogNull && ss.result.toServer == 0 && ss.result.term == "--" {
 		return
 	}
+	if fe.cfg.Options.DontLogNormal && ss.result.term == "--" {
+		return
+	}
 	lb.logs.Load().send(fe.cfg.Logs, sevInfo, formatSession(ss))
 }
 

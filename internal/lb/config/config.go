@@ -77,7 +77,7 @@ type Timeouts struct {
 
 // Options are the "option" flags warren-lb acts on.
 type Options struct {
-	TCPLog, HTTPLog, DontLogNull, Redispatch, ClientTCPKA, ServerTCPKA, AllBackups, TCPCheck, AMQPCheck bool
+	TCPLog, HTTPLog, DontLogNull, DontLogNormal, Redispatch, ClientTCPKA, ServerTCPKA, AllBackups, TCPCheck, AMQPCheck bool
 }
 
 // Proxy is a frontend, backend or listen section after defaults were applied.

@@ -28,10 +28,8 @@ func (p *parser) capOf() int {
 // proxyIgnored are keywords accepted in proxies without effect in warren-lb,
 // with the sections allowed and the minimum number of arguments.
 var proxyIgnored = map[string]struct{ cap, args int }{
-	"description": {capFE | capBE, 1}, "id": {capFE | capBE, 1}, "fullconn": {capDef | capBE, 1},
-	"hash-type": {capDef | capBE, 1}, "enabled": {capFE | capBE, 0}, "transparent": {capAll, 0},
-	"rate-limit": {capDef | capFE, 2}, "backlog": {capDef | capFE, 1}, "monitor-uri": {capDef | capFE, 1},
-	"email-alert": {capAll, 2}, "log-tag": {capAll, 1}, "unique-id-format": {capDef | capFE, 1},
+	"description": {capFE | capBE, 1}, "id": {capFE | capBE, 1}, "enabled": {capFE | capBE, 0},
+	"transparent": {capAll, 0}, "backlog": {capDef | capFE, 1}, "log-tag": {capAll, 1},
 	"grace": {capAll, 1}, "load-server-state-from-file": {capDef | capBE, 1}, "server-state-file-name": {capDef | capBE, 0},
 }
 
@@ -42,7 +40,7 @@ var optionsIgnored = map[string]int{
 	"forwardfor": capAll, "forceclose": capAll, "http-pretend-keepalive": capAll, "http-buffer-request": capAll,
 	"log-health-checks": capAll, "splice-auto": capAll, "splice-request": capAll, "splice-response": capAll,
 	"tcp-smart-accept": capDef | capFE, "tcp-smart-connect": capDef | capBE, "socket-stats": capDef | capFE,
-	"contstats": capAll, "dontlog-normal": capDef | capFE, "log-separate-errors": capDef | capFE,
+	"contstats": capAll, "log-separate-errors": capDef | capFE,
 	"abortonclose": capDef | capBE, "persist": capDef | capBE, "nolinger": capAll, "independent-streams": capAll,
 	"http-no-delay": capAll, "accept-invalid-http-request": capDef | capFE, "accept-invalid-http-response": capDef | capBE,
 	"allbackups": capDef | capBE, "prefer-last-server": capDef | capBE, "http-use-htx": capAll,
@@ -238,6 +236,8 @@ func (p *parser) option(w []string) {
 		set(&px.Options.TCPLog, capDef|capFE)
 	case "dontlognull":
 		set(&px.Options.DontLogNull, capDef|capFE)
+	case "dontlog-normal":
+		set(&px.Options.DontLogNormal, capDef|capFE)
 	case "redispatch":
 		set(&px.Options.Redispatch, capDef|capBE)
 	case "tcpka":

@@ -261,9 +261,16 @@ func (p *parser) serverParams(w []string, start int, sp *ServerParams, srv *Serv
 			sp.SendProxy = false
 		case "no-send-proxy-v2":
 			sp.SendProxyV2 = false
-		case "id", "cookie", "minconn", "slowstart", "observe", "on-error", "on-marked-down", "on-marked-up", "error-limit", "init-addr", "resolvers", "maxqueue", "tcp-ut", "pool-max-conn", "pool-purge-delay", "max-reuse", "namespace":
+		case "id", "cookie", "init-addr", "tcp-ut", "pool-max-conn", "pool-purge-delay", "max-reuse":
+			// Identification, HTTP-only or connection-pool settings:
+			// accepted without effect.
 			arg()
-		case "agent-check", "check-send-proxy", "tfo", "no-tfo":
+		case "tfo", "no-tfo":
+		case "minconn", "slowstart", "observe", "on-error", "on-marked-down", "on-marked-up", "error-limit",
+			"resolvers", "maxqueue", "namespace", "agent-check", "agent-port", "agent-inter", "agent-send",
+			"check-send-proxy", "ssl", "check-ssl", "redir", "track", "source", "usesrc":
+			p.errorf("'%s' : '%s' is not supported by warren-lb.", what, kw)
+			return false
 		default:
 			p.errorf("'%s' unknown keyword '%s'.", what, kw)
 			return false
