@@ -33,6 +33,19 @@ var proxyIgnored = map[string]struct{ cap, args int }{
 	"grace": {capAll, 1}, "load-server-state-from-file": {capDef | capBE, 1}, "server-state-file-name": {capDef | capBE, 0},
 }
 
+// unsupportedProxyKeywords are HAProxy keywords that change behaviour in
+// ways warren-lb does not implement; they get a clearer error than an
+// unknown keyword.
+var unsupportedProxyKeywords = map[string]bool{
+	"fullconn": true, "hash-type": true, "rate-limit": true, "acl": true, "tcp-request": true,
+	"tcp-response": true, "http-request": true, "http-response": true, "stick-table": true,
+	"stick": true, "capture": true, "monitor-uri": true, "cookie": true, "persist": true,
+	"source": true, "dispatch": true, "email-alert": true, "errorfile": true, "compression": true,
+	"filter": true, "redirect": true, "use-server": true, "force-persist": true, "ignore-persist": true,
+	"unique-id-format": true, "unique-id-header": true, "log-format": true, "external-check": true,
+	"http-check": true, "server-template": true, "balance-url-param": true,
+}
+
 // optionsIgnored are "option" names accepted without effect (HTTP-mode or
 // process-level tuning that does not change TCP proxying).
 var optionsIgnored = map[string]int{
@@ -189,6 +202,10 @@ func (p *parser) proxyKeyword(w []string) {
 			if len(w)-1 < ig.args {
 				p.errorf("'%s' expects an argument.", kw)
 			}
+			return
+		}
+		if unsupportedProxyKeywords[kw] {
+			p.errorf("'%s' is an HAProxy keyword that warren-lb does not support (in '%s' section)", kw, section)
 			return
 		}
 		p.errorf("unknown keyword '%s' in '%s' section", kw, section)
