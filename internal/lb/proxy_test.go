@@ -81,6 +81,60 @@ func TestRoundRobinOrderMatchesHAProxy(t *testing.T) {
 	}
 }
 
+// TestRoundRobinAfterStateChangesMatchesHAProxy takes a server out and
+// back in (through each proxy's runtime socket) in the middle of a
+// sequence and compares the order with haproxy's.
+func TestRoundRobinAfterStateChangesMatchesHAProxy(t *testing.T) {
+	weights := []int{3, 2, 1, 2}
+	var servers strings.Builder
+	for i, w := range weights {
+		b := startBackend(t, fmt.Sprintf("s%d", i+1))
+		fmt.Fprintf(&servers, "    server s%d %s weight %d\n", i+1, b.addr, w)
+	}
+	dir := t.TempDir()
+	hpSock, ourSock := filepath.Join(dir, "hp.sock"), filepath.Join(dir, "our.sock")
+	hpPort, ourPort := freePort(t), freePort(t)
+	runHAProxy(t, fmt.Sprintf("global\n    stats socket %s level admin\n", hpSock)+listenCfg(hpPort, servers.String()))
+	startLB(t, fmt.Sprintf("global\n    stats socket %s level admin\n", ourSock)+listenCfg(ourPort, servers.String()))
+	hpAddr, ourAddr := fmt.Sprintf("127.0.0.1:%d", hpPort), fmt.Sprintf("127.0.0.1:%d", ourPort)
+	waitListening(t, hpAddr)
+	waitListening(t, ourAddr)
+	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+		_, err := net.Dial("unix", hpSock)
+		return err
+	})
+	var hp, ours []string
+	run := func(n int) {
+		for i := 0; i < n; i++ {
+			hp = append(hp, hello(t, hpAddr))
+			ours = append(ours, hello(t, ourAddr))
+		}
+	}
+	both := func(cmd string) {
+		runtimeCmd(t, hpSock, cmd)
+		runtimeCmd(t, ourSock, cmd)
+	}
+	run(5)
+	both("disable server l/s2")
+	run(7)
+	both("set weight l/s1 1")
+	run(6)
+	both("enable server l/s2")
+	run(12)
+	both("set weight l/s3 5")
+	run(9)
+	both("disable server l/s1")
+	both("set weight l/s2 0")
+	run(8)
+	both("enable server l/s1")
+	both("set weight l/s2 4")
+	both("disable server l/s4")
+	run(15)
+	if strings.Join(hp, " ") != strings.Join(ours, " ") {
+		t.Fatalf("order differs\nhaproxy:   %v\nwarren-lb: %v", hp, ours)
+	}
+}
+
 func TestDistributionFollowsWeights(t *testing.T) {
 	b1, b2, b3 := startBackend(t, "a"), startBackend(t, "b"), startBackend(t, "c")
 	port := freePort(t)

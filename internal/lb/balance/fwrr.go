@@ -23,9 +23,10 @@ type fwrrServer struct {
 	eweight  int
 	usable   bool
 	npos, rw int
-	key      int
-	seq      int // insertion order, breaks ties
-	tree     *[]int
+	// lpos is the position of the server's last pick.
+	lpos int
+	key  int
+	seq  int // insertion order, breaks ties
 }
 
 const (
@@ -38,7 +39,6 @@ func newFWRR(n int) *fwrr {
 }
 
 func (g *fwrr) remove(i int) {
-	s := &g.srv[i]
 	for _, t := range []*[]int{&g.curr, &g.init, &g.next} {
 		for k, v := range *t {
 			if v == i {
@@ -47,7 +47,6 @@ func (g *fwrr) remove(i int) {
 			}
 		}
 	}
-	s.tree = nil
 }
 
 func (g *fwrr) where(i int) *[]int {
@@ -99,31 +98,56 @@ func (g *fwrr) setServer(i int, eweight int, usable bool) {
 	s := &g.srv[i]
 	wasUsable := s.usable && s.eweight > 0
 	nowUsable := usable && eweight > 0
-	if wasUsable {
-		g.nextWeight -= s.eweight
-	}
+	oldWeight := s.eweight
 	s.usable, s.eweight = usable, eweight
-	if !nowUsable {
-		g.remove(i)
-		return
-	}
-	g.nextWeight += eweight
-	t := g.where(i)
 	switch {
-	case t == nil && g.currWeight == 0 && len(g.curr) == 0:
-		// Nothing ran yet: start from scratch like at startup.
-		g.queueByWeight(&g.init, i)
-	case t == nil:
+	case !wasUsable && !nowUsable:
+	case wasUsable && !nowUsable:
+		// Going down: out of every list, its weight leaves the group.
+		g.nextWeight -= oldWeight
+		g.remove(i)
+	case !wasUsable && nowUsable:
+		g.nextWeight += eweight
+		if g.currWeight == 0 && len(g.curr) == 0 && len(g.next) == 0 {
+			// Nothing ran yet: wait in init like at startup.
+			g.queueByWeight(&g.init, i)
+			return
+		}
+		// Coming up: placed a fair distance ahead of the clock.
 		s.npos = g.currPos + (g.nextWeight+g.currWeight-g.currPos)/eweight
-		s.rw = 0
 		g.queue(i)
-	case t == &g.init || t == &g.next:
-		g.remove(i)
-		g.queueByWeight(t, i)
 	default:
-		g.remove(i)
-		g.queue(i)
+		g.nextWeight += eweight - oldWeight
+		g.reweight(i)
 	}
+}
+
+// reweight moves a usable server whose weight changed: it keeps its turn
+// if that comes sooner than one step of the new weight after its last
+// pick, and never lands right on the clock.
+func (g *fwrr) reweight(i int) {
+	s := &g.srv[i]
+	t := g.where(i)
+	switch t {
+	case &g.init:
+		g.remove(i)
+		g.queueByWeight(&g.init, i)
+		return
+	case &g.next:
+		s.npos += g.currWeight
+	}
+	prev := s.npos
+	step := g.nextWeight / s.eweight
+	s.npos = s.lpos + step
+	s.rw = 0
+	if s.npos > prev {
+		s.npos = prev
+	}
+	if s.npos < g.currPos+2 {
+		s.npos = g.currPos + step
+	}
+	g.remove(i)
+	g.queue(i)
 }
 
 func (g *fwrr) fromGroup() int {
@@ -146,6 +170,7 @@ func (g *fwrr) updatePosition(i int) {
 	if s.npos == 0 {
 		s.npos = g.currPos
 	}
+	s.lpos = s.npos
 	s.npos += g.nextWeight / s.eweight
 	s.rw += g.nextWeight % s.eweight
 	if s.rw >= s.eweight {
