@@ -50,35 +50,41 @@ func waitListening(t *testing.T, addr string) {
 // through haproxy and warren-lb with the same weights and compares the
 // order in which servers are chosen.
 func TestRoundRobinOrderMatchesHAProxy(t *testing.T) {
-	for _, weights := range [][]int{{3, 1}, {1, 1, 1}, {5, 3, 2}, {2, 7, 4}} {
-		t.Run(fmt.Sprint(weights), func(t *testing.T) {
-			var servers strings.Builder
-			total := 0
-			for i, w := range weights {
-				b := startBackend(t, fmt.Sprintf("s%d", i+1))
-				fmt.Fprintf(&servers, "    server s%d %s weight %d\n", i+1, b.addr, w)
-				total += w
-			}
-			hpPort, ourPort := freePort(t), freePort(t)
-			runHAProxy(t, listenCfg(hpPort, "    balance roundrobin\n"+servers.String()))
-			startLB(t, listenCfg(ourPort, "    balance roundrobin\n"+servers.String()))
-			hpAddr, ourAddr := fmt.Sprintf("127.0.0.1:%d", hpPort), fmt.Sprintf("127.0.0.1:%d", ourPort)
-			waitListening(t, hpAddr)
-			// waitListening made one connection to haproxy: do the same to
-			// warren-lb so both start the sequence at the same point.
-			waitListening(t, ourAddr)
-			n := 3*total + 1
-			var hp, ours []string
-			for i := 0; i < n; i++ {
-				hp = append(hp, hello(t, hpAddr))
-				ours = append(ours, hello(t, ourAddr))
-			}
-			if strings.Join(hp, " ") != strings.Join(ours, " ") {
-				t.Fatalf("order differs\nhaproxy:   %v\nwarren-lb: %v", hp, ours)
-			}
-			t.Logf("order %v", ours)
-		})
+	for _, algo := range []string{"roundrobin", "static-rr", "source"} {
+		for _, weights := range [][]int{{3, 1}, {1, 1, 1}, {5, 3, 2}, {2, 7, 4}} {
+			testOrderMatches(t, algo, weights)
+		}
 	}
+}
+
+func testOrderMatches(t *testing.T, algo string, weights []int) {
+	t.Run(fmt.Sprint(algo, weights), func(t *testing.T) {
+		var servers strings.Builder
+		total := 0
+		for i, w := range weights {
+			b := startBackend(t, fmt.Sprintf("s%d", i+1))
+			fmt.Fprintf(&servers, "    server s%d %s weight %d\n", i+1, b.addr, w)
+			total += w
+		}
+		hpPort, ourPort := freePort(t), freePort(t)
+		runHAProxy(t, listenCfg(hpPort, "    balance "+algo+"\n"+servers.String()))
+		startLB(t, listenCfg(ourPort, "    balance "+algo+"\n"+servers.String()))
+		hpAddr, ourAddr := fmt.Sprintf("127.0.0.1:%d", hpPort), fmt.Sprintf("127.0.0.1:%d", ourPort)
+		waitListening(t, hpAddr)
+		// waitListening made one connection to haproxy: do the same to
+		// warren-lb so both start the sequence at the same point.
+		waitListening(t, ourAddr)
+		n := 3*total + 1
+		var hp, ours []string
+		for i := 0; i < n; i++ {
+			hp = append(hp, hello(t, hpAddr))
+			ours = append(ours, hello(t, ourAddr))
+		}
+		if strings.Join(hp, " ") != strings.Join(ours, " ") {
+			t.Fatalf("order differs\nhaproxy:   %v\nwarren-lb: %v", hp, ours)
+		}
+		t.Logf("order %v", ours)
+	})
 }
 
 // TestRoundRobinAfterStateChangesMatchesHAProxy takes a server out and

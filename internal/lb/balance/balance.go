@@ -133,16 +133,13 @@ func (b *Balancer) Pick(load Load, avoid int, key uint32) int {
 	return b.backup.pick(load, avoid, key)
 }
 
-// HashSource hashes a source address for the source algorithm.
+// HashSource hashes a source address for the source algorithm the way
+// HAProxy's map-based hash does: the address's 32-bit big-endian words
+// XORed together (so an IPv4 client's hash is its address as a number).
 func HashSource(ip []byte) uint32 {
 	var h uint32
-	for _, c := range ip {
-		h += uint32(c)
-		h += h << 10
-		h ^= h >> 6
+	for l := 0; l+4 <= len(ip); l += 4 {
+		h ^= uint32(ip[l])<<24 | uint32(ip[l+1])<<16 | uint32(ip[l+2])<<8 | uint32(ip[l+3])
 	}
-	h += h << 3
-	h ^= h >> 11
-	h += h << 15
 	return h
 }

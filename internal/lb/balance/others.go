@@ -4,43 +4,57 @@ package balance
 // filled by spreading each server in proportion to its weight. static-rr
 // walks the table in order; source indexes it by the address hash.
 type mapGroup struct {
-	eweight []int
-	usable  []bool
-	table   []int
-	pos     int
-	hash    bool
-	dirty   bool
+	weight []int // user weights
+	usable []bool
+	table  []int
+	pos    int
+	hash   bool
+	dirty  bool
 }
 
 func newMapGroup(n int, hash bool) *mapGroup {
-	return &mapGroup{eweight: make([]int, n), usable: make([]bool, n), hash: hash}
+	return &mapGroup{weight: make([]int, n), usable: make([]bool, n), hash: hash}
 }
 
 func (g *mapGroup) setServer(i, eweight int, usable bool) {
-	g.eweight[i], g.usable[i], g.dirty = eweight/weightScale, usable && eweight > 0, true
+	g.weight[i], g.usable[i], g.dirty = eweight/weightScale, usable && eweight > 0, true
 }
 
-// rebuild fills the table: at each slot every server earns its weight and
-// the one with the largest score takes the slot and pays the total.
+// rebuild fills the table as HAProxy does: weights are divided by their
+// greatest common divisor and scaled; at each slot every usable server
+// earns its weight, the first server with the highest (score+total)/total
+// takes the slot and pays the total. Equal weights therefore keep the
+// declaration order.
 func (g *mapGroup) rebuild() {
 	g.dirty = false
+	div := 0
+	for _, w := range g.weight {
+		if w > 0 {
+			div = gcd(div, w)
+		}
+	}
+	if div == 0 {
+		div = 1
+	}
 	total := 0
-	for i, w := range g.eweight {
+	eweight := make([]int, len(g.weight))
+	for i, w := range g.weight {
+		eweight[i] = (w*weightScale + div - 1) / div
 		if g.usable[i] {
-			total += w
+			total += eweight[i]
 		}
 	}
 	g.table = g.table[:0]
-	score := make([]int, len(g.eweight))
+	score := make([]int, len(g.weight))
 	for slot := 0; slot < total; slot++ {
-		best := -1
-		for i, w := range g.eweight {
+		best, bestV := -1, 0
+		for i := range eweight {
 			if !g.usable[i] {
 				continue
 			}
-			score[i] += w
-			if best < 0 || score[i] > score[best] {
-				best = i
+			score[i] += eweight[i]
+			if v := (score[i] + total) / total; best < 0 || v > bestV {
+				best, bestV = i, v
 			}
 		}
 		g.table = append(g.table, best)
@@ -49,6 +63,23 @@ func (g *mapGroup) rebuild() {
 	if g.pos >= len(g.table) {
 		g.pos = 0
 	}
+}
+
+func (g *mapGroup) usableCount() int {
+	n := 0
+	for _, u := range g.usable {
+		if u {
+			n++
+		}
+	}
+	return n
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 func (g *mapGroup) pick(load Load, avoid int, key uint32) int {
@@ -60,6 +91,9 @@ func (g *mapGroup) pick(load Load, avoid int, key uint32) int {
 		return -1
 	}
 	if g.hash {
+		if g.usableCount() == 1 {
+			key = 0 // HAProxy does not hash when one server is left
+		}
 		i := g.table[key%uint32(n)]
 		if load != nil && load.Full(i) {
 			return -1
