@@ -161,6 +161,7 @@ func TestStatsPage(t *testing.T) {
     stats uri /stats
     stats refresh 5s
     stats auth admin:secret
+    stats admin if TRUE
 `, p)
 	}
 	runHAProxy(t, testDefaults+statsSection(hpStats))
@@ -218,8 +219,29 @@ func TestStatsPage(t *testing.T) {
 		t.Fatalf("no l/x row in:\n%s", ours)
 	}
 	resp, page := get(statsPort, "/stats", true)
-	if resp.Header.Get("Refresh") != "5" || !strings.Contains(page, "<td class=\"n\">x</td>") || !strings.Contains(page, "#c0ffc0") {
+	if resp.Header.Get("Refresh") != "5" || !strings.Contains(page, `value="x"> x</td>`) || !strings.Contains(page, "#c0ffc0") {
 		t.Fatalf("html page: refresh=%q\n%s", resp.Header.Get("Refresh"), page)
+	}
+	// The admin form puts a server in maintenance.
+	form := strings.NewReader("b=l&s=x&action=maint")
+	req, _ := http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/stats", statsPort), form)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("admin", "secret")
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasSuffix(resp.Header.Get("Location"), ";st=DONE") {
+		t.Fatalf("admin post: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if st := serverStatus(l, "l", "x")["status"]; st != "MAINT" {
+		t.Fatalf("after admin post x is %s", st)
+	}
+	_, page = get(statsPort, "/stats", true)
+	if !strings.Contains(page, statusColours["MAINT"]) || !strings.Contains(page, `name="action"`) {
+		t.Fatalf("maintenance not shown:\n%s", page)
 	}
 	_, js := get(statsPort, "/stats;json", true)
 	if !strings.Contains(js, `"name": "svname"`) || !strings.Contains(js, `"objType": "Server"`) {
@@ -243,8 +265,9 @@ func runtimeCmd(t *testing.T, path, cmd string) string {
 func TestRuntimeSocket(t *testing.T) {
 	a, b := startBackend(t, "a"), startBackend(t, "b")
 	sock := filepath.Join(t.TempDir(), "lb.sock")
+	userSock := filepath.Join(t.TempDir(), "user.sock")
 	port := freePort(t)
-	startLB(t, fmt.Sprintf("global\n    stats socket %s mode 600 level admin\n", sock)+
+	startLB(t, fmt.Sprintf("global\n    stats socket %s mode 600 level admin\n    stats socket %s\n", sock, userSock)+
 		listenCfg(port, fmt.Sprintf("    server a %s\n    server b %s\n", a.addr, b.addr)))
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if out := runtimeCmd(t, sock, "show info"); !strings.Contains(out, "Name: warren-lb") || !strings.Contains(out, "Pid: ") {
@@ -252,6 +275,9 @@ func TestRuntimeSocket(t *testing.T) {
 	}
 	if out := runtimeCmd(t, sock, "show stat"); !strings.HasPrefix(out, "# pxname,svname,") {
 		t.Fatalf("show stat: %s", out)
+	}
+	if out := runtimeCmd(t, userSock, "disable server l/b"); !strings.Contains(out, "Permission denied") {
+		t.Fatalf("operator-level socket changed a server: %q", out)
 	}
 	if out := runtimeCmd(t, sock, "disable server l/b"); strings.TrimSpace(out) != "" {
 		t.Fatalf("disable: %q", out)

@@ -57,12 +57,12 @@ func (lb *LB) startSockets(cfg *config.Config) error {
 		}
 		lb.sockets = append(lb.sockets, ln)
 		lb.wg.Add(1)
-		go lb.socketLoop(ln)
+		go lb.socketLoop(ln, ss.Level == "admin")
 	}
 	return nil
 }
 
-func (lb *LB) socketLoop(ln net.Listener) {
+func (lb *LB) socketLoop(ln net.Listener, admin bool) {
 	defer lb.wg.Done()
 	for {
 		c, err := ln.Accept()
@@ -82,14 +82,14 @@ func (lb *LB) socketLoop(ln net.Listener) {
 		lb.mu.Unlock()
 		go func() {
 			defer lb.wg.Done()
-			lb.serveRuntime(c)
+			lb.serveRuntime(c, admin)
 		}()
 	}
 }
 
 // serveRuntime reads commands (";"-separated, one line, or several lines
 // in "prompt" mode) and answers each.
-func (lb *LB) serveRuntime(c net.Conn) {
+func (lb *LB) serveRuntime(c net.Conn, admin bool) {
 	defer c.Close()
 	stop := make(chan struct{})
 	defer close(stop)
@@ -120,7 +120,7 @@ func (lb *LB) serveRuntime(c net.Conn) {
 			if cmd == "quit" {
 				return
 			}
-			_, _ = c.Write([]byte(lb.runtimeCommand(cmd)))
+			_, _ = c.Write([]byte(lb.runtimeCommand(cmd, admin)))
 		}
 		if !interactive || err != nil {
 			return
@@ -129,12 +129,16 @@ func (lb *LB) serveRuntime(c net.Conn) {
 	}
 }
 
-// RuntimeCommand runs one runtime API command and returns its answer, as
-// the stats socket would send it.
-func (lb *LB) RuntimeCommand(cmd string) string { return lb.runtimeCommand(cmd) }
+// RuntimeCommand runs one runtime API command with admin rights and
+// returns its answer, as the stats socket would send it.
+func (lb *LB) RuntimeCommand(cmd string) string { return lb.runtimeCommand(cmd, true) }
 
-func (lb *LB) runtimeCommand(cmd string) string {
+// runtimeCommand runs cmd; commands that change servers need admin.
+func (lb *LB) runtimeCommand(cmd string, admin bool) string {
 	w := strings.Fields(cmd)
+	if !admin && len(w) > 0 && (w[0] == "disable" || w[0] == "enable" || w[0] == "set") {
+		return "Permission denied\n\n"
+	}
 	ok := func(err error) string {
 		if err != nil {
 			return err.Error() + "\n\n"

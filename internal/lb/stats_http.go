@@ -95,6 +95,10 @@ func (lb *LB) serveStats(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rest := full[len(uri):]
+	if r.Method == http.MethodPost {
+		lb.statsAdmin(w, r, fe, uri)
+		return
+	}
 	rows := lb.statRows()
 	switch {
 	case strings.Contains(rest, ";csv"):
@@ -110,6 +114,35 @@ func (lb *LB) serveStats(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html")
 		lb.writeHTML(w, fe, rows, uri)
 	}
+}
+
+// statsAdmin applies the stats page's admin form ("stats admin if TRUE"):
+// fields b (backend), s (servers, repeated) and action (ready, drain,
+// maint), as HAProxy's form posts them; then it redirects to the page.
+func (lb *LB) statsAdmin(w http.ResponseWriter, r *http.Request, fe *Frontend, uri string) {
+	if !fe.cfg.Stats.Admin {
+		http.Error(w, "403 Forbidden\nRequest forbidden by administrative rules.", http.StatusForbidden)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "400 Bad request", http.StatusBadRequest)
+		return
+	}
+	states := map[string]AdminState{"ready": AdminReady, "drain": AdminDrain, "maint": AdminMaint}
+	st, ok := states[r.PostForm.Get("action")]
+	result := "DONE"
+	if !ok {
+		result = "ERRP"
+	}
+	for _, srv := range r.PostForm["s"] {
+		if !ok {
+			break
+		}
+		if err := lb.SetAdminState(r.PostForm.Get("b")+"/"+srv, st); err != nil {
+			result = "NOSRV"
+		}
+	}
+	http.Redirect(w, r, uri+";st="+result, http.StatusSeeOther)
 }
 
 // Row colours follow HAProxy's legend.
@@ -160,11 +193,21 @@ td.n{text-align:left;font-weight:bold}.px{background:#4060a0;color:#fff;text-ali
 		{"Status", "status"}, {"LastChk", "check_desc"}, {"Wght", "weight"}, {"Act", "act"}, {"Bck", "bck"},
 		{"Chk", "chkfail"}, {"Dwn", "chkdown"}, {"Dwntme", "downtime"},
 	}
+	admin := fe.cfg.Stats.Admin
 	current := ""
+	closeTable := func() {
+		sb.WriteString("</table>\n")
+		if admin {
+			fmt.Fprintf(&sb, `<input type="hidden" name="b" value="%s">Selected servers: <select name="action"><option value="ready">Set state to READY</option><option value="drain">Set state to DRAIN</option><option value="maint">Set state to MAINT</option></select> <input type="submit" value="Apply"></form>`+"\n", html.EscapeString(current))
+		}
+	}
 	for _, r := range rows {
 		if r["pxname"] != current {
 			if current != "" {
-				sb.WriteString("</table>\n")
+				closeTable()
+			}
+			if admin {
+				fmt.Fprintf(&sb, `<form method="post" action="%s">`, html.EscapeString(uri))
 			}
 			current = r["pxname"]
 			fmt.Fprintf(&sb, `<table><tr><th class="px" colspan="%d">%s</th></tr><tr><th></th>`, len(cols)+1, html.EscapeString(current))
@@ -173,7 +216,11 @@ td.n{text-align:left;font-weight:bold}.px{background:#4060a0;color:#fff;text-ali
 			}
 			sb.WriteString("</tr>\n")
 		}
-		fmt.Fprintf(&sb, `<tr style="background:%s"><td class="n">%s</td>`, rowColour(r), html.EscapeString(r["svname"]))
+		box := ""
+		if admin && r["type"] == typeServer {
+			box = fmt.Sprintf(`<input type="checkbox" name="s" value="%s"> `, html.EscapeString(r["svname"]))
+		}
+		fmt.Fprintf(&sb, `<tr style="background:%s"><td class="n">%s%s</td>`, rowColour(r), box, html.EscapeString(r["svname"]))
 		for _, c := range cols {
 			v := r[c.key]
 			if c.key == "check_desc" && v != "" {
@@ -187,7 +234,7 @@ td.n{text-align:left;font-weight:bold}.px{background:#4060a0;color:#fff;text-ali
 		sb.WriteString("</tr>\n")
 	}
 	if current != "" {
-		sb.WriteString("</table>\n")
+		closeTable()
 	}
 	sb.WriteString("</body></html>\n")
 	_, _ = w.Write([]byte(sb.String()))

@@ -34,7 +34,10 @@ func (g *Global) MaxConnOrDefault() int {
 // StatsSocket is a "stats socket" line of the global section.
 type StatsSocket struct {
 	Path string
-	Pos  Pos
+	// Level is "user" (read only), "operator" (the default: read, and
+	// nothing that changes servers in warren-lb) or "admin".
+	Level string
+	Pos   Pos
 }
 
 // LogTarget is one "log" line: where to send logs and at which level.

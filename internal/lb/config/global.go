@@ -91,6 +91,7 @@ func (p *parser) globalStats(w []string) {
 		// permissions only; each takes one value except the flag ones.
 		flags := map[string]bool{"expose-fd": true, "transparent": true, "v4v6": true, "v6only": true, "defer-accept": true}
 		withArg := map[string]bool{"uid": true, "gid": true, "mode": true, "level": true, "user": true, "group": true, "name": true, "id": true, "maxconn": true, "backlog": true, "severity-output": true, "process": true, "thread": true, "interface": true, "nice": true}
+		level := "operator" // HAProxy's default
 		for i := 3; i < len(w); i++ {
 			switch {
 			case flags[w[i]]:
@@ -102,8 +103,11 @@ func (p *parser) globalStats(w []string) {
 					p.errorf("'stats socket %s' : '%s' : missing value.", w[2], w[i])
 					return
 				}
-				if w[i] == "level" && w[i+1] != "user" && w[i+1] != "operator" && w[i+1] != "admin" {
-					p.errorf("'stats socket %s' : 'level' only supports 'user', 'operator', and 'admin'", w[2])
+				if w[i] == "level" {
+					if w[i+1] != "user" && w[i+1] != "operator" && w[i+1] != "admin" {
+						p.errorf("'stats socket %s' : 'level' only supports 'user', 'operator', and 'admin'", w[2])
+					}
+					level = w[i+1]
 				}
 				i++
 			default:
@@ -118,7 +122,7 @@ func (p *parser) globalStats(w []string) {
 			p.errorf("'stats socket %s' : only unix socket paths are supported by warren-lb", w[2])
 			return
 		}
-		p.cfg.Global.StatsSockets = append(p.cfg.Global.StatsSockets, StatsSocket{Path: path, Pos: p.pos})
+		p.cfg.Global.StatsSockets = append(p.cfg.Global.StatsSockets, StatsSocket{Path: path, Level: level, Pos: p.pos})
 	case "timeout":
 		if len(w) < 3 {
 			p.errorf("'stats timeout' expects a timeout value")
