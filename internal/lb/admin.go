@@ -53,9 +53,7 @@ func (lb *LB) SetAdminState(spec string, state AdminState) error {
 	default:
 		lb.event(b.cfg, sevNotice, fmt.Sprintf("Server %s/%s is UP (leaving forced drain).", b.Name, s.Name))
 	}
-	for i := 0; i < len(b.queue); i++ {
-		b.wakeOneLocked()
-	}
+	b.wakeAllLocked()
 	return nil
 }
 
@@ -81,6 +79,7 @@ func (lb *LB) SetWeight(spec, value string) error {
 	defer b.mu.Unlock()
 	s.weight = n
 	b.syncServerLocked(s)
+	b.wakeAllLocked()
 	return nil
 }
 

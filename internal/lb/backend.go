@@ -227,6 +227,14 @@ func (b *Backend) dequeue(wake chan struct{}) {
 	b.wakeOneLocked()
 }
 
+// wakeAllLocked lets every queued connection look for a server again,
+// after a change in which servers are usable.
+func (b *Backend) wakeAllLocked() {
+	for len(b.queue) > 0 {
+		b.wakeOneLocked()
+	}
+}
+
 func (b *Backend) wakeOneLocked() {
 	if len(b.queue) == 0 {
 		return

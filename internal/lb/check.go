@@ -132,6 +132,7 @@ func (lb *LB) serverChangedLocked(b *Backend, s *Server, up bool, res checkResul
 		s.downTrans++
 	}
 	b.syncServerLocked(s)
+	b.wakeAllLocked()
 	act, bck := b.countsLocked()
 	reason := res.desc
 	if res.info != "" && !up {

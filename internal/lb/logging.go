@@ -144,10 +144,14 @@ func formatSession(ss *session) string {
 	if ss.result.term == "sQ" {
 		tw = -1
 	}
-	return fmt.Sprintf("%s:%d [%s] %s %s/%s %d/%d/%d %d %s %d/%d/%d/%d/%d %d/%d",
+	retries := fmt.Sprint(ss.retries)
+	if ss.redispatched {
+		retries = "+" + retries
+	}
+	return fmt.Sprintf("%s:%d [%s] %s %s/%s %d/%d/%d %d %s %d/%d/%d/%d/%s %d/%d",
 		ca.IP, ca.Port, ss.accepted.Format("02/Jan/2006:15:04:05.000"), ss.fe.Name, bname, sname,
 		tw, tc, ms(time.Since(ss.accepted)), ss.result.toClient, ss.result.term,
-		ss.actConn, ss.feConn, ss.beConn, ss.srvConn, ss.retries, 0, 0)
+		ss.actConn, ss.feConn, ss.beConn, ss.srvConn, retries, 0, 0)
 }
 
 // event logs a health or administrative event: on warren-lb's logger, and

@@ -13,19 +13,21 @@ import (
 
 // session is one proxied client connection, for logging.
 type session struct {
-	accepted  time.Time
-	client    *net.TCPConn
-	fe        *Frontend
-	be        *Backend
-	srv       *Server
-	retries   int
-	waitQueue time.Duration
-	connTime  time.Duration // -1 when never connected
-	result    pipeResult
-	feConn    int64
-	beConn    int64
-	srvConn   int64
-	actConn   int64
+	accepted time.Time
+	client   *net.TCPConn
+	fe       *Frontend
+	be       *Backend
+	srv      *Server
+	retries  int
+	// redispatched is set when the last retry went to another server.
+	redispatched bool
+	waitQueue    time.Duration
+	connTime     time.Duration // -1 when never connected
+	result       pipeResult
+	feConn       int64
+	beConn       int64
+	srvConn      int64
+	actConn      int64
 }
 
 // serve connects one client connection to a server. It owns client:
@@ -79,6 +81,9 @@ func (fe *Frontend) serve(ctx context.Context, client *net.TCPConn, finish func(
 	ss.srvConn = ss.srv.stats.cur.Load()
 	done := func(res pipeResult) {
 		defer end()
+		// The log line shows the counts at the end, this session included.
+		ss.actConn, ss.feConn = fe.lb.actConn.Load(), fe.stats.cur.Load()
+		ss.beConn, ss.srvConn = be.stats.cur.Load(), ss.srv.stats.cur.Load()
 		_ = server.Close()
 		be.release(ss.srv)
 		be.stats.leave()
@@ -188,6 +193,7 @@ func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error
 			if next != srv {
 				next.stats.redispatch.Add(1)
 				b.stats.redispatch.Add(1)
+				ss.redispatched = true
 			}
 			srv = next
 			continue
