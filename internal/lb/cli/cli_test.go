@@ -70,6 +70,15 @@ func TestCheckFlag(t *testing.T) {
 	if code := Main([]string{"-c", "-f", part1, "-f", part2}, &out, &errb); code != 0 {
 		t.Fatalf("two files: code %d %s", code, errb.String())
 	}
+	// A directory stands for its *.cfg files in lexical order.
+	cfgDir := filepath.Join(dir, "conf.d")
+	_ = os.Mkdir(cfgDir, 0o755)
+	_ = os.WriteFile(filepath.Join(cfgDir, "10-defaults.cfg"), []byte("defaults\n  mode tcp\n  timeout client 1s\n  timeout server 1s\n  timeout connect 1s\n"), 0o644)
+	_ = os.WriteFile(filepath.Join(cfgDir, "20-listen.cfg"), []byte("listen l\n  bind 127.0.0.1:1\n  server s 127.0.0.1:2\n"), 0o644)
+	_ = os.WriteFile(filepath.Join(cfgDir, "notes.txt"), []byte("not a config\n"), 0o644)
+	if code := Main([]string{"-c", "-f", cfgDir}, &out, &errb); code != 0 {
+		t.Fatalf("directory: code %d %s", code, errb.String())
+	}
 }
 
 // lbProcess is a warren-lb process started from the built binary.
@@ -250,6 +259,23 @@ listen l
 		}
 		return nil
 	})
+
+	// A broken file on SIGUSR2 is reported and the running configuration stays.
+	good, _ := os.ReadFile(cfgPath)
+	if err := os.WriteFile(cfgPath, append(append([]byte(nil), good...), []byte("    bogus_keyword 1\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = p1.cmd.Process.Signal(syscall.SIGUSR2)
+	waitFor(t, 5*time.Second, func() error {
+		if !strings.Contains(p1.stderr.String(), "reload failed") || !strings.Contains(p1.stderr.String(), "bogus_keyword") {
+			return fmt.Errorf("no reload error yet: %s", p1.stderr)
+		}
+		return nil
+	})
+	if got, err := greet(addr); got != "b" {
+		t.Fatalf("after a failed reload: %q %v", got, err)
+	}
+	_ = os.WriteFile(cfgPath, good, 0o644)
 
 	// A long-lived connection on the first process.
 	long, err := net.Dial("tcp", addr)

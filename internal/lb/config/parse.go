@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -31,9 +33,22 @@ func ParseWithResolver(name string, data []byte, r Resolver) (*Result, error) {
 // ParseFiles reads and parses the given files in order, as if they were one
 // file, the way haproxy treats several -f arguments. The error, if any, is an
 // Errors listing every problem found.
+//
+// A path that is a directory stands for the files ending in ".cfg" inside
+// it, in lexical order, as with haproxy.
 func ParseFiles(paths []string) (*Result, error) {
 	p := newParser()
+	var files []string
 	for _, path := range paths {
+		if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+			matches, _ := filepath.Glob(filepath.Join(path, "*.cfg"))
+			sort.Strings(matches)
+			files = append(files, matches...)
+			continue
+		}
+		files = append(files, path)
+	}
+	for _, path := range files {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			p.errs = append(p.errs, &Error{Msg: fmt.Sprintf("could not open configuration file %s : %v", path, err)})
