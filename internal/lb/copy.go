@@ -60,11 +60,11 @@ func startPipe(client, server *net.TCPConn, t pipeTimeouts, spawn func(func()), 
 	}
 	spawn(func() {
 		defer finish()
-		proxyCopy(up, down, client, server, t.serverFin)
+		proxyCopy(up, down, client, server, t.clientFin) // the client closed: client-fin
 	})
 	spawn(func() {
 		defer finish()
-		proxyCopy(down, up, client, server, t.clientFin)
+		proxyCopy(down, up, client, server, t.serverFin) // the server closed: server-fin
 	})
 }
 

@@ -278,3 +278,41 @@ func TestSendProxyV1AndV2(t *testing.T) {
 		})
 	}
 }
+
+// TestClientFinTimeout: once the client has closed its side, a server that
+// stays silent is cut after "timeout client-fin", well before "timeout
+// server".
+func TestClientFinTimeout(t *testing.T) {
+	stop := make(chan struct{})
+	be := startBackendFunc(t, "silent", func(c net.Conn) {
+		_, _ = io.Copy(io.Discard, c) // reads to EOF, then neither answers nor closes
+		<-stop
+	})
+	t.Cleanup(func() { close(stop) }) // runs before the backend's cleanup
+	port := freePort(t)
+	startLB(t, `
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+    timeout client-fin 300ms
+listen l
+    bind 127.0.0.1:`+fmt.Sprint(port)+`
+    server s `+be.addr+"\n")
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("bye"))
+	_ = c.(*net.TCPConn).CloseWrite()
+	start := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("got data from a silent server")
+	}
+	if el := time.Since(start); el < 200*time.Millisecond || el > 3*time.Second {
+		t.Fatalf("closed after %v, want about 300ms (client-fin)", el)
+	}
+}
