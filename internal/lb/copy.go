@@ -42,7 +42,7 @@ type halfPipe struct {
 // startPipe copies both directions between client and server, each in
 // its own goroutine started by spawn, passing half-closes through, and
 // calls done once with the result when both are over. Copies run between
-// raw *net.TCPConn values so io.Copy uses splice(2) on Linux; idle
+// raw *net.TCPConn values so ReadFrom uses splice(2) on Linux; idle
 // timeouts are read deadlines that, when they fire, are checked against
 // the kernel's TCP_INFO (time since data last moved on either socket) so a
 // busy connection is never cut and splice is never given up.
@@ -89,10 +89,12 @@ func termination(up, down *halfPipe) string {
 // closes both sockets so the other direction stops too. It is a named
 // function so goroutine dumps show it.
 func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duration) {
+	var quiet time.Duration // how long the connection had been idle at the last check
 	for {
 		idle := time.Duration(h.idle.Load())
 		if idle > 0 {
-			_ = h.src.SetReadDeadline(time.Now().Add(idle))
+			// Expire idle after data last moved, not idle after now.
+			_ = h.src.SetReadDeadline(time.Now().Add(idle - quiet))
 		} else {
 			_ = h.src.SetReadDeadline(time.Time{})
 		}
@@ -101,9 +103,10 @@ func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duratio
 		if err == nil {
 			break
 		}
+		quiet = 0
 		if isTimeout(err) && idle > 0 {
-			quiet := sinceLastData(client, server)
-			if quiet < idle {
+			quiet = sinceLastData(client, server)
+			if quiet < time.Duration(h.idle.Load()) {
 				continue // data moved recently (maybe the other way): keep going
 			}
 		}
