@@ -93,7 +93,9 @@ func (lb *LB) serveRuntime(c net.Conn, admin bool) {
 	defer c.Close()
 	stop := make(chan struct{})
 	defer close(stop)
+	lb.wg.Add(1) // safe: this goroutine is itself counted
 	go func() {
+		defer lb.wg.Done()
 		select {
 		case <-lb.ctx.Done():
 			_ = c.Close()
