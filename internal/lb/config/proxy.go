@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/hex"
 	"fmt"
 	"strings"
 )
@@ -45,6 +46,15 @@ var unsupportedProxyKeywords = map[string]bool{
 	"unique-id-format": true, "unique-id-header": true, "log-format": true, "external-check": true,
 	"http-check": true, "server-template": true, "balance-url-param": true,
 }
+
+// notNegatable are options HAProxy refuses after "no".
+var notNegatable = map[string]bool{
+	"tcplog": true, "tcpka": true, "tcp-check": true, "httplog": true, "forwardfor": true, "amqp-check": true,
+}
+
+// optionTakesArgs are options that accept arguments (redispatch's
+// interval is accepted; warren-lb always redispatches on the last retry).
+var optionTakesArgs = map[string]bool{"redispatch": true, "httplog": true, "forwardfor": true}
 
 // optionsIgnored are "option" names accepted without effect (HTTP-mode or
 // process-level tuning that does not change TCP proxying).
@@ -241,6 +251,10 @@ func (p *parser) option(w []string) {
 		return
 	}
 	name := w[1]
+	if negate && notNegatable[name] {
+		p.errorf("negation/default is not supported for option '%s'.", name)
+		return
+	}
 	set := func(b *bool, c int) {
 		if p.capOf()&c == 0 {
 			p.warnf("'%s' ignored because %s '%s' has no %s capability.", name, p.section, px.Name, capName(c))
@@ -284,7 +298,7 @@ func (p *parser) option(w []string) {
 			p.warnf("'%s' ignored because %s '%s' has no %s capability.", name, p.section, px.Name, capName(c))
 		}
 	}
-	if name != "httplog" && name != "tcplog" && len(w) > 2 && name != "forwardfor" && name != "httpclose" {
+	if len(w) > 2 && !optionTakesArgs[name] {
 		p.errorf("'option %s' cannot handle unexpected argument '%s'.", name, w[2])
 	}
 }
@@ -386,8 +400,7 @@ func (p *parser) stats(w []string) {
 		if need(1, "a user:password") {
 			user, pass, ok := strings.Cut(w[2], ":")
 			if !ok {
-				p.errorf("'stats auth' expects <user>:<password> in argument 'stats auth'.")
-				return
+				p.warnf("'stats auth %s' : no ':' separating user and password; using an empty password.", w[2])
 			}
 			st.Auth, st.Enable = append(st.Auth, UserPass{user, pass}), true
 		}
@@ -493,16 +506,9 @@ func (p *parser) tcpCheck(w []string) {
 }
 
 func decodeHex(s string) (string, error) {
-	if len(s)%2 != 0 {
-		return "", fmt.Errorf("invalid hexadecimal string '%s' (odd length)", s)
-	}
-	out := make([]byte, len(s)/2)
-	for i := range out {
-		var v byte
-		if _, err := fmt.Sscanf(s[2*i:2*i+2], "%02x", &v); err != nil {
-			return "", fmt.Errorf("invalid hexadecimal string '%s'", s)
-		}
-		out[i] = v
+	out, err := hex.DecodeString(s)
+	if err != nil {
+		return "", fmt.Errorf("'%s' invalid binary string (%v)", s, err)
 	}
 	return string(out), nil
 }
