@@ -35,13 +35,19 @@ func runHAProxy(t *testing.T, cfg string) {
 	})
 }
 
+// waitListening waits until addr proxies a connection to a backend: the
+// connection that proves it reads the backend's greeting, so the proxy has
+// certainly picked a server for it before the next one arrives.
 func waitListening(t *testing.T, addr string) {
 	t.Helper()
 	checkFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
+		if err != nil {
+			return err
 		}
+		defer c.Close()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, err = bufio.NewReader(c).ReadString('\n')
 		return err
 	})
 }
