@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -88,7 +89,7 @@ func (lb *LB) runChecker(ctx context.Context, b *Backend, s *Server) {
 			return
 		case <-timer.C:
 		}
-		res := lb.checkOnce(ctx, b, s)
+		res := lb.safeCheck(ctx, b, s)
 		if ctx.Err() != nil {
 			return
 		}
@@ -97,6 +98,18 @@ func (lb *LB) runChecker(ctx context.Context, b *Backend, s *Server) {
 		b.mu.Unlock()
 		timer.Reset(wait)
 	}
+}
+
+// safeCheck runs one check; a panic in it counts as a failed check and is
+// logged instead of taking the process down.
+func (lb *LB) safeCheck(ctx context.Context, b *Backend, s *Server) (res checkResult) {
+	defer func() {
+		if r := recover(); r != nil {
+			lb.log.Error("panic in health check", "backend", b.Name, "server", s.Name, "panic", r, "stack", string(debug.Stack()))
+			res = checkResult{status: "L4CON", desc: "Layer4 connection problem", info: "internal error"}
+		}
+	}()
+	return lb.checkOnce(ctx, b, s)
 }
 
 // recordCheckLocked applies a check result to the server's state machine,

@@ -498,3 +498,53 @@ func TestManyShortConnectionsLeaveNothingBehind(t *testing.T) {
 		t.Fatalf("server sessions %s, want %d", s["stot"], total+1)
 	}
 }
+
+// TestFirstAndLeastConnWithLiveConnections holds connections open and
+// checks where the next ones go.
+func TestFirstAndLeastConnWithLiveConnections(t *testing.T) {
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	open := func(t *testing.T, addr string) (net.Conn, string) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return c, strings.TrimSpace(line)
+	}
+	t.Run("first", func(t *testing.T) {
+		port := freePort(t)
+		startLB(t, listenCfg(port, fmt.Sprintf("    balance first\n    server a %s maxconn 2\n    server b %s maxconn 2\n", a.addr, b.addr)))
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		var got []string
+		for i := 0; i < 3; i++ {
+			_, name := open(t, addr)
+			got = append(got, name)
+		}
+		if strings.Join(got, " ") != "a a b" {
+			t.Fatalf("first with maxconn 2: %v", got)
+		}
+	})
+	t.Run("leastconn", func(t *testing.T) {
+		port := freePort(t)
+		l, _ := startLB(t, listenCfg(port, fmt.Sprintf("    balance leastconn\n    server a %s\n    server b %s\n", a.addr, b.addr)))
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		c1, first := open(t, addr)
+		_, second := open(t, addr)
+		if first == second {
+			t.Fatalf("leastconn sent both open connections to %s", first)
+		}
+		// Close the first: the next connection goes where it was.
+		c1.Close()
+		checkFor(t, 2*time.Second, 10*time.Millisecond, func() error {
+			if n := serverStatus(l, "l", first)["scur"]; n != "0" {
+				return fmt.Errorf("%s still has %s sessions", first, n)
+			}
+			return nil
+		})
+		if _, third := open(t, addr); third != first {
+			t.Fatalf("leastconn picked %s, want the idle %s", third, first)
+		}
+	})
+}
