@@ -148,7 +148,10 @@ func (lb *LB) serverChangedLocked(b *Backend, s *Server, up bool, res checkResul
 	b.wakeAllLocked()
 	act, bck := b.countsLocked()
 	reason := res.desc
-	if res.info != "" && !up {
+	switch {
+	case up && res.status == "L7OK":
+		reason += fmt.Sprintf(", code: 0, info: \"%s\"", res.info)
+	case !up && res.info != "":
 		reason += fmt.Sprintf(", info: \"%s\"", res.info)
 	}
 	var msg string
