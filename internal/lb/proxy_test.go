@@ -190,15 +190,15 @@ func TestClientTimeoutClosesIdleButNotBusy(t *testing.T) {
 defaults
     mode tcp
     timeout connect 1s
-    timeout client 400ms
-    timeout server 400ms
+    timeout client 800ms
+    timeout server 800ms
 listen l
     bind 127.0.0.1:` + fmt.Sprint(port) + `
     server x ` + be.addr
 	startLB(t, cfg)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 
-	// Idle connection: closed after about 400ms.
+	// Idle connection: closed after about 800ms.
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -213,11 +213,11 @@ listen l
 	if _, err := r.ReadByte(); err == nil {
 		t.Fatal("idle connection got data")
 	}
-	if el := time.Since(start); el < 300*time.Millisecond || el > 3*time.Second {
-		t.Fatalf("idle connection closed after %v, want about 400ms", el)
+	if el := time.Since(start); el < 600*time.Millisecond || el > 4*time.Second {
+		t.Fatalf("idle connection closed after %v, want about 800ms", el)
 	}
 
-	// Busy connection: data every 100ms for 1.2s (three times the
+	// Busy connection: data every 150ms for 2.4s (three times the
 	// timeout) keeps it open.
 	c2, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -229,14 +229,14 @@ listen l
 	if _, err := r2.ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < 12; i++ {
+	for i := 0; i < 16; i++ {
 		if _, err := c2.Write([]byte("tick\n")); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
 		if line, err := r2.ReadString('\n'); err != nil || line != "tick\n" {
 			t.Fatalf("echo %d: %q %v", i, line, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(150 * time.Millisecond)
 	}
 }
 
