@@ -322,3 +322,50 @@ listen l
 		t.Fatalf("closed after %v, want about 300ms (client-fin)", el)
 	}
 }
+
+// keepaliveTimer reports whether the kernel runs a keepalive timer on the
+// socket local->remote, from /proc/net/tcp's "tr" field (2 = keepalive).
+func keepaliveTimer(t *testing.T, local, remote *net.TCPAddr) bool {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hexAddr := func(a *net.TCPAddr) string {
+		ip := a.IP.To4()
+		return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], a.Port)
+	}
+	l, r := hexAddr(local), hexAddr(remote)
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 5 && f[1] == l && f[2] == r {
+			return strings.HasPrefix(f[5], "02:")
+		}
+	}
+	t.Fatalf("socket %s -> %s not found in /proc/net/tcp", l, r)
+	return false
+}
+
+// TestTCPKeepalive checks with the kernel that option clitcpka turns on
+// keepalive on the client-side socket, and that it is off by default.
+func TestTCPKeepalive(t *testing.T) {
+	be := startBackend(t, "x")
+	for _, opt := range []string{"", "    option clitcpka\n"} {
+		port := freePort(t)
+		startLB(t, listenCfg(port, opt+"    server x "+be.addr))
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		// The LB's socket is the peer of ours: local = LB port, remote = us.
+		got := keepaliveTimer(t, c.RemoteAddr().(*net.TCPAddr), c.LocalAddr().(*net.TCPAddr))
+		c.Close()
+		if got != (opt != "") {
+			t.Fatalf("option %q: keepalive timer running = %v", strings.TrimSpace(opt), got)
+		}
+	}
+}
