@@ -370,3 +370,45 @@ func TestDaemonize(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLogToStdout runs the binary with "log stdout format raw" and reads
+// the tcplog line from its standard output.
+func TestLogToStdout(t *testing.T) {
+	dir := t.TempDir()
+	a := echoServer(t, "a")
+	port := freePort(t)
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	_ = os.WriteFile(cfgPath, []byte(fmt.Sprintf(`defaults
+    mode tcp
+    log stdout format raw local0 info
+    option tcplog
+    timeout client 5s
+    timeout server 5s
+    timeout connect 1s
+listen rabbitmq_cluster
+    bind 127.0.0.1:%d
+    server rabbit_1 %s
+`, port, a)), 0o644)
+	out := &syncBuffer{}
+	p := &lbProcess{cmd: exec.Command(binary, "-db", "-f", cfgPath), stderr: &syncBuffer{}}
+	p.cmd.Stdout = out
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		_, _ = p.cmd.Process.Wait()
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(t, 5*time.Second, func() error {
+		_, err := greet(addr)
+		return err
+	})
+	waitFor(t, 5*time.Second, func() error {
+		if !strings.Contains(out.String(), " rabbitmq_cluster rabbitmq_cluster/rabbit_1 ") {
+			return fmt.Errorf("stdout: %q", out.String())
+		}
+		return nil
+	})
+}
