@@ -30,7 +30,7 @@ type checkResult struct {
 }
 
 // amqpHeader is the AMQP 0-9-1 protocol header a client sends first.
-var amqpHeader = []byte("AMQP\x00\x00\x09\x01")
+const amqpHeader = "AMQP\x00\x00\x09\x01"
 
 // startCheckers starts one health checker per server with "check".
 // Caller holds lb.mu.
@@ -272,7 +272,7 @@ func l7Read(err error, step int, what string, dur time.Duration) checkResult {
 // method frame: type 1, channel 0, class 10, method 10. A node whose port
 // is open but whose broker application is stopped fails it.
 func amqpCheck(conn net.Conn, start time.Time) checkResult {
-	if _, err := conn.Write(amqpHeader); err != nil {
+	if _, err := conn.Write([]byte(amqpHeader)); err != nil {
 		return l7Read(err, 1, "send AMQP header", time.Since(start))
 	}
 	var hdr [11]byte // frame header (7) + class id (2) + method id (2)
