@@ -2,8 +2,10 @@ package lb
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,11 +27,21 @@ type pipeResult struct {
 	toServer, toClient int64
 	// term is the two-letter HAProxy termination state ("--", "cD", "sD", "SD", "CD").
 	term string
+	// splicedUp and splicedDown tell whether each direction moved to splice(2).
+	splicedUp, splicedDown bool
 }
+
+// chunkSize is the buffer for small transfers, HAProxy's default bufsize.
+// A read that fills it switches the direction to splice(2).
+const chunkSize = 16 << 10
 
 // halfPipe is one direction of a proxied connection.
 type halfPipe struct {
 	dst, src *net.TCPConn
+	// bufs lends chunk buffers; spliced is set once the direction moved
+	// to splice(2).
+	bufs    *sync.Pool
+	spliced bool
 	// idle is the current idle limit in nanoseconds; the other direction
 	// lowers it when its side half-closes.
 	idle  atomic.Int64
@@ -41,21 +53,25 @@ type halfPipe struct {
 
 // startPipe copies both directions between client and server, each in
 // its own goroutine started by spawn, passing half-closes through, and
-// calls done once with the result when both are over. Copies run between
-// raw *net.TCPConn values so ReadFrom uses splice(2) on Linux; idle
+// calls done once with the result when both are over. Small transfers go
+// through a buffer lent by bufs only for the time of one read and write,
+// so an idle connection holds neither memory nor pipes; the first read
+// that fills the buffer switches that direction to splice(2) (ReadFrom
+// between raw *net.TCPConn values), like HAProxy's splice-auto. Idle
 // timeouts are read deadlines that, when they fire, are checked against
 // the kernel's TCP_INFO (time since data last moved on either socket) so a
 // busy connection is never cut and splice is never given up.
-func startPipe(client, server *net.TCPConn, t pipeTimeouts, spawn func(func()), done func(pipeResult)) {
-	up := &halfPipe{dst: server, src: client}
-	down := &halfPipe{dst: client, src: server}
+func startPipe(client, server *net.TCPConn, t pipeTimeouts, bufs *sync.Pool, spawn func(func()), done func(pipeResult)) {
+	up := &halfPipe{dst: server, src: client, bufs: bufs}
+	down := &halfPipe{dst: client, src: server, bufs: bufs}
 	up.idle.Store(int64(t.client))
 	down.idle.Store(int64(t.server))
 	var remaining atomic.Int32
 	remaining.Store(2)
 	finish := func() {
 		if remaining.Add(-1) == 0 {
-			done(pipeResult{toServer: up.bytes, toClient: down.bytes, term: termination(up, down)})
+			done(pipeResult{toServer: up.bytes, toClient: down.bytes, term: termination(up, down),
+				splicedUp: up.spliced, splicedDown: down.spliced})
 		}
 	}
 	spawn(func() {
@@ -98,7 +114,21 @@ func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duratio
 		} else {
 			_ = h.src.SetReadDeadline(time.Time{})
 		}
-		n, err := h.dst.ReadFrom(h.src) // splice(2): both ends are raw *net.TCPConn
+		var n int64
+		var err error
+		if h.spliced {
+			n, err = h.dst.ReadFrom(h.src) // splice(2): both ends are raw *net.TCPConn
+		} else {
+			n, err = h.copyChunk()
+			if err == nil {
+				h.bytes += n
+				quiet = 0
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+		}
 		h.bytes += n
 		if err == nil {
 			break
@@ -133,6 +163,51 @@ func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duratio
 			_ = other.src.SetReadDeadline(time.Now()) // wake it to apply the new limit
 		}
 	}
+}
+
+// copyChunk moves what one read returns from src to dst. The buffer is
+// taken from the pool only once src is readable and given back right
+// after the write. It returns io.EOF at the end of src.
+func (h *halfPipe) copyChunk() (int64, error) {
+	rc, err := h.src.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var (
+		buf  *[]byte
+		n    int
+		rerr error
+	)
+	err = rc.Read(func(fd uintptr) bool {
+		b := h.bufs.Get().(*[]byte)
+		for {
+			n, rerr = syscall.Read(int(fd), *b)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			h.bufs.Put(b)
+			return false // wait for data without holding the buffer
+		}
+		buf = b
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer h.bufs.Put(buf)
+	if rerr != nil {
+		return 0, os.NewSyscallError("read", rerr)
+	}
+	if n <= 0 {
+		return 0, io.EOF
+	}
+	if n == len(*buf) {
+		h.spliced = true // a full buffer: bulk data follows, splice it
+	}
+	w, err := h.dst.Write((*buf)[:n])
+	return int64(w), err
 }
 
 func isTimeout(err error) bool {

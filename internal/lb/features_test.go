@@ -548,3 +548,66 @@ func TestFirstAndLeastConnWithLiveConnections(t *testing.T) {
 		}
 	})
 }
+
+// TestIdleConnectionsHoldNoPipes: connections that exchanged a little data
+// and went idle hold no splice pipe (and no buffer), only their sockets.
+func TestIdleConnectionsHoldNoPipes(t *testing.T) {
+	// This backend echoes with read/write so that it holds no pipe itself
+	// (io.Copy between sockets would splice).
+	be := startBackendFunc(t, "x", func(c net.Conn) {
+		if _, err := io.WriteString(c, "x\n"); err != nil {
+			return
+		}
+		buf := make([]byte, 512)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	})
+	port := freePort(t)
+	startLB(t, listenCfg(port, "    server x "+be.addr))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	pipes := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		n := 0
+		for _, e := range ents {
+			if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && strings.HasPrefix(target, "pipe:") {
+				n++
+			}
+		}
+		return n
+	}
+	runtime.GC()
+	before := pipes()
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 50; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		r := bufio.NewReader(c)
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write([]byte("ping\n"))
+		if _, err := r.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	if after := pipes(); after-before > 8 {
+		t.Fatalf("50 idle connections hold %d pipe fds (before %d)", after-before, before)
+	}
+}

@@ -52,6 +52,9 @@ type LB struct {
 	httpSrv     *http.Server
 	httpLn      *chanListener
 
+	// bufs lends chunk buffers to connections moving small amounts of data.
+	bufs sync.Pool
+
 	actConn   atomic.Int64
 	totalConn atomic.Int64
 	maxConn   chan struct{} // global maxconn slots
@@ -104,6 +107,10 @@ func New(cfg *config.Config, opts Options) (*LB, error) {
 		listeners: map[string]*listener{},
 		conns:     map[*net.TCPConn]struct{}{},
 		maxConn:   make(chan struct{}, cfg.Global.MaxConnOrDefault()),
+	}
+	lb.bufs.New = func() any {
+		b := make([]byte, chunkSize)
+		return &b
 	}
 	lb.httpLn = newChanListener()
 	lb.httpSrv = &http.Server{Handler: http.HandlerFunc(lb.serveStats), ReadHeaderTimeout: 10 * time.Second}

@@ -101,7 +101,7 @@ func (fe *Frontend) serve(ctx context.Context, client *net.TCPConn, finish func(
 		fe.lb.logSession(ss)
 	}
 	handedOff = true
-	startPipe(client, server, be.pipeTimeouts(fe), fe.lb.goCounted, done)
+	startPipe(client, server, be.pipeTimeouts(fe), &fe.lb.bufs, fe.lb.goCounted, done)
 }
 
 // goCounted runs f in a goroutine counted by the LB's WaitGroup. Callers
