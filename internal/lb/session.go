@@ -147,7 +147,6 @@ func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error
 			key = balance.HashSource(ta.IP)
 		}
 	}
-	start := time.Now()
 	srv, wait, err := b.acquire(ctx, -1, key)
 	ss.waitQueue = wait
 	if err != nil {
@@ -169,7 +168,6 @@ func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error
 			ss.srv = srv
 			ss.connTime = time.Since(connStart)
 			ss.retries = attempt
-			_ = start
 			return conn, nil
 		}
 		srv.stats.connErrors.Add(1)
@@ -198,8 +196,8 @@ func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error
 			srv = next
 			continue
 		}
-		// Wait a little before retrying the same server, as HAProxy does
-		// (its turn-around timer), unless the connection was refused fast.
+		// Wait a little before retrying the same server, as HAProxy's
+		// turn-around timer does, so a refusing server is not hammered.
 		select {
 		case <-time.After(10 * time.Millisecond):
 		case <-ctx.Done():
