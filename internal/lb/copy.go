@@ -42,6 +42,13 @@ type halfPipe struct {
 	// to splice(2).
 	bufs    *sync.Pool
 	spliced bool
+	// rawSrc and readFn are set up on the first chunk; buf, n and rerr
+	// carry one read's result out of readFn.
+	rawSrc syscall.RawConn
+	readFn func(fd uintptr) bool
+	buf    *[]byte
+	n      int
+	rerr   error
 	// idle is the current idle limit in nanoseconds; the other direction
 	// lowers it when its side half-closes.
 	idle  atomic.Int64
@@ -169,37 +176,27 @@ func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duratio
 // taken from the pool only once src is readable and given back right
 // after the write. It returns io.EOF at the end of src.
 func (h *halfPipe) copyChunk() (int64, error) {
-	rc, err := h.src.SyscallConn()
-	if err != nil {
+	if h.rawSrc == nil {
+		rc, err := h.src.SyscallConn()
+		if err != nil {
+			return 0, err
+		}
+		h.rawSrc = rc
+		h.readFn = h.readReady // one method value per direction, not per read
+	}
+	h.buf, h.n, h.rerr = nil, 0, nil
+	if err := h.rawSrc.Read(h.readFn); err != nil {
 		return 0, err
 	}
-	var (
-		buf  *[]byte
-		n    int
-		rerr error
-	)
-	err = rc.Read(func(fd uintptr) bool {
-		b := h.bufs.Get().(*[]byte)
-		for {
-			n, rerr = syscall.Read(int(fd), *b)
-			if rerr != syscall.EINTR {
-				break
-			}
+	buf, n := h.buf, h.n
+	h.buf = nil
+	if h.rerr != nil {
+		if buf != nil {
+			h.bufs.Put(buf)
 		}
-		if rerr == syscall.EAGAIN {
-			h.bufs.Put(b)
-			return false // wait for data without holding the buffer
-		}
-		buf = b
-		return true
-	})
-	if err != nil {
-		return 0, err
+		return 0, os.NewSyscallError("read", h.rerr)
 	}
 	defer h.bufs.Put(buf)
-	if rerr != nil {
-		return 0, os.NewSyscallError("read", rerr)
-	}
 	if n <= 0 {
 		return 0, io.EOF
 	}
@@ -208,6 +205,26 @@ func (h *halfPipe) copyChunk() (int64, error) {
 	}
 	w, err := h.dst.Write((*buf)[:n])
 	return int64(w), err
+}
+
+// readReady is called by the runtime poller when src may be readable: it
+// borrows a buffer and reads, or gives the buffer back and asks to wait.
+func (h *halfPipe) readReady(fd uintptr) bool {
+	b := h.bufs.Get().(*[]byte)
+	var n int
+	var err error
+	for {
+		n, err = syscall.Read(int(fd), *b)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == syscall.EAGAIN {
+		h.bufs.Put(b)
+		return false // wait for data without holding the buffer
+	}
+	h.buf, h.n, h.rerr = b, n, err
+	return true
 }
 
 func isTimeout(err error) bool {

@@ -1,7 +1,5 @@
 package balance
 
-import "sort"
-
 // fwrr is HAProxy's weighted round robin: each server has a next position
 // npos on a virtual clock that advances by one per pick; a server of
 // effective weight w comes back every total/w ticks. Servers that never ran
@@ -64,14 +62,15 @@ func (g *fwrr) insert(t *[]int, i int, key int) {
 	g.seq++
 	s := &g.srv[i]
 	s.key, s.seq = key, g.seq
-	*t = append(*t, i)
-	sort.SliceStable(*t, func(a, b int) bool {
-		sa, sb := &g.srv[(*t)[a]], &g.srv[(*t)[b]]
-		if sa.key != sb.key {
-			return sa.key < sb.key
-		}
-		return sa.seq < sb.seq
-	})
+	// Keep t ordered by key; a new entry goes after equal keys, so ties
+	// keep insertion order as in HAProxy's trees.
+	pos := len(*t)
+	for pos > 0 && g.srv[(*t)[pos-1]].key > key {
+		pos--
+	}
+	*t = append(*t, 0)
+	copy((*t)[pos+1:], (*t)[pos:])
+	(*t)[pos] = i
 }
 
 func (g *fwrr) queueByWeight(t *[]int, i int) {
