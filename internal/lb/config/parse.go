@@ -291,7 +291,7 @@ func (p *parser) finish() (*Result, error) {
 			listeners += len(px.Binds)
 		}
 	}
-	if listeners == 0 && len(p.errs) == 0 {
+	if listeners == 0 && len(p.errs) == 0 && len(c.Proxies) > 0 {
 		p.errs = append(p.errs, &Error{Msg: "configuration file has no error but will not start (no listener)"})
 	}
 	if len(p.errs) > 0 {

@@ -31,7 +31,7 @@ func (p *parser) capOf() int {
 var proxyIgnored = map[string]struct{ cap, args int }{
 	"description": {capFE | capBE, 1}, "id": {capFE | capBE, 1}, "enabled": {capFE | capBE, 0},
 	"transparent": {capAll, 0}, "backlog": {capDef | capFE, 1}, "log-tag": {capAll, 1},
-	"grace": {capAll, 1}, "load-server-state-from-file": {capDef | capBE, 1}, "server-state-file-name": {capDef | capBE, 0},
+	"grace": {capAll, 1}, "errorfile": {capAll, 2}, "load-server-state-from-file": {capDef | capBE, 1}, "server-state-file-name": {capDef | capBE, 0},
 }
 
 // unsupportedProxyKeywords are HAProxy keywords that change behaviour in
@@ -41,7 +41,7 @@ var unsupportedProxyKeywords = map[string]bool{
 	"fullconn": true, "hash-type": true, "rate-limit": true, "acl": true, "tcp-request": true,
 	"tcp-response": true, "http-request": true, "http-response": true, "stick-table": true,
 	"stick": true, "capture": true, "monitor-uri": true, "cookie": true, "persist": true,
-	"source": true, "dispatch": true, "email-alert": true, "errorfile": true, "compression": true,
+	"source": true, "dispatch": true, "email-alert": true, "compression": true,
 	"filter": true, "redirect": true, "use-server": true, "force-persist": true, "ignore-persist": true,
 	"unique-id-format": true, "unique-id-header": true, "log-format": true, "external-check": true,
 	"http-check": true, "server-template": true, "balance-url-param": true,
