@@ -81,6 +81,40 @@ type Server struct {
 	downTrans   int64
 	// checkStop stops the health checker; nil when not checking.
 	checkStop context.CancelFunc
+
+	// sessMu guards sessions: the live connections through this server,
+	// client side mapped to server side. Lock order: Backend.mu, sessMu.
+	sessMu   sync.Mutex
+	sessions map[*net.TCPConn]*net.TCPConn
+}
+
+// addSession records a live connection through the server.
+func (s *Server) addSession(client, server *net.TCPConn) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if s.sessions == nil {
+		s.sessions = map[*net.TCPConn]*net.TCPConn{}
+	}
+	s.sessions[client] = server
+}
+
+// removeSession forgets a connection that ended.
+func (s *Server) removeSession(client *net.TCPConn) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	delete(s.sessions, client)
+}
+
+// shutdownSessions closes every live connection through the server and
+// returns how many there were.
+func (s *Server) shutdownSessions() int {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	for c, srv := range s.sessions {
+		_ = c.Close()
+		_ = srv.Close()
+	}
+	return len(s.sessions)
 }
 
 func (s *Server) config() *config.Server { return s.conf.Load() }

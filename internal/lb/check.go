@@ -146,6 +146,21 @@ func (lb *LB) serverChangedLocked(b *Backend, s *Server, up bool, res checkResul
 	}
 	b.syncServerLocked(s)
 	b.wakeAllLocked()
+	sc := s.config()
+	killed := 0
+	switch {
+	case !up && sc.ShutdownOnDown:
+		killed = s.shutdownSessions()
+	case up && sc.ShutdownBackupsOnUp && !sc.Backup:
+		for _, o := range b.servers {
+			if o.config().Backup {
+				killed += o.shutdownSessions()
+			}
+		}
+	}
+	if killed > 0 {
+		b.lb.log.Info("sessions shut down on server state change", "backend", b.Name, "server", s.Name, "sessions", killed)
+	}
 	act, bck := b.countsLocked()
 	reason := res.desc
 	switch {

@@ -160,3 +160,46 @@ func TestTCPCheckSendExpect(t *testing.T) {
 		t.Fatalf("log:\n%s", logs)
 	}
 }
+
+// TestOnMarkedDownShutdownSessions: with "on-marked-down shutdown-sessions"
+// the live connections of a server that fails its checks are closed; they
+// stay open without it.
+func TestOnMarkedDownShutdownSessions(t *testing.T) {
+	for _, shutdown := range []bool{true, false} {
+		t.Run(fmt.Sprintf("shutdown=%v", shutdown), func(t *testing.T) {
+			be := startBackend(t, "x")
+			opt := ""
+			if shutdown {
+				opt = " on-marked-down shutdown-sessions"
+			}
+			port := freePort(t)
+			l, _ := startLB(t, listenCfg(port, "    server x "+be.addr+" check inter 100ms fall 1"+opt))
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			buf := make([]byte, 2)
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := io.ReadFull(c, buf); err != nil {
+				t.Fatal(err)
+			}
+			be.closeListener() // checks now fail; the open connection lives on
+			checkFor(t, 3*time.Second, 10*time.Millisecond, func() error {
+				if st := serverStatus(l, "l", "x")["status"]; st != "DOWN" {
+					return fmt.Errorf("x is %s", st)
+				}
+				return nil
+			})
+			_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
+			_, _ = c.Write([]byte("p"))
+			_, err = io.ReadFull(c, buf[:1])
+			if shutdown && err == nil {
+				t.Fatal("session survived its server going DOWN")
+			}
+			if !shutdown && err != nil {
+				t.Fatalf("session closed without on-marked-down: %v", err)
+			}
+		})
+	}
+}

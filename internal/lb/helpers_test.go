@@ -125,6 +125,16 @@ func (b *testBackend) kill() {
 
 func (b *testBackend) restart() { b.listen(b.addr) }
 
+// closeListener stops accepting (checks fail) but keeps live connections.
+func (b *testBackend) closeListener() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ln != nil {
+		b.ln.Close()
+		b.ln = nil
+	}
+}
+
 // logBuffer collects slog output for assertions.
 type logBuffer struct {
 	mu  sync.Mutex

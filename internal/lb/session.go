@@ -79,8 +79,10 @@ func (fe *Frontend) serve(ctx context.Context, client *net.TCPConn, finish func(
 		return
 	}
 	ss.srvConn = ss.srv.stats.cur.Load()
+	ss.srv.addSession(client, server)
 	done := func(res pipeResult) {
 		defer end()
+		ss.srv.removeSession(client)
 		// The log line shows the counts at the end, this session included.
 		ss.actConn, ss.feConn = fe.lb.actConn.Load(), fe.stats.cur.Load()
 		ss.beConn, ss.srvConn = be.stats.cur.Load(), ss.srv.stats.cur.Load()

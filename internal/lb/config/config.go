@@ -174,6 +174,12 @@ type ServerParams struct {
 	CheckAddr   string
 	SendProxy   bool
 	SendProxyV2 bool
+	// ShutdownOnDown closes the server's sessions when it goes DOWN
+	// ("on-marked-down shutdown-sessions").
+	ShutdownOnDown bool
+	// ShutdownBackupsOnUp closes the backup servers' sessions when this
+	// server comes UP ("on-marked-up shutdown-backup-sessions").
+	ShutdownBackupsOnUp bool
 }
 
 // Server is one "server" line.

@@ -266,7 +266,23 @@ func (p *parser) serverParams(w []string, start int, sp *ServerParams, srv *Serv
 			// accepted without effect.
 			arg()
 		case "tfo", "no-tfo":
-		case "minconn", "slowstart", "observe", "on-error", "on-marked-down", "on-marked-up", "error-limit",
+		case "on-marked-down":
+			if a, has := arg(); has {
+				if a != "shutdown-sessions" {
+					p.errorf("'%s' : 'on-marked-down %s' is not supported by warren-lb (only shutdown-sessions).", what, a)
+					ok = false
+				}
+				sp.ShutdownOnDown = true
+			}
+		case "on-marked-up":
+			if a, has := arg(); has {
+				if a != "shutdown-backup-sessions" {
+					p.errorf("'%s' : 'on-marked-up %s' is not supported by warren-lb (only shutdown-backup-sessions).", what, a)
+					ok = false
+				}
+				sp.ShutdownBackupsOnUp = true
+			}
+		case "minconn", "slowstart", "observe", "on-error", "error-limit",
 			"resolvers", "maxqueue", "namespace", "agent-check", "agent-port", "agent-inter", "agent-send",
 			"check-send-proxy", "ssl", "check-ssl", "redir", "track", "source", "usesrc":
 			p.errorf("'%s' : '%s' is not supported by warren-lb.", what, kw)
