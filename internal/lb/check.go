@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 type checkResult struct {
 	ok     bool
 	status string
+	code   string // HTTP status of an httpchk, else empty
 	desc   string
 	info   string
 	dur    time.Duration
@@ -164,9 +166,12 @@ func (lb *LB) serverChangedLocked(b *Backend, s *Server, up bool, res checkResul
 	act, bck := b.countsLocked()
 	reason := res.desc
 	switch {
-	case up && res.status == "L7OK":
-		reason += fmt.Sprintf(", code: 0, info: \"%s\"", res.info)
-	case !up && res.info != "":
+	case res.code != "":
+		reason += ", code: " + res.code
+	case res.status == "L7OK":
+		reason += ", code: 0"
+	}
+	if res.info != "" {
 		reason += fmt.Sprintf(", info: \"%s\"", res.info)
 	}
 	var msg string
@@ -221,6 +226,8 @@ func (lb *LB) checkOnce(ctx context.Context, b *Backend, s *Server) checkResult 
 	switch {
 	case b.cfg.Options.AMQPCheck:
 		return amqpCheck(conn, start)
+	case b.cfg.Options.HTTPCheck:
+		return httpCheck(conn, &b.cfg.HTTPCheck, start)
 	case len(steps) > 0:
 		return tcpCheck(conn, steps, start)
 	}
@@ -361,3 +368,72 @@ func tcpCheck(conn net.Conn, steps []config.TCPCheckStep, start time.Time) check
 // unescapeCheck decodes the escapes HAProxy accepts in tcp-check send
 // strings (the config lexer already turned \r and \n into bytes).
 func unescapeCheck(s string) string { return s }
+
+// httpCheck sends the "option httpchk" request and judges the response:
+// by default any 2xx or 3xx status passes; "http-check expect" can ask
+// for a status list, a status pattern, or a string or pattern in the body.
+func httpCheck(conn net.Conn, hc *config.HTTPCheck, start time.Time) checkResult {
+	req := fmt.Sprintf("%s %s %s\r\n", hc.Method, hc.URI, hc.Version)
+	if strings.HasPrefix(hc.Version, "HTTP/1.1") && !strings.Contains(strings.ToLower(hc.Version), "host:") {
+		req += "Host: localhost\r\n"
+	}
+	req += "Connection: close\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		return l7Read(err, 1, "send HTTP request", time.Since(start))
+	}
+	var resp []byte
+	chunk := make([]byte, 4096)
+	for len(resp) < 16<<10 {
+		n, err := conn.Read(chunk)
+		resp = append(resp, chunk[:n]...)
+		if err != nil {
+			if len(resp) == 0 || !errors.Is(err, io.EOF) {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					return checkResult{status: "L7TOUT", desc: "Layer7 timeout", dur: time.Since(start)}
+				}
+				return checkResult{status: "L7RSP", desc: "Layer7 invalid response", info: "TCPCHK got an empty response", dur: time.Since(start)}
+			}
+			break
+		}
+		if hc.Expect != "string" && hc.Expect != "rstring" && bytes.Contains(resp, []byte("\r\n")) {
+			break // the status line is enough
+		}
+	}
+	line, _, _ := strings.Cut(string(resp), "\r\n")
+	f := strings.SplitN(line, " ", 3)
+	if len(f) < 2 || !strings.HasPrefix(f[0], "HTTP/") || len(f[1]) != 3 {
+		return checkResult{status: "L7RSP", desc: "Layer7 invalid response", info: "invalid HTTP response", dur: time.Since(start)}
+	}
+	code, reason := f[1], ""
+	if len(f) == 3 {
+		reason = f[2]
+	}
+	var ok bool
+	switch hc.Expect {
+	case "":
+		ok = code[0] == '2' || code[0] == '3'
+	case "status":
+		for _, c := range strings.Split(hc.ExpectValue, ",") {
+			if lo, hi, isRange := strings.Cut(c, "-"); isRange {
+				ok = ok || code >= lo && code <= hi
+			} else {
+				ok = ok || code == c
+			}
+		}
+	case "rstatus":
+		re, err := regexp.Compile(hc.ExpectValue)
+		ok = err == nil && re.MatchString(code)
+	case "string":
+		ok = bytes.Contains(resp, []byte(hc.ExpectValue))
+	case "rstring":
+		re, err := regexp.Compile(hc.ExpectValue)
+		ok = err == nil && re.Match(resp)
+	}
+	if hc.ExpectNegate {
+		ok = !ok
+	}
+	if ok {
+		return checkResult{ok: true, status: "L7OK", desc: "Layer7 check passed", code: code, info: reason, dur: time.Since(start)}
+	}
+	return checkResult{status: "L7STS", desc: "Layer7 wrong status", code: code, info: reason, dur: time.Since(start)}
+}

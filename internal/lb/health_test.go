@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -202,4 +203,51 @@ func TestOnMarkedDownShutdownSessions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHTTPCheck: "option httpchk" passes on 2xx/3xx by default, and
+// "http-check expect status" narrows it.
+func TestHTTPCheck(t *testing.T) {
+	serve := func(status string) func(net.Conn) {
+		return func(c net.Conn) {
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			req, _ := bufio.NewReader(c).ReadString('\n')
+			if !strings.HasPrefix(req, "GET /api/health/checks/alarms HTTP/1.0") {
+				_, _ = io.WriteString(c, "HTTP/1.0 400 Bad Request\r\n\r\n")
+				return
+			}
+			_, _ = io.WriteString(c, "HTTP/1.0 "+status+"\r\nContent-Length: 2\r\n\r\nok")
+		}
+	}
+	good, bad, moved := startBackendFunc(t, "good", serve("200 OK")), startBackendFunc(t, "bad", serve("503 Service Unavailable")), startBackendFunc(t, "moved", serve("302 Found"))
+	port := freePort(t)
+	l, logs := startLB(t, listenCfg(port, fmt.Sprintf(`    option httpchk GET /api/health/checks/alarms
+    server good %s check inter 100ms
+    server bad %s check inter 100ms
+    server moved %s check inter 100ms
+`, good.addr, bad.addr, moved.addr)))
+	checkFor(t, 3*time.Second, 20*time.Millisecond, func() error {
+		g, b, m := serverStatus(l, "l", "good"), serverStatus(l, "l", "bad"), serverStatus(l, "l", "moved")
+		if g["status"] != "UP" || g["check_status"] != "L7OK" || b["status"] != "DOWN" || m["status"] != "UP" {
+			return fmt.Errorf("good=%s/%s bad=%s moved=%s", g["status"], g["check_status"], b["status"], m["status"])
+		}
+		return nil
+	})
+	if !strings.Contains(logs.String(), `Server l/bad is DOWN, reason: Layer7 wrong status, code: 503, info: \"Service Unavailable\"`) {
+		t.Fatalf("log:\n%s", logs)
+	}
+
+	port2 := freePort(t)
+	l2, _ := startLB(t, listenCfg(port2, fmt.Sprintf(`    option httpchk GET /api/health/checks/alarms
+    http-check expect status 200
+    server good %s check inter 100ms
+    server moved %s check inter 100ms
+`, good.addr, moved.addr)))
+	checkFor(t, 3*time.Second, 20*time.Millisecond, func() error {
+		g, m := serverStatus(l2, "l", "good"), serverStatus(l2, "l", "moved")
+		if g["status"] != "UP" || m["status"] != "DOWN" {
+			return fmt.Errorf("good=%s moved=%s", g["status"], m["status"])
+		}
+		return nil
+	})
 }

@@ -81,6 +81,21 @@ type Timeouts struct {
 // Options are the "option" flags warren-lb acts on.
 type Options struct {
 	TCPLog, HTTPLog, DontLogNull, DontLogNormal, Redispatch, ClientTCPKA, ServerTCPKA, AllBackups, TCPCheck, AMQPCheck bool
+	// HTTPCheck is "option httpchk": health checks send an HTTP request.
+	HTTPCheck bool
+}
+
+// HTTPCheck is the request of "option httpchk" and the "http-check
+// expect" rule.
+type HTTPCheck struct {
+	Method, URI, Version string
+	// Expect is "status", "rstatus", "string" or "rstring"; empty means
+	// any 2xx or 3xx status.
+	Expect string
+	// ExpectValue is the status list, pattern or string to expect.
+	ExpectValue string
+	// ExpectNegate inverts the rule ("http-check expect ! ...").
+	ExpectNegate bool
 }
 
 // Proxy is a frontend, backend or listen section after defaults were applied.
@@ -103,6 +118,7 @@ type Proxy struct {
 	// Logs are the proxy's log targets ("log global" copies the global ones).
 	Logs      []LogTarget
 	TCPChecks []TCPCheckStep
+	HTTPCheck HTTPCheck
 	Stats     Stats
 	Disabled  bool
 

@@ -44,7 +44,7 @@ var unsupportedProxyKeywords = map[string]bool{
 	"source": true, "dispatch": true, "email-alert": true, "compression": true,
 	"filter": true, "redirect": true, "use-server": true, "force-persist": true, "ignore-persist": true,
 	"unique-id-format": true, "unique-id-header": true, "log-format": true, "external-check": true,
-	"http-check": true, "server-template": true, "balance-url-param": true,
+	"server-template": true, "balance-url-param": true,
 }
 
 // notNegatable are options HAProxy refuses after "no".
@@ -54,7 +54,7 @@ var notNegatable = map[string]bool{
 
 // optionTakesArgs are options that accept arguments (redispatch's
 // interval is accepted; warren-lb always redispatches on the last retry).
-var optionTakesArgs = map[string]bool{"redispatch": true, "httplog": true, "forwardfor": true}
+var optionTakesArgs = map[string]bool{"redispatch": true, "httplog": true, "forwardfor": true, "httpchk": true}
 
 // optionsIgnored are "option" names accepted without effect (HTTP-mode or
 // process-level tuning that does not change TCP proxying).
@@ -202,6 +202,11 @@ func (p *parser) proxyKeyword(w []string) {
 			return
 		}
 		p.tcpCheck(w)
+	case "http-check":
+		if !allowed(capDef | capBE) {
+			return
+		}
+		p.httpCheck(w)
 	case "disabled":
 		px.Disabled = true
 	default:
@@ -282,10 +287,24 @@ func (p *parser) option(w []string) {
 		set(&px.Options.AllBackups, capDef|capBE)
 	case "tcp-check":
 		set(&px.Options.TCPCheck, capDef|capBE)
-		px.Options.AMQPCheck = false
+		px.Options.AMQPCheck, px.Options.HTTPCheck = false, false
 	case "amqp-check":
 		set(&px.Options.AMQPCheck, capDef|capBE)
-		px.Options.TCPCheck = false
+		px.Options.TCPCheck, px.Options.HTTPCheck = false, false
+	case "httpchk":
+		set(&px.Options.HTTPCheck, capDef|capBE)
+		px.Options.TCPCheck, px.Options.AMQPCheck = false, false
+		hc := &px.HTTPCheck
+		hc.Method, hc.URI, hc.Version = "OPTIONS", "/", "HTTP/1.0"
+		switch args := w[2:]; len(args) {
+		case 0:
+		case 1:
+			hc.URI = args[0]
+		case 2:
+			hc.Method, hc.URI = args[0], args[1]
+		default:
+			hc.Method, hc.URI, hc.Version = args[0], args[1], strings.Join(args[2:], " ")
+		}
 	case "httplog":
 		set(&px.Options.HTTPLog, capDef|capFE)
 	default:
@@ -535,4 +554,33 @@ func (p *parser) laxInt(kw, s string) int {
 		p.warnf("'%s %s' : trailing characters '%s' ignored, using %d.", kw, s, rest, n)
 	}
 	return n
+}
+
+// httpCheck parses "http-check expect [!] status|rstatus|string|rstring <value>".
+func (p *parser) httpCheck(w []string) {
+	hc := &p.cur.HTTPCheck
+	if len(w) < 2 || w[1] != "expect" {
+		arg := ""
+		if len(w) > 1 {
+			arg = w[1]
+		}
+		p.errorf("'http-check %s' is not supported by warren-lb (only 'http-check expect').", arg)
+		return
+	}
+	args := w[2:]
+	negate := false
+	if len(args) > 0 && args[0] == "!" {
+		negate, args = true, args[1:]
+	}
+	if len(args) < 2 {
+		p.errorf("'http-check expect' expects 'status', 'rstatus', 'string' or 'rstring' followed by a value.")
+		return
+	}
+	switch args[0] {
+	case "status", "rstatus", "string", "rstring":
+	default:
+		p.errorf("'http-check expect' only supports 'status', 'rstatus', 'string' and 'rstring' in warren-lb (got '%s')", args[0])
+		return
+	}
+	hc.Expect, hc.ExpectValue, hc.ExpectNegate = args[0], args[1], negate
 }
