@@ -313,6 +313,24 @@ func TestRuntimeSocket(t *testing.T) {
 	}
 }
 
+// TestRuntimeSocketTCP serves the runtime API on a TCP address.
+func TestRuntimeSocketTCP(t *testing.T) {
+	a := startBackend(t, "a")
+	port, apiPort := freePort(t), freePort(t)
+	startLB(t, fmt.Sprintf("global\n    stats socket ipv4@127.0.0.1:%d level admin\n", apiPort)+listenCfg(port, "    server a "+a.addr))
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", apiPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	_, _ = c.Write([]byte("show servers state\n"))
+	out, _ := io.ReadAll(c)
+	if !strings.Contains(string(out), " l 1 a 127.0.0.1 2 0 ") {
+		t.Fatalf("show servers state over TCP: %q", out)
+	}
+}
+
 // TestReloadKeepsConnectionsAndHealth reloads with a changed config while a
 // connection is open: the connection keeps working, a DOWN server stays
 // DOWN (no new rise period) and new connections follow the new config.

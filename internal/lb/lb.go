@@ -46,8 +46,10 @@ type LB struct {
 	listeners map[string]*listener
 	conns     map[*net.TCPConn]struct{}
 	sockets   []net.Listener
-	// socketFiles are the stats socket files created by this process.
+	// socketFiles are the stats socket files created by this process;
+	// socketKeys names the open stats sockets ("network path").
 	socketFiles []socketFile
+	socketKeys  map[string]bool
 	closed      bool
 	httpSrv     *http.Server
 	httpLn      *chanListener
@@ -404,6 +406,7 @@ func (lb *LB) StopListening() {
 		_ = s.Close()
 	}
 	lb.sockets = nil
+	lb.socketKeys = nil
 }
 
 // Shutdown stops listening and waits for established connections to end or

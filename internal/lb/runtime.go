@@ -24,15 +24,26 @@ const runtimeHelp = `Available commands:
   quit                                    : close the connection
 `
 
-// startSockets opens the "stats socket" unix sockets that are not open
-// yet. Caller holds lb.mu.
+// startSockets opens the "stats socket" sockets (unix paths or TCP
+// addresses) that are not open yet. Caller holds lb.mu.
 func (lb *LB) startSockets(cfg *config.Config) error {
-	have := map[string]bool{}
-	for _, s := range lb.sockets {
-		have[s.Addr().String()] = true
+	if lb.socketKeys == nil {
+		lb.socketKeys = map[string]bool{}
 	}
 	for _, ss := range cfg.Global.StatsSockets {
-		if have[ss.Path] {
+		key := ss.Network + " " + ss.Path
+		if lb.socketKeys[key] {
+			continue // already open (a reload keeps it)
+		}
+		lb.socketKeys[key] = true
+		if ss.Network == "tcp" {
+			ln, err := lb.listen(ss.Path) // SO_REUSEPORT, so -sf can take over
+			if err != nil {
+				return fmt.Errorf("%s: stats socket: %w", ss.Pos, err)
+			}
+			lb.sockets = append(lb.sockets, ln)
+			lb.wg.Add(1)
+			go lb.socketLoop(ln, ss.Level == "admin")
 			continue
 		}
 		// A stale socket file from a previous run blocks bind; replace it

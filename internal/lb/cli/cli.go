@@ -260,7 +260,11 @@ func run(flags *Flags, cfg *config.Config, stderr io.Writer) int {
 // socket of cfg, for its servers' state.
 func fetchServersState(cfg *config.Config) string {
 	for _, s := range cfg.Global.StatsSockets {
-		c, err := net.DialTimeout("unix", s.Path, time.Second)
+		network := s.Network
+		if network == "" {
+			network = "unix"
+		}
+		c, err := net.DialTimeout(network, s.Path, time.Second)
 		if err != nil {
 			continue
 		}

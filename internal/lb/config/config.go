@@ -33,7 +33,9 @@ func (g *Global) MaxConnOrDefault() int {
 
 // StatsSocket is a "stats socket" line of the global section.
 type StatsSocket struct {
-	Path string
+	// Path is the unix socket path, or host:port when Network is "tcp".
+	Path    string
+	Network string
 	// Level is "user" (read only), "operator" (the default: read, and
 	// nothing that changes servers in warren-lb) or "admin".
 	Level string

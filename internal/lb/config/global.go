@@ -115,14 +115,22 @@ func (p *parser) globalStats(w []string) {
 				return
 			}
 		}
-		path := w[2]
-		if strings.HasPrefix(path, "unix@") {
+		path, network := w[2], "unix"
+		switch {
+		case strings.HasPrefix(path, "unix@"):
 			path = strings.TrimPrefix(path, "unix@")
-		} else if !strings.HasPrefix(path, "/") && !strings.HasPrefix(path, ".") {
-			p.errorf("'stats socket %s' : only unix socket paths are supported by warren-lb", w[2])
-			return
+		case strings.HasPrefix(path, "/") || strings.HasPrefix(path, "."):
+		default:
+			network = "tcp"
+			path = strings.TrimPrefix(strings.TrimPrefix(path, "ipv4@"), "ipv6@")
+			host, port, err := splitAddr(path)
+			if err != nil || port == "" {
+				p.errorf("'stats socket %s' : expects a unix socket path or an address:port", w[2])
+				return
+			}
+			path = net.JoinHostPort(host, port)
 		}
-		p.cfg.Global.StatsSockets = append(p.cfg.Global.StatsSockets, StatsSocket{Path: path, Level: level, Pos: p.pos})
+		p.cfg.Global.StatsSockets = append(p.cfg.Global.StatsSockets, StatsSocket{Path: path, Network: network, Level: level, Pos: p.pos})
 	case "timeout":
 		if len(w) < 3 {
 			p.errorf("'stats timeout' expects a timeout value")

@@ -38,7 +38,7 @@ var proxyIgnored = map[string]struct{ cap, args int }{
 // ways warren-lb does not implement; they get a clearer error than an
 // unknown keyword.
 var unsupportedProxyKeywords = map[string]bool{
-	"fullconn": true, "hash-type": true, "rate-limit": true, "acl": true, "tcp-request": true,
+	"fullconn": true, "rate-limit": true, "acl": true, "tcp-request": true,
 	"tcp-response": true, "http-request": true, "http-response": true, "stick-table": true,
 	"stick": true, "capture": true, "monitor-uri": true, "cookie": true, "persist": true,
 	"source": true, "dispatch": true, "email-alert": true, "compression": true,
@@ -209,6 +209,13 @@ func (p *parser) proxyKeyword(w []string) {
 		p.httpCheck(w)
 	case "disabled":
 		px.Disabled = true
+	case "hash-type":
+		if !allowed(capDef | capBE) {
+			return
+		}
+		if len(w) < 2 || w[1] != "map-based" {
+			p.errorf("'hash-type' : only 'map-based' (the default) is supported by warren-lb.")
+		}
 	default:
 		if ig, ok := proxyIgnored[kw]; ok {
 			if !allowed(ig.cap) {
