@@ -369,3 +369,44 @@ func TestTCPKeepalive(t *testing.T) {
 		}
 	}
 }
+
+// TestTunnelTimeoutOverridesClientAndServer: once connected, "timeout
+// tunnel" replaces the shorter client and server timeouts.
+func TestTunnelTimeoutOverridesClientAndServer(t *testing.T) {
+	be := startBackend(t, "x")
+	port := freePort(t)
+	startLB(t, `
+defaults
+    mode tcp
+    timeout connect 1s
+    timeout client 200ms
+    timeout server 200ms
+    timeout tunnel 1500ms
+listen l
+    bind 127.0.0.1:`+fmt.Sprint(port)+`
+    server x `+be.addr+"\n")
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond) // idle for three client timeouts
+	if _, err := c.Write([]byte("still\n")); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := r.ReadString('\n'); err != nil || line != "still\n" {
+		t.Fatalf("tunnel connection cut before timeout tunnel: %q %v", line, err)
+	}
+	start := time.Now()
+	if _, err := r.ReadByte(); err == nil {
+		t.Fatal("idle tunnel got data")
+	}
+	if el := time.Since(start); el < time.Second || el > 4*time.Second {
+		t.Fatalf("tunnel closed after %v idle, want about 1.5s", el)
+	}
+}
