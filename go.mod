@@ -2,13 +2,14 @@ module github.com/warren-mq/warren
 
 go 1.26.8
 
+require go.uber.org/goleak v1.3.0
+
 require (
 	github.com/hashicorp/go-hclog v1.6.2
 	github.com/hashicorp/raft v1.7.3
 	github.com/rabbitmq/amqp091-go v1.16.0
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
-	go.uber.org/goleak v1.3.0
 	golang.org/x/net v0.48.0
 	golang.org/x/sys v0.39.0
 )

@@ -1,0 +1,347 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warren-mq/warren/internal/lb/balance"
+	"github.com/warren-mq/warren/internal/lb/config"
+	"github.com/warren-mq/warren/internal/lb/health"
+)
+
+// AdminState is a server's administrative state, set by config or the
+// runtime API.
+type AdminState int
+
+// Administrative states.
+const (
+	AdminReady AdminState = iota
+	AdminDrain
+	AdminMaint
+)
+
+// counters are cumulative statistics shared by frontends, backends and servers.
+type counters struct {
+	cur, max, total     atomic.Int64
+	bytesIn, bytesOut   atomic.Int64
+	connErrors          atomic.Int64 // econ
+	respErrors          atomic.Int64 // eresp
+	retries, redispatch atomic.Int64
+	denied              atomic.Int64
+	queueMax            atomic.Int64
+	lbTotal             atomic.Int64
+	lastSess            atomic.Int64 // unix nano of the last session
+}
+
+func (c *counters) enter() {
+	n := c.cur.Add(1)
+	c.total.Add(1)
+	c.lastSess.Store(time.Now().UnixNano())
+	for {
+		m := c.max.Load()
+		if n <= m || c.max.CompareAndSwap(m, n) {
+			return
+		}
+	}
+}
+
+func (c *counters) leave() { c.cur.Add(-1) }
+
+// Server is a runtime server. Fields below the line are guarded by the
+// owning backend's mu.
+type Server struct {
+	Name  string
+	stats counters
+	// index is the server's position in its backend's balancer.
+	index atomic.Int64
+	// conf is the server line; replaced on reload, read by live sessions.
+	conf atomic.Pointer[config.Server]
+
+	// backend is the backend currently owning the server; it changes on
+	// reload when the server is carried over.
+	backend atomic.Pointer[Backend]
+
+	health      health.State
+	admin       AdminState
+	weight      int // runtime weight (set weight), initially cfg weight
+	lastChange  time.Time
+	downSince   time.Time
+	downtime    time.Duration
+	checkStatus string // e.g. "L4OK", "L4CON"
+	checkDesc   string // e.g. "Layer4 connection problem"
+	checkInfo   string
+	checkDur    time.Duration
+	lastCheck   time.Time
+	checkFails  int64
+	downTrans   int64
+	// checkStop stops the health checker; nil when not checking.
+	checkStop context.CancelFunc
+
+	// sessMu guards sessions: the live connections through this server,
+	// client side mapped to server side. Lock order: Backend.mu, sessMu.
+	sessMu   sync.Mutex
+	sessions map[*net.TCPConn]*net.TCPConn
+}
+
+// addSession records a live connection through the server.
+func (s *Server) addSession(client, server *net.TCPConn) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if s.sessions == nil {
+		s.sessions = map[*net.TCPConn]*net.TCPConn{}
+	}
+	s.sessions[client] = server
+}
+
+// removeSession forgets a connection that ended.
+func (s *Server) removeSession(client *net.TCPConn) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	delete(s.sessions, client)
+}
+
+// shutdownSessions closes every live connection through the server and
+// returns how many there were.
+func (s *Server) shutdownSessions() int {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	for c, srv := range s.sessions {
+		_ = c.Close()
+		_ = srv.Close()
+	}
+	return len(s.sessions)
+}
+
+func (s *Server) config() *config.Server { return s.conf.Load() }
+
+func (s *Server) idx() int { return int(s.index.Load()) }
+
+// usableLocked reports whether the balancer may hand out the server.
+func (s *Server) usableLocked() bool {
+	return s.admin == AdminReady && s.health.Up()
+}
+
+// statusLocked returns the status column of the stats page.
+func (s *Server) statusLocked() string {
+	switch {
+	case s.admin == AdminMaint:
+		return "MAINT"
+	case s.admin == AdminDrain && s.health.Up():
+		return "DRAIN"
+	case !s.config().Check:
+		if s.admin == AdminDrain {
+			return "DRAIN"
+		}
+		return "no check"
+	}
+	return s.health.Status()
+}
+
+// Backend is a runtime backend: servers, balancer and queue.
+type Backend struct {
+	Name string
+	cfg  *config.Proxy
+	lb   *LB
+	// stats is shared with the backend of the same name after a reload.
+	stats *counters
+
+	mu       sync.Mutex
+	servers  []*Server
+	balancer *balance.Balancer
+	// queue holds connections waiting for a server slot, oldest first.
+	queue      []chan struct{}
+	lastChange time.Time
+	downSince  time.Time
+	downtime   time.Duration
+}
+
+// serverLoad exposes live server load to the balancer; used under mu.
+type serverLoad []*Server
+
+func (l serverLoad) Conns(i int) int { return int(l[i].stats.cur.Load()) }
+func (l serverLoad) Full(i int) bool {
+	m := l[i].config().MaxConn
+	return m > 0 && int(l[i].stats.cur.Load()) >= m
+}
+
+func newBackend(lb *LB, px *config.Proxy) *Backend {
+	return &Backend{Name: px.Name, cfg: px, lb: lb, lastChange: time.Now(), stats: &counters{}}
+}
+
+// syncServerLocked pushes a server's state into the balancer.
+func (b *Backend) syncServerLocked(s *Server) {
+	b.balancer.SetServer(s.idx(), s.weight, s.usableLocked(), s.config().Backup)
+	if b.balancer.ActiveUsable()+b.balancer.BackupUsable() == 0 {
+		if b.downSince.IsZero() {
+			b.downSince = time.Now()
+			b.lastChange = b.downSince
+		}
+	} else if !b.downSince.IsZero() {
+		b.downtime += time.Since(b.downSince)
+		b.downSince = time.Time{}
+		b.lastChange = time.Now()
+	}
+}
+
+// errNoServer means no server could take the connection.
+var errNoServer = errors.New("lb: no server available")
+
+// errQueueTimeout means the connection waited in the queue for too long.
+var errQueueTimeout = errors.New("lb: queue timeout")
+
+// acquire picks a server and reserves a connection slot on it, waiting in
+// the backend queue while every usable server is full. avoid is a server
+// to skip if possible (-1 for none).
+func (b *Backend) acquire(ctx context.Context, avoid int, key uint32) (*Server, time.Duration, error) {
+	start := time.Now()
+	var deadline <-chan time.Time
+	for {
+		b.mu.Lock()
+		i := b.balancer.Pick(serverLoad(b.servers), avoid, key)
+		if i >= 0 {
+			s := b.servers[i]
+			s.stats.enter()
+			s.stats.lbTotal.Add(1)
+			b.mu.Unlock()
+			return s, time.Since(start), nil
+		}
+		if b.balancer.ActiveUsable()+b.balancer.BackupUsable() == 0 {
+			b.mu.Unlock()
+			return nil, time.Since(start), errNoServer
+		}
+		wake := make(chan struct{}, 1)
+		b.queue = append(b.queue, wake)
+		if n := int64(len(b.queue)); n > b.stats.queueMax.Load() {
+			b.stats.queueMax.Store(n)
+		}
+		b.mu.Unlock()
+		if deadline == nil {
+			t := time.NewTimer(b.queueTimeout())
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-wake:
+		case <-deadline:
+			b.dequeue(wake)
+			return nil, time.Since(start), errQueueTimeout
+		case <-ctx.Done():
+			b.dequeue(wake)
+			return nil, time.Since(start), ctx.Err()
+		}
+	}
+}
+
+// queueTimeout is "timeout queue", or "timeout connect" when unset, as in HAProxy.
+func (b *Backend) queueTimeout() time.Duration {
+	switch {
+	case b.cfg.Timeouts.Queue > 0:
+		return b.cfg.Timeouts.Queue
+	case b.cfg.Timeouts.Connect > 0:
+		return b.cfg.Timeouts.Connect
+	}
+	return 5 * time.Second
+}
+
+func (b *Backend) dequeue(wake chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, w := range b.queue {
+		if w == wake {
+			b.queue = append(b.queue[:i], b.queue[i+1:]...)
+			return
+		}
+	}
+	// Already woken: pass the wake-up on so the slot is not lost.
+	b.wakeOneLocked()
+}
+
+// wakeAllLocked lets every queued connection look for a server again,
+// after a change in which servers are usable.
+func (b *Backend) wakeAllLocked() {
+	for len(b.queue) > 0 {
+		b.wakeOneLocked()
+	}
+}
+
+func (b *Backend) wakeOneLocked() {
+	if len(b.queue) == 0 {
+		return
+	}
+	w := b.queue[0]
+	b.queue = b.queue[1:]
+	w <- struct{}{}
+}
+
+// release frees a slot taken by acquire and lets a queued connection
+// retry, in whichever backend owns the server now.
+func (b *Backend) release(s *Server) {
+	s.stats.leave()
+	if cur := s.backend.Load(); cur != nil {
+		b = cur
+	}
+	b.mu.Lock()
+	b.wakeOneLocked()
+	b.mu.Unlock()
+}
+
+// queueLen returns the number of queued connections.
+func (b *Backend) queueLen() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.queue)
+}
+
+// server returns the named server or nil.
+func (b *Backend) server(name string) *Server {
+	for _, s := range b.servers {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// counts returns usable active and backup servers.
+func (b *Backend) countsLocked() (act, bck int) {
+	for _, s := range b.servers {
+		if s.usableLocked() && s.weight > 0 {
+			if s.config().Backup {
+				bck++
+			} else {
+				act++
+			}
+		}
+	}
+	return act, bck
+}
+
+// dialServer connects to a server, with the backend's connect timeout.
+func (b *Backend) dialServer(ctx context.Context, s *Server, clientAddr net.Addr) (*net.TCPConn, error) {
+	timeout := b.cfg.Timeouts.Connect
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	addr := s.config().Addr
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		// No port on the server line: use the port the client connected to.
+		if ta, ok := clientAddr.(*net.TCPAddr); ok {
+			addr = net.JoinHostPort(addr, fmt.Sprint(ta.Port))
+		}
+	}
+	d := net.Dialer{Timeout: timeout, KeepAlive: -1}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := c.(*net.TCPConn)
+	if b.cfg.Options.ServerTCPKA {
+		_ = tc.SetKeepAlive(true)
+	}
+	return tc, nil
+}

@@ -1,0 +1,114 @@
+package config
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// deliberateDifferences lists corpus files that HAProxy 2.6 rejects and
+// warren-lb accepts on purpose, with the line HAProxy complains about first.
+// Both forms appear in the seeds and were valid in older HAProxy versions.
+var deliberateDifferences = map[string]struct {
+	line int // 0: the file says "quiet" and haproxy prints nothing
+	why  string
+}{
+	"seed000.cfg": {48, "listen NAME ADDR:PORT"},
+	"seed002.cfg": {0, "nbproc"},
+}
+
+var alertLine = regexp.MustCompile(`\[ALERT\].*?\[([^\]:]+):(\d+)\]`)
+
+// haproxyCheck runs Debian's haproxy -c and returns whether it accepted the
+// file and the line numbers of the errors it reported.
+func haproxyCheck(t *testing.T, bin, dir, file string) (bool, []int) {
+	t.Helper()
+	cmd := exec.Command(bin, "-c", "-f", file)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	var lines []int
+	for _, m := range alertLine.FindAllStringSubmatch(string(out), -1) {
+		n, _ := strconv.Atoi(m[2])
+		lines = append(lines, n)
+	}
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatalf("running haproxy: %v", err)
+		}
+		return false, lines
+	}
+	return true, lines
+}
+
+func haproxyBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatalf("haproxy is needed as the test oracle (apt-get install haproxy, listed in scripts/deps/lb.txt): %v", err)
+	}
+	return bin
+}
+
+// TestOracleHAProxyCheck parses every corpus file with warren-lb and with
+// haproxy -c: both must accept or reject the same files, and for rejected
+// files warren-lb must report the first line HAProxy reports.
+func TestOracleHAProxyCheck(t *testing.T) {
+	bin := haproxyBinary(t)
+	dir := filepath.Join("testdata", "oracle")
+	files, err := filepath.Glob(filepath.Join(dir, "*.cfg"))
+	if err != nil || len(files) < 30 {
+		t.Fatalf("corpus: %d files, %v", len(files), err)
+	}
+	for _, path := range files {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			hpOK, hpLines := haproxyCheck(t, bin, dir, name)
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, perr := ParseWithResolver(name, data, loopbackOnly)
+			var ourLines []int
+			if es, ok := perr.(Errors); ok {
+				for _, e := range es {
+					ourLines = append(ourLines, e.Pos.Line)
+				}
+			}
+			if d, ok := deliberateDifferences[name]; ok {
+				if hpOK || len(hpLines) > 0 && hpLines[0] != d.line {
+					t.Fatalf("haproxy no longer rejects %s at line %d (accepted=%v lines=%v)", d.why, d.line, hpOK, hpLines)
+				}
+				if perr != nil {
+					t.Fatalf("warren-lb should accept %s: %v", d.why, perr)
+				}
+				return
+			}
+			if hpOK != (perr == nil) {
+				t.Fatalf("haproxy accepted=%v, warren-lb error=%v", hpOK, perr)
+			}
+			if !hpOK && len(hpLines) > 0 {
+				sort.Ints(ourLines)
+				if !containsInt(ourLines, hpLines[0]) {
+					t.Fatalf("haproxy reports line %d, warren-lb lines %v: %v", hpLines[0], ourLines, perr)
+				}
+			}
+			if strings.HasPrefix(name, "bad_several") && len(ourLines) < 3 {
+				t.Fatalf("want every error listed, got %v", perr)
+			}
+		})
+	}
+}
+
+func containsInt(list []int, v int) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

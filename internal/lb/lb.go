@@ -1,0 +1,467 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/warren-mq/warren/internal/lb/balance"
+	"github.com/warren-mq/warren/internal/lb/config"
+	"github.com/warren-mq/warren/internal/lb/health"
+)
+
+// Options configure an LB.
+type Options struct {
+	// Logger receives warren-lb's own events (health transitions, errors).
+	// Nil means slog.Default().
+	Logger *slog.Logger
+	// ReusePort sets SO_REUSEPORT on listeners so a new process started
+	// with -sf can bind the same addresses before the old one leaves.
+	ReusePort bool
+	// Version is shown on the stats page and by "show info".
+	Version string
+}
+
+// LB is a running load balancer. It is safe for concurrent use.
+type LB struct {
+	log   *slog.Logger
+	opts  Options
+	start time.Time
+	pid   int
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // every goroutine the LB starts
+
+	state atomic.Pointer[state]
+
+	mu        sync.Mutex // guards the fields below
+	listeners map[string]*listener
+	conns     map[*net.TCPConn]struct{}
+	sockets   []net.Listener
+	// socketFiles are the stats socket files created by this process;
+	// socketKeys names the open stats sockets ("network path").
+	socketFiles []socketFile
+	socketKeys  map[string]bool
+	closed      bool
+	httpSrv     *http.Server
+	httpLn      *chanListener
+
+	// bufs lends chunk buffers to connections moving small amounts of data.
+	bufs sync.Pool
+
+	actConn   atomic.Int64
+	totalConn atomic.Int64
+	maxConn   chan struct{} // global maxconn slots
+	logs      atomic.Pointer[logSinks]
+}
+
+// state is one loaded configuration.
+type state struct {
+	cfg       *config.Config
+	frontends map[string]*Frontend
+	backends  map[string]*Backend
+	// order lists proxy names in configuration order, for stats.
+	order []*config.Proxy
+}
+
+// Frontend is a runtime frontend or the frontend half of a listen section.
+type Frontend struct {
+	Name string
+	cfg  *config.Proxy
+	lb   *LB
+	// stats is shared with the frontend of the same name after a reload.
+	stats *counters
+	slots chan struct{} // frontend maxconn
+	// statsOnly marks a "mode http" proxy with "stats enable": it serves
+	// the stats page. Other mode http proxies are forwarded as TCP.
+	statsOnly bool
+}
+
+// listener is one bound address; its handler is swapped on reload.
+type listener struct {
+	addr    string
+	ln      *net.TCPListener
+	handler atomic.Pointer[Frontend]
+}
+
+// New validates nothing more than config.Parse did, binds every address of
+// cfg and starts serving. Call Close (or Shutdown) to stop.
+func New(cfg *config.Config, opts Options) (*LB, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	lb := &LB{
+		log:       opts.Logger,
+		opts:      opts,
+		start:     time.Now(),
+		pid:       syscall.Getpid(),
+		ctx:       ctx,
+		cancel:    cancel,
+		listeners: map[string]*listener{},
+		conns:     map[*net.TCPConn]struct{}{},
+		maxConn:   make(chan struct{}, cfg.Global.MaxConnOrDefault()),
+	}
+	lb.bufs.New = func() any {
+		b := make([]byte, chunkSize)
+		return &b
+	}
+	lb.httpLn = newChanListener()
+	lb.httpSrv = &http.Server{Handler: http.HandlerFunc(lb.serveStats), ReadHeaderTimeout: 10 * time.Second}
+	lb.wg.Add(1)
+	go func() {
+		defer lb.wg.Done()
+		_ = lb.httpSrv.Serve(lb.httpLn)
+	}()
+	if err := lb.apply(cfg); err != nil {
+		lb.Close()
+		return nil, err
+	}
+	return lb, nil
+}
+
+func (lb *LB) current() *state { return lb.state.Load() }
+
+// Reload switches to a new configuration. Listeners on addresses still
+// bound are kept; established connections continue untouched; servers
+// with the same backend and name keep their health and counters.
+func (lb *LB) Reload(cfg *config.Config) error {
+	return lb.apply(cfg)
+}
+
+func (lb *LB) apply(cfg *config.Config) error {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return errors.New("lb: closed")
+	}
+	// Bind new addresses first, so a failure leaves the running
+	// configuration untouched.
+	var fresh []*listener
+	for _, px := range cfg.Proxies {
+		if px.Disabled || !px.Kind.HasFrontend() {
+			continue
+		}
+		for _, b := range px.Binds {
+			if _, ok := lb.listeners[b.Addr]; ok || hasListener(fresh, b.Addr) {
+				continue
+			}
+			ln, err := lb.listen(b.Addr)
+			if err != nil {
+				for _, l := range fresh {
+					_ = l.ln.Close()
+				}
+				return fmt.Errorf("%s: %s '%s': cannot bind %s: %w", b.Pos, px.Kind, px.Name, b.Addr, err)
+			}
+			fresh = append(fresh, &listener{addr: b.Addr, ln: ln})
+		}
+	}
+	old := lb.state.Load()
+	if old != nil {
+		lb.stopCheckers(old)
+	}
+	st := &state{cfg: cfg, frontends: map[string]*Frontend{}, backends: map[string]*Backend{}}
+	wanted := map[string]*Frontend{}
+	for _, px := range cfg.Proxies {
+		if px.Disabled {
+			continue
+		}
+		st.order = append(st.order, px)
+		if px.Kind.HasBackend() {
+			var prev *Backend
+			if old != nil {
+				prev = old.backends[px.Name]
+			}
+			st.backends[px.Name] = lb.buildBackend(px, prev)
+		}
+		if px.Kind.HasFrontend() {
+			fe := &Frontend{Name: px.Name, cfg: px, lb: lb, statsOnly: px.Mode == "http" && px.Stats.Enable, stats: &counters{}}
+			if old != nil {
+				if pf := old.frontends[px.Name]; pf != nil {
+					fe.stats = pf.stats // keep counters across reloads
+				}
+			}
+			max := px.MaxConn
+			if max <= 0 {
+				max = cfg.Global.MaxConnOrDefault()
+			}
+			fe.slots = make(chan struct{}, max)
+			st.frontends[px.Name] = fe
+			for _, b := range px.Binds {
+				wanted[b.Addr] = fe
+			}
+		}
+	}
+	for _, l := range fresh {
+		lb.listeners[l.addr] = l
+	}
+	for addr, l := range lb.listeners {
+		fe, ok := wanted[addr]
+		if !ok {
+			_ = l.ln.Close()
+			delete(lb.listeners, addr)
+			continue
+		}
+		l.handler.Store(fe)
+	}
+	lb.state.Store(st)
+	for _, l := range fresh {
+		lb.wg.Add(1)
+		go lb.acceptLoop(l)
+	}
+	lb.startCheckers(st)
+	if prev := lb.logs.Swap(newLogSinks(cfg, lb.log)); prev != nil {
+		prev.close()
+	}
+	return lb.startSockets(cfg)
+}
+
+func hasListener(ls []*listener, addr string) bool {
+	for _, l := range ls {
+		if l.addr == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// buildBackend creates the runtime backend for px. Servers of prev that
+// keep their name are carried over as the same objects, so their health,
+// administrative state and counters continue; the caller has stopped
+// prev's health checkers.
+func (lb *LB) buildBackend(px *config.Proxy, prev *Backend) *Backend {
+	b := newBackend(lb, px)
+	b.balancer = balance.New(px.Balance, len(px.Servers), px.Options.AllBackups)
+	if prev != nil {
+		b.stats = prev.stats
+		prev.mu.Lock()
+		b.lastChange, b.downSince, b.downtime = prev.lastChange, prev.downSince, prev.downtime
+		prev.mu.Unlock()
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, sc := range px.Servers {
+		var s *Server
+		if prev != nil {
+			if ps := prev.server(sc.Name); ps != nil {
+				prev.mu.Lock()
+				s = ps
+				if ps.config().Weight != sc.Weight {
+					s.weight = sc.WeightOrDefault() // the new config sets a new weight
+				}
+				prev.mu.Unlock()
+			}
+		}
+		if s == nil {
+			s = &Server{Name: sc.Name, lastChange: time.Now(), weight: sc.WeightOrDefault()}
+			s.health = health.New(sc.RiseOrDefault(), sc.FallOrDefault())
+			if sc.Disabled {
+				s.admin = AdminMaint
+			}
+		}
+		s.index.Store(int64(i))
+		s.conf.Store(sc)
+		s.health.Rise, s.health.Fall = sc.RiseOrDefault(), sc.FallOrDefault()
+		if s.health.Health > s.health.Rise+s.health.Fall-1 {
+			s.health.Health = s.health.Rise + s.health.Fall - 1
+		}
+		s.backend.Store(b)
+		b.servers = append(b.servers, s)
+		b.syncServerLocked(s)
+	}
+	return b
+}
+
+// listen binds addr. With ReusePort it sets SO_REUSEPORT so a process
+// taking over with -sf can bind next to the old one; Linux refuses such a
+// bind while a TIME_WAIT connection still uses the port, so it then
+// retries without the option.
+func (lb *LB) listen(addr string) (*net.TCPListener, error) {
+	ln, err := lb.listenOpt(addr, lb.opts.ReusePort)
+	if err != nil && lb.opts.ReusePort && errors.Is(err, syscall.EADDRINUSE) {
+		ln, err = lb.listenOpt(addr, false)
+	}
+	return ln, err
+}
+
+func (lb *LB) listenOpt(addr string, reusePort bool) (*net.TCPListener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	if reusePort {
+		lc.Control = func(network, address string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	ln, err := lc.Listen(lb.ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+// acceptLoop accepts connections on l until it is closed.
+func (lb *LB) acceptLoop(l *listener) {
+	defer lb.wg.Done()
+	for {
+		c, err := l.ln.AcceptTCP()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			lb.log.Warn("accept failed", "addr", l.addr, "error", err)
+			select {
+			case <-time.After(50 * time.Millisecond):
+				continue
+			case <-lb.ctx.Done():
+				return
+			}
+		}
+		fe := l.handler.Load()
+		if fe == nil {
+			_ = c.Close()
+			continue
+		}
+		if fe.statsOnly {
+			lb.httpLn.push(c)
+			continue
+		}
+		// maxconn: hold the accept loop until a slot frees, leaving further
+		// clients in the kernel's backlog as HAProxy does.
+		select {
+		case lb.maxConn <- struct{}{}:
+		case <-lb.ctx.Done():
+			_ = c.Close()
+			return
+		}
+		select {
+		case fe.slots <- struct{}{}:
+		case <-lb.ctx.Done():
+			<-lb.maxConn
+			_ = c.Close()
+			return
+		}
+		if !lb.track(c) {
+			<-fe.slots
+			<-lb.maxConn
+			_ = c.Close()
+			return
+		}
+		fe.stats.enter()
+		lb.actConn.Add(1)
+		lb.totalConn.Add(1)
+		go func() {
+			defer lb.wg.Done()
+			fe.serve(lb.ctx, c, func() {
+				lb.untrack(c)
+				<-fe.slots
+				<-lb.maxConn
+			})
+		}()
+	}
+}
+
+// track registers a client connection and counts its goroutine; it
+// refuses once Close has begun.
+func (lb *LB) track(c *net.TCPConn) bool {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	if lb.closed {
+		return false
+	}
+	lb.conns[c] = struct{}{}
+	lb.wg.Add(1)
+	return true
+}
+
+func (lb *LB) untrack(c *net.TCPConn) {
+	lb.mu.Lock()
+	delete(lb.conns, c)
+	lb.mu.Unlock()
+}
+
+// StopListening closes every listener (and the runtime sockets) but lets
+// established connections run: the first step of a soft stop.
+func (lb *LB) StopListening() {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	for addr, l := range lb.listeners {
+		_ = l.ln.Close()
+		delete(lb.listeners, addr)
+	}
+	for _, s := range lb.sockets {
+		_ = s.Close()
+	}
+	lb.sockets = nil
+	lb.socketKeys = nil
+}
+
+// Shutdown stops listening and waits for established connections to end or
+// ctx to expire, then closes everything. HAProxy's soft stop (SIGUSR1).
+func (lb *LB) Shutdown(ctx context.Context) error {
+	lb.StopListening()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for lb.actConn.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			lb.Close()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	lb.Close()
+	return nil
+}
+
+// Close stops everything at once: listeners, connections, checkers. It is
+// idempotent and returns once every goroutine has ended.
+func (lb *LB) Close() {
+	lb.StopListening()
+	lb.mu.Lock()
+	if !lb.closed {
+		lb.closed = true
+		lb.cancel()
+		lb.removeOwnSocketsLocked()
+		for c := range lb.conns {
+			_ = c.Close()
+		}
+		if st := lb.state.Load(); st != nil {
+			lb.stopCheckers(st)
+		}
+		_ = lb.httpSrv.Close()
+		lb.httpLn.Close()
+	}
+	lb.mu.Unlock()
+	lb.wg.Wait()
+	if prev := lb.logs.Swap(nil); prev != nil {
+		prev.close()
+	}
+}
+
+// Addrs returns the bound listener addresses, for tests and logs.
+func (lb *LB) Addrs() []string {
+	lb.mu.Lock()
+	defer lb.mu.Unlock()
+	var out []string
+	for _, l := range lb.listeners {
+		out = append(out, l.ln.Addr().String())
+	}
+	return out
+}
+
+// ActiveConns returns the number of proxied client connections.
+func (lb *LB) ActiveConns() int64 { return lb.actConn.Load() }

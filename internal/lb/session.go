@@ -1,0 +1,231 @@
+package lb
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"time"
+
+	"github.com/warren-mq/warren/internal/lb/balance"
+)
+
+// session is one proxied client connection, for logging.
+type session struct {
+	accepted time.Time
+	client   *net.TCPConn
+	fe       *Frontend
+	be       *Backend
+	srv      *Server
+	retries  int
+	// redispatched is set when the last retry went to another server.
+	redispatched bool
+	waitQueue    time.Duration
+	connTime     time.Duration // -1 when never connected
+	result       pipeResult
+	feConn       int64
+	beConn       int64
+	srvConn      int64
+	actConn      int64
+}
+
+// serve connects one client connection to a server. It owns client:
+// finish, called exactly once when the connection is over, releases what
+// the accept loop reserved. On success the data is copied by two fresh
+// goroutines and serve returns at once, so its own stack (grown by the
+// dial) is not kept for the life of an idle connection.
+func (fe *Frontend) serve(ctx context.Context, client *net.TCPConn, finish func()) {
+	ss := &session{accepted: time.Now(), client: client, fe: fe, connTime: -1}
+	end := func() {
+		_ = client.Close()
+		fe.stats.leave()
+		fe.lb.actConn.Add(-1)
+		finish()
+	}
+	handedOff := false
+	defer func() {
+		if r := recover(); r != nil {
+			fe.lb.log.Error("panic in connection", "frontend", fe.Name, "panic", r, "stack", string(debug.Stack()))
+		}
+		if !handedOff {
+			end()
+		}
+	}()
+	ss.actConn = fe.lb.actConn.Load()
+	ss.feConn = fe.stats.cur.Load()
+	if fe.cfg.Options.ClientTCPKA {
+		_ = client.SetKeepAlive(true)
+	}
+	be := fe.route()
+	if be == nil {
+		ss.result.term = "SC"
+		fe.lb.logSession(ss)
+		return
+	}
+	ss.be = be
+	be.stats.enter()
+	ss.beConn = be.stats.cur.Load()
+	server, err := be.connect(ctx, ss)
+	if err != nil {
+		be.stats.leave()
+		switch {
+		case errors.Is(err, errQueueTimeout):
+			ss.result.term = "sQ"
+		default:
+			ss.result.term = "SC"
+		}
+		fe.lb.logSession(ss)
+		return
+	}
+	ss.srvConn = ss.srv.stats.cur.Load()
+	ss.srv.addSession(client, server)
+	done := func(res pipeResult) {
+		defer end()
+		ss.srv.removeSession(client)
+		// The log line shows the counts at the end, this session included.
+		ss.actConn, ss.feConn = fe.lb.actConn.Load(), fe.stats.cur.Load()
+		ss.beConn, ss.srvConn = be.stats.cur.Load(), ss.srv.stats.cur.Load()
+		_ = server.Close()
+		be.release(ss.srv)
+		be.stats.leave()
+		ss.result = res
+		fe.stats.bytesIn.Add(res.toServer)
+		fe.stats.bytesOut.Add(res.toClient)
+		be.stats.bytesIn.Add(res.toServer)
+		be.stats.bytesOut.Add(res.toClient)
+		ss.srv.stats.bytesIn.Add(res.toServer)
+		ss.srv.stats.bytesOut.Add(res.toClient)
+		if res.term == "SD" || res.term == "sD" {
+			be.stats.respErrors.Add(1)
+			ss.srv.stats.respErrors.Add(1)
+		}
+		fe.lb.logSession(ss)
+	}
+	handedOff = true
+	startPipe(client, server, be.pipeTimeouts(fe), &fe.lb.bufs, fe.lb.goCounted, done)
+}
+
+// goCounted runs f in a goroutine counted by the LB's WaitGroup. Callers
+// already hold a counted goroutine, so the count never drops to zero
+// while they call it.
+func (lb *LB) goCounted(f func()) {
+	lb.wg.Add(1)
+	go func() {
+		defer lb.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				lb.log.Error("panic in connection copy", "panic", r, "stack", string(debug.Stack()))
+			}
+		}()
+		f()
+	}()
+}
+
+// pipeTimeouts combines the frontend's client-side and the backend's
+// server-side timeouts; timeout tunnel, when set, replaces both.
+func (b *Backend) pipeTimeouts(fe *Frontend) pipeTimeouts {
+	t := pipeTimeouts{
+		client:    fe.cfg.Timeouts.Client,
+		server:    b.cfg.Timeouts.Server,
+		clientFin: fe.cfg.Timeouts.ClientFin,
+		serverFin: b.cfg.Timeouts.ServerFin,
+	}
+	if b.cfg.Timeouts.Tunnel > 0 {
+		t.client, t.server = b.cfg.Timeouts.Tunnel, b.cfg.Timeouts.Tunnel
+	}
+	return t
+}
+
+// connect picks a server and connects to it, retrying failed connections
+// up to "retries" times; with "option redispatch" the last retry goes to
+// another server. On success ss.srv holds the server with a slot reserved.
+func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error) {
+	var key uint32
+	if ta, ok := ss.client.RemoteAddr().(*net.TCPAddr); ok {
+		if ip4 := ta.IP.To4(); ip4 != nil {
+			key = balance.HashSource(ip4)
+		} else {
+			key = balance.HashSource(ta.IP)
+		}
+	}
+	srv, wait, err := b.acquire(ctx, -1, key)
+	ss.waitQueue = wait
+	if err != nil {
+		return nil, err
+	}
+	retries := b.cfg.RetriesOrDefault()
+	for attempt := 0; ; attempt++ {
+		connStart := time.Now()
+		conn, err := b.dialServer(ctx, srv, ss.client.LocalAddr())
+		if err == nil {
+			if srv.config().SendProxy || srv.config().SendProxyV2 {
+				if _, werr := conn.Write(proxyHeader(srv.config().SendProxyV2, ss.client.RemoteAddr(), ss.client.LocalAddr())); werr != nil {
+					_ = conn.Close()
+					err = werr
+				}
+			}
+		}
+		if err == nil {
+			ss.srv = srv
+			ss.connTime = time.Since(connStart)
+			ss.retries = attempt
+			return conn, nil
+		}
+		srv.stats.connErrors.Add(1)
+		b.stats.connErrors.Add(1)
+		b.lb.log.Debug("server connection failed", "backend", b.Name, "server", srv.Name, "error", err)
+		if attempt >= retries || ctx.Err() != nil {
+			b.release(srv)
+			ss.srv = srv
+			ss.retries = attempt
+			return nil, err
+		}
+		srv.stats.retries.Add(1)
+		b.stats.retries.Add(1)
+		if b.cfg.Options.Redispatch && attempt == retries-1 {
+			b.release(srv)
+			next, _, aerr := b.acquire(ctx, srv.idx(), key)
+			if aerr != nil {
+				ss.srv = srv
+				return nil, aerr
+			}
+			if next != srv {
+				next.stats.redispatch.Add(1)
+				b.stats.redispatch.Add(1)
+				ss.redispatched = true
+			}
+			srv = next
+			continue
+		}
+		// Wait a little before retrying the same server, as HAProxy's
+		// turn-around timer does, so a refusing server is not hammered.
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// route returns the backend for a new connection: the first use_backend
+// rule that applies, else default_backend, else the proxy itself for a
+// listen section.
+func (fe *Frontend) route() *Backend {
+	st := fe.lb.current()
+	for _, ub := range fe.cfg.UseBackends {
+		if ub.CondTrue() {
+			if b := st.backends[ub.Backend]; b != nil {
+				return b
+			}
+		}
+	}
+	if fe.cfg.DefaultBackend != "" {
+		return st.backends[fe.cfg.DefaultBackend]
+	}
+	if fe.cfg.Kind.HasBackend() {
+		return st.backends[fe.Name]
+	}
+	return nil
+}
+
+var _ = slog.LevelInfo
