@@ -2,13 +2,15 @@ package lb
 
 import (
 	"bufio"
-	"encoding/binary"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warren-mq/warren/internal/broker"
 )
 
 // TestBackendKilledGoesDownAndComesBack kills a backend: it must go DOWN
@@ -93,27 +95,31 @@ func TestBackendKilledGoesDownAndComesBack(t *testing.T) {
 	}
 }
 
-// fakeAMQP answers the protocol header with a connection.start frame, as a
-// running broker does.
-func fakeAMQP(c net.Conn) {
-	hdr := make([]byte, 8)
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if _, err := io.ReadFull(c, hdr); err != nil || string(hdr) != "AMQP\x00\x00\x09\x01" {
-		return
+// startWarrenNode runs a real warren broker node on a loopback port.
+func startWarrenNode(t *testing.T) string {
+	t.Helper()
+	srv, err := broker.New(context.Background(), broker.Config{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	payload := []byte{0, 10, 0, 10, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 'P', 'L', 'A', 'I', 'N', 0, 0, 0, 5, 'e', 'n', '_', 'U', 'S'}
-	frame := []byte{1, 0, 0}
-	frame = binary.BigEndian.AppendUint32(frame, uint32(len(payload)))
-	frame = append(frame, payload...)
-	frame = append(frame, 0xce)
-	_, _ = c.Write(frame)
-	_, _ = io.Copy(io.Discard, c)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		<-served
+	})
+	return ln.Addr().String()
 }
 
-// TestAMQPCheck: a broker answering connection.start is UP; a port that is
-// open but closes without it (broker application stopped) is DOWN.
+// TestAMQPCheck: a warren node, which answers with connection.start, is
+// UP; a port that is open but closes without it (broker application
+// stopped) is DOWN.
 func TestAMQPCheck(t *testing.T) {
-	good := startBackendFunc(t, "good", fakeAMQP)
+	good := struct{ addr string }{startWarrenNode(t)}
 	stopped := startBackendFunc(t, "stopped", func(c net.Conn) {
 		_, _ = c.Read(make([]byte, 8))
 	})
