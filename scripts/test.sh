@@ -34,6 +34,16 @@ go mod verify
 step "build"
 go build -o bin/ ./cmd/...
 
+step "generated code is up to date"
+gen_files=$(grep -rl --include='*.go' '^// Code generated .* DO NOT EDIT' . || true)
+before=$(cat $gen_files | sha256sum)
+go generate ./...
+if [ "$(cat $gen_files | sha256sum)" != "$before" ]; then
+	echo "go generate changed $gen_files: commit its output" >&2
+	exit 1
+fi
+echo "ok: $gen_files"
+
 step "gofmt"
 bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$bad" ]; then echo "gofmt would change: $bad" >&2; exit 1; fi
