@@ -3,31 +3,34 @@ package lb
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warren-mq/warren/internal/seeds"
 )
 
-// TestSeedConfigsRun starts warren-lb on every seed haproxy.cfg of the
-// test corpus, changing only addresses: listeners move to free loopback
-// ports and stats sockets into a temporary directory.
+// TestSeedConfigsRun starts warren-lb on every runbook haproxy.cfg (as the
+// seeds package quotes it, servers on loopback), changing only addresses:
+// listeners move to free loopback ports and stats sockets into a temporary
+// directory. The copy that keeps the runbook's no-break spaces is left out:
+// HAProxy and warren-lb both reject it, which the oracle test checks.
 func TestSeedConfigsRun(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("config", "testdata", "oracle", "seed*.cfg"))
-	if err != nil || len(files) < 5 {
-		t.Fatalf("seed configs: %v %v", files, err)
+	names := seeds.NamesWithSuffix(".cfg")
+	if len(names) < 7 {
+		t.Fatalf("runbook haproxy.cfg files: %v", names)
 	}
 	bindRe := regexp.MustCompile(`(?m)^(\s*bind\s+)\S+`)
 	listenRe := regexp.MustCompile(`(?m)^(listen\s+\S+\s+)\d+\.\d+\.\d+\.\d+:\d+`)
 	sockRe := regexp.MustCompile(`(?m)^(\s*stats socket\s+)\S+`)
-	for _, f := range files {
-		if strings.Contains(f, "raw") {
+	for _, name := range names {
+		if strings.Contains(name, "raw") {
 			continue
 		}
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
+		t.Run(name, func(t *testing.T) {
+			data, err := seeds.Config(name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -37,7 +40,7 @@ func TestSeedConfigsRun(t *testing.T) {
 				ports = append(ports, p)
 				return fmt.Sprintf("%s127.0.0.1:%d", prefix, p)
 			}
-			cfg := bindRe.ReplaceAllStringFunc(string(data), func(m string) string {
+			cfg := bindRe.ReplaceAllStringFunc(data, func(m string) string {
 				return newPort(bindRe.FindStringSubmatch(m)[1])
 			})
 			cfg = listenRe.ReplaceAllStringFunc(cfg, func(m string) string {

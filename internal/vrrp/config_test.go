@@ -24,7 +24,7 @@ func seedFile(t *testing.T, name string) string {
 
 func TestParseSeedConfigs(t *testing.T) {
 	var files []string
-	for _, n := range seeds.Names() {
+	for _, n := range seeds.NamesWithSuffix(".conf") {
 		files = append(files, seedFile(t, n))
 	}
 	if len(files) != 6 {

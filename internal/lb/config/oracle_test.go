@@ -9,11 +9,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/warren-mq/warren/internal/seeds"
 )
 
 // deliberateDifferences lists corpus files that HAProxy 2.6 rejects and
 // warren-lb accepts on purpose, with the line HAProxy complains about first.
-// Both forms appear in the seeds and were valid in older HAProxy versions.
+// Both forms appear in the runbooks and were valid in older HAProxy versions.
 var deliberateDifferences = map[string]struct {
 	line int // 0: the file says "quiet" and haproxy prints nothing
 	why  string
@@ -56,7 +58,9 @@ func haproxyBinary(t *testing.T) string {
 
 // TestOracleHAProxyCheck parses every corpus file with warren-lb and with
 // haproxy -c: both must accept or reject the same files, and for rejected
-// files warren-lb must report the first line HAProxy reports.
+// files warren-lb must report the first line HAProxy reports. The corpus is
+// the files in testdata/oracle and the runbooks' haproxy.cfg files, which
+// the seeds package writes into a temporary directory.
 func TestOracleHAProxyCheck(t *testing.T) {
 	bin := haproxyBinary(t)
 	dir := filepath.Join("testdata", "oracle")
@@ -64,10 +68,22 @@ func TestOracleHAProxyCheck(t *testing.T) {
 	if err != nil || len(files) < 30 {
 		t.Fatalf("corpus: %d files, %v", len(files), err)
 	}
+	seedDir := t.TempDir()
+	seedNames := seeds.NamesWithSuffix(".cfg")
+	if len(seedNames) < 7 {
+		t.Fatalf("runbook haproxy.cfg files: %v", seedNames)
+	}
+	for _, n := range seedNames {
+		p, err := seeds.WriteFile(seedDir, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, p)
+	}
 	for _, path := range files {
 		name := filepath.Base(path)
 		t.Run(name, func(t *testing.T) {
-			hpOK, hpLines := haproxyCheck(t, bin, dir, name)
+			hpOK, hpLines := haproxyCheck(t, bin, filepath.Dir(path), name)
 			data, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warren-mq/warren/internal/seeds"
 )
 
 func TestParseValues(t *testing.T) {
@@ -89,13 +91,21 @@ func TestSplitLine(t *testing.T) {
 }
 
 // FuzzParse feeds arbitrary text to the parser, whole and split into two
-// files, and checks it never panics and that errors carry positions.
+// files, and checks it never panics and that errors carry positions. It
+// starts from the oracle corpus and the runbooks' haproxy.cfg files.
 func FuzzParse(f *testing.F) {
 	files, _ := filepath.Glob(filepath.Join("testdata", "oracle", "*.cfg"))
 	for _, fn := range files {
 		if data, err := os.ReadFile(fn); err == nil {
 			f.Add(data)
 		}
+	}
+	for _, n := range seeds.NamesWithSuffix(".cfg") {
+		text, err := seeds.Config(n)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add([]byte(text))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if _, err := ParseWithResolver("f.cfg", data, loopbackOnly); err != nil {
