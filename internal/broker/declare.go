@@ -304,7 +304,7 @@ func (ch *channel) queueDelete(m *amqp.QueueDelete) error {
 	}
 	n := q.Len()
 	if m.IfEmpty && n > 0 {
-		return chanErr(codePreconditionFail, "queue '%s' in vhost '%s' is not empty", q.Name, q.VHost)
+		return chanErr(codePreconditionFail, "queue '%s' in vhost '%s' not empty", q.Name, q.VHost)
 	}
 	if _, err := ch.c.s.meta.DeleteQueue(ch.ctx(), q.VHost, q.Name); err != nil {
 		return asAMQP(err)
