@@ -79,6 +79,7 @@ func run(args []string) error {
 
 	srv, err := broker.New(ctx, broker.Config{
 		NodeName:                    cfg.NodeName,
+		DataDir:                     cfg.DataDir,
 		Logger:                      logger,
 		FrameMax:                    cfg.FrameMax,
 		ChannelMax:                  cfg.ChannelMax,

@@ -2,11 +2,11 @@ package broker_test
 
 import (
 	"context"
-	"os"
 	"errors"
 	"fmt"
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/broker"
+	"os"
 	"strings"
 	"testing"
 	"time"

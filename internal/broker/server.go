@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,9 @@ import (
 type Config struct {
 	// NodeName is the node's name, rabbit@host style. Default "warren@localhost".
 	NodeName string
+	// DataDir keeps the node's state across restarts. Empty keeps
+	// everything in memory (tests).
+	DataDir string
 	// Logger receives the server's log. Default: discard.
 	Logger *slog.Logger
 	// FrameMax is the largest frame offered in connection.tune. Default 131072.
@@ -145,11 +149,21 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.SetMemoryHighWatermark(cfg.MemoryHighWatermark, cfg.MemoryHighWatermarkAbsolute); err != nil {
 		return nil, fmt.Errorf("memory high watermark: %w", err)
 	}
-	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger})
+	metaDir := ""
+	if cfg.DataDir != "" {
+		metaDir = filepath.Join(cfg.DataDir, "meta")
+	}
+	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger, Dir: metaDir})
 	if err != nil {
 		return nil, fmt.Errorf("open definitions: %w", err)
 	}
 	s.meta = m
+	if m.Restored() {
+		if err := s.dropTransient(ctx); err != nil {
+			m.Close()
+			return nil, err
+		}
+	}
 	if err := s.bootstrap(ctx); err != nil {
 		m.Close()
 		return nil, err
@@ -180,6 +194,32 @@ func (s *Server) bootstrap(ctx context.Context) error {
 	if err := s.meta.SetPermission(ctx, meta.Permission{User: s.cfg.DefaultUser, VHost: s.cfg.DefaultVHost, Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
 		return fmt.Errorf("set default permissions: %w", err)
 	}
+	return nil
+}
+
+// dropTransient deletes, after a restart, what did not outlive the node
+// that declared it: non-durable queues and exchanges, and exclusive queues
+// (their connections are gone), as RabbitMQ does when a node starts.
+func (s *Server) dropTransient(ctx context.Context) error {
+	d := s.meta.Snapshot()
+	dropped := 0
+	for _, q := range d.Queues {
+		if !q.Durable || q.Exclusive {
+			if _, err := s.meta.DeleteQueue(ctx, q.VHost, q.Name); err != nil {
+				return fmt.Errorf("drop transient queue %q: %w", q.Name, err)
+			}
+			dropped++
+		}
+	}
+	for _, x := range d.Exchanges {
+		if !x.Durable {
+			if _, err := s.meta.DeleteExchange(ctx, x.VHost, x.Name); err != nil {
+				return fmt.Errorf("drop transient exchange %q: %w", x.Name, err)
+			}
+			dropped++
+		}
+	}
+	s.log.Info("definitions restored", "queues", len(d.Queues), "exchanges", len(d.Exchanges), "bindings", len(d.Bindings), "transient_dropped", dropped)
 	return nil
 }
 

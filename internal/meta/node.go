@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // Config configures a Node. Zero values mean the defaults in each field's
@@ -24,6 +27,9 @@ type Config struct {
 	// ApplyTimeout bounds one command when the context has no deadline.
 	// Default 10s.
 	ApplyTimeout time.Duration
+	// Dir holds the Raft log (a bbolt file, fsynced per batch of commands)
+	// and snapshots. Empty keeps everything in memory, for tests.
+	Dir string
 }
 
 // Node is one member of the definitions Raft group. It is safe for
@@ -33,6 +39,8 @@ type Node struct {
 	fsm       *fsm
 	raft      *raft.Raft
 	transport *raft.InmemTransport
+	closeLogs func() error // closes the on-disk log store; nil in memory
+	restored  bool
 }
 
 // Open starts a Node as the single voter of a new group and waits until it
@@ -54,18 +62,55 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: io.Discard, Level: hclog.Off})
 	addr, transport := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
-	logs := raft.NewInmemStore()
-	snaps := raft.NewInmemSnapshotStore()
-	if err := raft.BootstrapCluster(rc, logs, logs, snaps, transport, raft.Configuration{
-		Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}},
-	}); err != nil {
-		return nil, fmt.Errorf("bootstrap meta raft: %w", err)
+	var (
+		logs      raft.LogStore
+		stable    raft.StableStore
+		snaps     raft.SnapshotStore
+		closeLogs func() error
+	)
+	if cfg.Dir == "" {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create meta directory: %w", err)
+		}
+		bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+		if err != nil {
+			return nil, fmt.Errorf("open meta log %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
+		}
+		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, rc.Logger)
+		if err != nil {
+			bolt.Close()
+			return nil, fmt.Errorf("open meta snapshots: %w", err)
+		}
+		logs, stable, snaps, closeLogs = bolt, bolt, fss, bolt.Close
 	}
-	r, err := raft.NewRaft(rc, f, logs, logs, snaps, transport)
+	existing, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
+		if closeLogs != nil {
+			closeLogs()
+		}
+		return nil, fmt.Errorf("read meta state: %w", err)
+	}
+	if !existing {
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, transport, raft.Configuration{
+			Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}},
+		}); err != nil {
+			if closeLogs != nil {
+				closeLogs()
+			}
+			return nil, fmt.Errorf("bootstrap meta raft: %w", err)
+		}
+	}
+	r, err := raft.NewRaft(rc, f, logs, stable, snaps, transport)
+	if err != nil {
+		if closeLogs != nil {
+			closeLogs()
+		}
 		return nil, fmt.Errorf("start meta raft: %w", err)
 	}
-	n := &Node{cfg: cfg, fsm: f, raft: r, transport: transport}
+	n := &Node{cfg: cfg, fsm: f, raft: r, transport: transport, closeLogs: closeLogs, restored: existing}
 	for r.State() != raft.Leader {
 		select {
 		case <-ctx.Done():
@@ -74,13 +119,27 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+	// Apply everything the log holds before anyone reads the state.
+	if err := r.Barrier(cfg.ApplyTimeout).Error(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("replay meta log: %w", err)
+	}
 	return n, nil
 }
 
-// Close stops Raft and waits for its goroutines.
+// Restored reports whether the node started from state on disk rather
+// than as a new cluster.
+func (n *Node) Restored() bool { return n.restored }
+
+// Close stops Raft, waits for its goroutines and closes the log.
 func (n *Node) Close() error {
 	err := n.raft.Shutdown().Error()
 	n.transport.Close()
+	if n.closeLogs != nil {
+		if cerr := n.closeLogs(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("shut down meta raft: %w", err)
 	}
