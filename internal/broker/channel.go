@@ -66,6 +66,9 @@ func (k *consumer) Deliver(q *queue.Queue, e queue.Entry, b queue.Batch) bool {
 	ch.nextTag = tag
 	if k.noAck {
 		q.Settle(1)
+		if e.Loc != nil {
+			ch.c.s.release(q.VHost, q.Name, []queue.Entry{e})
+		}
 		return true
 	}
 	k.inflight++
@@ -84,9 +87,8 @@ type channel struct {
 	closing     bool
 	confirm     bool
 	publishSeq  uint64
-	confirmed   uint64 // highest seq confirmed to the client
-	toConfirm   uint64 // highest seq ready to confirm
 	queuedForCf bool
+	cf          confirms
 	tx          bool
 	txPublishes []*pendingPublish
 	txAcks      []txAck
@@ -141,6 +143,9 @@ func (ch *channel) fail(e *amqpError) {
 
 // release stops deliveries and requeues everything unacked.
 func (ch *channel) release() {
+	ch.cf.mu.Lock()
+	ch.cf.closed = true
+	ch.cf.mu.Unlock()
 	ch.stopReplies()
 	for _, k := range ch.consumers {
 		ch.removeConsumer(k)
@@ -168,7 +173,9 @@ func requeueAll(ds []delivery) {
 		byQueue[d.q] = append(byQueue[d.q], d.entry)
 	}
 	for _, q := range order {
-		q.Requeue(byQueue[q])
+		if dropped := q.Requeue(byQueue[q]); len(dropped) > 0 {
+			q.srv.release(q.VHost, q.Name, dropped)
+		}
 	}
 }
 
@@ -439,7 +446,13 @@ func (ch *channel) settle(a txAck) error {
 			for j < len(picked) && picked[j].q == picked[i].q {
 				j++
 			}
-			picked[i].q.Settle(j - i)
+			q := picked[i].q
+			q.Settle(j - i)
+			for _, d := range picked[i:j] {
+				if d.entry.Loc != nil {
+					ch.c.s.release(q.VHost, q.Name, []queue.Entry{d.entry})
+				}
+			}
 			i = j
 		}
 	}
@@ -531,6 +544,9 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 		ch.unacked = append(ch.unacked, delivery{tag: tag, q: q, entry: e})
 	}
 	ch.mu.Unlock()
+	if m.NoAck && e.Loc != nil {
+		ch.c.s.release(q.VHost, q.Name, []queue.Entry{e})
+	}
 	msg := e.Msg
 	ch.c.out.appendBatch(ch.c.batch, func(b []byte) []byte {
 		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: msg.Exchange, RoutingKey: msg.RoutingKey, MessageCount: uint32(remaining)})

@@ -280,8 +280,9 @@ func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
 	if err := ch.checkPerm(permRead, "queue", q.Name); err != nil {
 		return err
 	}
-	n := q.Purge()
-	return ch.replyUnlessNoWait(m.NoWait, &amqp.QueuePurgeOk{MessageCount: uint32(n)})
+	dropped := q.Purge()
+	ch.c.s.release(q.VHost, q.Name, dropped)
+	return ch.replyUnlessNoWait(m.NoWait, &amqp.QueuePurgeOk{MessageCount: uint32(len(dropped))})
 }
 
 func (ch *channel) queueDelete(m *amqp.QueueDelete) error {

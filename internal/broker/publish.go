@@ -5,6 +5,7 @@ import (
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/queue"
+	"github.com/warren-mq/warren/internal/store"
 )
 
 func (ch *channel) startPublish(m *amqp.BasicPublish) error {
@@ -77,14 +78,18 @@ func (ch *channel) finishPublish() error {
 		ch.txPublishes = append(ch.txPublishes, p)
 		return nil
 	}
+	var seq uint64
 	if ch.confirm {
 		ch.publishSeq++
+		seq = ch.publishSeq
 	}
-	if err := ch.deliverPublish(p); err != nil {
+	if err := ch.deliverPublish(p, seq); err != nil {
 		return err
 	}
 	if ch.confirm {
-		ch.toConfirm = ch.publishSeq
+		ch.cf.mu.Lock()
+		ch.cf.published = seq
+		ch.cf.mu.Unlock()
 		if !ch.queuedForCf {
 			ch.queuedForCf = true
 			ch.c.pending = append(ch.c.pending, ch)
@@ -101,8 +106,9 @@ func (ch *channel) lookupExchange(name string) (*exchange, bool) {
 	return x, ok
 }
 
-// deliverPublish routes one message and enqueues it.
-func (ch *channel) deliverPublish(p *pendingPublish) error {
+// deliverPublish routes one message and enqueues it. seq is its publish
+// sequence number in confirm mode, 0 otherwise.
+func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 	m := p.method
 	x, ok := ch.lookupExchange(m.Exchange)
 	if !ok {
@@ -145,10 +151,45 @@ func (ch *channel) deliverPublish(p *pendingPublish) error {
 		Persistent: p.summary.DeliveryMode == 2,
 		Priority:   p.summary.Priority,
 	}
+	// A persistent message goes to the store once for each durable queue;
+	// its confirm waits for every copy.
+	st := ch.c.s.store
+	var data []byte
+	if st != nil && msg.Persistent {
+		copies := 0
+		for _, q := range qs {
+			if q.def.Durable {
+				copies++
+			}
+		}
+		if copies > 0 {
+			data = encodeMessage(msg)
+			if seq != 0 {
+				ch.cf.waitDisk(seq, copies)
+			}
+		}
+	}
 	routed := false
 	for i, q := range qs {
-		if q.Publish(msg, ch.c.batch) {
+		var loc *store.Location
+		if data != nil && q.def.Durable {
+			var done func(error)
+			if seq != 0 {
+				done = func(err error) { ch.diskDone(seq, err) }
+			}
+			l, err := st.Append(queueKey(q.VHost, q.Name), data, done)
+			if err != nil {
+				if seq != 0 {
+					ch.diskDone(seq, err)
+				}
+			} else {
+				loc = &l
+			}
+		}
+		if q.Publish(msg, loc, ch.c.batch) {
 			routed = true
+		} else if loc != nil {
+			ch.c.s.release(q.VHost, q.Name, []queue.Entry{{Loc: loc}})
 		}
 		qs[i] = nil
 	}
@@ -168,15 +209,42 @@ func (ch *channel) sendReturn(m *amqp.BasicPublish, props, body []byte) {
 }
 
 // flushConfirms sends one basic.ack covering every publish confirmed
-// since the last flush.
+// since the last flush. Reader goroutine, at the end of a batch.
 func (ch *channel) flushConfirms() {
 	ch.queuedForCf = false
-	if ch.closing || ch.toConfirm <= ch.confirmed {
+	if ch.closing {
 		return
 	}
-	multiple := ch.toConfirm-ch.confirmed > 1
-	ch.c.sendMethod(ch.id, &amqp.BasicAck{DeliveryTag: ch.toConfirm, Multiple: multiple})
-	ch.confirmed = ch.toConfirm
+	ch.cf.mu.Lock()
+	defer ch.cf.mu.Unlock()
+	ch.sendConfirmsLocked(ch.c.batch)
+}
+
+// diskDone is called by the store when one copy of publish seq is on
+// disk (err nil) or failed to get there.
+func (ch *channel) diskDone(seq uint64, err error) {
+	ch.cf.mu.Lock()
+	defer ch.cf.mu.Unlock()
+	if ch.cf.done(seq, err != nil) {
+		ch.c.out.append(func(b []byte) []byte {
+			return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicNack{DeliveryTag: seq})
+		})
+	}
+	ch.sendConfirmsLocked(nil)
+}
+
+// sendConfirmsLocked acks, with one basic.ack, every publish up to the
+// first still waiting for the disk. ch.cf.mu held.
+func (ch *channel) sendConfirmsLocked(fs *flushSet) {
+	upTo := ch.cf.confirmable()
+	if upTo <= ch.cf.acked || ch.cf.closed {
+		return
+	}
+	multiple := upTo-ch.cf.acked > 1
+	ch.cf.acked = upTo
+	ch.c.out.appendBatch(fs, func(b []byte) []byte {
+		return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicAck{DeliveryTag: upTo, Multiple: multiple})
+	})
 }
 
 func (ch *channel) txCommit() error {
@@ -186,7 +254,7 @@ func (ch *channel) txCommit() error {
 	pubs, acks := ch.txPublishes, ch.txAcks
 	ch.txPublishes, ch.txAcks = nil, nil
 	for _, p := range pubs {
-		if err := ch.deliverPublish(p); err != nil {
+		if err := ch.deliverPublish(p, 0); err != nil {
 			return err
 		}
 	}

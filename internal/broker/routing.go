@@ -220,6 +220,7 @@ type vhost struct {
 type localQueue struct {
 	*queue.Queue
 	def meta.Queue
+	srv *Server
 }
 
 func newVHost(name string) *vhost {

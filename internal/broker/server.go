@@ -22,6 +22,7 @@ import (
 	"github.com/warren-mq/warren/internal/auth"
 	"github.com/warren-mq/warren/internal/meta"
 	"github.com/warren-mq/warren/internal/queue"
+	"github.com/warren-mq/warren/internal/store"
 )
 
 // Config configures a Server. Zero values mean the defaults in each
@@ -113,6 +114,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	meta    *meta.Node
+	store   *store.Store // nil when the node keeps nothing on disk
 	matcher *auth.Matcher
 
 	mu        sync.Mutex // guards vhosts, conns, listeners, closing, replies
@@ -167,6 +169,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.bootstrap(ctx); err != nil {
 		m.Close()
 		return nil, err
+	}
+	if cfg.DataDir != "" {
+		st, err := store.Open(store.Config{Dir: filepath.Join(cfg.DataDir, "msgs"), Logger: cfg.Logger})
+		if err != nil {
+			m.Close()
+			return nil, fmt.Errorf("open message store: %w", err)
+		}
+		s.store = st
+		if err := s.recoverMessages(ctx); err != nil {
+			st.Close()
+			m.Close()
+			return nil, err
+		}
 	}
 	s.bg.Add(1)
 	go func() {
@@ -298,6 +313,11 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.bg.Wait()
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.log.Error("close message store", "error", err)
+		}
+	}
 	return s.meta.Close()
 }
 
@@ -340,7 +360,7 @@ func (s *Server) Changed(e meta.Event) {
 	case meta.ExchangeDeleted:
 		delete(v.exchanges, e.Name)
 	case meta.QueueAdded:
-		v.queues[e.Queue.Name] = &localQueue{Queue: queue.New(e.VHost, e.Queue.Name), def: *e.Queue}
+		v.queues[e.Queue.Name] = &localQueue{Queue: queue.New(e.VHost, e.Queue.Name), def: *e.Queue, srv: s}
 	case meta.QueueDeleted:
 		deleted = v.queues[e.Name]
 		delete(v.queues, e.Name)
@@ -355,7 +375,8 @@ func (s *Server) Changed(e meta.Event) {
 	}
 	v.mu.Unlock()
 	if deleted != nil {
-		_, consumers := deleted.Delete()
+		dropped, consumers := deleted.Delete()
+		s.release(deleted.VHost, deleted.Name, dropped)
 		for _, c := range consumers {
 			if cons, ok := c.(*consumer); ok {
 				cons.ch.queueDeleted(cons)
@@ -378,7 +399,7 @@ func (s *Server) rebuild() {
 	}
 	for _, q := range d.Queues {
 		if v := vhosts[q.VHost]; v != nil {
-			v.queues[q.Name] = &localQueue{Queue: queue.New(q.VHost, q.Name), def: q}
+			v.queues[q.Name] = &localQueue{Queue: queue.New(q.VHost, q.Name), def: q, srv: s}
 		}
 	}
 	for i := range d.Bindings {

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/warren-mq/warren/internal/store"
 )
 
 // Message is one published message. It is immutable once published and may
@@ -35,6 +37,9 @@ type Entry struct {
 	ID          uint64
 	Msg         *Message
 	Redelivered bool
+	// Loc is where the store keeps this queue's copy of the message; nil
+	// for a message that lives only in memory.
+	Loc *store.Location
 }
 
 // Batch is handed from Publish and Kick through to Consumer.Deliver: the
@@ -74,16 +79,17 @@ func New(vhost, name string) *Queue {
 	return &Queue{Name: name, VHost: vhost}
 }
 
-// Publish appends a message and delivers what it can, passing b to the
-// consumers. It reports false if the queue has been deleted.
-func (q *Queue) Publish(m *Message, b Batch) bool {
+// Publish appends a message, kept in the store at loc (nil if it is not),
+// and delivers what it can, passing b to the consumers. It reports false
+// if the queue has been deleted.
+func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
 		return false
 	}
 	q.nextID++
-	q.ready = append(q.ready, Entry{ID: q.nextID, Msg: m})
+	q.ready = append(q.ready, Entry{ID: q.nextID, Msg: m, Loc: loc})
 	q.dispatchLocked(b)
 	return true
 }
@@ -248,13 +254,17 @@ func (q *Queue) Settle(n int) {
 }
 
 // Requeue puts delivered messages back at their original positions, marked
-// redelivered, and delivers what it can.
-func (q *Queue) Requeue(entries []Entry) {
+// redelivered, and delivers what it can. If the queue has been deleted
+// meanwhile, the entries are returned: they are dropped.
+func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.unacked.Add(int64(-len(entries)))
-	if q.deleted || len(entries) == 0 {
-		return
+	if q.deleted {
+		return entries
+	}
+	if len(entries) == 0 {
+		return nil
 	}
 	for _, e := range entries {
 		e.Redelivered = true
@@ -271,26 +281,28 @@ func (q *Queue) Requeue(entries []Entry) {
 		q.ready = slices.Insert(q.ready, q.head+i, e)
 	}
 	q.dispatchLocked(nil)
+	return nil
 }
 
-// Purge drops every ready message and returns how many there were.
-func (q *Queue) Purge() int {
+// Purge drops every ready message and returns them.
+func (q *Queue) Purge() []Entry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := len(q.ready) - q.head
+	dropped := q.ready[q.head:]
 	q.ready, q.head = nil, 0
-	return n
+	return dropped
 }
 
-// Delete marks the queue deleted, drops its messages and returns the
-// consumers it had, so the broker can tell them (basic.cancel).
-func (q *Queue) Delete() (messages int, consumers []Consumer) {
+// Delete marks the queue deleted, drops its ready messages and returns
+// them and the consumers it had, so the broker can tell them
+// (basic.cancel).
+func (q *Queue) Delete() (dropped []Entry, consumers []Consumer) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	messages = len(q.ready) - q.head
+	dropped = q.ready[q.head:]
 	q.ready, q.head = nil, 0
 	consumers = q.consumers
 	q.consumers = nil
 	q.deleted = true
-	return messages, consumers
+	return dropped, consumers
 }

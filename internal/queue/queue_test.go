@@ -46,7 +46,7 @@ func TestRoundRobinWithinPriority(t *testing.T) {
 	q.AddConsumer(b)
 	q.AddConsumer(hi)
 	for _, s := range []string{"1", "2", "3", "4", "5", "6"} {
-		q.Publish(msg(s), nil)
+		q.Publish(msg(s), nil, nil)
 	}
 	// The high-priority consumer takes what it has room for first; the
 	// rest alternate between the two equal ones.
@@ -64,7 +64,7 @@ func TestRoundRobinWithinPriority(t *testing.T) {
 func TestRequeueRestoresOrder(t *testing.T) {
 	q := New("/", "q")
 	for i := range 5 {
-		q.Publish(msg(fmt.Sprint(i)), nil)
+		q.Publish(msg(fmt.Sprint(i)), nil, nil)
 	}
 	var taken []Entry
 	for range 3 {
@@ -100,8 +100,8 @@ func TestFullConsumersLeaveMessagesReady(t *testing.T) {
 	q := New("/", "q")
 	c := &consumer{limit: 1}
 	q.AddConsumer(c)
-	q.Publish(msg("a"), nil)
-	q.Publish(msg("b"), nil)
+	q.Publish(msg("a"), nil, nil)
+	q.Publish(msg("b"), nil, nil)
 	if q.Len() != 1 || len(c.got) != 1 {
 		t.Fatalf("len %d, delivered %d", q.Len(), len(c.got))
 	}
@@ -113,8 +113,8 @@ func TestFullConsumersLeaveMessagesReady(t *testing.T) {
 	if n := q.RemoveConsumer(c); n != 0 {
 		t.Fatalf("consumers left %d", n)
 	}
-	n, cs := q.Delete()
-	if n != 0 || len(cs) != 0 || q.Publish(msg("c"), nil) || q.AddConsumer(c) {
+	dropped, cs := q.Delete()
+	if len(dropped) != 0 || len(cs) != 0 || q.Publish(msg("c"), nil, nil) || q.AddConsumer(c) {
 		t.Fatal("a deleted queue accepted work")
 	}
 }
@@ -126,7 +126,7 @@ func BenchmarkPublishDeliver(b *testing.B) {
 	m := msg("x")
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		q.Publish(m, nil)
+		q.Publish(m, nil, nil)
 		if len(c.got) > 1024 {
 			q.Settle(len(c.got))
 			c.got = c.got[:0]

@@ -215,8 +215,10 @@ func (s *Store) Append(queue string, data []byte, done func(error)) (Location, e
 }
 
 // Release records that the publish at loc is no longer needed (acked, or
-// its queue deleted). The release is written with the next commit.
+// its queue deleted). The release is written with the next commit, which
+// it asks for; nobody waits for it.
 func (s *Store) Release(queue string, loc Location) error {
+	defer s.signal()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
