@@ -48,7 +48,9 @@ func (s *Store) commit() {
 	startSeg, startOff := s.fileSeg, s.fileOff
 	s.mu.Unlock()
 
-	err := s.write(chunks)
+	// Releases alone need no sync of their own (see the package doc): the
+	// next commit that has callbacks syncs them along.
+	err := s.write(chunks, len(callbacks) > 0)
 	if err != nil {
 		s.rewind(chunks, callbacks, startSeg, startOff, err)
 		return
@@ -71,8 +73,9 @@ func (s *Store) commit() {
 	}
 }
 
-// write puts chunks on disk and syncs the file last written.
-func (s *Store) write(chunks []chunk) error {
+// write puts chunks on disk and, if sync, syncs the file last written
+// (switching segments syncs the one left behind).
+func (s *Store) write(chunks []chunk, sync bool) error {
 	if len(chunks) == 0 {
 		return nil
 	}
@@ -85,6 +88,9 @@ func (s *Store) write(chunks []chunk) error {
 		if err != nil {
 			return fmt.Errorf("write segment %d: %w", c.seg, err)
 		}
+	}
+	if !sync {
+		return nil
 	}
 	if err := s.file.Sync(); err != nil {
 		return fmt.Errorf("sync segment %d: %w", s.fileSeg, err)

@@ -303,7 +303,13 @@ func (s *Store) Close() error {
 	close(s.done)
 	<-s.exited
 	if s.file != nil {
-		return s.file.Close()
+		serr := s.file.Sync()
+		if cerr := s.file.Close(); serr == nil {
+			serr = cerr
+		}
+		if serr != nil {
+			return fmt.Errorf("close segment %d: %w", s.fileSeg, serr)
+		}
 	}
 	return nil
 }
