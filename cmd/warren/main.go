@@ -92,6 +92,7 @@ func run(args []string) error {
 		Product:                     cfg.ServerProduct,
 		MemoryHighWatermark:         cfg.MemoryHighWater,
 		MemoryHighWatermarkAbsolute: cfg.MemoryHighWaterAbsolute,
+		DiskFreeLimit:               cfg.DiskFreeLimit,
 	})
 	if err != nil {
 		return err

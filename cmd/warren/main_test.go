@@ -55,16 +55,20 @@ func startNode(t *testing.T, bin, dataDir string) (*node, *amqp091.Connection) {
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.cmd.Process.Kill(); n.cmd.Wait() })
+	kill := func() { n.cmd.Process.Kill(); n.cmd.Wait() }
 	var c *amqp091.Connection
 	var err error
 	for i := 0; i < 200; i++ {
 		if c, err = amqp091.Dial("amqp://guest:guest@" + n.addr + "/"); err == nil {
+			// Cleanups run last first: the node dies before the client
+			// closes, so a client stuck on a blocked node cannot hang.
 			t.Cleanup(func() { c.Close() })
+			t.Cleanup(kill)
 			return n, c
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	kill()
 	t.Fatalf("node did not start: %v\n%s", err, n.stderr.String())
 	return nil, nil
 }

@@ -7,83 +7,65 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
-// memoryAlarm watches the node's memory use against the high watermark.
-// While the alarm is on, connections that publish are blocked: they get
-// connection.blocked and are not read until it clears, while consumers
-// keep draining, as with RabbitMQ's vm_memory_high_watermark.
-type memoryAlarm struct {
-	mu      sync.Mutex // guards limit, on, cleared
-	limit   uint64     // octets; 0 means no limit
-	on      bool
-	cleared chan struct{} // closed when the alarm goes off; replaced when it goes on
+// Resource alarms, as RabbitMQ has them: while memory use is above the high
+// watermark, or free disk space in the data directory is below the limit,
+// connections that publish are blocked: they get connection.blocked and
+// are not read until every alarm clears, while consumers keep draining.
+type alarms struct {
+	mu        sync.Mutex // guards the fields below
+	memLimit  uint64     // octets; 0 means no limit
+	diskLimit uint64     // free octets below which the disk alarm is on; 0: none
+	memOn     bool
+	diskOn    bool
+	cleared   chan struct{} // closed while no alarm is on; replaced when one goes on
 }
 
-func newMemoryAlarm(limit uint64) *memoryAlarm {
+func newAlarms() *alarms {
 	c := make(chan struct{})
 	close(c)
-	return &memoryAlarm{limit: limit, cleared: c}
+	return &alarms{cleared: c}
 }
 
-// wait returns nil while the alarm is off, or a channel closed when it
-// clears.
-func (a *memoryAlarm) wait() <-chan struct{} {
+// wait returns nil while no alarm is on, or a channel closed when all
+// clear, with the reason to give clients.
+func (a *alarms) wait() (<-chan struct{}, string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if !a.on {
-		return nil
+	switch {
+	case a.memOn:
+		return a.cleared, "low on memory"
+	case a.diskOn:
+		return a.cleared, "low on disk"
 	}
-	return a.cleared
+	return nil, ""
 }
 
-// active reports whether the alarm is on.
-func (a *memoryAlarm) active() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.on
-}
-
-func (a *memoryAlarm) setLimit(limit uint64) {
-	a.mu.Lock()
-	a.limit = limit
-	a.mu.Unlock()
-}
-
-// update compares used with the limit and turns the alarm on or off. It
-// reports whether the state changed.
-func (a *memoryAlarm) update(used uint64) (changed, on bool) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	want := a.limit > 0 && used > a.limit
-	if want == a.on {
-		return false, a.on
+// set turns one alarm on or off and reports whether it changed.
+func (a *alarms) set(on *bool, want bool) bool {
+	if *on == want {
+		return false
 	}
-	a.on = want
-	if want {
+	wasAny := a.memOn || a.diskOn
+	*on = want
+	isAny := a.memOn || a.diskOn
+	if isAny && !wasAny {
 		a.cleared = make(chan struct{})
-	} else {
+	} else if !isAny && wasAny {
 		close(a.cleared)
 	}
-	return true, want
+	return true
 }
 
-// watchMemory samples the process's resident memory until stop closes.
-func (s *Server) watchMemory(stop <-chan struct{}) {
+// watchResources samples memory use and free disk space until stop closes.
+func (s *Server) watchResources(stop <-chan struct{}) {
 	t := time.NewTicker(s.cfg.MemoryCheckInterval)
 	defer t.Stop()
 	for {
-		rss, err := residentMemory()
-		if err != nil {
-			s.log.Warn("read memory use", "error", err)
-		} else if changed, on := s.memAlarm.update(rss); changed {
-			if on {
-				s.log.Warn("memory alarm set: publishers are blocked", "used_bytes", rss, "limit_bytes", s.MemoryLimit())
-			} else {
-				s.log.Info("memory alarm cleared", "used_bytes", rss)
-			}
-		}
+		s.checkResources()
 		select {
 		case <-stop:
 			return
@@ -92,11 +74,45 @@ func (s *Server) watchMemory(stop <-chan struct{}) {
 	}
 }
 
+func (s *Server) checkResources() {
+	a := s.alarms
+	if rss, err := residentMemory(); err != nil {
+		s.log.Warn("read memory use", "error", err)
+	} else {
+		a.mu.Lock()
+		changed := a.set(&a.memOn, a.memLimit > 0 && rss > a.memLimit)
+		on, limit := a.memOn, a.memLimit
+		a.mu.Unlock()
+		if changed && on {
+			s.log.Warn("memory alarm set: publishers are blocked", "used_bytes", rss, "limit_bytes", limit)
+		} else if changed {
+			s.log.Info("memory alarm cleared", "used_bytes", rss)
+		}
+	}
+	if s.cfg.DataDir == "" {
+		return
+	}
+	free, err := freeDisk(s.cfg.DataDir)
+	if err != nil {
+		s.log.Warn("read free disk space", "error", err)
+		return
+	}
+	a.mu.Lock()
+	changed := a.set(&a.diskOn, a.diskLimit > 0 && free < a.diskLimit)
+	on, limit := a.diskOn, a.diskLimit
+	a.mu.Unlock()
+	if changed && on {
+		s.log.Warn("disk alarm set: publishers are blocked", "free_bytes", free, "limit_bytes", limit)
+	} else if changed {
+		s.log.Info("disk alarm cleared", "free_bytes", free)
+	}
+}
+
 // MemoryLimit returns the memory high watermark in octets.
 func (s *Server) MemoryLimit() uint64 {
-	s.memAlarm.mu.Lock()
-	defer s.memAlarm.mu.Unlock()
-	return s.memAlarm.limit
+	s.alarms.mu.Lock()
+	defer s.alarms.mu.Unlock()
+	return s.alarms.memLimit
 }
 
 // SetMemoryHighWatermark sets the watermark as a fraction of the machine's
@@ -111,12 +127,41 @@ func (s *Server) SetMemoryHighWatermark(relative float64, absolute uint64) error
 		}
 		limit = uint64(relative * float64(total))
 	}
-	s.memAlarm.setLimit(limit)
+	s.alarms.mu.Lock()
+	s.alarms.memLimit = limit
+	s.alarms.mu.Unlock()
 	return nil
 }
 
+// SetDiskFreeLimit sets the free space below which publishers are blocked.
+// It takes effect at the next check.
+func (s *Server) SetDiskFreeLimit(limit uint64) {
+	s.alarms.mu.Lock()
+	s.alarms.diskLimit = limit
+	s.alarms.mu.Unlock()
+}
+
 // MemoryAlarm reports whether publishers are blocked for memory.
-func (s *Server) MemoryAlarm() bool { return s.memAlarm.active() }
+func (s *Server) MemoryAlarm() bool {
+	s.alarms.mu.Lock()
+	defer s.alarms.mu.Unlock()
+	return s.alarms.memOn
+}
+
+// DiskAlarm reports whether publishers are blocked for disk space.
+func (s *Server) DiskAlarm() bool {
+	s.alarms.mu.Lock()
+	defer s.alarms.mu.Unlock()
+	return s.alarms.diskOn
+}
+
+func freeDisk(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
 
 func residentMemory() (uint64, error) {
 	b, err := os.ReadFile("/proc/self/statm")

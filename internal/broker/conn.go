@@ -630,19 +630,19 @@ func (c *conn) channelResult(ch *channel, m amqp.Method, err error) error {
 	return nil
 }
 
-// waitWhileBlocked stops reading a publishing connection while the memory
+// waitWhileBlocked stops reading a publishing connection while a resource
 // alarm is on, telling clients that understand connection.blocked.
 func (c *conn) waitWhileBlocked() error {
-	cleared := c.s.memAlarm.wait()
+	cleared, reason := c.s.alarms.wait()
 	if cleared == nil {
 		return nil
 	}
 	notify, _ := c.clientCaps["connection.blocked"].(bool)
 	if notify {
-		c.sendMethod(0, &amqp.ConnectionBlocked{Reason: "low on memory"})
+		c.sendMethod(0, &amqp.ConnectionBlocked{Reason: reason})
 		c.batch.flush()
 	}
-	c.log.Info("connection blocked", "reason", "low on memory")
+	c.log.Info("connection blocked", "reason", reason)
 	select {
 	case <-cleared:
 	case <-c.s.stop:

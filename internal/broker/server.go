@@ -63,8 +63,13 @@ type Config struct {
 	MemoryHighWatermark float64
 	// MemoryHighWatermarkAbsolute, if set, is the limit in octets instead.
 	MemoryHighWatermarkAbsolute uint64
-	// MemoryCheckInterval is how often memory use is sampled. Default 500ms.
+	// MemoryCheckInterval is how often memory use and free disk space are
+	// sampled. Default 500ms.
 	MemoryCheckInterval time.Duration
+	// DiskFreeLimit blocks publishers while the data directory's file
+	// system has less free space. Default 50 MB, as RabbitMQ's; no effect
+	// without DataDir.
+	DiskFreeLimit uint64
 }
 
 func (c *Config) setDefaults() {
@@ -98,6 +103,9 @@ func (c *Config) setDefaults() {
 	if c.MemoryHighWatermark == 0 {
 		c.MemoryHighWatermark = 0.4
 	}
+	if c.DiskFreeLimit == 0 {
+		c.DiskFreeLimit = 50_000_000
+	}
 	if c.MemoryCheckInterval == 0 {
 		c.MemoryCheckInterval = 500 * time.Millisecond
 	}
@@ -124,13 +132,13 @@ type Server struct {
 	listeners []net.Listener
 	closing   bool
 
-	memAlarm *memoryAlarm
-	stop     chan struct{}  // closed by Close: background loops end
-	bg       sync.WaitGroup // background loops (memory watch)
-	wg       sync.WaitGroup // accept loops and connections
-	connSeq  atomic.Uint64
-	permGen  atomic.Uint64 // bumped on every user or permission change
-	started  time.Time
+	alarms  *alarms
+	stop    chan struct{}  // closed by Close: background loops end
+	bg      sync.WaitGroup // background loops (memory watch)
+	wg      sync.WaitGroup // accept loops and connections
+	connSeq atomic.Uint64
+	permGen atomic.Uint64 // bumped on every user or permission change
+	started time.Time
 }
 
 // New starts the definitions state machine and creates the default vhost
@@ -138,19 +146,20 @@ type Server struct {
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		matcher:  auth.NewMatcher(),
-		vhosts:   map[string]*vhost{},
-		conns:    map[*conn]struct{}{},
-		replies:  map[string]*replyConsumer{},
-		started:  time.Now(),
-		memAlarm: newMemoryAlarm(0),
-		stop:     make(chan struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		matcher: auth.NewMatcher(),
+		vhosts:  map[string]*vhost{},
+		conns:   map[*conn]struct{}{},
+		replies: map[string]*replyConsumer{},
+		started: time.Now(),
+		alarms:  newAlarms(),
+		stop:    make(chan struct{}),
 	}
 	if err := s.SetMemoryHighWatermark(cfg.MemoryHighWatermark, cfg.MemoryHighWatermarkAbsolute); err != nil {
 		return nil, fmt.Errorf("memory high watermark: %w", err)
 	}
+	s.SetDiskFreeLimit(cfg.DiskFreeLimit)
 	metaDir := ""
 	if cfg.DataDir != "" {
 		metaDir = filepath.Join(cfg.DataDir, "meta")
@@ -186,7 +195,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()
-		s.watchMemory(s.stop)
+		s.watchResources(s.stop)
 	}()
 	return s, nil
 }

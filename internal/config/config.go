@@ -28,6 +28,7 @@ type Node struct {
 	LoopbackUsers           []string
 	MemoryHighWater         float64 // fraction of RAM
 	MemoryHighWaterAbsolute uint64  // octets; overrides MemoryHighWater when set
+	DiskFreeLimit           uint64  // free octets below which publishers block
 	Heartbeat               time.Duration
 	FrameMax                uint32
 	ChannelMax              uint16
@@ -67,6 +68,7 @@ func Defaults() Node {
 		LogLevel:         "info",
 		HandshakeTimeout: 10 * time.Second,
 		ServerProduct:    "warren",
+		DiskFreeLimit:    50_000_000,
 	}
 }
 
@@ -170,6 +172,12 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 			return err
 		}
 		n.MemoryHighWaterAbsolute = v
+	case key == "disk_free_limit.absolute":
+		v, err := parseSize(val)
+		if err != nil {
+			return err
+		}
+		n.DiskFreeLimit = v
 	case key == "heartbeat":
 		s, err := strconv.ParseUint(val, 10, 16)
 		if err != nil {
