@@ -122,6 +122,9 @@ type SyncGroupConfig struct {
 	Name    string
 	Members []string
 	Notify  Notify
+	// TrackingWeight is sync_group_tracking_weight: members keep the
+	// weights of their tracked scripts and interfaces.
+	TrackingWeight bool
 }
 
 // ParseConfigFile reads a keepalived.conf and the files it includes. It
@@ -471,7 +474,10 @@ func (c *configParser) syncGroup(n *node) {
 			}
 		case "notify_master", "notify_backup", "notify_fault", "notify_stop", "notify":
 			c.notify(k, &g.Notify)
-		case "smtp_alert", "global_tracking", "sync_group_tracking_weight":
+		case "sync_group_tracking_weight":
+			c.noBlock(k)
+			g.TrackingWeight = true
+		case "smtp_alert", "global_tracking":
 			c.noBlock(k)
 		default:
 			c.errorf(k.pos, "unknown keyword %q in vrrp_sync_group", k.keyword)

@@ -289,7 +289,9 @@ func (c *configParser) validate() {
 		}
 		vrids[k] = in
 		if in.NoPreempt && in.StartMaster {
-			c.errorf(in.Pos, "vrrp_instance %s: nopreempt needs state BACKUP (a MASTER start would preempt anyway)", in.Name)
+			// keepalived 2.2.7 warns and clears nopreempt.
+			c.warnf(in.Pos, "vrrp_instance %s: nopreempt will not work with initial state MASTER - clearing (nopreempt needs state BACKUP)", in.Name)
+			in.NoPreempt = false
 		}
 		if in.PreemptDelay > 0 && in.NoPreempt {
 			c.warnf(in.Pos, "vrrp_instance %s: preempt_delay has no effect with nopreempt", in.Name)
@@ -320,9 +322,6 @@ func (c *configParser) validate() {
 			}
 		}
 		if cfg.Global.Strict {
-			if len(in.UnicastPeers) > 0 {
-				c.errorf(in.Pos, "vrrp_instance %s: unicast_peer is not allowed with vrrp_strict (strict RFC mode is multicast only)", in.Name)
-			}
 			if in.AuthType != AuthNone {
 				c.errorf(in.Pos, "vrrp_instance %s: authentication is not allowed with vrrp_strict", in.Name)
 			}
@@ -359,6 +358,9 @@ func (c *configParser) validate() {
 		}
 	}
 	for _, g := range cfg.SyncGroups {
+		if len(g.Members) == 1 {
+			c.warnf(g.Pos, "vrrp_sync_group %s has only 1 instance - this probably isn't what you want", g.Name)
+		}
 		for _, m := range g.Members {
 			in := names[m]
 			switch {
@@ -368,7 +370,39 @@ func (c *configParser) validate() {
 				c.errorf(g.Pos, "vrrp_sync_group %s: instance %s already in group %s", g.Name, m, in.SyncGroup)
 			default:
 				in.SyncGroup = g.Name
+				if !g.TrackingWeight {
+					c.dropSyncWeights(in, g, scripts)
+				}
 			}
+		}
+	}
+}
+
+// dropSyncWeights applies keepalived's rule for members of a sync group
+// without sync_group_tracking_weight: weighted tracking would give the
+// members differing priorities, so a weighted track_script is ignored and a
+// tracked interface's weight is set to 0 (down means FAULT), each with a
+// warning.
+func (c *configParser) dropSyncWeights(in *InstanceConfig, g *SyncGroupConfig, scripts map[string]*ScriptConfig) {
+	kept := in.TrackScripts[:0]
+	for _, ts := range in.TrackScripts {
+		w := ts.Weight
+		if !ts.WeightSet {
+			if s := scripts[ts.Name]; s != nil {
+				w = s.Weight
+			}
+		}
+		if w != 0 {
+			c.warnf(ts.Pos, "vrrp_instance %s: ignoring tracked script %s with weights due to sync group %s (as keepalived does; set sync_group_tracking_weight to keep it)", in.Name, ts.Name, g.Name)
+			continue
+		}
+		kept = append(kept, ts)
+	}
+	in.TrackScripts = kept
+	for i, ti := range in.TrackIfaces {
+		if ti.Weight != 0 {
+			c.warnf(in.Pos, "vrrp_instance %s: ignoring weight of tracked interface %s due to sync group %s: down means FAULT", in.Name, ti.Name, g.Name)
+			in.TrackIfaces[i].Weight = 0
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -112,10 +113,8 @@ func TestParseConfigErrors(t *testing.T) {
 			[]string{"keepalived.conf:1: vrrp_instance A: virtual_router_id is not set"}},
 		{"vrid range", "vrrp_instance A {\n interface eth0\n virtual_router_id 256\n}\n",
 			[]string{"keepalived.conf:3: virtual_router_id 256 out of range 1..255"}},
-		{"nopreempt master", strings.Replace(goodInstance, "state BACKUP", "state MASTER\n nopreempt", 1),
-			[]string{"keepalived.conf:1: vrrp_instance VI_1: nopreempt needs state BACKUP"}},
-		{"strict unicast", "global_defs {\n vrrp_strict\n}\n" + strings.Replace(goodInstance, "advert_int 1", "unicast_peer {\n 10.0.0.2\n }", 1),
-			[]string{"keepalived.conf:4: vrrp_instance VI_1: unicast_peer is not allowed with vrrp_strict"}},
+		{"strict auth", "global_defs {\n vrrp_strict\n}\n" + strings.Replace(goodInstance, "advert_int 1", "authentication {\n auth_type PASS\n auth_pass x\n }", 1),
+			[]string{"keepalived.conf:4: vrrp_instance VI_1: authentication is not allowed with vrrp_strict"}},
 		{"bad peer", strings.Replace(goodInstance, "advert_int 1", "unicast_peer {\n 10.0.0.300\n }", 1),
 			[]string{`keepalived.conf:7: unicast_peer "10.0.0.300" is not an IPv4 address`}},
 		{"bad vip", strings.Replace(goodInstance, "10.0.0.100/24", "10.0.0/24", 1),
@@ -142,6 +141,80 @@ func TestParseConfigErrors(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error lacks %q:\n%v", w, err)
 				}
+			}
+		})
+	}
+}
+
+// TestParseConfigKeepalivedLenient covers configurations keepalived 2.2.7
+// runs, so warren-vrrp must too: the instance is accepted, and where
+// keepalived warns, the warning names file:line.
+func TestParseConfigKeepalivedLenient(t *testing.T) {
+	cases := []struct {
+		name, conf string
+		warn       string // a warning, with its file:line; "" for none
+		check      func(*Config) error
+	}{
+		{"nopreempt master", strings.Replace(goodInstance, "state BACKUP", "state MASTER\n nopreempt", 1),
+			"keepalived.conf:1: vrrp_instance VI_1: nopreempt will not work with initial state MASTER - clearing",
+			func(c *Config) error {
+				if in := c.Instances[0]; in.NoPreempt || !in.StartMaster {
+					return fmt.Errorf("nopreempt=%v start master=%v, want false, true", in.NoPreempt, in.StartMaster)
+				}
+				return nil
+			}},
+		{"strict unicast", "global_defs {\n vrrp_strict\n}\n" + strings.Replace(goodInstance, "advert_int 1", "unicast_peer {\n 10.0.0.2\n }", 1),
+			"",
+			func(c *Config) error {
+				if !c.Global.Strict || len(c.Instances[0].UnicastPeers) != 1 {
+					return fmt.Errorf("strict=%v peers=%v", c.Global.Strict, c.Instances[0].UnicastPeers)
+				}
+				return nil
+			}},
+		{"sync group drops weighted scripts", "vrrp_script w {\n script /bin/true\n weight -20\n}\nvrrp_script z {\n script /bin/true\n}\n" +
+			"vrrp_sync_group G {\n group {\n VI_1\n }\n}\n" +
+			strings.Replace(goodInstance, "advert_int 1", "track_script {\n w\n z\n z weight 5\n }\n track_interface {\n eth1 weight 10\n }", 1),
+			"keepalived.conf:19: vrrp_instance VI_1: ignoring tracked script w with weights due to sync group G",
+			func(c *Config) error {
+				in := c.Instances[0]
+				if len(in.TrackScripts) != 1 || in.TrackScripts[0].Name != "z" || in.TrackScripts[0].WeightSet {
+					return fmt.Errorf("track scripts %+v, want only unweighted z", in.TrackScripts)
+				}
+				if len(in.TrackIfaces) != 1 || in.TrackIfaces[0].Weight != 0 {
+					return fmt.Errorf("track interfaces %+v, want eth1 with weight 0", in.TrackIfaces)
+				}
+				return nil
+			}},
+		{"sync group tracking weight", "vrrp_script w {\n script /bin/true\n weight -20\n}\n" +
+			"vrrp_sync_group G {\n group {\n VI_1\n }\n sync_group_tracking_weight\n}\n" +
+			strings.Replace(goodInstance, "advert_int 1", "track_script {\n w\n }", 1),
+			"keepalived.conf:5: vrrp_sync_group G has only 1 instance",
+			func(c *Config) error {
+				if len(c.Instances[0].TrackScripts) != 1 {
+					return fmt.Errorf("track scripts %+v, want w kept", c.Instances[0].TrackScripts)
+				}
+				return nil
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := ParseConfigFile(writeConf(t, map[string]string{"keepalived.conf": c.conf}))
+			if err != nil {
+				t.Fatalf("keepalived accepts this configuration; got %v", err)
+			}
+			var warns []string
+			for _, w := range cfg.Warnings {
+				warns = append(warns, w.String())
+			}
+			all := strings.Join(warns, "\n")
+			if c.warn != "" && !strings.Contains(all, c.warn) {
+				t.Errorf("warnings lack %q:\n%s", c.warn, all)
+			}
+			if c.warn == "" && len(warns) > 0 {
+				t.Errorf("unexpected warnings:\n%s", all)
+			}
+			if err := c.check(cfg); err != nil {
+				t.Error(err)
 			}
 		})
 	}
@@ -208,6 +281,7 @@ vrrp_sync_group G {
     V
   }
   notify_master /bin/true
+  sync_group_tracking_weight
 }
 `
 	cfg, err := ParseConfigFile(writeConf(t, map[string]string{"keepalived.conf": conf}))
@@ -226,7 +300,7 @@ vrrp_sync_group G {
 	if in.Version != 3 || in.AdvertInt != 100*time.Millisecond || !in.NoPreempt || in.PreemptDelay != 5*time.Second ||
 		len(in.UnicastPeers) != 2 || len(in.VIPs) != 2 || in.VIPs[0].Label != "eth1:0" || in.VIPs[1].Prefix.Bits() != 32 ||
 		!in.TrackScripts[0].WeightSet || in.TrackScripts[0].Weight != 30 || in.TrackIfaces[0].Weight != -10 ||
-		in.Notify.Any != "/usr/bin/notify me" || in.SyncGroup != "G" || !in.GARPDelaySet || in.GARPMasterDelay != 2*time.Second {
+		in.Notify.Any != "/usr/bin/notify me" || in.SyncGroup != "G" || !cfg.SyncGroups[0].TrackingWeight || !in.GARPDelaySet || in.GARPMasterDelay != 2*time.Second {
 		t.Fatalf("instance %+v", in)
 	}
 }

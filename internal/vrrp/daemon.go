@@ -153,6 +153,7 @@ func (d *Daemon) newInstance(ic *InstanceConfig, g *Global, trackers map[string]
 		log:     d.log.With("instance", ic.Name),
 		inbox:   make(chan Event, instanceQueueLen),
 		trackCh: make(chan struct{}, 1),
+		syncCh:  make(chan struct{}, 1),
 		heard:   map[netip.Addr]time.Time{},
 		stats:   instanceStats{Bad: map[DropReason]uint64{}, BasePriority: ic.Priority, Priority: ic.Priority, State: StateInit},
 	}
@@ -162,6 +163,7 @@ func (d *Daemon) newInstance(ic *InstanceConfig, g *Global, trackers map[string]
 	in.machine = NewMachine(MachineConfig{
 		VRID: uint8(ic.VRID), Version: ic.Version, Priority: uint8(ic.Priority), Interval: ic.AdvertInt,
 		NoPreempt: ic.NoPreempt, PreemptDelay: ic.PreemptDelay, LocalAddr: src,
+		Sync: ic.SyncGroup != "",
 	})
 	for _, ts := range ic.TrackScripts {
 		t := trackers[ts.Name]

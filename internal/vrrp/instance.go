@@ -16,7 +16,7 @@ import (
 const instanceQueueLen = 256
 
 // instance runs one vrrp_instance: its goroutine owns the Machine and carries
-// out its actions. Other goroutines talk to it through inbox and trackCh,
+// out its actions. Other goroutines talk to it through inbox, trackCh and syncCh,
 // and read its status through stats.
 type instance struct {
 	cfg     *InstanceConfig
@@ -38,6 +38,7 @@ type instance struct {
 
 	inbox   chan Event
 	trackCh chan struct{} // capacity 1: "re-read the trackers"
+	syncCh  chan struct{} // capacity 1: "the sync group has an event for you"
 
 	mu    sync.Mutex
 	stats instanceStats // guarded by mu
@@ -271,6 +272,10 @@ func (in *instance) run(ctx context.Context) {
 				}
 			}
 			acts = append(acts, in.machine.Step(in.now(), Event{Kind: EventTick})...)
+		case <-in.syncCh:
+			if ev, ok := in.group.take(in); ok {
+				acts = in.machine.Step(in.now(), ev)
+			}
 		case <-garpC:
 			garpTimer, garpC = nil, nil
 			if in.machine.State() == StateMaster {
@@ -283,6 +288,9 @@ func (in *instance) run(ctx context.Context) {
 		}
 		in.exec(acts)
 		isMaster := in.machine.State() == StateMaster
+		if in.group != nil {
+			in.group.setReady(in, isMaster || in.machine.WantMaster())
+		}
 		if isMaster && !wasMaster {
 			masterSince = time.Now()
 			if d := in.garpMasterDelay(); d > 0 {
@@ -403,6 +411,8 @@ func (in *instance) exec(acts []Action) {
 			in.garpBurst()
 		case ActTransition:
 			in.transition(a)
+		case ActWantMaster:
+			in.log.Debug("master down timer ran out; waiting for the sync group", "group", in.cfg.SyncGroup)
 		case ActOtherMaster:
 			in.mu.Lock()
 			in.stats.OtherMaster++
@@ -446,7 +456,7 @@ func (in *instance) transition(a Action) {
 	in.notify.run(in.cfg.Name, []string{notifyFor(in.cfg.Notify, a.To), in.cfg.Notify.Any},
 		[][]string{nil, {"INSTANCE", in.cfg.Name, a.To.String(), fmt.Sprint(prio)}})
 	if in.group != nil {
-		in.group.memberState(in, a.To, prio)
+		in.group.memberState(in, a.From, a.To)
 	}
 }
 

@@ -2,6 +2,8 @@ package vrrp
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
@@ -106,6 +108,64 @@ func interop(t *testing.T, version int, warrenMaster bool) {
 				return fmt.Errorf("warren-vrrp after takeover:\n%s", st)
 			}
 			return nil
+		})
+	}
+}
+
+// TestInteropKeepalivedSyncGroup runs the sync group of syncConf with
+// keepalived as the other speaker, either side being master: failing A's
+// tracked script on the master moves both addresses to the backup, recovery
+// moves both back. Then, on the warren-vrrp master's peer, keepalived's A
+// outranks it and its B does not: keepalived keeps its group in BACKUP, as
+// warren-vrrp does, and the addresses stay together.
+func TestInteropKeepalivedSyncGroup(t *testing.T) {
+	for _, warrenMaster := range []bool{true, false} {
+		t.Run(fmt.Sprintf("warren_master=%t", warrenMaster), func(t *testing.T) {
+			l := newLab(t, 2)
+			flag := filepath.Join(t.TempDir(), "ok")
+			if err := os.WriteFile(flag, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var kas []*speaker
+			start := func(idx int, conf string) *speaker {
+				if (idx == 0) == warrenMaster {
+					return l.nodes[idx].startWarren(t, conf)
+				}
+				s := l.nodes[idx].startKeepalived(t, conf)
+				kas = append(kas, s)
+				return s
+			}
+			defer func() {
+				for _, s := range kas {
+					if m := keepalivedComplaints.FindString(s.log.String()); m != "" {
+						t.Errorf("keepalived complained (%q):\n%s", m, s.log.String())
+					}
+				}
+			}()
+			start(0, syncConf(150, 150, flag, ""))
+			l.waitBoth(0, 8*time.Second)
+			backup := start(1, syncConf(100, 100, "", ""))
+			time.Sleep(time.Second)
+			l.waitBoth(0, time.Second)
+
+			os.Remove(flag)
+			l.waitBoth(1, 5*time.Second)
+			if err := os.WriteFile(flag, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			l.waitBoth(0, 5*time.Second)
+			if !warrenMaster {
+				return
+			}
+			backup.stop(t)
+			start(1, syncConf(200, 100, "", ""))
+			for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+				for _, a := range []string{"10.77.0.100", "10.77.0.101"} {
+					if h := l.holders(a); len(h) != 1 || h[0] != 0 {
+						t.Fatalf("%s held by nodes %v, want only 0", a, h)
+					}
+				}
+			}
 		})
 	}
 }

@@ -48,6 +48,11 @@ type MachineConfig struct {
 	PreemptDelay time.Duration
 	// LocalAddr is our primary address, used to break priority ties.
 	LocalAddr netip.Addr
+	// Sync marks a member of a vrrp_sync_group: when its master down timer
+	// runs out it only asks to become master (ActWantMaster) and waits for
+	// EventSyncMaster, which the group sends once every member wants
+	// MASTER, so the members' addresses always sit on one machine.
+	Sync bool
 }
 
 // EventKind says what happened to a Machine.
@@ -62,6 +67,11 @@ const (
 	EventFault    // the instance must leave service (tracked interface or script down)
 	EventFaultClear
 	EventStop
+	// EventSyncMaster: the sync group goes MASTER; a backup member follows.
+	EventSyncMaster
+	// EventSyncBackup: another member of the sync group left MASTER for
+	// BACKUP; a master member follows, handing over at once (priority 0).
+	EventSyncBackup
 )
 
 // Event is one input to Machine.Step.
@@ -84,6 +94,7 @@ const (
 	ActGARP                          // announce the addresses (gratuitous ARP / NA)
 	ActTransition                    // state changed from Action.From to Action.To
 	ActOtherMaster                   // another master was seen (Action.Peer)
+	ActWantMaster                    // a sync group member's master down timer ran out
 )
 
 // Action is one output of Machine.Step.
@@ -109,6 +120,8 @@ func (a Action) String() string {
 		return fmt.Sprintf("transition %s->%s", a.From, a.To)
 	case ActOtherMaster:
 		return fmt.Sprintf("other-master %s prio=%d", a.Peer, a.PeerPrio)
+	case ActWantMaster:
+		return "want-master"
 	}
 	return fmt.Sprintf("ActionKind(%d)", int(a.Kind))
 }
@@ -122,6 +135,9 @@ type Machine struct {
 	state    State
 	priority uint8 // effective priority
 	fault    bool
+	// wantMaster: a sync group member whose master down timer ran out,
+	// waiting for the rest of the group.
+	wantMaster bool
 
 	masterDownAt time.Duration // backup: when the master is declared dead
 	advertAt     time.Duration // master: when the next advert is due
@@ -151,6 +167,11 @@ func (m *Machine) Master() (netip.Addr, uint8) {
 	}
 	return m.masterAddr, m.masterPrio
 }
+
+// WantMaster reports whether a sync group member in BACKUP is ready to
+// become master: its master down timer ran out and no master has been heard
+// since.
+func (m *Machine) WantMaster() bool { return m.wantMaster && m.state == StateBackup }
 
 // Deadline returns when the next EventTick is due, and false when no timer runs.
 func (m *Machine) Deadline() (time.Duration, bool) {
@@ -218,6 +239,18 @@ func (m *Machine) Step(now time.Duration, ev Event) []Action {
 				out = m.toBackup(now, m.cfg.Interval, out)
 			}
 		}
+	case EventSyncMaster:
+		if m.state == StateBackup {
+			out = m.toMaster(now, out)
+		}
+	case EventSyncBackup:
+		if m.state == StateMaster {
+			// Hand over at once, as on a graceful stop, so the peer's
+			// member joins its group-mates there.
+			out = append(out, Action{Kind: ActSendAdvert, Priority: PriorityStop}, Action{Kind: ActRemoveVIPs})
+			m.masterAddr, m.masterPrio = netip.Addr{}, 0 // no master heard yet
+			out = m.toBackup(now, m.masterInterval, out)
+		}
 	case EventStop:
 		if m.state == StateMaster {
 			out = append(out, Action{Kind: ActSendAdvert, Priority: PriorityStop}, Action{Kind: ActRemoveVIPs})
@@ -232,9 +265,19 @@ func (m *Machine) Step(now time.Duration, ev Event) []Action {
 func (m *Machine) tick(now time.Duration, out []Action) []Action {
 	switch m.state {
 	case StateBackup:
-		if now >= m.masterDownAt {
-			out = m.toMaster(now, out)
+		if now < m.masterDownAt {
+			break
 		}
+		if !m.cfg.Sync {
+			out = m.toMaster(now, out)
+			break
+		}
+		// A sync group member waits for the whole group (keepalived
+		// prefers BACKUP to a split group): ask, and keep the timer
+		// running until the group says go.
+		m.wantMaster = true
+		out = append(out, Action{Kind: ActWantMaster})
+		m.masterDownAt = now + m.MasterDownInterval()
 	case StateMaster:
 		if now >= m.advertAt {
 			out = append(out, Action{Kind: ActSendAdvert, Priority: m.priority})
@@ -263,6 +306,7 @@ func (m *Machine) advert(now time.Duration, ev Event, out []Action) []Action {
 		// Follow the master unless it has lower priority and we may preempt.
 		// preempt_delay counts from our start, as in keepalived.
 		if m.cfg.NoPreempt || ev.Priority >= m.priority || now < m.startedAt+m.cfg.PreemptDelay {
+			m.wantMaster = false
 			m.masterAddr, m.masterPrio = ev.From, ev.Priority
 			m.masterInterval = interval
 			m.masterDownAt = now + m.MasterDownInterval()
@@ -322,6 +366,7 @@ func (m *Machine) toFault(out []Action) []Action {
 
 func (m *Machine) transition(to State, out []Action) []Action {
 	from := m.state
+	m.wantMaster = false
 	m.state = to
 	return append(out, Action{Kind: ActTransition, From: from, To: to})
 }

@@ -18,8 +18,8 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testda
 // TestMachineScripts walks testdata/machine/*.txt. Each block is one command,
 // a "----" line and the expected output, ended by a blank line:
 //
-//	config vrid=51 prio=100 int=1s version=2 addr=10.0.0.1 [nopreempt] [delay=5s]
-//	<time> start|tick|stop|fault|fault-clear
+//	config vrid=51 prio=100 int=1s version=2 addr=10.0.0.1 [nopreempt] [delay=5s] [sync]
+//	<time> start|tick|stop|fault|fault-clear|sync-master|sync-backup
 //	<time> advert from=ADDR prio=N [int=D]
 //	<time> priority N
 //
@@ -107,6 +107,8 @@ func machineCommand(mp **Machine, cmd string) (string, error) {
 				c.LocalAddr, err = netip.ParseAddr(v)
 			case "nopreempt":
 				c.NoPreempt = true
+			case "sync":
+				c.Sync = true
 			case "delay":
 				c.PreemptDelay, err = time.ParseDuration(v)
 			default:
@@ -139,6 +141,10 @@ func machineCommand(mp **Machine, cmd string) (string, error) {
 		ev.Kind = EventFault
 	case "fault-clear":
 		ev.Kind = EventFaultClear
+	case "sync-master":
+		ev.Kind = EventSyncMaster
+	case "sync-backup":
+		ev.Kind = EventSyncBackup
 	case "priority":
 		n, err := strconv.Atoi(f[2])
 		if err != nil {
@@ -172,6 +178,9 @@ func machineCommand(mp **Machine, cmd string) (string, error) {
 	}
 	if a, p := m.Master(); a.IsValid() {
 		fmt.Fprintf(&sb, " master=%s/%d", a, p)
+	}
+	if m.WantMaster() {
+		sb.WriteString(" want-master")
 	}
 	sb.WriteByte('\n')
 	return sb.String(), nil
