@@ -17,16 +17,31 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
-// buildWarren compiles this command into a temporary directory, so the
-// tests run the binary a user runs.
+// warrenBin is the binary under test, built once by TestMain so that the
+// tests run the program a user runs.
+var warrenBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "warren-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	warrenBin = filepath.Join(dir, "warren")
+	if out, err := exec.Command("go", "build", "-o", warrenBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildWarren returns the binary under test.
 func buildWarren(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "warren")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return warrenBin
 }
 
 func freePort(t *testing.T) string {

@@ -51,9 +51,15 @@ func (ch *channel) exchangeDeclare(m *amqp.ExchangeDeclare) error {
 	return ch.replyUnlessNoWait(m.NoWait, &amqp.ExchangeDeclareOk{})
 }
 
+// inequivalent is the 406 RabbitMQ gives when a redeclare differs in a
+// property.
+func inequivalent(kind, name, vhost, arg string, got, has any) error {
+	return chanErr(codePreconditionFail, "inequivalent arg '%s' for %s '%s' in vhost '%s': received '%v' but current is '%v'", arg, kind, name, vhost, got, has)
+}
+
 func exchangeEquivalent(cur, want meta.Exchange) error {
 	ineq := func(arg string, got, has any) error {
-		return chanErr(codePreconditionFail, "inequivalent arg '%s' for exchange '%s' in vhost '%s': received '%v' but current is '%v'", arg, cur.Name, cur.VHost, got, has)
+		return inequivalent("exchange", cur.Name, cur.VHost, arg, got, has)
 	}
 	switch {
 	case cur.Type != want.Type:
@@ -217,7 +223,7 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 
 func queueEquivalent(cur, want meta.Queue) error {
 	ineq := func(arg string, got, has bool) error {
-		return chanErr(codePreconditionFail, "inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'", arg, cur.Name, cur.VHost, got, has)
+		return inequivalent("queue", cur.Name, cur.VHost, arg, got, has)
 	}
 	switch {
 	case cur.Durable != want.Durable:
