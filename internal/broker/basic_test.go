@@ -510,3 +510,48 @@ func TestPipelinedHandshake(t *testing.T) {
 		t.Fatalf("declare-ok %+v", ok)
 	}
 }
+
+func TestQueueLengthLimits(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	ch.QueueDeclare("head", false, true, false, false, amqp091.Table{"x-max-length": int32(2)})
+	for _, b := range []string{"1", "2", "3"} {
+		publish(t, ch, "", "head", amqp091.Publishing{Body: []byte(b)})
+	}
+	if d, ok, _ := ch.Get("head", true); !ok || string(d.Body) != "2" || d.MessageCount != 1 {
+		t.Fatalf("drop-head kept %q (+%d)", d.Body, d.MessageCount)
+	}
+	ch.QueueDeclare("bytes", false, true, false, false, amqp091.Table{"x-max-length-bytes": int64(10)})
+	for _, b := range []string{"aaaa", "bbbb", "cccc"} {
+		publish(t, ch, "", "bytes", amqp091.Publishing{Body: []byte(b)})
+	}
+	if d, ok, _ := ch.Get("bytes", true); !ok || string(d.Body) != "bbbb" {
+		t.Fatalf("max-length-bytes kept %q first", d.Body)
+	}
+
+	ch.QueueDeclare("reject", false, true, false, false, amqp091.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"})
+	ch.Confirm(false)
+	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 4))
+	publish(t, ch, "", "reject", amqp091.Publishing{Body: []byte("kept")})
+	publish(t, ch, "", "reject", amqp091.Publishing{Body: []byte("refused")})
+	for i, want := range []bool{true, false} {
+		select {
+		case cf := <-confirms:
+			if cf.DeliveryTag != uint64(i+1) || cf.Ack != want {
+				t.Fatalf("confirm %d: %+v, want ack=%v", i+1, cf, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no confirm")
+		}
+	}
+	if q, _ := ch.QueueDeclarePassive("reject", false, true, false, false, nil); q.Messages != 1 {
+		t.Fatalf("reject-publish queue has %d messages", q.Messages)
+	}
+	bad := openChannel(t, dial(t, url))
+	e := closedWith(t, bad, func() {
+		bad.QueueDeclare("bad", false, true, false, false, amqp091.Table{"x-overflow": "explode"})
+	})
+	if e.Code != 406 || !strings.HasPrefix(e.Reason, "PRECONDITION_FAILED - invalid arg 'x-overflow' for queue 'bad' in vhost '/'") {
+		t.Fatalf("bad x-overflow: %v", e)
+	}
+}

@@ -29,8 +29,9 @@ func (c *confirms) waitDisk(seq uint64, copies int) {
 }
 
 // done records one finished write for seq; failed writes end the wait at
-// once. It reports whether seq failed now, so the caller sends a nack.
-// c.mu held.
+// once. It reports whether seq failed now, so the caller sends a nack. A
+// failure for a seq that waits for nothing (refused by a full queue) is
+// reported too. c.mu held.
 func (c *confirms) done(seq uint64, failed bool) bool {
 	for i := range c.waiting {
 		w := &c.waiting[i]
@@ -44,7 +45,7 @@ func (c *confirms) done(seq uint64, failed bool) bool {
 		}
 		return false
 	}
-	return false
+	return failed && seq > c.acked
 }
 
 // confirmable is the highest seq that may be acked: every publish routed

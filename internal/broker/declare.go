@@ -199,6 +199,9 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 	if err := ch.checkPerm(permConfigure, "queue", name); err != nil {
 		return err
 	}
+	if _, bad, ok := queueLimits(m.Arguments); !ok {
+		return chanErr(codePreconditionFail, "invalid arg '%s' for queue '%s' in vhost '%s': %v", bad, name, vh, m.Arguments[bad])
+	}
 	want := meta.Queue{VHost: vh, Name: name, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Arguments: meta.Args{Table: m.Arguments}, Node: ch.c.s.cfg.NodeName}
 	if m.Exclusive {
 		want.Owner = ch.c.id

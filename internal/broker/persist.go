@@ -115,7 +115,8 @@ func (s *Server) recoverMessages(ctx context.Context) error {
 			return s.store.Release(key, loc)
 		}
 		l := loc
-		q.Publish(m, &l, nil)
+		_, dropped := q.Publish(m, &l, nil)
+		s.release(q.VHost, q.Name, dropped)
 		count++
 		return ctx.Err()
 	})

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/warren-mq/warren/internal/amqp"
@@ -169,7 +170,7 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 			}
 		}
 	}
-	routed := false
+	routed, rejected := false, false
 	for i, q := range qs {
 		var loc *store.Location
 		if data != nil && q.def.Durable {
@@ -186,18 +187,32 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 				loc = &l
 			}
 		}
-		if q.Publish(msg, loc, ch.c.batch) {
+		res, dropped := q.Publish(msg, loc, ch.c.batch)
+		ch.c.s.release(q.VHost, q.Name, dropped)
+		switch res {
+		case queue.Queued:
 			routed = true
-		} else if loc != nil {
+		case queue.Rejected:
+			routed, rejected = true, true
+		}
+		if res != queue.Queued && loc != nil {
 			ch.c.s.release(q.VHost, q.Name, []queue.Entry{{Loc: loc}})
 		}
 		qs[i] = nil
+	}
+	if rejected && seq != 0 {
+		// A full queue with x-overflow reject-publish refuses the message:
+		// the publisher gets basic.nack, as from RabbitMQ.
+		ch.diskDone(seq, errRejected)
 	}
 	if !routed && m.Mandatory {
 		ch.sendReturn(m, msg.Properties, msg.Body)
 	}
 	return nil
 }
+
+// errRejected marks a publish refused by a full queue.
+var errRejected = errors.New("broker: queue full")
 
 // sendReturn hands an unroutable mandatory message back with basic.return.
 func (ch *channel) sendReturn(m *amqp.BasicPublish, props, body []byte) {
@@ -226,9 +241,17 @@ func (ch *channel) diskDone(seq uint64, err error) {
 	ch.cf.mu.Lock()
 	defer ch.cf.mu.Unlock()
 	if ch.cf.done(seq, err != nil) {
+		// Acks due before seq go first, so that the nack never falls inside
+		// a later multiple ack; then seq counts as answered.
+		if upTo := ch.cf.confirmable(); upTo >= seq-1 && seq-1 > ch.cf.acked {
+			ch.sendAckLocked(seq-1, nil)
+		}
 		ch.c.out.append(func(b []byte) []byte {
 			return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicNack{DeliveryTag: seq})
 		})
+		if ch.cf.acked == seq-1 {
+			ch.cf.acked = seq
+		}
 	}
 	ch.sendConfirmsLocked(nil)
 }
@@ -240,6 +263,11 @@ func (ch *channel) sendConfirmsLocked(fs *flushSet) {
 	if upTo <= ch.cf.acked || ch.cf.closed {
 		return
 	}
+	ch.sendAckLocked(upTo, fs)
+}
+
+// sendAckLocked acks every publish up to upTo. ch.cf.mu held.
+func (ch *channel) sendAckLocked(upTo uint64, fs *flushSet) {
 	multiple := upTo-ch.cf.acked > 1
 	ch.cf.acked = upTo
 	ch.c.out.appendBatch(fs, func(b []byte) []byte {

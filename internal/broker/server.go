@@ -369,7 +369,7 @@ func (s *Server) Changed(e meta.Event) {
 	case meta.ExchangeDeleted:
 		delete(v.exchanges, e.Name)
 	case meta.QueueAdded:
-		v.queues[e.Queue.Name] = &localQueue{Queue: queue.New(e.VHost, e.Queue.Name), def: *e.Queue, srv: s}
+		v.queues[e.Queue.Name] = &localQueue{Queue: queue.New(e.VHost, e.Queue.Name, limitsOf(e.Queue.Arguments.Table)), def: *e.Queue, srv: s}
 	case meta.QueueDeleted:
 		deleted = v.queues[e.Name]
 		delete(v.queues, e.Name)
@@ -408,7 +408,7 @@ func (s *Server) rebuild() {
 	}
 	for _, q := range d.Queues {
 		if v := vhosts[q.VHost]; v != nil {
-			v.queues[q.Name] = &localQueue{Queue: queue.New(q.VHost, q.Name), def: q, srv: s}
+			v.queues[q.Name] = &localQueue{Queue: queue.New(q.VHost, q.Name, limitsOf(q.Arguments.Table)), def: q, srv: s}
 		}
 	}
 	for i := range d.Bindings {

@@ -64,34 +64,86 @@ type Queue struct {
 	Name  string
 	VHost string
 
-	mu        sync.Mutex // guards everything below
-	ready     []Entry    // ready[head:] in ID order
-	head      int
-	nextID    uint64
-	consumers []Consumer // sorted by priority, highest first
-	next      int        // round-robin position within consumers
-	deleted   bool
-	unacked   atomic.Int64
+	mu         sync.Mutex // guards everything below
+	ready      []Entry    // ready[head:] in ID order
+	readyBytes int64      // body octets of the ready messages
+	limits     Limits
+	head       int
+	nextID     uint64
+	consumers  []Consumer // sorted by priority, highest first
+	next       int        // round-robin position within consumers
+	deleted    bool
+	unacked    atomic.Int64
 }
 
-// New returns an empty queue.
-func New(vhost, name string) *Queue {
-	return &Queue{Name: name, VHost: vhost}
+// Limits bound a queue's ready messages (unacked ones do not count), as
+// RabbitMQ's x-max-length, x-max-length-bytes and x-overflow do.
+type Limits struct {
+	MaxLen   int64 // messages; negative means no limit
+	MaxBytes int64 // body octets; negative means no limit
+	// RejectPublish refuses new messages at the limit (reject-publish);
+	// otherwise the oldest are dropped to make room (drop-head).
+	RejectPublish bool
 }
+
+// NoLimits returns the limits of a queue without length limits.
+func NoLimits() Limits { return Limits{MaxLen: -1, MaxBytes: -1} }
+
+// New returns an empty queue with the given limits.
+func New(vhost, name string, limits Limits) *Queue {
+	return &Queue{Name: name, VHost: vhost, limits: limits}
+}
+
+// PublishResult says what Publish did with a message.
+type PublishResult uint8
+
+// Publish results.
+const (
+	// Queued: the message is in the queue (or already with a consumer).
+	Queued PublishResult = iota
+	// Rejected: the queue is full and refuses new messages.
+	Rejected
+	// Gone: the queue has been deleted.
+	Gone
+)
 
 // Publish appends a message, kept in the store at loc (nil if it is not),
-// and delivers what it can, passing b to the consumers. It reports false
-// if the queue has been deleted.
-func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) bool {
+// and delivers what it can, passing b to the consumers. Messages dropped
+// from the head to respect the limits are returned.
+func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) (PublishResult, []Entry) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
-		return false
+		return Gone, nil
+	}
+	size := int64(len(m.Body))
+	if q.limits.RejectPublish && q.fullLocked(1, size) {
+		return Rejected, nil
 	}
 	q.nextID++
 	q.ready = append(q.ready, Entry{ID: q.nextID, Msg: m, Loc: loc})
+	q.readyBytes += size
 	q.dispatchLocked(b)
-	return true
+	var dropped []Entry
+	for q.head < len(q.ready) && q.fullLocked(0, 0) {
+		e := q.ready[q.head]
+		q.ready[q.head] = Entry{}
+		q.head++
+		q.readyBytes -= int64(len(e.Msg.Body))
+		dropped = append(dropped, e)
+	}
+	q.compactLocked()
+	return Queued, dropped
+}
+
+// fullLocked reports whether adding n messages of size octets would put
+// the queue over a limit (n = 0: whether it is over one now).
+func (q *Queue) fullLocked(n int, size int64) bool {
+	l := int64(len(q.ready) - q.head)
+	if q.limits.MaxLen >= 0 && l+int64(n) > q.limits.MaxLen {
+		return true
+	}
+	return q.limits.MaxBytes >= 0 && q.readyBytes+size > q.limits.MaxBytes
 }
 
 // Len returns the number of ready messages.
@@ -199,6 +251,7 @@ func (q *Queue) deliverOneLocked(b Batch) bool {
 			c := q.consumers[k]
 			q.unacked.Add(1)
 			if c.Deliver(q, e, b) {
+				q.readyBytes -= int64(len(e.Msg.Body))
 				q.ready[q.head] = Entry{}
 				q.head++
 				q.next = start + (k-start+1)%width
@@ -239,6 +292,7 @@ func (q *Queue) Get(ack bool) (e Entry, remaining int, ok bool) {
 	e = q.ready[q.head]
 	q.ready[q.head] = Entry{}
 	q.head++
+	q.readyBytes -= int64(len(e.Msg.Body))
 	if ack {
 		q.unacked.Add(1)
 	}
@@ -268,6 +322,7 @@ func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 	}
 	for _, e := range entries {
 		e.Redelivered = true
+		q.readyBytes += int64(len(e.Msg.Body))
 		live := q.ready[q.head:]
 		i, _ := slices.BinarySearchFunc(live, e.ID, func(x Entry, id uint64) int {
 			switch {
@@ -289,7 +344,7 @@ func (q *Queue) Purge() []Entry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	dropped := q.ready[q.head:]
-	q.ready, q.head = nil, 0
+	q.ready, q.head, q.readyBytes = nil, 0, 0
 	return dropped
 }
 
@@ -300,7 +355,7 @@ func (q *Queue) Delete() (dropped []Entry, consumers []Consumer) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	dropped = q.ready[q.head:]
-	q.ready, q.head = nil, 0
+	q.ready, q.head, q.readyBytes = nil, 0, 0
 	consumers = q.consumers
 	q.consumers = nil
 	q.deleted = true

@@ -38,7 +38,7 @@ func bodies(es []Entry) string {
 }
 
 func TestRoundRobinWithinPriority(t *testing.T) {
-	q := New("/", "q")
+	q := New("/", "q", NoLimits())
 	a := &consumer{name: "a", limit: -1}
 	b := &consumer{name: "b", limit: -1}
 	hi := &consumer{name: "hi", priority: 5, limit: 2}
@@ -62,7 +62,7 @@ func TestRoundRobinWithinPriority(t *testing.T) {
 }
 
 func TestRequeueRestoresOrder(t *testing.T) {
-	q := New("/", "q")
+	q := New("/", "q", NoLimits())
 	for i := range 5 {
 		q.Publish(msg(fmt.Sprint(i)), nil, nil)
 	}
@@ -97,7 +97,7 @@ func TestRequeueRestoresOrder(t *testing.T) {
 }
 
 func TestFullConsumersLeaveMessagesReady(t *testing.T) {
-	q := New("/", "q")
+	q := New("/", "q", NoLimits())
 	c := &consumer{limit: 1}
 	q.AddConsumer(c)
 	q.Publish(msg("a"), nil, nil)
@@ -114,13 +114,13 @@ func TestFullConsumersLeaveMessagesReady(t *testing.T) {
 		t.Fatalf("consumers left %d", n)
 	}
 	dropped, cs := q.Delete()
-	if len(dropped) != 0 || len(cs) != 0 || q.Publish(msg("c"), nil, nil) || q.AddConsumer(c) {
+	if r, _ := q.Publish(msg("c"), nil, nil); len(dropped) != 0 || len(cs) != 0 || r != Gone || q.AddConsumer(c) {
 		t.Fatal("a deleted queue accepted work")
 	}
 }
 
 func BenchmarkPublishDeliver(b *testing.B) {
-	q := New("/", "q")
+	q := New("/", "q", NoLimits())
 	c := &consumer{limit: -1}
 	q.AddConsumer(c)
 	m := msg("x")
@@ -131,5 +131,35 @@ func BenchmarkPublishDeliver(b *testing.B) {
 			q.Settle(len(c.got))
 			c.got = c.got[:0]
 		}
+	}
+}
+
+func TestLengthLimits(t *testing.T) {
+	drop := New("/", "q", Limits{MaxLen: 2, MaxBytes: -1})
+	var dropped []Entry
+	for _, s := range []string{"a", "b", "c"} {
+		_, d := drop.Publish(msg(s), nil, nil)
+		dropped = append(dropped, d...)
+	}
+	if bodies(dropped) != "a" || drop.Len() != 2 {
+		t.Fatalf("drop-head: dropped %q, %d left", bodies(dropped), drop.Len())
+	}
+	bytesQ := New("/", "q", Limits{MaxLen: -1, MaxBytes: 10})
+	for _, s := range []string{"aaaa", "bbbb", "cccc"} {
+		bytesQ.Publish(msg(s), nil, nil)
+	}
+	if e, _, _ := bytesQ.Get(false); bytesQ.Len() != 1 || string(e.Msg.Body) != "bbbb" {
+		t.Fatalf("max-length-bytes kept %d, head %q", bytesQ.Len()+1, e.Msg.Body)
+	}
+	reject := New("/", "q", Limits{MaxLen: 1, MaxBytes: -1, RejectPublish: true})
+	r1, _ := reject.Publish(msg("a"), nil, nil)
+	r2, _ := reject.Publish(msg("b"), nil, nil)
+	if r1 != Queued || r2 != Rejected || reject.Len() != 1 {
+		t.Fatalf("reject-publish: %v %v len %d", r1, r2, reject.Len())
+	}
+	// Room frees up as messages leave.
+	reject.Get(false)
+	if r, _ := reject.Publish(msg("c"), nil, nil); r != Queued {
+		t.Fatalf("after a get: %v", r)
 	}
 }
