@@ -555,3 +555,26 @@ func TestQueueLengthLimits(t *testing.T) {
 		t.Fatalf("bad x-overflow: %v", e)
 	}
 }
+
+func TestMessageTTL(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	ch.QueueDeclare("ttl", false, true, false, false, amqp091.Table{"x-message-ttl": int32(100)})
+	publish(t, ch, "", "ttl", amqp091.Publishing{Body: []byte("expires")})
+	ch.QueueDeclare("plain", false, true, false, false, nil)
+	publish(t, ch, "", "plain", amqp091.Publishing{Body: []byte("own"), Expiration: "100"})
+	publish(t, ch, "", "plain", amqp091.Publishing{Body: []byte("stays")})
+	time.Sleep(200 * time.Millisecond)
+	for q, want := range map[string]string{"ttl": "", "plain": "stays"} {
+		d, ok, err := ch.Get(q, true)
+		if err != nil || (want == "") == ok || (ok && string(d.Body) != want) {
+			t.Fatalf("%s: got %q %v %v, want %q", q, d.Body, ok, err, want)
+		}
+	}
+	e := closedWith(t, ch, func() {
+		ch.PublishWithContext(context.Background(), "", "plain", false, false, amqp091.Publishing{Expiration: "soon"})
+	})
+	if e.Code != 406 || e.Reason != "PRECONDITION_FAILED - invalid expiration 'soon'" {
+		t.Fatalf("bad expiration: %v", e)
+	}
+}

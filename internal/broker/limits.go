@@ -2,6 +2,8 @@ package broker
 
 import (
 	"math"
+	"strconv"
+	"time"
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/queue"
@@ -26,6 +28,13 @@ func queueLimits(args amqp.Table) (queue.Limits, string, bool) {
 		}
 		*a.dst = int64(n)
 	}
+	if v, ok := args["x-message-ttl"]; ok {
+		n, isNum := number(v)
+		if !isNum || n < 0 || n != math.Trunc(n) || n > float64(math.MaxInt64/int64(time.Millisecond)) {
+			return l, "x-message-ttl", false
+		}
+		l.MessageTTL = time.Duration(n) * time.Millisecond
+	}
 	if v, ok := args["x-overflow"]; ok {
 		s, _ := v.(string)
 		switch s {
@@ -46,4 +55,17 @@ func limitsOf(args amqp.Table) queue.Limits {
 		return queue.NoLimits()
 	}
 	return l
+}
+
+// messageTTL reads a message's expiration property: milliseconds as a
+// decimal string; absent means none (-1).
+func messageTTL(expiration []byte) (time.Duration, bool) {
+	if expiration == nil {
+		return -1, true
+	}
+	n, err := strconv.ParseUint(string(expiration), 10, 63)
+	if err != nil || n > math.MaxInt64/uint64(time.Millisecond) {
+		return -1, false
+	}
+	return time.Duration(n) * time.Millisecond, true
 }

@@ -70,6 +70,7 @@ func decodeMessage(b []byte) (*queue.Message, error) {
 	}
 	m.Persistent = sum.DeliveryMode == 2
 	m.Priority = sum.Priority
+	m.TTL, _ = messageTTL(sum.Expiration)
 	return &m, nil
 }
 
@@ -115,8 +116,9 @@ func (s *Server) recoverMessages(ctx context.Context) error {
 			return s.store.Release(key, loc)
 		}
 		l := loc
-		_, dropped := q.Publish(m, &l, nil)
-		s.release(q.VHost, q.Name, dropped)
+		if q.Publish(m, &l, nil) != queue.Queued {
+			s.release(q.VHost, q.Name, []queue.Entry{{Loc: &l}})
+		}
 		count++
 		return ctx.Err()
 	})

@@ -144,7 +144,12 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 	}
 	qs, _ := ch.c.vh.route(m.Exchange, m.RoutingKey, headers, ch.routeBuf[:0])
 	ch.routeBuf = qs
+	ttl, ok := messageTTL(p.summary.Expiration)
+	if !ok {
+		return chanErr(codePreconditionFail, "invalid expiration '%s'", p.summary.Expiration)
+	}
 	msg := &queue.Message{
+		TTL:        ttl,
 		Exchange:   m.Exchange,
 		RoutingKey: m.RoutingKey,
 		Properties: p.props,
@@ -187,8 +192,7 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 				loc = &l
 			}
 		}
-		res, dropped := q.Publish(msg, loc, ch.c.batch)
-		ch.c.s.release(q.VHost, q.Name, dropped)
+		res := q.Publish(msg, loc, ch.c.batch)
 		switch res {
 		case queue.Queued:
 			routed = true

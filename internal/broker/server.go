@@ -369,7 +369,7 @@ func (s *Server) Changed(e meta.Event) {
 	case meta.ExchangeDeleted:
 		delete(v.exchanges, e.Name)
 	case meta.QueueAdded:
-		v.queues[e.Queue.Name] = &localQueue{Queue: queue.New(e.VHost, e.Queue.Name, limitsOf(e.Queue.Arguments.Table)), def: *e.Queue, srv: s}
+		v.queues[e.Queue.Name] = s.newLocalQueue(*e.Queue)
 	case meta.QueueDeleted:
 		deleted = v.queues[e.Name]
 		delete(v.queues, e.Name)
@@ -394,6 +394,17 @@ func (s *Server) Changed(e meta.Event) {
 	}
 }
 
+// newLocalQueue makes the runtime queue for a definition. Messages that
+// leave it undelivered (length limit, expiry) give back their stored copy.
+func (s *Server) newLocalQueue(def meta.Queue) *localQueue {
+	drop := func(e queue.Entry) {
+		if e.Loc != nil {
+			s.release(def.VHost, def.Name, []queue.Entry{e})
+		}
+	}
+	return &localQueue{Queue: queue.New(def.VHost, def.Name, limitsOf(def.Arguments.Table), drop), def: def, srv: s}
+}
+
 // rebuild replaces every runtime view after a snapshot restore.
 func (s *Server) rebuild() {
 	d := s.meta.Snapshot()
@@ -408,7 +419,7 @@ func (s *Server) rebuild() {
 	}
 	for _, q := range d.Queues {
 		if v := vhosts[q.VHost]; v != nil {
-			v.queues[q.Name] = &localQueue{Queue: queue.New(q.VHost, q.Name, limitsOf(q.Arguments.Table)), def: q, srv: s}
+			v.queues[q.Name] = s.newLocalQueue(q)
 		}
 	}
 	for i := range d.Bindings {

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/warren-mq/warren/internal/store"
 )
@@ -19,6 +20,8 @@ import (
 // Message is one published message. It is immutable once published and may
 // sit in several queues at once.
 type Message struct {
+	// TTL is the message's own expiration property; negative means none.
+	TTL        time.Duration
 	Exchange   string
 	RoutingKey string
 	// Properties is the content header's property list in wire form.
@@ -40,6 +43,9 @@ type Entry struct {
 	// Loc is where the store keeps this queue's copy of the message; nil
 	// for a message that lives only in memory.
 	Loc *store.Location
+	// Expires is when the message expires in this queue (Unix
+	// nanoseconds); 0 never.
+	Expires int64
 }
 
 // Batch is handed from Publish and Kick through to Consumer.Deliver: the
@@ -68,6 +74,7 @@ type Queue struct {
 	ready      []Entry    // ready[head:] in ID order
 	readyBytes int64      // body octets of the ready messages
 	limits     Limits
+	onDrop     func(Entry) // immutable
 	head       int
 	nextID     uint64
 	consumers  []Consumer // sorted by priority, highest first
@@ -84,14 +91,20 @@ type Limits struct {
 	// RejectPublish refuses new messages at the limit (reject-publish);
 	// otherwise the oldest are dropped to make room (drop-head).
 	RejectPublish bool
+	// MessageTTL expires messages that wait longer (x-message-ttl);
+	// negative means never. Expired messages leave from the head, as in
+	// RabbitMQ: when they reach it, or when the queue is looked at.
+	MessageTTL time.Duration
 }
 
 // NoLimits returns the limits of a queue without length limits.
-func NoLimits() Limits { return Limits{MaxLen: -1, MaxBytes: -1} }
+func NoLimits() Limits { return Limits{MaxLen: -1, MaxBytes: -1, MessageTTL: -1} }
 
-// New returns an empty queue with the given limits.
-func New(vhost, name string, limits Limits) *Queue {
-	return &Queue{Name: name, VHost: vhost, limits: limits}
+// New returns an empty queue with the given limits. onDrop, if not nil, is
+// called (with the queue locked) for each message that leaves without
+// being delivered: dropped at the length limit or expired.
+func New(vhost, name string, limits Limits, onDrop func(Entry)) *Queue {
+	return &Queue{Name: name, VHost: vhost, limits: limits, onDrop: onDrop}
 }
 
 // PublishResult says what Publish did with a message.
@@ -109,31 +122,59 @@ const (
 
 // Publish appends a message, kept in the store at loc (nil if it is not),
 // and delivers what it can, passing b to the consumers. Messages dropped
-// from the head to respect the limits are returned.
-func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) (PublishResult, []Entry) {
+// from the head to respect the limits go to onDrop.
+func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) PublishResult {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
-		return Gone, nil
+		return Gone
 	}
+	now := time.Now().UnixNano()
+	q.expireLocked(now)
 	size := int64(len(m.Body))
 	if q.limits.RejectPublish && q.fullLocked(1, size) {
-		return Rejected, nil
+		return Rejected
+	}
+	e := Entry{Msg: m, Loc: loc}
+	ttl := q.limits.MessageTTL
+	if m.TTL >= 0 && (ttl < 0 || m.TTL < ttl) {
+		ttl = m.TTL
+	}
+	if ttl >= 0 {
+		e.Expires = now + int64(ttl)
 	}
 	q.nextID++
-	q.ready = append(q.ready, Entry{ID: q.nextID, Msg: m, Loc: loc})
+	e.ID = q.nextID
+	q.ready = append(q.ready, e)
 	q.readyBytes += size
-	q.dispatchLocked(b)
-	var dropped []Entry
+	q.dispatchLocked(b, now)
 	for q.head < len(q.ready) && q.fullLocked(0, 0) {
-		e := q.ready[q.head]
-		q.ready[q.head] = Entry{}
-		q.head++
-		q.readyBytes -= int64(len(e.Msg.Body))
-		dropped = append(dropped, e)
+		q.dropHeadLocked()
 	}
+	// A message that expires at once and found no consumer goes now.
+	q.expireLocked(now)
 	q.compactLocked()
-	return Queued, dropped
+	return Queued
+}
+
+func (q *Queue) dropHeadLocked() {
+	e := q.ready[q.head]
+	q.ready[q.head] = Entry{}
+	q.head++
+	q.readyBytes -= int64(len(e.Msg.Body))
+	if q.onDrop != nil {
+		q.onDrop(e)
+	}
+}
+
+// expireLocked drops expired messages from the head.
+func (q *Queue) expireLocked(now int64) {
+	for q.head < len(q.ready) {
+		if exp := q.ready[q.head].Expires; exp == 0 || exp > now {
+			return
+		}
+		q.dropHeadLocked()
+	}
 }
 
 // fullLocked reports whether adding n messages of size octets would put
@@ -150,6 +191,7 @@ func (q *Queue) fullLocked(n int, size int64) bool {
 func (q *Queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.expireLocked(time.Now().UnixNano())
 	return len(q.ready) - q.head
 }
 
@@ -186,7 +228,7 @@ func (q *Queue) AddConsumer(c Consumer) bool {
 		}
 	}
 	q.consumers = slices.Insert(q.consumers, i, c)
-	q.dispatchLocked(nil)
+	q.dispatchLocked(nil, 0)
 	return true
 }
 
@@ -217,14 +259,27 @@ func (q *Queue) Deleted() bool {
 // Kick retries delivery, after a consumer's capacity grew.
 func (q *Queue) Kick(b Batch) {
 	q.mu.Lock()
-	q.dispatchLocked(b)
+	q.dispatchLocked(b, 0)
 	q.mu.Unlock()
 }
 
-func (q *Queue) dispatchLocked(b Batch) {
+// dispatchLocked delivers ready messages to consumers with room. now is
+// the time to expire by (0: read the clock if needed); a message expiring
+// exactly at now is still delivered, so that a publish with TTL 0 reaches
+// a consumer that is ready for it, as in RabbitMQ.
+func (q *Queue) dispatchLocked(b Batch, now int64) {
 	for q.head < len(q.ready) && len(q.consumers) > 0 {
+		if exp := q.ready[q.head].Expires; exp != 0 {
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			if exp < now {
+				q.dropHeadLocked()
+				continue
+			}
+		}
 		if !q.deliverOneLocked(b) {
-			return
+			break
 		}
 	}
 	q.compactLocked()
@@ -286,6 +341,7 @@ func (q *Queue) compactLocked() {
 func (q *Queue) Get(ack bool) (e Entry, remaining int, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.expireLocked(time.Now().UnixNano())
 	if q.head == len(q.ready) {
 		return Entry{}, 0, false
 	}
@@ -335,7 +391,7 @@ func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 		})
 		q.ready = slices.Insert(q.ready, q.head+i, e)
 	}
-	q.dispatchLocked(nil)
+	q.dispatchLocked(nil, 0)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 // consumer records what it is given and takes at most limit messages.
@@ -27,7 +28,7 @@ func (c *consumer) Deliver(q *Queue, e Entry, _ Batch) bool {
 
 func (c *consumer) Priority() int { return c.priority }
 
-func msg(s string) *Message { return &Message{Body: []byte(s)} }
+func msg(s string) *Message { return &Message{Body: []byte(s), TTL: -1} }
 
 func bodies(es []Entry) string {
 	s := ""
@@ -38,7 +39,7 @@ func bodies(es []Entry) string {
 }
 
 func TestRoundRobinWithinPriority(t *testing.T) {
-	q := New("/", "q", NoLimits())
+	q := New("/", "q", NoLimits(), nil)
 	a := &consumer{name: "a", limit: -1}
 	b := &consumer{name: "b", limit: -1}
 	hi := &consumer{name: "hi", priority: 5, limit: 2}
@@ -62,7 +63,7 @@ func TestRoundRobinWithinPriority(t *testing.T) {
 }
 
 func TestRequeueRestoresOrder(t *testing.T) {
-	q := New("/", "q", NoLimits())
+	q := New("/", "q", NoLimits(), nil)
 	for i := range 5 {
 		q.Publish(msg(fmt.Sprint(i)), nil, nil)
 	}
@@ -97,7 +98,7 @@ func TestRequeueRestoresOrder(t *testing.T) {
 }
 
 func TestFullConsumersLeaveMessagesReady(t *testing.T) {
-	q := New("/", "q", NoLimits())
+	q := New("/", "q", NoLimits(), nil)
 	c := &consumer{limit: 1}
 	q.AddConsumer(c)
 	q.Publish(msg("a"), nil, nil)
@@ -114,13 +115,13 @@ func TestFullConsumersLeaveMessagesReady(t *testing.T) {
 		t.Fatalf("consumers left %d", n)
 	}
 	dropped, cs := q.Delete()
-	if r, _ := q.Publish(msg("c"), nil, nil); len(dropped) != 0 || len(cs) != 0 || r != Gone || q.AddConsumer(c) {
+	if r := q.Publish(msg("c"), nil, nil); len(dropped) != 0 || len(cs) != 0 || r != Gone || q.AddConsumer(c) {
 		t.Fatal("a deleted queue accepted work")
 	}
 }
 
 func BenchmarkPublishDeliver(b *testing.B) {
-	q := New("/", "q", NoLimits())
+	q := New("/", "q", NoLimits(), nil)
 	c := &consumer{limit: -1}
 	q.AddConsumer(c)
 	m := msg("x")
@@ -135,31 +136,61 @@ func BenchmarkPublishDeliver(b *testing.B) {
 }
 
 func TestLengthLimits(t *testing.T) {
-	drop := New("/", "q", Limits{MaxLen: 2, MaxBytes: -1})
 	var dropped []Entry
+	drop := New("/", "q", Limits{MaxLen: 2, MaxBytes: -1, MessageTTL: -1}, func(e Entry) { dropped = append(dropped, e) })
 	for _, s := range []string{"a", "b", "c"} {
-		_, d := drop.Publish(msg(s), nil, nil)
-		dropped = append(dropped, d...)
+		drop.Publish(msg(s), nil, nil)
 	}
 	if bodies(dropped) != "a" || drop.Len() != 2 {
 		t.Fatalf("drop-head: dropped %q, %d left", bodies(dropped), drop.Len())
 	}
-	bytesQ := New("/", "q", Limits{MaxLen: -1, MaxBytes: 10})
+	bytesQ := New("/", "q", Limits{MaxLen: -1, MaxBytes: 10, MessageTTL: -1}, nil)
 	for _, s := range []string{"aaaa", "bbbb", "cccc"} {
 		bytesQ.Publish(msg(s), nil, nil)
 	}
 	if e, _, _ := bytesQ.Get(false); bytesQ.Len() != 1 || string(e.Msg.Body) != "bbbb" {
 		t.Fatalf("max-length-bytes kept %d, head %q", bytesQ.Len()+1, e.Msg.Body)
 	}
-	reject := New("/", "q", Limits{MaxLen: 1, MaxBytes: -1, RejectPublish: true})
-	r1, _ := reject.Publish(msg("a"), nil, nil)
-	r2, _ := reject.Publish(msg("b"), nil, nil)
+	reject := New("/", "q", Limits{MaxLen: 1, MaxBytes: -1, RejectPublish: true, MessageTTL: -1}, nil)
+	r1 := reject.Publish(msg("a"), nil, nil)
+	r2 := reject.Publish(msg("b"), nil, nil)
 	if r1 != Queued || r2 != Rejected || reject.Len() != 1 {
 		t.Fatalf("reject-publish: %v %v len %d", r1, r2, reject.Len())
 	}
 	// Room frees up as messages leave.
 	reject.Get(false)
-	if r, _ := reject.Publish(msg("c"), nil, nil); r != Queued {
+	if r := reject.Publish(msg("c"), nil, nil); r != Queued {
 		t.Fatalf("after a get: %v", r)
+	}
+}
+
+func TestMessageTTL(t *testing.T) {
+	var expired []Entry
+	q := New("/", "q", Limits{MaxLen: -1, MaxBytes: -1, MessageTTL: 50 * time.Millisecond}, func(e Entry) { expired = append(expired, e) })
+	q.Publish(msg("old"), nil, nil)
+	short := msg("short")
+	short.TTL = 0 // its own expiration, shorter than the queue's
+	q.Publish(short, nil, nil)
+	// As in RabbitMQ, a message expires only from the head: the short one
+	// waits behind the old one.
+	if q.Len() != 2 {
+		t.Fatalf("len %d, want 2", q.Len())
+	}
+	time.Sleep(60 * time.Millisecond)
+	q.Publish(msg("new"), nil, nil)
+	if e, _, ok := q.Get(false); !ok || string(e.Msg.Body) != "new" {
+		t.Fatalf("got %q, want the unexpired one", e.Msg.Body)
+	}
+	if bodies(expired) != "oldshort" {
+		t.Fatalf("expired %q", bodies(expired))
+	}
+	// A consumer that is ready takes a message before it can expire.
+	c := &consumer{limit: -1}
+	q.AddConsumer(c)
+	zero := msg("now")
+	zero.TTL = 0
+	q.Publish(zero, nil, nil)
+	if bodies(c.got) != "now" {
+		t.Fatalf("consumer got %q", bodies(c.got))
 	}
 }
