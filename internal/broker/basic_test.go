@@ -578,3 +578,61 @@ func TestMessageTTL(t *testing.T) {
 		t.Fatalf("bad expiration: %v", e)
 	}
 }
+
+func TestDeadLettering(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	ch.ExchangeDeclare("dlx", "fanout", false, true, false, false, nil)
+	ch.QueueDeclare("dead", false, true, false, false, nil)
+	ch.QueueBind("dead", "", "dlx", false, nil)
+	args := amqp091.Table{"x-dead-letter-exchange": "dlx", "x-max-length": int32(1), "x-message-ttl": int32(50)}
+	ch.QueueDeclare("work", false, true, false, false, args)
+
+	deaths := func(want string) amqp091.Delivery {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			d, ok, err := ch.Get("dead", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				xd, _ := d.Headers["x-death"].([]any)
+				if len(xd) == 0 {
+					t.Fatalf("no x-death in %v", d.Headers)
+				}
+				first := xd[0].(amqp091.Table)
+				if first["reason"] != want || first["queue"] != "work" || first["count"] != int64(1) {
+					t.Fatalf("x-death %v, want reason %s", first, want)
+				}
+				return d
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("nothing dead-lettered for %s", want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// Rejected.
+	publish(t, ch, "", "work", amqp091.Publishing{Body: []byte("r")})
+	d, ok, _ := ch.Get("work", false)
+	if !ok {
+		t.Fatal("get")
+	}
+	d.Reject(false)
+	if d := deaths("rejected"); string(d.Body) != "r" || d.Headers["x-first-death-reason"] != "rejected" {
+		t.Fatalf("rejected: %q %v", d.Body, d.Headers)
+	}
+	// Dropped at the length limit.
+	publish(t, ch, "", "work", amqp091.Publishing{Body: []byte("a")})
+	publish(t, ch, "", "work", amqp091.Publishing{Body: []byte("b")})
+	if d := deaths("maxlen"); string(d.Body) != "a" {
+		t.Fatalf("maxlen: %q", d.Body)
+	}
+	// Expired, noticed when the queue is looked at.
+	time.Sleep(100 * time.Millisecond)
+	ch.QueueDeclarePassive("work", false, true, false, false, args)
+	if d := deaths("expired"); string(d.Body) != "b" {
+		t.Fatalf("expired: %q", d.Body)
+	}
+}

@@ -440,6 +440,13 @@ func (ch *channel) settle(a txAck) error {
 	if a.nack && a.requeue {
 		requeueAll(picked)
 	} else {
+		if a.nack {
+			for _, d := range picked {
+				if wantsDeadLetter(d.q.def.Arguments.Table) {
+					ch.c.s.deadLetters.add(deadLetter{vhost: d.q.VHost, queue: d.q.Name, args: d.q.def.Arguments.Table, msg: d.entry.Msg, reason: "rejected"})
+				}
+			}
+		}
 		// Settle runs of deliveries from the same queue together.
 		for i := 0; i < len(picked); {
 			j := i + 1

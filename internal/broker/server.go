@@ -132,13 +132,14 @@ type Server struct {
 	listeners []net.Listener
 	closing   bool
 
-	alarms  *alarms
-	stop    chan struct{}  // closed by Close: background loops end
-	bg      sync.WaitGroup // background loops (memory watch)
-	wg      sync.WaitGroup // accept loops and connections
-	connSeq atomic.Uint64
-	permGen atomic.Uint64 // bumped on every user or permission change
-	started time.Time
+	alarms      *alarms
+	deadLetters *deadLetterer
+	stop        chan struct{}  // closed by Close: background loops end
+	bg          sync.WaitGroup // background loops (memory watch)
+	wg          sync.WaitGroup // accept loops and connections
+	connSeq     atomic.Uint64
+	permGen     atomic.Uint64 // bumped on every user or permission change
+	started     time.Time
 }
 
 // New starts the definitions state machine and creates the default vhost
@@ -146,15 +147,16 @@ type Server struct {
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.setDefaults()
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		matcher: auth.NewMatcher(),
-		vhosts:  map[string]*vhost{},
-		conns:   map[*conn]struct{}{},
-		replies: map[string]*replyConsumer{},
-		started: time.Now(),
-		alarms:  newAlarms(),
-		stop:    make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		matcher:     auth.NewMatcher(),
+		vhosts:      map[string]*vhost{},
+		conns:       map[*conn]struct{}{},
+		replies:     map[string]*replyConsumer{},
+		started:     time.Now(),
+		alarms:      newAlarms(),
+		deadLetters: newDeadLetterer(),
+		stop:        make(chan struct{}),
 	}
 	if err := s.SetMemoryHighWatermark(cfg.MemoryHighWatermark, cfg.MemoryHighWatermarkAbsolute); err != nil {
 		return nil, fmt.Errorf("memory high watermark: %w", err)
@@ -192,10 +194,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.bg.Add(1)
+	s.bg.Add(2)
 	go func() {
 		defer s.bg.Done()
 		s.watchResources(s.stop)
+	}()
+	go func() {
+		defer s.bg.Done()
+		s.runDeadLetters(s.stop)
 	}()
 	return s, nil
 }
@@ -397,7 +403,11 @@ func (s *Server) Changed(e meta.Event) {
 // newLocalQueue makes the runtime queue for a definition. Messages that
 // leave it undelivered (length limit, expiry) give back their stored copy.
 func (s *Server) newLocalQueue(def meta.Queue) *localQueue {
-	drop := func(e queue.Entry) {
+	deadLetters := wantsDeadLetter(def.Arguments.Table)
+	drop := func(e queue.Entry, why queue.DropReason) {
+		if deadLetters {
+			s.deadLetters.add(deadLetter{vhost: def.VHost, queue: def.Name, args: def.Arguments.Table, msg: e.Msg, reason: string(why)})
+		}
 		if e.Loc != nil {
 			s.release(def.VHost, def.Name, []queue.Entry{e})
 		}

@@ -74,7 +74,7 @@ type Queue struct {
 	ready      []Entry    // ready[head:] in ID order
 	readyBytes int64      // body octets of the ready messages
 	limits     Limits
-	onDrop     func(Entry) // immutable
+	onDrop     func(Entry, DropReason) // immutable
 	head       int
 	nextID     uint64
 	consumers  []Consumer // sorted by priority, highest first
@@ -100,10 +100,21 @@ type Limits struct {
 // NoLimits returns the limits of a queue without length limits.
 func NoLimits() Limits { return Limits{MaxLen: -1, MaxBytes: -1, MessageTTL: -1} }
 
+// DropReason says why a message left a queue undelivered, in the words of
+// RabbitMQ's x-death header.
+type DropReason string
+
+// Drop reasons.
+const (
+	DropMaxLen  DropReason = "maxlen"
+	DropExpired DropReason = "expired"
+)
+
 // New returns an empty queue with the given limits. onDrop, if not nil, is
-// called (with the queue locked) for each message that leaves without
-// being delivered: dropped at the length limit or expired.
-func New(vhost, name string, limits Limits, onDrop func(Entry)) *Queue {
+// called (with the queue locked, so it must not call back into a queue)
+// for each message that leaves without being delivered: dropped at the
+// length limit or expired.
+func New(vhost, name string, limits Limits, onDrop func(Entry, DropReason)) *Queue {
 	return &Queue{Name: name, VHost: vhost, limits: limits, onDrop: onDrop}
 }
 
@@ -149,7 +160,7 @@ func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) PublishResult 
 	q.readyBytes += size
 	q.dispatchLocked(b, now)
 	for q.head < len(q.ready) && q.fullLocked(0, 0) {
-		q.dropHeadLocked()
+		q.dropHeadLocked(DropMaxLen)
 	}
 	// A message that expires at once and found no consumer goes now.
 	q.expireLocked(now)
@@ -157,13 +168,13 @@ func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) PublishResult 
 	return Queued
 }
 
-func (q *Queue) dropHeadLocked() {
+func (q *Queue) dropHeadLocked(why DropReason) {
 	e := q.ready[q.head]
 	q.ready[q.head] = Entry{}
 	q.head++
 	q.readyBytes -= int64(len(e.Msg.Body))
 	if q.onDrop != nil {
-		q.onDrop(e)
+		q.onDrop(e, why)
 	}
 }
 
@@ -173,7 +184,7 @@ func (q *Queue) expireLocked(now int64) {
 		if exp := q.ready[q.head].Expires; exp == 0 || exp > now {
 			return
 		}
-		q.dropHeadLocked()
+		q.dropHeadLocked(DropExpired)
 	}
 }
 
@@ -274,7 +285,7 @@ func (q *Queue) dispatchLocked(b Batch, now int64) {
 				now = time.Now().UnixNano()
 			}
 			if exp < now {
-				q.dropHeadLocked()
+				q.dropHeadLocked(DropExpired)
 				continue
 			}
 		}

@@ -137,7 +137,7 @@ func BenchmarkPublishDeliver(b *testing.B) {
 
 func TestLengthLimits(t *testing.T) {
 	var dropped []Entry
-	drop := New("/", "q", Limits{MaxLen: 2, MaxBytes: -1, MessageTTL: -1}, func(e Entry) { dropped = append(dropped, e) })
+	drop := New("/", "q", Limits{MaxLen: 2, MaxBytes: -1, MessageTTL: -1}, func(e Entry, _ DropReason) { dropped = append(dropped, e) })
 	for _, s := range []string{"a", "b", "c"} {
 		drop.Publish(msg(s), nil, nil)
 	}
@@ -166,7 +166,11 @@ func TestLengthLimits(t *testing.T) {
 
 func TestMessageTTL(t *testing.T) {
 	var expired []Entry
-	q := New("/", "q", Limits{MaxLen: -1, MaxBytes: -1, MessageTTL: 50 * time.Millisecond}, func(e Entry) { expired = append(expired, e) })
+	q := New("/", "q", Limits{MaxLen: -1, MaxBytes: -1, MessageTTL: 50 * time.Millisecond}, func(e Entry, why DropReason) {
+		if why == DropExpired {
+			expired = append(expired, e)
+		}
+	})
 	q.Publish(msg("old"), nil, nil)
 	short := msg("short")
 	short.TTL = 0 // its own expiration, shorter than the queue's
