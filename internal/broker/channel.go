@@ -66,9 +66,7 @@ func (k *consumer) Deliver(q *queue.Queue, e queue.Entry, b queue.Batch) bool {
 	ch.nextTag = tag
 	if k.noAck {
 		q.Settle(1)
-		if e.Loc != nil {
-			ch.c.s.release(q.VHost, q.Name, []queue.Entry{e})
-		}
+		ch.c.s.releaseAt(k.q.key, e.Loc)
 		return true
 	}
 	k.inflight++
@@ -173,9 +171,7 @@ func requeueAll(ds []delivery) {
 		byQueue[d.q] = append(byQueue[d.q], d.entry)
 	}
 	for _, q := range order {
-		if dropped := q.Requeue(byQueue[q]); len(dropped) > 0 {
-			q.srv.release(q.VHost, q.Name, dropped)
-		}
+		q.srv.releaseAll(q.key, q.Requeue(byQueue[q]))
 	}
 }
 
@@ -456,9 +452,7 @@ func (ch *channel) settle(a txAck) error {
 			q := picked[i].q
 			q.Settle(j - i)
 			for _, d := range picked[i:j] {
-				if d.entry.Loc != nil {
-					ch.c.s.release(q.VHost, q.Name, []queue.Entry{d.entry})
-				}
+				ch.c.s.releaseAt(q.key, d.entry.Loc)
 			}
 			i = j
 		}
@@ -551,8 +545,8 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 		ch.unacked = append(ch.unacked, delivery{tag: tag, q: q, entry: e})
 	}
 	ch.mu.Unlock()
-	if m.NoAck && e.Loc != nil {
-		ch.c.s.release(q.VHost, q.Name, []queue.Entry{e})
+	if m.NoAck {
+		ch.c.s.releaseAt(q.key, e.Loc)
 	}
 	msg := e.Msg
 	ch.c.out.appendBatch(ch.c.batch, func(b []byte) []byte {

@@ -112,12 +112,12 @@ func (s *Server) republishDead(dl deadLetter) {
 			if data == nil {
 				data = encodeMessage(m)
 			}
-			if l, err := s.store.Append(queueKey(q.VHost, q.Name), data, nil); err == nil {
+			if l, err := s.store.Append(q.key, data, nil); err == nil {
 				loc = &l
 			}
 		}
-		if q.Publish(m, loc, nil) != queue.Queued && loc != nil {
-			s.release(q.VHost, q.Name, []queue.Entry{{Loc: loc}})
+		if q.Publish(m, loc, nil) != queue.Queued {
+			s.releaseAt(q.key, loc)
 		}
 	}
 }

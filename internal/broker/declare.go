@@ -290,7 +290,7 @@ func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
 		return err
 	}
 	dropped := q.Purge()
-	ch.c.s.release(q.VHost, q.Name, dropped)
+	ch.c.s.releaseAll(q.key, dropped)
 	return ch.replyUnlessNoWait(m.NoWait, &amqp.QueuePurgeOk{MessageCount: uint32(len(dropped))})
 }
 

@@ -305,10 +305,7 @@ func (o *outbox) flushNow() {
 		o.write()
 		return
 	}
-	select {
-	case o.signal <- struct{}{}:
-	default:
-	}
+	o.wake()
 }
 
 // stop flushes what is buffered and waits for the writer. If the writer

@@ -74,22 +74,22 @@ func decodeMessage(b []byte) (*queue.Message, error) {
 	return &m, nil
 }
 
-// release tells the store that the entries' copies are no longer needed.
-func (s *Server) release(vhost, name string, entries []queue.Entry) {
-	if s.store == nil {
+// releaseAt tells the store that the copy at loc, kept under the queue
+// key, is no longer needed; a nil loc (a message only in memory) is
+// nothing to release.
+func (s *Server) releaseAt(key string, loc *store.Location) {
+	if s.store == nil || loc == nil {
 		return
 	}
-	key := ""
-	for _, e := range entries {
-		if e.Loc == nil {
-			continue
-		}
-		if key == "" {
-			key = queueKey(vhost, name)
-		}
-		if err := s.store.Release(key, *e.Loc); err != nil {
-			s.log.Warn("release stored message", "queue", name, "vhost", vhost, "error", err)
-		}
+	if err := s.store.Release(key, *loc); err != nil {
+		s.log.Warn("release stored message", "queue_key", key, "error", err)
+	}
+}
+
+// releaseAll is releaseAt for every entry.
+func (s *Server) releaseAll(key string, entries []queue.Entry) {
+	for i := range entries {
+		s.releaseAt(key, entries[i].Loc)
 	}
 }
 
@@ -117,7 +117,7 @@ func (s *Server) recoverMessages(ctx context.Context) error {
 		}
 		l := loc
 		if q.Publish(m, &l, nil) != queue.Queued {
-			s.release(q.VHost, q.Name, []queue.Entry{{Loc: &l}})
+			s.releaseAt(q.key, &l)
 		}
 		count++
 		return ctx.Err()

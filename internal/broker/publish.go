@@ -183,7 +183,7 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 			if seq != 0 {
 				done = func(err error) { ch.diskDone(seq, err) }
 			}
-			l, err := st.Append(queueKey(q.VHost, q.Name), data, done)
+			l, err := st.Append(q.key, data, done)
 			if err != nil {
 				if seq != 0 {
 					ch.diskDone(seq, err)
@@ -199,8 +199,8 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 		case queue.Rejected:
 			routed, rejected = true, true
 		}
-		if res != queue.Queued && loc != nil {
-			ch.c.s.release(q.VHost, q.Name, []queue.Entry{{Loc: loc}})
+		if res != queue.Queued {
+			ch.c.s.releaseAt(q.key, loc)
 		}
 		qs[i] = nil
 	}

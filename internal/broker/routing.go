@@ -221,6 +221,7 @@ type localQueue struct {
 	*queue.Queue
 	def meta.Queue
 	srv *Server
+	key string // the store's key for the queue, queueKey(vhost, name)
 }
 
 func newVHost(name string) *vhost {

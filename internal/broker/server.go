@@ -391,7 +391,7 @@ func (s *Server) Changed(e meta.Event) {
 	v.mu.Unlock()
 	if deleted != nil {
 		dropped, consumers := deleted.Delete()
-		s.release(deleted.VHost, deleted.Name, dropped)
+		s.releaseAll(deleted.key, dropped)
 		for _, c := range consumers {
 			if cons, ok := c.(*consumer); ok {
 				cons.ch.queueDeleted(cons)
@@ -403,16 +403,15 @@ func (s *Server) Changed(e meta.Event) {
 // newLocalQueue makes the runtime queue for a definition. Messages that
 // leave it undelivered (length limit, expiry) give back their stored copy.
 func (s *Server) newLocalQueue(def meta.Queue) *localQueue {
+	key := queueKey(def.VHost, def.Name)
 	deadLetters := wantsDeadLetter(def.Arguments.Table)
 	drop := func(e queue.Entry, why queue.DropReason) {
 		if deadLetters {
 			s.deadLetters.add(deadLetter{vhost: def.VHost, queue: def.Name, args: def.Arguments.Table, msg: e.Msg, reason: string(why)})
 		}
-		if e.Loc != nil {
-			s.release(def.VHost, def.Name, []queue.Entry{e})
-		}
+		s.releaseAt(key, e.Loc)
 	}
-	return &localQueue{Queue: queue.New(def.VHost, def.Name, limitsOf(def.Arguments.Table), drop), def: def, srv: s}
+	return &localQueue{Queue: queue.New(def.VHost, def.Name, limitsOf(def.Arguments.Table), drop), def: def, srv: s, key: key}
 }
 
 // rebuild replaces every runtime view after a snapshot restore.
