@@ -9,13 +9,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/warren-mq/warren/internal/broker"
 	"github.com/warren-mq/warren/internal/config"
+	"github.com/warren-mq/warren/internal/mgmt"
 )
 
 func main() {
@@ -102,19 +106,58 @@ func run(args []string) error {
 		srv.Close()
 		return fmt.Errorf("listen for AMQP: %w", err)
 	}
-	logger.Info("node started", "node", cfg.NodeName, "amqp", l.Addr().String(), "data_dir", cfg.DataDir, "version", broker.Version)
-	serveErr := make(chan error, 1)
+	ml, err := net.Listen("tcp", cfg.MgmtListen)
+	if err != nil {
+		l.Close()
+		srv.Close()
+		return fmt.Errorf("listen for management HTTP: %w", err)
+	}
+	api := mgmt.New(mgmt.Config{
+		Broker:  srv,
+		Logger:  logger,
+		Version: broker.Version,
+		Product: cfg.ServerProduct,
+		Listeners: []mgmt.Listener{
+			{Protocol: "amqp", Addr: l.Addr().String()},
+			{Protocol: "http", Addr: ml.Addr().String()},
+		},
+	})
+	httpSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	logger.Info("node started", "node", cfg.NodeName, "amqp", l.Addr().String(), "http", ml.Addr().String(), "data_dir", cfg.DataDir, "version", broker.Version)
+
+	// The AMQP and HTTP servers and the rate sampler run until a signal or
+	// a failure; then everything is stopped and waited for.
+	apiCtx, stopAPI := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		api.Run(apiCtx)
+	}()
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(l) }()
+	go func() { serveErr <- httpSrv.Serve(ml) }()
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping node", "reason", "signal")
 	case err = <-serveErr:
 	}
+	stopAPI()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	httpSrv.Shutdown(shutdownCtx)
+	cancel()
 	if cerr := srv.Close(); cerr != nil && err == nil {
 		err = cerr
 	}
+	bg.Wait()
 	if err == nil {
 		err = <-serveErr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = <-serveErr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
 	}
 	if errors.Is(err, net.ErrClosed) {
 		err = nil

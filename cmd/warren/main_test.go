@@ -57,15 +57,16 @@ func freePort(t *testing.T) string {
 // node is a warren process started by a test.
 type node struct {
 	cmd    *exec.Cmd
-	addr   string
+	addr   string // AMQP
+	mgmt   string // management HTTP
 	stderr *bytes.Buffer
 }
 
 // startNode runs the binary on dataDir and waits until it accepts a client.
 func startNode(t *testing.T, bin, dataDir string) (*node, *amqp091.Connection) {
 	t.Helper()
-	n := &node{addr: freePort(t), stderr: &bytes.Buffer{}}
-	n.cmd = exec.Command(bin, "--data-dir", dataDir, "--amqp-listen", n.addr)
+	n := &node{addr: freePort(t), mgmt: freePort(t), stderr: &bytes.Buffer{}}
+	n.cmd = exec.Command(bin, "--data-dir", dataDir, "--amqp-listen", n.addr, "--mgmt-listen", n.mgmt)
 	n.cmd.Stderr = n.stderr
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

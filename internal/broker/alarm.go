@@ -21,6 +21,8 @@ type alarms struct {
 	diskLimit uint64     // free octets below which the disk alarm is on; 0: none
 	memOn     bool
 	diskOn    bool
+	memUsed   uint64        // at the last check
+	diskFree  uint64        // at the last check; 0 before one or without a data directory
 	cleared   chan struct{} // closed while no alarm is on; replaced when one goes on
 }
 
@@ -80,6 +82,7 @@ func (s *Server) checkResources() {
 		s.log.Warn("read memory use", "error", err)
 	} else {
 		a.mu.Lock()
+		a.memUsed = rss
 		changed := a.set(&a.memOn, a.memLimit > 0 && rss > a.memLimit)
 		on, limit := a.memOn, a.memLimit
 		a.mu.Unlock()
@@ -98,6 +101,7 @@ func (s *Server) checkResources() {
 		return
 	}
 	a.mu.Lock()
+	a.diskFree = free
 	changed := a.set(&a.diskOn, a.diskLimit > 0 && free < a.diskLimit)
 	on, limit := a.diskOn, a.diskLimit
 	a.mu.Unlock()
@@ -139,6 +143,22 @@ func (s *Server) SetDiskFreeLimit(limit uint64) {
 	s.alarms.mu.Lock()
 	s.alarms.diskLimit = limit
 	s.alarms.mu.Unlock()
+}
+
+// Resources is the node's use of memory and disk at the last check, with
+// the limits that raise the alarms.
+type Resources struct {
+	MemUsed, MemLimit       uint64
+	DiskFree, DiskFreeLimit uint64
+	MemAlarm, DiskAlarm     bool
+}
+
+// Resources returns memory and disk use as last sampled.
+func (s *Server) Resources() Resources {
+	a := s.alarms
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return Resources{MemUsed: a.memUsed, MemLimit: a.memLimit, DiskFree: a.diskFree, DiskFreeLimit: a.diskLimit, MemAlarm: a.memOn, DiskAlarm: a.diskOn}
 }
 
 // MemoryAlarm reports whether publishers are blocked for memory.

@@ -636,3 +636,48 @@ func TestDeadLettering(t *testing.T) {
 		t.Fatalf("expired: %q", d.Body)
 	}
 }
+
+// TestQueueArgumentErrors checks queue.declare's argument validation. The
+// texts are those RabbitMQ 3.10 answers; WARREN_RAW_TARGET runs the same
+// declarations against another broker and logs its answers.
+func TestQueueArgumentErrors(t *testing.T) {
+	c := dial(t, "amqp://guest:guest@"+rawTarget(t)+"/")
+	cases := []struct {
+		args amqp091.Table
+		text string
+	}{
+		{amqp091.Table{"x-dead-letter-routing-key": "dead"}, "invalid arg 'x-dead-letter-routing-key' for queue 'bad' in vhost '/': routing_key_but_no_dlx_defined"},
+		{amqp091.Table{"x-expires": int32(0)}, "invalid arg 'x-expires' for queue 'bad' in vhost '/': {value_zero,0}"},
+		{amqp091.Table{"x-expires": int32(-5)}, "invalid arg 'x-expires' for queue 'bad' in vhost '/': {value_negative,-5}"},
+		{amqp091.Table{"x-expires": "soon"}, "invalid arg 'x-expires' for queue 'bad' in vhost '/': \"expected integer, got longstr\""},
+		{amqp091.Table{"x-max-length": int32(-1)}, "invalid arg 'x-max-length' for queue 'bad' in vhost '/': {value_negative,-1}"},
+		{amqp091.Table{"x-max-length": "ten"}, "invalid arg 'x-max-length' for queue 'bad' in vhost '/': \"expected integer, got longstr\""},
+		{amqp091.Table{"x-message-ttl": int32(-1)}, "invalid arg 'x-message-ttl' for queue 'bad' in vhost '/': {value_negative,-1}"},
+		{amqp091.Table{"x-overflow": "drop-tail"}, "invalid arg 'x-overflow' for queue 'bad' in vhost '/': invalid_overflow"},
+		{amqp091.Table{"x-max-priority": int32(300)}, "invalid arg 'x-max-priority' for queue 'bad' in vhost '/': {max_value_exceeded,300}"},
+		{amqp091.Table{"x-max-priority": int32(-1)}, "invalid arg 'x-max-priority' for queue 'bad' in vhost '/': {value_negative,-1}"},
+		{amqp091.Table{"x-queue-mode": "fast"}, "invalid arg 'x-queue-mode' for queue 'bad' in vhost '/': \"unsupported queue mode 'fast'\""},
+		{amqp091.Table{"x-queue-type": "weird"}, "invalid arg 'x-queue-type' for queue 'bad' in vhost '/': \"unsupported queue type 'weird'\""},
+		{amqp091.Table{"x-single-active-consumer": "yes"}, "invalid arg 'x-single-active-consumer' for queue 'bad' in vhost '/': {unacceptable_type,longstr}"},
+		{amqp091.Table{"x-dead-letter-exchange": int32(5)}, "invalid type 'signedint' for arg 'x-dead-letter-exchange' in queue 'bad' in vhost '/'"},
+		{amqp091.Table{"x-max-length-bytes": 1.5}, "invalid arg 'x-max-length-bytes' for queue 'bad' in vhost '/': \"expected integer, got double\""},
+	}
+	for _, tc := range cases {
+		ch := openChannel(t, c)
+		e := closedWith(t, ch, func() { ch.QueueDeclare("bad", false, false, false, false, tc.args) })
+		if os.Getenv("WARREN_RAW_TARGET") != "" {
+			t.Logf("%v: %d %q", tc.args, e.Code, e.Reason)
+			continue
+		}
+		if want := "PRECONDITION_FAILED - " + tc.text; e.Code != 406 || e.Reason != want {
+			t.Errorf("%v: got %d %q\nwant 406 %q", tc.args, e.Code, e.Reason, want)
+		}
+	}
+	// Accepted: every valid form.
+	ch := openChannel(t, c)
+	ok := amqp091.Table{"x-expires": int32(60000), "x-message-ttl": int64(0), "x-dead-letter-exchange": "dlx", "x-dead-letter-routing-key": "k",
+		"x-max-length": int16(10), "x-max-length-bytes": int64(1 << 20), "x-overflow": "reject-publish-dlx", "x-queue-mode": "lazy", "x-queue-type": "classic"}
+	if _, err := ch.QueueDeclare("good", false, true, false, false, ok); err != nil {
+		t.Fatalf("valid arguments refused: %v", err)
+	}
+}

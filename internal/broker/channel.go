@@ -31,6 +31,7 @@ type consumer struct {
 	priority  int
 	prefetch  int
 	inflight  int
+	args      amqp.Table // as given in basic.consume; immutable
 }
 
 // Priority implements queue.Consumer.
@@ -64,6 +65,7 @@ func (k *consumer) Deliver(q *queue.Queue, e queue.Entry, b queue.Batch) bool {
 		return false
 	}
 	ch.nextTag = tag
+	ch.stats.count(&ch.stats.deliver, k.noAck, e.Redelivered)
 	if k.noAck {
 		q.Settle(1)
 		ch.c.s.releaseAt(k.q.key, e.Loc)
@@ -97,6 +99,9 @@ type channel struct {
 	permGen     uint64
 	routeBuf    []*localQueue
 	reply       *replyConsumer // direct reply-to consumer, if any
+	// stats mirror reader-only state and count messages, for operators
+	// reading from other goroutines.
+	stats chanStats
 
 	mu             sync.Mutex // guards below
 	closed         bool
@@ -149,6 +154,7 @@ func (ch *channel) release() {
 		ch.removeConsumer(k)
 	}
 	ch.consumers = map[string]*consumer{}
+	ch.stats.consumers.Store(0)
 	ch.mu.Lock()
 	ch.closed = true
 	pending := ch.unacked
@@ -211,6 +217,7 @@ func (ch *channel) liveConsumer(tag string) *consumer {
 	k := ch.consumers[tag]
 	if k != nil && k.q.Deleted() {
 		delete(ch.consumers, tag)
+		ch.stats.consumers.Store(int32(len(ch.consumers)))
 		return nil
 	}
 	return k
@@ -232,7 +239,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 	case *amqp.ChannelClose:
 		ch.release()
 		ch.c.sendMethod(ch.id, &amqp.ChannelCloseOk{})
-		delete(ch.c.channels, ch.id)
+		ch.c.removeChannel(ch)
 		return nil
 	case *amqp.ChannelCloseOk:
 		return nil
@@ -274,6 +281,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			ch.stopReplies()
 		} else if k := ch.liveConsumer(m.ConsumerTag); k != nil {
 			delete(ch.consumers, m.ConsumerTag)
+			ch.stats.consumers.Store(int32(len(ch.consumers)))
 			ch.removeConsumer(k)
 		}
 		if !m.NoWait {
@@ -300,6 +308,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			return chanErr(codePreconditionFail, "cannot switch from tx to confirm mode")
 		}
 		ch.confirm = true
+		ch.stats.confirm.Store(true)
 		if !m.NoWait {
 			ch.c.sendMethod(ch.id, &amqp.ConfirmSelectOk{})
 		}
@@ -309,6 +318,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			return chanErr(codePreconditionFail, "cannot switch from confirm to tx mode")
 		}
 		ch.tx = true
+		ch.stats.tx.Store(true)
 		ch.c.sendMethod(ch.id, &amqp.TxSelectOk{})
 		return nil
 	case *amqp.TxCommit:
@@ -433,6 +443,9 @@ func (ch *channel) settle(a txAck) error {
 	}
 	ch.mu.Unlock()
 
+	if !a.nack {
+		ch.stats.ack.Add(uint64(len(picked)))
+	}
 	if a.nack && a.requeue {
 		requeueAll(picked)
 	} else {
@@ -471,6 +484,7 @@ func (ch *channel) qos(m *amqp.BasicQos) error {
 		ch.mu.Unlock()
 	} else {
 		ch.prefetch = int(m.PrefetchCount)
+		ch.stats.prefetch.Store(int32(m.PrefetchCount))
 	}
 	ch.c.sendMethod(ch.id, &amqp.BasicQosOk{})
 	ch.kickConsumers()
@@ -506,7 +520,7 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 			return chanErr(codeAccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.VHost)
 		}
 	}
-	k := &consumer{ch: ch, tag: tag, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch}
+	k := &consumer{ch: ch, tag: tag, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch, args: m.Arguments}
 	if p, ok := m.Arguments["x-priority"]; ok {
 		n, ok := number(p)
 		if !ok {
@@ -515,11 +529,13 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 		k.priority = int(n)
 	}
 	ch.consumers[tag] = k
+	ch.stats.consumers.Store(int32(len(ch.consumers)))
 	if !m.NoWait {
 		ch.c.sendMethod(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag})
 	}
 	if !q.AddConsumer(k) {
 		delete(ch.consumers, tag)
+		ch.stats.consumers.Store(int32(len(ch.consumers)))
 		return notFound("queue", q.VHost, q.Name)
 	}
 	return nil
@@ -538,6 +554,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 		ch.c.sendMethod(ch.id, &amqp.BasicGetEmpty{})
 		return nil
 	}
+	ch.stats.count(&ch.stats.get, m.NoAck, e.Redelivered)
 	ch.mu.Lock()
 	ch.nextTag++
 	tag := ch.nextTag

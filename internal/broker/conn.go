@@ -9,13 +9,12 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warren-mq/warren/internal/amqp"
-	"github.com/warren-mq/warren/internal/auth"
 )
 
 // conn is one AMQP connection. Its reader runs in serve, on the goroutine
@@ -37,10 +36,22 @@ type conn struct {
 	channelMax uint16
 	heartbeat  time.Duration
 	clientCaps amqp.Table
+	// Set before the handshake ends, then immutable; readable by others
+	// once info.opened is set (under mu).
+	clientProps amqp.Table
+	authMech    string
+	connectedAt time.Time
+	direct      bool // served by ServeConn, not from a listener
+	recvOct     atomic.Uint64
+	recvCnt     atomic.Uint64
+	blocked     atomic.Bool
+	infoReady   bool // guarded by mu: the handshake fields may be read
 
-	channels map[uint16]*channel // reader goroutine only
-	opened   bool                // handshake done; reader goroutine only
-	released bool                // channels and exclusive queues let go; reader only
+	// channels is written by the reader goroutine under mu; the reader
+	// reads it without mu, others with mu.
+	channels map[uint16]*channel
+	opened   bool // handshake done; reader goroutine only
+	released bool // channels and exclusive queues let go; reader only
 	// When the read deadline was last moved, and whether it was cleared;
 	// reader goroutine only.
 	deadlineSet time.Time
@@ -60,11 +71,12 @@ type conn struct {
 func newConn(s *Server, nc net.Conn) *conn {
 	id := strconv.FormatUint(s.connSeq.Add(1), 10)
 	c := &conn{
-		s:        s,
-		nc:       nc,
-		id:       id,
-		channels: map[uint16]*channel{},
-		frameMax: amqp.FrameMinSize,
+		s:           s,
+		nc:          nc,
+		id:          id,
+		channels:    map[uint16]*channel{},
+		frameMax:    amqp.FrameMinSize,
+		connectedAt: time.Now(),
 	}
 	c.connName = fmt.Sprintf("%s -> %s", nc.RemoteAddr(), nc.LocalAddr())
 	c.log = s.log.With("conn", c.connName)
@@ -98,7 +110,10 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 			c.noDeadline = true
 		}
 	}
-	return c.nc.Read(p)
+	n, err := c.nc.Read(p)
+	c.recvOct.Add(uint64(n))
+	c.recvCnt.Add(1)
+	return n, err
 }
 
 func (c *conn) serve() {
@@ -124,6 +139,9 @@ func (c *conn) serve() {
 		return
 	}
 	c.opened = true
+	c.mu.Lock()
+	c.infoReady = true
+	c.mu.Unlock()
 	c.batch = &flushSet{}
 	c.fr.SetMaxSize(c.frameMax)
 	c.out.startWriter(c.heartbeat)
@@ -215,8 +233,11 @@ func (c *conn) release() {
 	c.released = true
 	for _, ch := range c.channels {
 		ch.close()
+		c.s.retire(c.vhostName, &ch.stats)
 	}
+	c.mu.Lock()
 	c.channels = nil
+	c.mu.Unlock()
 	c.deleteExclusiveQueues()
 }
 
@@ -309,6 +330,8 @@ func (c *conn) handshake() error {
 	if !ok {
 		return connErr(codeCommandInvalid, "expected connection.start-ok, got %s", m.Name())
 	}
+	c.clientProps = so.ClientProperties
+	c.authMech = so.Mechanism
 	if caps, ok := so.ClientProperties["capabilities"].(amqp.Table); ok {
 		c.clientCaps = caps
 	}
@@ -396,12 +419,8 @@ func (c *conn) authenticate(so *amqp.ConnectionStartOk) error {
 	default:
 		return connErr(codeAccessRefused, "unsupported authentication mechanism '%s'", so.Mechanism)
 	}
-	u, ok := c.s.meta.User(user)
-	if !ok || !auth.CheckPassword(u.HashingAlgorithm, u.PasswordHash, pass) {
-		return c.refuseLogin(so.Mechanism, user, "invalid credentials")
-	}
-	if slices.Contains(c.s.cfg.LoopbackUsers, user) && !isLoopback(c.nc.RemoteAddr()) {
-		return c.refuseLogin(so.Mechanism, user, "user can only connect via localhost")
+	if _, err := c.s.Authenticate(user, pass, c.nc.RemoteAddr()); err != nil {
+		return c.refuseLogin(so.Mechanism, user, err.Error())
 	}
 	c.user = user
 	return nil
@@ -585,7 +604,10 @@ func (c *conn) handleChannelMethod(id uint16, m amqp.Method) error {
 			e.method = m
 			return e
 		}
-		c.channels[id] = newChannel(c, id)
+		ch := newChannel(c, id)
+		c.mu.Lock()
+		c.channels[id] = ch
+		c.mu.Unlock()
 		c.sendMethod(id, &amqp.ChannelOpenOk{})
 		return nil
 	}
@@ -599,7 +621,7 @@ func (c *conn) handleChannelMethod(id uint16, m amqp.Method) error {
 		switch m.(type) {
 		case *amqp.ChannelCloseOk:
 			ch.close()
-			delete(c.channels, id)
+			c.removeChannel(ch)
 		case *amqp.ChannelClose:
 			c.sendMethod(id, &amqp.ChannelCloseOk{})
 		}
@@ -643,6 +665,8 @@ func (c *conn) waitWhileBlocked() error {
 		c.batch.flush()
 	}
 	c.log.Info("connection blocked", "reason", reason)
+	c.blocked.Store(true)
+	defer c.blocked.Store(false)
 	select {
 	case <-cleared:
 	case <-c.s.stop:

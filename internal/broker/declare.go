@@ -199,8 +199,8 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 	if err := ch.checkPerm(permConfigure, "queue", name); err != nil {
 		return err
 	}
-	if _, bad, ok := queueLimits(m.Arguments); !ok {
-		return chanErr(codePreconditionFail, "invalid arg '%s' for queue '%s' in vhost '%s': %v", bad, name, vh, m.Arguments[bad])
+	if p := queueArgProblem(name, vh, m.Arguments); p != "" {
+		return chanErr(codePreconditionFail, "%s", p)
 	}
 	want := meta.Queue{VHost: vh, Name: name, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Arguments: meta.Args{Table: m.Arguments}, Node: ch.c.s.cfg.NodeName}
 	if m.Exclusive {

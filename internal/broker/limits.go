@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -68,4 +69,118 @@ func messageTTL(expiration []byte) (time.Duration, bool) {
 		return -1, false
 	}
 	return time.Duration(n) * time.Millisecond, true
+}
+
+// integer returns an integer-typed field value; floats are not integers
+// here, as in RabbitMQ.
+func integer(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int8:
+		return int64(n), true
+	case uint8:
+		return int64(n), true
+	case int16:
+		return int64(n), true
+	case uint16:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case uint32:
+		return int64(n), true
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	}
+	return 0, false
+}
+
+// queueArgProblem checks a queue's arguments the way RabbitMQ 3.10 does on
+// queue.declare, in its order, and returns the reply text for the first
+// one it would refuse, or "" if it would accept them all.
+func queueArgProblem(name, vhost string, args amqp.Table) string {
+	invalid := func(key, why string) string {
+		return fmt.Sprintf("invalid arg '%s' for queue '%s' in vhost '%s': %s", key, name, vhost, why)
+	}
+	badType := func(key string, v any) string {
+		return fmt.Sprintf("invalid type '%s' for arg '%s' in queue '%s' in vhost '%s'", fieldTypeName(v), key, name, vhost)
+	}
+	intArg := func(key string, positive bool, max int64) string {
+		v, ok := args[key]
+		if !ok {
+			return ""
+		}
+		n, ok := integer(v)
+		switch {
+		case !ok:
+			return invalid(key, fmt.Sprintf("\"expected integer, got %s\"", fieldTypeName(v)))
+		case n < 0:
+			return invalid(key, fmt.Sprintf("{value_negative,%d}", n))
+		case n == 0 && positive:
+			return invalid(key, "{value_zero,0}")
+		case max > 0 && n > max:
+			return invalid(key, fmt.Sprintf("{max_value_exceeded,%d}", n))
+		}
+		return ""
+	}
+	strArg := func(key string) (string, string) {
+		v, ok := args[key]
+		if !ok {
+			return "", ""
+		}
+		switch s := v.(type) {
+		case string:
+			return s, ""
+		case []byte:
+			return string(s), ""
+		}
+		return "", badType(key, v)
+	}
+	if p := intArg("x-expires", true, 0); p != "" {
+		return p
+	}
+	if p := intArg("x-message-ttl", false, 0); p != "" {
+		return p
+	}
+	if _, p := strArg("x-dead-letter-exchange"); p != "" {
+		return p
+	}
+	if _, p := strArg("x-dead-letter-routing-key"); p != "" {
+		return p
+	}
+	if _, ok := args["x-dead-letter-routing-key"]; ok {
+		if _, dlx := args["x-dead-letter-exchange"]; !dlx {
+			return invalid("x-dead-letter-routing-key", "routing_key_but_no_dlx_defined")
+		}
+	}
+	if p := intArg("x-max-length", false, 0); p != "" {
+		return p
+	}
+	if p := intArg("x-max-length-bytes", false, 0); p != "" {
+		return p
+	}
+	if p := intArg("x-max-priority", false, 255); p != "" {
+		return p
+	}
+	if s, p := strArg("x-overflow"); p != "" {
+		return p
+	} else if _, ok := args["x-overflow"]; ok && s != "drop-head" && s != "reject-publish" && s != "reject-publish-dlx" {
+		return invalid("x-overflow", "invalid_overflow")
+	}
+	if s, p := strArg("x-queue-mode"); p != "" {
+		return p
+	} else if _, ok := args["x-queue-mode"]; ok && s != "default" && s != "lazy" {
+		return invalid("x-queue-mode", fmt.Sprintf("\"unsupported queue mode '%s'\"", s))
+	}
+	if s, p := strArg("x-queue-type"); p != "" {
+		return p
+	} else if _, ok := args["x-queue-type"]; ok && s != "classic" {
+		return invalid("x-queue-type", fmt.Sprintf("\"unsupported queue type '%s'\"", s))
+	}
+	if v, ok := args["x-single-active-consumer"]; ok {
+		if _, isBool := v.(bool); !isBool {
+			return invalid("x-single-active-consumer", fmt.Sprintf("{unacceptable_type,%s}", fieldTypeName(v)))
+		}
+	}
+	return ""
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,9 @@ type outbox struct {
 	lastTx time.Time // guarded by wmu
 
 	raw syscall.RawConn // for non-blocking writes; nil if the conn has none
+
+	// Octets and write calls to the socket, for statistics.
+	sendOct, sendCnt atomic.Uint64
 }
 
 func newOutbox(nc net.Conn) *outbox {
@@ -184,6 +188,8 @@ func (o *outbox) flushInline(fs *flushSet) {
 	})
 	if n > 0 {
 		o.lastTx = time.Now()
+		o.sendOct.Add(uint64(n))
+		o.sendCnt.Add(1)
 	}
 	rest := len(b) - n
 	o.mu.Lock()
@@ -282,9 +288,12 @@ func (o *outbox) writeLocked() (bool, []*queue.Queue) {
 	ok := true
 	if len(b) > 0 {
 		o.nc.SetWriteDeadline(time.Now().Add(timeout))
-		if _, err := o.nc.Write(b); err != nil {
+		n, err := o.nc.Write(b)
+		if err != nil {
 			ok = false
 		}
+		o.sendOct.Add(uint64(n))
+		o.sendCnt.Add(1)
 		o.lastTx = time.Now()
 	}
 	if cap(b) > 4<<20 {

@@ -87,6 +87,7 @@ func (ch *channel) finishPublish() error {
 	if err := ch.deliverPublish(p, seq); err != nil {
 		return err
 	}
+	ch.stats.publish.Add(1)
 	if ch.confirm {
 		ch.cf.mu.Lock()
 		ch.cf.published = seq
@@ -209,8 +210,12 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 		// the publisher gets basic.nack, as from RabbitMQ.
 		ch.diskDone(seq, errRejected)
 	}
-	if !routed && m.Mandatory {
-		ch.sendReturn(m, msg.Properties, msg.Body)
+	if !routed {
+		if m.Mandatory {
+			ch.sendReturn(m, msg.Properties, msg.Body)
+		} else {
+			ch.stats.dropped.Add(1)
+		}
 	}
 	return nil
 }
@@ -220,6 +225,7 @@ var errRejected = errors.New("broker: queue full")
 
 // sendReturn hands an unroutable mandatory message back with basic.return.
 func (ch *channel) sendReturn(m *amqp.BasicPublish, props, body []byte) {
+	ch.stats.returned.Add(1)
 	ch.c.out.appendBatch(ch.c.batch, func(b []byte) []byte {
 		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicReturn{ReplyCode: codeNoRoute, ReplyText: "NO_ROUTE", Exchange: m.Exchange, RoutingKey: m.RoutingKey})
 		b = amqp.AppendHeaderFrame(b, ch.id, amqp.ClassBasic, uint64(len(body)), props)
@@ -273,6 +279,7 @@ func (ch *channel) sendConfirmsLocked(fs *flushSet) {
 // sendAckLocked acks every publish up to upTo. ch.cf.mu held.
 func (ch *channel) sendAckLocked(upTo uint64, fs *flushSet) {
 	multiple := upTo-ch.cf.acked > 1
+	ch.stats.confirmed.Add(upTo - ch.cf.acked)
 	ch.cf.acked = upTo
 	ch.c.out.appendBatch(fs, func(b []byte) []byte {
 		return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicAck{DeliveryTag: upTo, Multiple: multiple})
@@ -289,6 +296,7 @@ func (ch *channel) txCommit() error {
 		if err := ch.deliverPublish(p, 0); err != nil {
 			return err
 		}
+		ch.stats.publish.Add(1)
 	}
 	for _, a := range acks {
 		if err := ch.settle(a); err != nil {

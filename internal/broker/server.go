@@ -125,8 +125,9 @@ type Server struct {
 	store   *store.Store // nil when the node keeps nothing on disk
 	matcher *auth.Matcher
 
-	mu        sync.Mutex // guards vhosts, conns, listeners, closing, replies
+	mu        sync.Mutex // guards vhosts, conns, listeners, closing, replies, retired
 	vhosts    map[string]*vhost
+	retired   map[string]*MessageCounts // closed channels' counts by vhost
 	replies   map[string]*replyConsumer // direct reply-to keys
 	conns     map[*conn]struct{}
 	listeners []net.Listener

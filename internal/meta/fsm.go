@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -154,6 +155,13 @@ func (s *state) export() *snapshotData {
 	for _, p := range s.perms {
 		d.Permissions = append(d.Permissions, *p)
 	}
+	sort.Slice(d.Permissions, func(i, j int) bool {
+		a, b := d.Permissions[i], d.Permissions[j]
+		if a.User != b.User {
+			return a.User < b.User
+		}
+		return a.VHost < b.VHost
+	})
 	return d
 }
 

@@ -81,6 +81,27 @@ type Queue struct {
 	next       int        // round-robin position within consumers
 	deleted    bool
 	unacked    atomic.Int64
+	settled    atomic.Uint64
+	counts     Counts
+}
+
+// Counts are a queue's message counters since it was created, for
+// statistics.
+type Counts struct {
+	Published   uint64 // messages accepted into the queue
+	Delivered   uint64 // handed to consumers, redeliveries included
+	Redelivered uint64 // handed to consumers or got again after a requeue
+	Got         uint64 // taken with basic.get
+	Settled     uint64 // acked, or rejected without requeue
+}
+
+// Stats is a queue's state at one moment.
+type Stats struct {
+	Ready      int   // messages waiting for a consumer
+	ReadyBytes int64 // body octets of the ready messages
+	Unacked    int   // delivered, not yet settled
+	Consumers  int
+	Counts
 }
 
 // Limits bound a queue's ready messages (unacked ones do not count), as
@@ -156,6 +177,7 @@ func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) PublishResult 
 	}
 	q.nextID++
 	e.ID = q.nextID
+	q.counts.Published++
 	q.ready = append(q.ready, e)
 	q.readyBytes += size
 	q.dispatchLocked(b, now)
@@ -317,6 +339,10 @@ func (q *Queue) deliverOneLocked(b Batch) bool {
 			c := q.consumers[k]
 			q.unacked.Add(1)
 			if c.Deliver(q, e, b) {
+				q.counts.Delivered++
+				if e.Redelivered {
+					q.counts.Redelivered++
+				}
 				q.readyBytes -= int64(len(e.Msg.Body))
 				q.ready[q.head] = Entry{}
 				q.head++
@@ -360,6 +386,10 @@ func (q *Queue) Get(ack bool) (e Entry, remaining int, ok bool) {
 	q.ready[q.head] = Entry{}
 	q.head++
 	q.readyBytes -= int64(len(e.Msg.Body))
+	q.counts.Got++
+	if e.Redelivered {
+		q.counts.Redelivered++
+	}
 	if ack {
 		q.unacked.Add(1)
 	}
@@ -372,6 +402,17 @@ func (q *Queue) Get(ack bool) (e Entry, remaining int, ok bool) {
 // requeue: they leave the queue for good.
 func (q *Queue) Settle(n int) {
 	q.unacked.Add(int64(-n))
+	q.settled.Add(uint64(n))
+}
+
+// Stats returns the queue's current state and counters.
+func (q *Queue) Stats() Stats {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.expireLocked(time.Now().UnixNano())
+	st := Stats{Ready: len(q.ready) - q.head, ReadyBytes: q.readyBytes, Unacked: int(q.unacked.Load()), Consumers: len(q.consumers), Counts: q.counts}
+	st.Settled = q.settled.Load()
+	return st
 }
 
 // Requeue puts delivered messages back at their original positions, marked

@@ -1,0 +1,467 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/warren-mq/warren/internal/amqp"
+	"github.com/warren-mq/warren/internal/auth"
+	"github.com/warren-mq/warren/internal/meta"
+	"github.com/warren-mq/warren/internal/queue"
+)
+
+// Login errors from Authenticate.
+var (
+	ErrBadCredentials = errors.New("invalid credentials")
+	ErrLoopbackOnly   = errors.New("user can only connect via localhost")
+)
+
+// Authenticate checks a password the way an AMQP login is checked,
+// loopback_users included, for a client at from. The management API logs
+// users in with it so that both doors take the same keys.
+func (s *Server) Authenticate(user, pass string, from net.Addr) (meta.User, error) {
+	u, ok := s.meta.User(user)
+	if !ok || !auth.CheckPassword(u.HashingAlgorithm, u.PasswordHash, pass) {
+		return meta.User{}, ErrBadCredentials
+	}
+	if slices.Contains(s.cfg.LoopbackUsers, user) && !isLoopback(from) {
+		return meta.User{}, ErrLoopbackOnly
+	}
+	return u, nil
+}
+
+// ServeConn serves one AMQP connection that did not come from a listener,
+// such as the in-process connections the management API makes. The server
+// owns it from then on: Close closes it. Its peer address decides
+// loopback_users, as for any connection.
+func (s *Server) ServeConn(nc net.Conn) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return errors.New("broker: server closed")
+	}
+	c := newConn(s, nc)
+	c.direct = true
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		c.serve()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	return nil
+}
+
+// MessageCounts count what happened to messages on channels, with
+// RabbitMQ's message_stats names in the field docs.
+type MessageCounts struct {
+	Publish          uint64 // publish: messages published
+	Confirm          uint64 // confirm: publishes confirmed
+	Deliver          uint64 // deliver: deliveries needing an ack
+	DeliverNoAck     uint64 // deliver_no_ack
+	Get              uint64 // get: basic.get needing an ack
+	GetNoAck         uint64 // get_no_ack
+	Ack              uint64 // ack
+	Redeliver        uint64 // redeliver: deliveries and gets flagged redelivered
+	ReturnUnroutable uint64 // return_unroutable: mandatory and unroutable
+	DropUnroutable   uint64 // drop_unroutable: unroutable and dropped
+}
+
+func (m *MessageCounts) add(o MessageCounts) {
+	m.Publish += o.Publish
+	m.Confirm += o.Confirm
+	m.Deliver += o.Deliver
+	m.DeliverNoAck += o.DeliverNoAck
+	m.Get += o.Get
+	m.GetNoAck += o.GetNoAck
+	m.Ack += o.Ack
+	m.Redeliver += o.Redeliver
+	m.ReturnUnroutable += o.ReturnUnroutable
+	m.DropUnroutable += o.DropUnroutable
+}
+
+// chanStats is what operators see of a channel. The counters are written
+// by the channel's reader and by queues delivering to it.
+type chanStats struct {
+	confirm, tx         atomic.Bool
+	prefetch, consumers atomic.Int32
+
+	publish, confirmed, ack, returned, dropped, redeliver atomic.Uint64
+	deliver, get                                          [2]atomic.Uint64 // [0] needing an ack, [1] no-ack
+}
+
+// count records one delivery or get (in kind).
+func (st *chanStats) count(kind *[2]atomic.Uint64, noAck, redelivered bool) {
+	if noAck {
+		kind[1].Add(1)
+	} else {
+		kind[0].Add(1)
+	}
+	if redelivered {
+		st.redeliver.Add(1)
+	}
+}
+
+func (st *chanStats) counts() MessageCounts {
+	return MessageCounts{
+		Publish:          st.publish.Load(),
+		Confirm:          st.confirmed.Load(),
+		Deliver:          st.deliver[0].Load(),
+		DeliverNoAck:     st.deliver[1].Load(),
+		Get:              st.get[0].Load(),
+		GetNoAck:         st.get[1].Load(),
+		Ack:              st.ack.Load(),
+		Redeliver:        st.redeliver.Load(),
+		ReturnUnroutable: st.returned.Load(),
+		DropUnroutable:   st.dropped.Load(),
+	}
+}
+
+// retire keeps a closed channel's counts in its vhost's totals.
+func (s *Server) retire(vhost string, st *chanStats) {
+	if vhost == "" {
+		return
+	}
+	c := st.counts()
+	s.mu.Lock()
+	if s.retired == nil {
+		s.retired = map[string]*MessageCounts{}
+	}
+	t := s.retired[vhost]
+	if t == nil {
+		t = &MessageCounts{}
+		s.retired[vhost] = t
+	}
+	t.add(c)
+	s.mu.Unlock()
+}
+
+// MessageTotals returns the message counts of a vhost since the node
+// started, closed channels included; vhost "" sums every vhost.
+func (s *Server) MessageTotals(vhost string) MessageCounts {
+	var total MessageCounts
+	s.mu.Lock()
+	for v, t := range s.retired {
+		if vhost == "" || v == vhost {
+			total.add(*t)
+		}
+	}
+	conns := s.connList()
+	s.mu.Unlock()
+	for _, c := range conns {
+		if !c.ready() || (vhost != "" && c.vhostName != vhost) {
+			continue
+		}
+		for _, ch := range c.channelList() {
+			total.add(ch.stats.counts())
+		}
+	}
+	return total
+}
+
+// connList copies the connection set; s.mu held.
+func (s *Server) connList() []*conn {
+	out := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// ready reports whether the handshake fields may be read.
+func (c *conn) ready() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.infoReady && c.channels != nil
+}
+
+func (c *conn) channelList() []*channel {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*channel, 0, len(c.channels))
+	for _, ch := range c.channels {
+		out = append(out, ch)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// removeChannel forgets a closed channel, keeping its counts. Reader
+// goroutine only.
+func (c *conn) removeChannel(ch *channel) {
+	c.s.retire(c.vhostName, &ch.stats)
+	c.mu.Lock()
+	delete(c.channels, ch.id)
+	c.mu.Unlock()
+}
+
+// ConnectionInfo describes an open client connection for operators.
+type ConnectionInfo struct {
+	Name             string // "peer -> local", as RabbitMQ names connections
+	Direct           bool   // made in process (management API), not over the network
+	User, VHost      string
+	Peer, Local      net.Addr
+	AuthMechanism    string
+	ClientProperties amqp.Table
+	ConnectedAt      time.Time
+	Channels         int
+	FrameMax         uint32
+	ChannelMax       uint16
+	Heartbeat        time.Duration
+	Blocked          bool // publishing stopped by a resource alarm
+	RecvOct, RecvCnt uint64
+	SendOct, SendCnt uint64
+}
+
+// Connections lists the open connections that finished their handshake,
+// by name.
+func (s *Server) Connections() []ConnectionInfo {
+	s.mu.Lock()
+	conns := s.connList()
+	s.mu.Unlock()
+	out := make([]ConnectionInfo, 0, len(conns))
+	for _, c := range conns {
+		if !c.ready() {
+			continue
+		}
+		out = append(out, c.info())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (c *conn) info() ConnectionInfo {
+	c.mu.Lock()
+	nch := len(c.channels)
+	c.mu.Unlock()
+	return ConnectionInfo{
+		Name: c.connName, Direct: c.direct, User: c.user, VHost: c.vhostName,
+		Peer: c.nc.RemoteAddr(), Local: c.nc.LocalAddr(),
+		AuthMechanism: c.authMech, ClientProperties: c.clientProps, ConnectedAt: c.connectedAt,
+		Channels: nch, FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat,
+		Blocked: c.blocked.Load(),
+		RecvOct: c.recvOct.Load(), RecvCnt: c.recvCnt.Load(),
+		SendOct: c.out.sendOct.Load(), SendCnt: c.out.sendCnt.Load(),
+	}
+}
+
+// CloseConnection closes the named connection with 320 CONNECTION_FORCED
+// and reason as the reply text. It reports whether the connection was
+// found.
+func (s *Server) CloseConnection(name, reason string) bool {
+	s.mu.Lock()
+	conns := s.connList()
+	s.mu.Unlock()
+	for _, c := range conns {
+		if c.ready() && c.connName == name {
+			c.log.Info("closing connection on request", "reason", reason)
+			c.shutdown(connErr(codeConnectionForced, "%s", reason))
+			return true
+		}
+	}
+	return false
+}
+
+// ChannelInfo describes an open channel for operators.
+type ChannelInfo struct {
+	Connection     string // the connection's name
+	Number         uint16
+	User, VHost    string
+	Peer           net.Addr
+	Confirm        bool
+	Transactional  bool
+	Prefetch       int // per consumer (basic.qos global=false)
+	GlobalPrefetch int // per channel (basic.qos global=true)
+	Consumers      int
+	Unacked        int
+	Unconfirmed    uint64
+	Counts         MessageCounts
+}
+
+// Channels lists the open channels, by connection and number.
+func (s *Server) Channels() []ChannelInfo {
+	var out []ChannelInfo
+	s.mu.Lock()
+	conns := s.connList()
+	s.mu.Unlock()
+	for _, c := range conns {
+		if !c.ready() {
+			continue
+		}
+		for _, ch := range c.channelList() {
+			out = append(out, ch.info())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Connection != out[j].Connection {
+			return out[i].Connection < out[j].Connection
+		}
+		return out[i].Number < out[j].Number
+	})
+	return out
+}
+
+func (ch *channel) info() ChannelInfo {
+	c := ch.c
+	ci := ChannelInfo{
+		Connection: c.connName, Number: ch.id, User: c.user, VHost: c.vhostName, Peer: c.nc.RemoteAddr(),
+		Confirm: ch.stats.confirm.Load(), Transactional: ch.stats.tx.Load(),
+		Prefetch: int(ch.stats.prefetch.Load()), Consumers: int(ch.stats.consumers.Load()),
+		Counts: ch.stats.counts(),
+	}
+	ch.mu.Lock()
+	ci.GlobalPrefetch = ch.prefetchGlobal
+	for i := range ch.unacked {
+		if !ch.unacked[i].done {
+			ci.Unacked++
+		}
+	}
+	ch.mu.Unlock()
+	ch.cf.mu.Lock()
+	if ch.cf.published > ch.cf.acked {
+		ci.Unconfirmed = ch.cf.published - ch.cf.acked
+	}
+	ch.cf.mu.Unlock()
+	return ci
+}
+
+// ChannelName is how RabbitMQ names a channel: its connection's name and
+// its number.
+func ChannelName(conn string, number uint16) string {
+	return fmt.Sprintf("%s (%d)", conn, number)
+}
+
+// ConsumerInfo describes a consumer for operators.
+type ConsumerInfo struct {
+	Tag         string
+	VHost       string
+	Queue       string
+	Connection  string
+	Channel     uint16
+	User        string
+	Peer        net.Addr
+	AckRequired bool
+	Exclusive   bool
+	Prefetch    int
+	Arguments   amqp.Table
+}
+
+// Consumers lists the consumers of every queue, or of one vhost's queues
+// when vhost is not empty.
+func (s *Server) Consumers(vhost string) []ConsumerInfo {
+	var out []ConsumerInfo
+	for _, q := range s.localQueues(vhost) {
+		out = append(out, q.consumerInfos()...)
+	}
+	return out
+}
+
+func (q *localQueue) consumerInfos() []ConsumerInfo {
+	var out []ConsumerInfo
+	for _, k := range q.Consumers() {
+		cons, ok := k.(*consumer)
+		if !ok {
+			continue
+		}
+		c := cons.ch.c
+		out = append(out, ConsumerInfo{
+			Tag: cons.tag, VHost: q.VHost, Queue: q.Name, Connection: c.connName, Channel: cons.ch.id,
+			User: c.user, Peer: c.nc.RemoteAddr(), AckRequired: !cons.noAck, Exclusive: cons.exclusive,
+			Prefetch: cons.prefetch, Arguments: cons.args,
+		})
+	}
+	return out
+}
+
+// localQueues returns the runtime queues of a vhost, or of all when vhost
+// is empty, sorted by vhost and name.
+func (s *Server) localQueues(vhostName string) []*localQueue {
+	s.mu.Lock()
+	var vhs []*vhost
+	for name, v := range s.vhosts {
+		if vhostName == "" || name == vhostName {
+			vhs = append(vhs, v)
+		}
+	}
+	s.mu.Unlock()
+	var out []*localQueue
+	for _, v := range vhs {
+		v.mu.RLock()
+		for _, q := range v.queues {
+			out = append(out, q)
+		}
+		v.mu.RUnlock()
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].VHost != out[j].VHost {
+			return out[i].VHost < out[j].VHost
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// QueueInfo is a queue's definition and state.
+type QueueInfo struct {
+	Def   meta.Queue
+	Stats queue.Stats
+	// ExclusiveOwner names the connection that owns an exclusive queue.
+	ExclusiveOwner string
+}
+
+// Queues returns the state of every queue, or of one vhost's queues when
+// vhost is not empty, sorted by vhost and name.
+func (s *Server) Queues(vhost string) []QueueInfo {
+	qs := s.localQueues(vhost)
+	owners := map[string]string{}
+	s.mu.Lock()
+	for c := range s.conns {
+		owners[c.id] = c.connName
+	}
+	s.mu.Unlock()
+	out := make([]QueueInfo, 0, len(qs))
+	for _, q := range qs {
+		out = append(out, QueueInfo{Def: q.def, Stats: q.Stats(), ExclusiveOwner: owners[q.def.Owner]})
+	}
+	return out
+}
+
+// Queue returns one queue's state.
+func (s *Server) Queue(vhost, name string) (QueueInfo, []ConsumerInfo, bool) {
+	v := s.vhost(vhost)
+	if v == nil {
+		return QueueInfo{}, nil, false
+	}
+	v.mu.RLock()
+	q := v.queues[name]
+	v.mu.RUnlock()
+	if q == nil {
+		return QueueInfo{}, nil, false
+	}
+	qi := QueueInfo{Def: q.def, Stats: q.Stats()}
+	if q.def.Owner != "" {
+		s.mu.Lock()
+		for c := range s.conns {
+			if c.id == q.def.Owner {
+				qi.ExclusiveOwner = c.connName
+			}
+		}
+		s.mu.Unlock()
+	}
+	return qi, q.consumerInfos(), true
+}
+
+// NodeName is the node's name.
+func (s *Server) NodeName() string { return s.cfg.NodeName }
+
+// Started is when the node started.
+func (s *Server) Started() time.Time { return s.started }
