@@ -9,17 +9,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"sync"
 	"syscall"
-	"time"
 
-	"github.com/warren-mq/warren/internal/broker"
+	"github.com/warren-mq/warren/internal/cluster"
 	"github.com/warren-mq/warren/internal/config"
-	"github.com/warren-mq/warren/internal/mgmt"
+	"github.com/warren-mq/warren/internal/ctl"
 )
 
 func main() {
@@ -36,17 +33,20 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (default "+cfg.DataDir+")")
 	amqpListen := fs.String("amqp-listen", "", "AMQP listen address (default "+cfg.AMQPListen+")")
 	mgmtListen := fs.String("mgmt-listen", "", "management HTTP listen address (default "+cfg.MgmtListen+")")
-	clusterListen := fs.String("cluster-listen", "", "cluster listen address (default "+cfg.ClusterListen+")")
+	clusterListen := fs.String("cluster-listen", "", "cluster listen address, for warrenctl and other nodes (default "+cfg.ClusterListen+")")
 	nodeName := fs.String("node-name", "", "node name, name@host (default "+cfg.NodeName+")")
+	cookieFile := fs.String("cookie-file", cluster.DefaultCookieFile(), "the cookie shared with warrenctl and other nodes; created with mode 0400 if missing")
 	check := fs.Bool("t", false, "check the configuration and exit")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the node to this file until it stops")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var configFiles []string
 	if *configFile != "" {
 		if err := cfg.LoadFile(*configFile); err != nil {
 			return err
 		}
+		configFiles = append(configFiles, *configFile)
 	}
 	override := func(flagVal string, dst *string) {
 		if flagVal != "" {
@@ -75,94 +75,49 @@ func run(args []string) error {
 		defer pprof.StopCPUProfile()
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)}))
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+	cookie, err := cluster.ReadCookie(*cookieFile, true)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	srv, err := broker.New(ctx, broker.Config{
-		NodeName:                    cfg.NodeName,
-		DataDir:                     cfg.DataDir,
-		Logger:                      logger,
-		FrameMax:                    cfg.FrameMax,
-		ChannelMax:                  cfg.ChannelMax,
-		Heartbeat:                   cfg.Heartbeat,
-		HandshakeTimeout:            cfg.HandshakeTimeout,
-		DefaultUser:                 cfg.DefaultUser,
-		DefaultPass:                 cfg.DefaultPass,
-		DefaultVHost:                cfg.DefaultVHost,
-		LoopbackUsers:               cfg.LoopbackUsers,
-		Product:                     cfg.ServerProduct,
-		MemoryHighWatermark:         cfg.MemoryHighWater,
-		MemoryHighWatermarkAbsolute: cfg.MemoryHighWaterAbsolute,
-		DiskFreeLimit:               cfg.DiskFreeLimit,
-	})
+	a := newApp(cfg, configFiles, logger)
+	// The cluster port stays open while the app is stopped, so that
+	// warrenctl can start it again.
+	cl, err := net.Listen("tcp", cfg.ClusterListen)
 	if err != nil {
+		return fmt.Errorf("listen for the cluster port: %w", err)
+	}
+	a.clusterAddr = cl.Addr().String()
+	cs := cluster.NewServer(cookie, logger)
+	cs.Handle(cluster.ServiceCtl, ctl.NewServer(a, logger).ServeConn)
+	clusterErr := make(chan error, 1)
+	go func() { clusterErr <- cs.Serve(cl) }()
+
+	if err := a.StartApp(ctx); err != nil {
+		cs.Close()
+		<-clusterErr
 		return err
 	}
-	l, err := net.Listen("tcp", cfg.AMQPListen)
-	if err != nil {
-		srv.Close()
-		return fmt.Errorf("listen for AMQP: %w", err)
-	}
-	ml, err := net.Listen("tcp", cfg.MgmtListen)
-	if err != nil {
-		l.Close()
-		srv.Close()
-		return fmt.Errorf("listen for management HTTP: %w", err)
-	}
-	api := mgmt.New(mgmt.Config{
-		Broker:  srv,
-		Logger:  logger,
-		Version: broker.Version,
-		Product: cfg.ServerProduct,
-		Listeners: []mgmt.Listener{
-			{Protocol: "amqp", Addr: l.Addr().String()},
-			{Protocol: "http", Addr: ml.Addr().String()},
-		},
-	})
-	httpSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
-	logger.Info("node started", "node", cfg.NodeName, "amqp", l.Addr().String(), "http", ml.Addr().String(), "data_dir", cfg.DataDir, "version", broker.Version)
-
-	// The AMQP and HTTP servers and the rate sampler run until a signal or
-	// a failure; then everything is stopped and waited for.
-	apiCtx, stopAPI := context.WithCancel(ctx)
-	var bg sync.WaitGroup
-	bg.Add(1)
-	go func() {
-		defer bg.Done()
-		api.Run(apiCtx)
-	}()
-	serveErr := make(chan error, 2)
-	go func() { serveErr <- srv.Serve(l) }()
-	go func() { serveErr <- httpSrv.Serve(ml) }()
 	select {
 	case <-ctx.Done():
 		logger.Info("stopping node", "reason", "signal")
-	case err = <-serveErr:
+	case <-a.stopRequested:
+		logger.Info("stopping node", "reason", "warrenctl stop")
+	case err = <-a.failed:
+		logger.Error("stopping node", "reason", err)
+	case err = <-clusterErr:
+		logger.Error("stopping node", "reason", err)
 	}
-	stopAPI()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	httpSrv.Shutdown(shutdownCtx)
-	cancel()
-	if cerr := srv.Close(); cerr != nil && err == nil {
-		err = cerr
+	if serr := a.StopApp(context.Background()); serr != nil && err == nil {
+		err = serr
 	}
-	bg.Wait()
-	if err == nil {
-		err = <-serveErr
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = <-serveErr
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
+	cs.Close()
+	logger.Info("node stopped")
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
-	logger.Info("node stopped")
 	return err
 }
 

@@ -19,7 +19,7 @@ import (
 
 // warrenBin is the binary under test, built once by TestMain so that the
 // tests run the program a user runs.
-var warrenBin string
+var warrenBin, warrenctlBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "warren-bin")
@@ -28,7 +28,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	warrenBin = filepath.Join(dir, "warren")
-	if out, err := exec.Command("go", "build", "-o", warrenBin, ".").CombinedOutput(); err != nil {
+	warrenctlBin = filepath.Join(dir, "warrenctl")
+	if out, err := exec.Command("go", "build", "-o", dir+"/", ".", "../warrenctl").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -56,17 +57,20 @@ func freePort(t *testing.T) string {
 
 // node is a warren process started by a test.
 type node struct {
-	cmd    *exec.Cmd
-	addr   string // AMQP
-	mgmt   string // management HTTP
-	stderr *bytes.Buffer
+	cmd     *exec.Cmd
+	addr    string // AMQP
+	mgmt    string // management HTTP
+	cluster string // cluster port, for warrenctl
+	cookie  string // cookie file
+	stderr  *bytes.Buffer
 }
 
 // startNode runs the binary on dataDir and waits until it accepts a client.
 func startNode(t *testing.T, bin, dataDir string) (*node, *amqp091.Connection) {
 	t.Helper()
-	n := &node{addr: freePort(t), mgmt: freePort(t), stderr: &bytes.Buffer{}}
-	n.cmd = exec.Command(bin, "--data-dir", dataDir, "--amqp-listen", n.addr, "--mgmt-listen", n.mgmt)
+	n := &node{addr: freePort(t), mgmt: freePort(t), cluster: freePort(t), cookie: filepath.Join(dataDir + ".cookie"), stderr: &bytes.Buffer{}}
+	n.cmd = exec.Command(bin, "--data-dir", dataDir, "--amqp-listen", n.addr, "--mgmt-listen", n.mgmt,
+		"--cluster-listen", n.cluster, "--cookie-file", n.cookie)
 	n.cmd.Stderr = n.stderr
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -206,6 +207,7 @@ func (c *conn) removeChannel(ch *channel) {
 
 // ConnectionInfo describes an open client connection for operators.
 type ConnectionInfo struct {
+	ID               string // unique on this node while it runs
 	Name             string // "peer -> local", as RabbitMQ names connections
 	Direct           bool   // made in process (management API), not over the network
 	User, VHost      string
@@ -244,7 +246,7 @@ func (c *conn) info() ConnectionInfo {
 	nch := len(c.channels)
 	c.mu.Unlock()
 	return ConnectionInfo{
-		Name: c.connName, Direct: c.direct, User: c.user, VHost: c.vhostName,
+		ID: c.id, Name: c.connName, Direct: c.direct, User: c.user, VHost: c.vhostName,
 		Peer: c.nc.RemoteAddr(), Local: c.nc.LocalAddr(),
 		AuthMechanism: c.authMech, ClientProperties: c.clientProps, ConnectedAt: c.connectedAt,
 		Channels: nch, FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat,
@@ -254,15 +256,15 @@ func (c *conn) info() ConnectionInfo {
 	}
 }
 
-// CloseConnection closes the named connection with 320 CONNECTION_FORCED
-// and reason as the reply text. It reports whether the connection was
-// found.
+// CloseConnection closes the connection with this name or ID with 320
+// CONNECTION_FORCED and reason as the reply text. It reports whether the
+// connection was found.
 func (s *Server) CloseConnection(name, reason string) bool {
 	s.mu.Lock()
 	conns := s.connList()
 	s.mu.Unlock()
 	for _, c := range conns {
-		if c.ready() && c.connName == name {
+		if c.ready() && (c.connName == name || c.id == name) {
 			c.log.Info("closing connection on request", "reason", reason)
 			c.shutdown(connErr(codeConnectionForced, "%s", reason))
 			return true
@@ -465,3 +467,56 @@ func (s *Server) NodeName() string { return s.cfg.NodeName }
 
 // Started is when the node started.
 func (s *Server) Started() time.Time { return s.started }
+
+// Errors of the operator's queue commands.
+var (
+	ErrNoQueue       = errors.New("broker: no such queue")
+	ErrQueueInUse    = errors.New("broker: queue in use")
+	ErrQueueNotEmpty = errors.New("broker: queue not empty")
+)
+
+func (s *Server) findQueue(vhost, name string) *localQueue {
+	v := s.vhost(vhost)
+	if v == nil {
+		return nil
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.queues[name]
+}
+
+// PurgeQueue drops a queue's ready messages and returns how many, for
+// operators (no permission checks: the caller is trusted).
+func (s *Server) PurgeQueue(vhost, name string) (int, error) {
+	q := s.findQueue(vhost, name)
+	if q == nil {
+		return 0, ErrNoQueue
+	}
+	dropped := q.Purge()
+	s.releaseAll(q.key, dropped)
+	return len(dropped), nil
+}
+
+// DeleteQueue deletes a queue for an operator, refusing as queue.delete
+// does when ifUnused or ifEmpty says so. It returns the ready messages
+// the queue had.
+func (s *Server) DeleteQueue(ctx context.Context, vhost, name string, ifUnused, ifEmpty bool) (int, error) {
+	q := s.findQueue(vhost, name)
+	if q == nil {
+		return 0, ErrNoQueue
+	}
+	if ifUnused && q.ConsumerCount() > 0 {
+		return 0, ErrQueueInUse
+	}
+	n := q.Len()
+	if ifEmpty && n > 0 {
+		return 0, ErrQueueNotEmpty
+	}
+	if _, err := s.meta.DeleteQueue(ctx, vhost, name); err != nil {
+		return 0, fmt.Errorf("delete queue: %w", err)
+	}
+	return n, nil
+}
+
+// Config returns the configuration the server runs with.
+func (s *Server) Config() Config { return s.cfg }

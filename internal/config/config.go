@@ -167,13 +167,13 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 		}
 		n.MemoryHighWater = f
 	case key == "vm_memory_high_watermark.absolute":
-		v, err := parseSize(val)
+		v, err := ParseBytes(val)
 		if err != nil {
 			return err
 		}
 		n.MemoryHighWaterAbsolute = v
 	case key == "disk_free_limit.absolute":
-		v, err := parseSize(val)
+		v, err := ParseBytes(val)
 		if err != nil {
 			return err
 		}
@@ -240,10 +240,10 @@ func listenAddr(val string) (string, error) {
 	return val, nil
 }
 
-// parseSize reads an amount of memory the way rabbitmq.conf writes it:
+// ParseBytes reads an amount of memory the way rabbitmq.conf writes it:
 // octets, or a number with a unit (KB, MB, GB as powers of ten; KiB, MiB,
 // GiB as powers of two).
-func parseSize(val string) (uint64, error) {
+func ParseBytes(val string) (uint64, error) {
 	units := []struct {
 		suffix string
 		mult   uint64

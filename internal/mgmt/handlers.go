@@ -2,7 +2,10 @@ package mgmt
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"io"
+	"mime"
 	"net/http"
 	"os"
 	"runtime"
@@ -14,6 +17,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warren-mq/warren/internal/auth"
+	"github.com/warren-mq/warren/internal/defs"
 	"github.com/warren-mq/warren/internal/meta"
 )
 
@@ -343,7 +347,7 @@ func (s *Server) putVHost(w http.ResponseWriter, r *http.Request, u *user) error
 		return err
 	}
 	isNew := !s.b.Meta().VHostExists(name)
-	if err := s.b.Meta().PutVHost(r.Context(), meta.VHost{Name: name, Description: body.Description, Tags: tagList(body.Tags)}); err != nil {
+	if err := s.b.Meta().PutVHost(r.Context(), meta.VHost{Name: name, Description: body.Description, Tags: defs.Tags(body.Tags)}); err != nil {
 		return err
 	}
 	if isNew {
@@ -417,50 +421,17 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request, u *user) error 
 	return writeOne(w, r, userObj(usr))
 }
 
-// userBody is a user as PUT /api/users and definitions give it.
-type userBody struct {
-	Name             string  `json:"name"`
-	Password         *string `json:"password"`
-	PasswordHash     *string `json:"password_hash"`
-	HashingAlgorithm string  `json:"hashing_algorithm"`
-	Tags             any     `json:"tags"`
-}
-
-// toUser checks the body and hashes a clear password.
-func (b userBody) toUser(name string) (meta.User, error) {
-	usr := meta.User{Name: name, Tags: tagList(b.Tags)}
-	switch {
-	case b.Password != nil:
-		h, err := auth.HashPassword(auth.SHA256, *b.Password)
-		if err != nil {
-			return meta.User{}, err
-		}
-		usr.PasswordHash, usr.HashingAlgorithm = h, auth.SHA256
-	case b.PasswordHash != nil:
-		alg := b.HashingAlgorithm
-		if alg == "" {
-			alg = auth.SHA256
-		}
-		if alg != auth.SHA256 && alg != auth.SHA512 {
-			return meta.User{}, errBadRequest("user '%s': unsupported hashing_algorithm '%s' (supported: %s, %s)", name, alg, auth.SHA256, auth.SHA512)
-		}
-		usr.PasswordHash, usr.HashingAlgorithm = *b.PasswordHash, alg
-	default:
-		return meta.User{}, errBadRequest("user '%s': password or password_hash must be set", name)
-	}
-	return usr, nil
-}
-
 func (s *Server) putUser(w http.ResponseWriter, r *http.Request, u *user) error {
 	name := r.PathValue("user")
-	var body userBody
+	var body defs.User
 	if err := readJSON(r, &body); err != nil {
 		return err
 	}
+	body.Name = name
 	_, exists := s.b.Meta().User(name)
-	usr, err := body.toUser(name)
+	usr, err := body.ToMeta()
 	if err != nil {
-		return err
+		return errBadRequest("%v", err)
 	}
 	if err := s.b.Meta().PutUser(r.Context(), usr); err != nil {
 		return err
@@ -620,7 +591,7 @@ func (s *Server) putExchange(w http.ResponseWriter, r *http.Request, u *user) er
 	durable := body.Durable == nil || bool(*body.Durable)
 	_, exists := s.b.Meta().Exchange(v, name)
 	err = s.withChannel(u, v, func(ch *amqp091.Channel) error {
-		return ch.ExchangeDeclare(name, body.Type, durable, bool(body.AutoDelete), bool(body.Internal), false, amqp091.Table(argsTable(body.Arguments)))
+		return ch.ExchangeDeclare(name, body.Type, durable, bool(body.AutoDelete), bool(body.Internal), false, amqp091.Table(defs.ArgsTable(body.Arguments)))
 	})
 	if err != nil {
 		return err
@@ -699,7 +670,7 @@ func (s *Server) putQueue(w http.ResponseWriter, r *http.Request, u *user) error
 	}
 	_, exists := s.b.Meta().Queue(v, name)
 	err = s.withChannel(u, v, func(ch *amqp091.Channel) error {
-		_, err := ch.QueueDeclare(name, bool(body.Durable), bool(body.AutoDelete), false, false, amqp091.Table(argsTable(body.Arguments)))
+		_, err := ch.QueueDeclare(name, bool(body.Durable), bool(body.AutoDelete), false, false, amqp091.Table(defs.ArgsTable(body.Arguments)))
 		return err
 	})
 	if err != nil {
@@ -887,7 +858,7 @@ func (s *Server) addBinding(kind string) handler {
 		if err := readJSON(r, &body); err != nil {
 			return err
 		}
-		args := argsTable(body.Arguments)
+		args := defs.ArgsTable(body.Arguments)
 		err = s.withChannel(u, v, func(ch *amqp091.Channel) error {
 			if kind == "e" {
 				return ch.ExchangeBind(dst, body.RoutingKey, src, false, amqp091.Table(args))
@@ -1146,4 +1117,48 @@ func (s *Server) protocolCheck(w http.ResponseWriter, r *http.Request, u *user) 
 
 func (s *Server) singleNodeCheck(w http.ResponseWriter, r *http.Request, u *user) error {
 	return writeJSON(w, obj{"status": "ok", "reason": "single node cluster"})
+}
+
+// ---- definitions
+
+func (s *Server) exportDefinitions(w http.ResponseWriter, r *http.Request, u *user) error {
+	vhost := r.PathValue("vhost")
+	if vhost != "" {
+		if _, err := s.vhostParam(r, u); err != nil {
+			return err
+		}
+	}
+	if name := r.URL.Query().Get("download"); name != "" {
+		w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	}
+	return writeJSON(w, defs.Export(s.b.Meta(), defs.Source{Product: s.cfg.Product, Version: s.cfg.Version}, vhost))
+}
+
+func (s *Server) importDefinitions(w http.ResponseWriter, r *http.Request, u *user) error {
+	vhost := r.PathValue("vhost")
+	if vhost != "" {
+		if _, err := s.vhostParam(r, u); err != nil {
+			return err
+		}
+	}
+	var raw io.Reader = r.Body
+	// The web UI uploads the file as a form.
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct == "multipart/form-data" {
+		f, _, err := r.FormFile("file")
+		if err != nil {
+			return errBadRequest("definitions upload: %v", err)
+		}
+		defer f.Close()
+		raw = f
+	}
+	dec := json.NewDecoder(io.LimitReader(raw, 64<<20))
+	dec.UseNumber()
+	var d defs.File
+	if err := dec.Decode(&d); err != nil {
+		return errBadRequest("not_json: %v", err)
+	}
+	if err := defs.Import(r.Context(), s.b.Meta(), s.b.NodeName(), d, vhost); err != nil {
+		return errBadRequest("%v", err)
+	}
+	return noContent(w)
 }

@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warren-mq/warren/internal/defs"
 )
 
 func writeJSONBody(w io.Writer, v any) error {
@@ -148,7 +150,7 @@ func publishing(p map[string]any) (amqp091.Publishing, error) {
 		if !ok {
 			return m, errBadRequest("property headers must be an object")
 		}
-		m.Headers = amqp091.Table(argsTable(hm))
+		m.Headers = amqp091.Table(defs.ArgsTable(hm))
 	}
 	return m, nil
 }
@@ -182,7 +184,7 @@ func propertiesObj(d amqp091.Delivery) obj {
 	if len(d.Headers) > 0 {
 		h := obj{}
 		for k, v := range d.Headers {
-			h[k] = jsonValue(v)
+			h[k] = defs.JSONValue(v)
 		}
 		o["headers"] = h
 	}

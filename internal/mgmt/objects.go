@@ -6,94 +6,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"math"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/broker"
+	"github.com/warren-mq/warren/internal/defs"
 	"github.com/warren-mq/warren/internal/meta"
 )
-
-// jsonValue renders an AMQP field value as the API does: byte strings as
-// text, timestamps as seconds, nested tables as objects.
-func jsonValue(v any) any {
-	switch t := v.(type) {
-	case amqp.Table:
-		return tableJSON(t)
-	case []any:
-		out := make([]any, len(t))
-		for i, x := range t {
-			out[i] = jsonValue(x)
-		}
-		return out
-	case []byte:
-		if utf8.Valid(t) {
-			return string(t)
-		}
-		return base64.StdEncoding.EncodeToString(t)
-	case time.Time:
-		return t.Unix()
-	case amqp.Decimal:
-		return float64(t.Value) / math.Pow10(int(t.Scale))
-	}
-	return v
-}
-
-// tableJSON renders an argument table; nil becomes {}.
-func tableJSON(t amqp.Table) obj {
-	out := obj{}
-	for k, v := range t {
-		out[k] = jsonValue(v)
-	}
-	return out
-}
-
-// amqpValue turns a decoded JSON value into an AMQP field value: whole
-// numbers become longs, as RabbitMQ stores them.
-func amqpValue(v any) any {
-	switch t := v.(type) {
-	case json.Number:
-		if n, err := t.Int64(); err == nil {
-			return n
-		}
-		f, _ := t.Float64()
-		return f
-	case float64:
-		if t == math.Trunc(t) && math.Abs(t) < 1<<53 {
-			return int64(t)
-		}
-		return t
-	case map[string]any:
-		return argsTable(t)
-	case []any:
-		out := make([]any, len(t))
-		for i, x := range t {
-			out[i] = amqpValue(x)
-		}
-		return out
-	}
-	return v
-}
-
-// argsTable turns a JSON object into an argument table; empty gives nil.
-func argsTable(m map[string]any) amqp.Table {
-	if len(m) == 0 {
-		return nil
-	}
-	t := amqp.Table{}
-	for k, v := range m {
-		if v == nil {
-			continue
-		}
-		t[k] = amqpValue(v)
-	}
-	return t
-}
 
 func hostPort(a net.Addr) (string, any) {
 	if ta, ok := a.(*net.TCPAddr); ok {
@@ -113,7 +36,7 @@ func exchangeObj(x meta.Exchange) obj {
 		"durable":                   x.Durable,
 		"auto_delete":               x.AutoDelete,
 		"internal":                  x.Internal,
-		"arguments":                 tableJSON(x.Arguments.Table),
+		"arguments":                 defs.ArgsJSON(x.Arguments.Table),
 		"user_who_performed_action": "",
 	}
 }
@@ -129,7 +52,7 @@ func (s *Server) queueObj(qi broker.QueueInfo, consumers []broker.ConsumerInfo, 
 		"durable":                         d.Durable,
 		"auto_delete":                     d.AutoDelete,
 		"exclusive":                       d.Exclusive,
-		"arguments":                       tableJSON(d.Arguments.Table),
+		"arguments":                       defs.ArgsJSON(d.Arguments.Table),
 		"node":                            d.Node,
 		"state":                           "running",
 		"type":                            "classic",
@@ -214,7 +137,7 @@ func (s *Server) connectionObj(c broker.ConnectionInfo) obj {
 		"peer_port":                 peerPort,
 		"protocol":                  "AMQP 0-9-1",
 		"auth_mechanism":            c.AuthMechanism,
-		"client_properties":         tableJSON(c.ClientProperties),
+		"client_properties":         defs.ArgsJSON(c.ClientProperties),
 		"connected_at":              msTime(c.ConnectedAt),
 		"channels":                  c.Channels,
 		"frame_max":                 c.FrameMax,
@@ -288,7 +211,7 @@ func (s *Server) consumerObj(c broker.ConsumerInfo) obj {
 		"ack_required":    c.AckRequired,
 		"exclusive":       c.Exclusive,
 		"prefetch_count":  c.Prefetch,
-		"arguments":       tableJSON(c.Arguments),
+		"arguments":       defs.ArgsJSON(c.Arguments),
 		"active":          true,
 		"activity_status": "up",
 	}
@@ -301,7 +224,7 @@ func bindingObj(b meta.Binding) obj {
 		"destination":      b.Destination,
 		"destination_type": b.DestinationType,
 		"routing_key":      b.RoutingKey,
-		"arguments":        tableJSON(b.Arguments.Table),
+		"arguments":        defs.ArgsJSON(b.Arguments.Table),
 		"properties_key":   propertiesKey(b.RoutingKey, b.Arguments.Table),
 	}
 }

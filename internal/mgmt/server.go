@@ -20,7 +20,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/warren-mq/warren/internal/broker"
@@ -316,27 +315,6 @@ func created(w http.ResponseWriter, isNew bool) error {
 func noContent(w http.ResponseWriter) error {
 	w.WriteHeader(http.StatusNoContent)
 	return nil
-}
-
-// tagList accepts tags as RabbitMQ does: a comma-separated string or a
-// list.
-func tagList(v any) []string {
-	var out []string
-	switch t := v.(type) {
-	case string:
-		for _, s := range strings.Split(t, ",") {
-			if s = strings.TrimSpace(s); s != "" {
-				out = append(out, s)
-			}
-		}
-	case []any:
-		for _, x := range t {
-			if s, ok := x.(string); ok && s != "" {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
 }
 
 // msTime is a time in milliseconds since the epoch, as the API reports

@@ -1,0 +1,166 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// Service names what a connection to the cluster port is for.
+type Service byte
+
+// Services on the cluster port.
+const (
+	// ServiceCtl carries warrenctl's commands.
+	ServiceCtl Service = 1
+)
+
+// magic opens every connection to the cluster port, with the protocol
+// version in its last octet.
+var magic = [4]byte{'W', 'R', 'N', 1}
+
+const nonceLen = 32
+
+// handshakeTimeout bounds the exchange before a connection is trusted.
+const handshakeTimeout = 10 * time.Second
+
+// Errors of the handshake.
+var (
+	// ErrBadCookie means the other end does not know our cookie.
+	ErrBadCookie = errors.New("cluster: cookie does not match")
+	// ErrProtocol means the other end does not speak the cluster protocol.
+	ErrProtocol = errors.New("cluster: not a warren cluster port")
+)
+
+func proof(cookie, role string, svc Service, nonces ...[]byte) []byte {
+	m := hmac.New(sha256.New, []byte(cookie))
+	m.Write([]byte(role))
+	m.Write([]byte{byte(svc)})
+	for _, n := range nonces {
+		m.Write(n)
+	}
+	return m.Sum(nil)
+}
+
+// Dial connects to a node's cluster port for a service, proving that it
+// knows the cookie and checking that the node knows it too. The cookie
+// itself never crosses the network.
+func Dial(ctx context.Context, addr, cookie string, svc Service) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := clientHandshake(nc, cookie, svc); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+func clientHandshake(nc net.Conn, cookie string, svc Service) error {
+	nc.SetDeadline(time.Now().Add(handshakeTimeout))
+	defer nc.SetDeadline(time.Time{})
+	mine := make([]byte, nonceLen)
+	if _, err := rand.Read(mine); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	hello := append(append(magic[:], byte(svc)), mine...)
+	if _, err := nc.Write(hello); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	theirs := make([]byte, nonceLen)
+	if _, err := io.ReadFull(nc, theirs); err != nil {
+		return fmt.Errorf("handshake: %w (is this a warren cluster port?)", err)
+	}
+	if _, err := nc.Write(proof(cookie, "client", svc, theirs, mine)); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	var status [1]byte
+	if _, err := io.ReadFull(nc, status[:]); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if status[0] != 0 {
+		var n [2]byte
+		io.ReadFull(nc, n[:])
+		msg := make([]byte, binary.BigEndian.Uint16(n[:]))
+		io.ReadFull(nc, msg)
+		if status[0] == statusBadCookie {
+			return fmt.Errorf("%w: %s", ErrBadCookie, msg)
+		}
+		return fmt.Errorf("handshake refused: %s", msg)
+	}
+	got := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(nc, got); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if !hmac.Equal(got, proof(cookie, "server", svc, mine, theirs)) {
+		return fmt.Errorf("%w: the node could not prove it knows our cookie", ErrBadCookie)
+	}
+	return nil
+}
+
+// Handshake status octets.
+const (
+	statusOK         = 0
+	statusBadCookie  = 1
+	statusNoService  = 2
+	statusBadVersion = 3
+)
+
+// serverHandshake checks a client's proof and proves the cookie back. It
+// returns the service asked for.
+func serverHandshake(nc net.Conn, cookie string, known func(Service) bool) (Service, error) {
+	nc.SetDeadline(time.Now().Add(handshakeTimeout))
+	defer nc.SetDeadline(time.Time{})
+	hello := make([]byte, len(magic)+1+nonceLen)
+	if _, err := io.ReadFull(nc, hello); err != nil {
+		return 0, fmt.Errorf("handshake: %w", err)
+	}
+	if !bytes.Equal(hello[:3], magic[:3]) {
+		return 0, ErrProtocol
+	}
+	if hello[3] != magic[3] {
+		refuse(nc, statusBadVersion, fmt.Sprintf("cluster protocol version %d is not supported (this node speaks %d)", hello[3], magic[3]))
+		return 0, fmt.Errorf("%w: version %d", ErrProtocol, hello[3])
+	}
+	svc := Service(hello[4])
+	theirs := hello[5:]
+	mine := make([]byte, nonceLen)
+	if _, err := rand.Read(mine); err != nil {
+		return 0, fmt.Errorf("handshake: %w", err)
+	}
+	if _, err := nc.Write(mine); err != nil {
+		return 0, fmt.Errorf("handshake: %w", err)
+	}
+	got := make([]byte, sha256.Size)
+	if _, err := io.ReadFull(nc, got); err != nil {
+		return 0, fmt.Errorf("handshake: %w", err)
+	}
+	if !hmac.Equal(got, proof(cookie, "client", svc, mine, theirs)) {
+		refuse(nc, statusBadCookie, "the node's cookie is different: use the node's cookie file (--cookie-file)")
+		return 0, ErrBadCookie
+	}
+	if !known(svc) {
+		refuse(nc, statusNoService, fmt.Sprintf("service %d is not offered by this node", svc))
+		return 0, fmt.Errorf("cluster: unknown service %d", svc)
+	}
+	if _, err := nc.Write(append([]byte{statusOK}, proof(cookie, "server", svc, theirs, mine)...)); err != nil {
+		return 0, fmt.Errorf("handshake: %w", err)
+	}
+	return svc, nil
+}
+
+func refuse(nc net.Conn, status byte, msg string) {
+	b := []byte{status, 0, 0}
+	binary.BigEndian.PutUint16(b[1:], uint16(len(msg)))
+	nc.Write(append(b, msg...))
+}

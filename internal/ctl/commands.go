@@ -1,0 +1,886 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/warren-mq/warren/internal/auth"
+	"github.com/warren-mq/warren/internal/broker"
+	"github.com/warren-mq/warren/internal/config"
+	"github.com/warren-mq/warren/internal/defs"
+	"github.com/warren-mq/warren/internal/meta"
+)
+
+// command is one of rabbitmqctl's commands.
+type command struct {
+	args     string   // positional arguments, for usage
+	min, max int      // positional argument count; max < 0: columns, any number
+	vhost    bool     // takes -p / --vhost
+	opts     []string // --name value options
+	flags    []string // --name boolean options
+	columns  []string // the info keys a listing knows
+	defaults []string // the columns shown when none are named
+	needsApp bool     // fails while the app is stopped
+	// banner is printed before the result, unless --quiet.
+	banner func(node string, r *Request) string
+	run    func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response
+}
+
+// Usage returns the synopsis of a command, or "" if there is none.
+func Usage(name string) string {
+	c, ok := allCommands()[name]
+	if !ok {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("warrenctl [--node <node>] [--quiet] " + name)
+	if c.vhost {
+		b.WriteString(" [--vhost <vhost>]")
+	}
+	for _, f := range c.flags {
+		b.WriteString(" [--" + f + "]")
+	}
+	for _, o := range c.opts {
+		b.WriteString(" [--" + o + " <" + o + ">]")
+	}
+	if c.args != "" {
+		b.WriteString(" " + c.args)
+	}
+	return b.String()
+}
+
+// Commands lists the command names.
+func Commands() []string {
+	var out []string
+	for n := range allCommands() {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Banner is the line rabbitmqctl prints before running a command.
+func Banner(node string, r *Request) string {
+	c, ok := allCommands()[r.Command]
+	if !ok || c.banner == nil {
+		return ""
+	}
+	shown := *r
+	if shown.VHost == "" {
+		shown.VHost = "/"
+	}
+	return c.banner(node, &shown)
+}
+
+// Check validates a request's arguments, options and columns as
+// rabbitmqctl does before contacting the node; "" means valid.
+func Check(r *Request) string {
+	c, ok := allCommands()[r.Command]
+	if !ok {
+		return fmt.Sprintf("Command '%s' not found.", r.Command)
+	}
+	return c.check(r)
+}
+
+func (c *command) check(r *Request) string {
+	n := len(r.Args)
+	if c.max >= 0 {
+		if n < c.min {
+			return "not enough arguments."
+		}
+		if n > c.max {
+			return "too many arguments."
+		}
+	}
+	if r.VHost != "" && !c.vhost {
+		return "unrecognised option --vhost"
+	}
+	for k := range r.Options {
+		// --timeout is global: every command takes it.
+		if k != "timeout" && !slices.Contains(c.opts, k) && !slices.Contains(c.flags, k) {
+			return fmt.Sprintf("unrecognised option --%s", k)
+		}
+	}
+	if c.max < 0 {
+		var bad []string
+		for _, a := range r.Args {
+			if !slices.Contains(c.columns, a) {
+				bad = append(bad, a)
+			}
+		}
+		if len(bad) > 0 {
+			return fmt.Sprintf("Info key(s) %s are not supported", strings.Join(bad, ","))
+		}
+	}
+	return ""
+}
+
+func q(s string) string { return strconv.Quote(s) }
+
+// allCommands returns rabbitmqctl's command set; names, arguments and
+// banners are rabbitmqctl's.
+func allCommands() map[string]*command {
+	return map[string]*command{
+		"status": {needsApp: false, run: runStatus,
+			banner: func(node string, r *Request) string { return "Status of node " + node + " ..." }},
+		"cluster_status": {run: runClusterStatus,
+			banner: func(node string, r *Request) string { return "Cluster status of node " + node + " ..." }},
+		"ping": {run: func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+			return ok("Ping succeeded")
+		},
+			banner: func(node string, r *Request) string {
+				return "Will ping " + node + ". This only checks if the OS process is running and accepts commands."
+			}},
+		"await_startup": {opts: []string{"timeout"}, run: runAwaitStartup},
+		"stop": {run: func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+			return Response{after: s.app.Stop}
+		},
+			banner: func(node string, r *Request) string { return "Stopping and halting node " + node + " ..." }},
+		"stop_app": {run: func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+			if err := s.app.StopApp(ctx); err != nil {
+				return failf(ExitSoftware, "%v", err)
+			}
+			return ok("")
+		}, banner: func(node string, r *Request) string { return "Stopping rabbit application on node " + node + " ..." }},
+		"start_app": {run: func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+			if err := s.app.StartApp(ctx); err != nil {
+				return failf(ExitSoftware, "%v", err)
+			}
+			return ok("")
+		}, banner: func(node string, r *Request) string { return "Starting node " + node + " ..." }},
+		"reset":       {run: runReset, banner: func(node string, r *Request) string { return "Resetting node " + node + " ..." }},
+		"force_reset": {run: runReset, banner: func(node string, r *Request) string { return "Forcefully resetting node " + node + " ..." }},
+
+		"add_user": {args: "<username> <password>", min: 2, max: 2, needsApp: true, run: runAddUser,
+			banner: func(node string, r *Request) string { return "Adding user " + q(r.Args[0]) + " ..." }},
+		"delete_user": {args: "<username>", min: 1, max: 1, needsApp: true, run: runDeleteUser,
+			banner: func(node string, r *Request) string { return "Deleting user " + q(r.Args[0]) + " ..." }},
+		"change_password": {args: "<username> <password>", min: 2, max: 2, needsApp: true, run: runChangePassword,
+			banner: func(node string, r *Request) string { return "Changing password for user " + q(r.Args[0]) + " ..." }},
+		"authenticate_user": {args: "<username> <password>", min: 2, max: 2, needsApp: true, run: runAuthenticate,
+			banner: func(node string, r *Request) string { return "Authenticating user " + q(r.Args[0]) + " ..." }},
+		"set_user_tags": {args: "<username> <tag> [...]", min: 1, max: 64, needsApp: true, run: runSetUserTags,
+			banner: func(node string, r *Request) string {
+				return "Setting tags for user " + q(r.Args[0]) + " to [" + strings.Join(r.Args[1:], ", ") + "] ..."
+			}},
+		"list_users": {max: 0, needsApp: true, run: runListUsers,
+			banner: func(node string, r *Request) string { return "Listing users ..." }},
+		"add_vhost": {args: "<vhost>", min: 1, max: 1, opts: []string{"description", "tags"}, needsApp: true, run: runAddVHost,
+			banner: func(node string, r *Request) string { return "Adding vhost " + q(r.Args[0]) + " ..." }},
+		"delete_vhost": {args: "<vhost>", min: 1, max: 1, needsApp: true, run: runDeleteVHost,
+			banner: func(node string, r *Request) string { return "Deleting vhost " + q(r.Args[0]) + " ..." }},
+		"list_vhosts": {max: -1, columns: []string{"name", "description", "tags", "tracing", "cluster_state"}, defaults: []string{"name"}, needsApp: true, run: runListVHosts,
+			banner: func(node string, r *Request) string { return "Listing vhosts ..." }},
+		"set_permissions": {args: "<username> <conf> <write> <read>", min: 4, max: 4, vhost: true, needsApp: true, run: runSetPermissions,
+			banner: func(node string, r *Request) string {
+				return "Setting permissions for user " + q(r.Args[0]) + " in vhost " + q(r.VHost) + " ..."
+			}},
+		"clear_permissions": {args: "<username>", min: 1, max: 1, vhost: true, needsApp: true, run: runClearPermissions,
+			banner: func(node string, r *Request) string {
+				return "Clearing permissions for user " + q(r.Args[0]) + " in vhost " + q(r.VHost) + " ..."
+			}},
+		"list_permissions": {max: 0, vhost: true, needsApp: true, run: runListPermissions,
+			banner: func(node string, r *Request) string { return "Listing permissions for vhost " + q(r.VHost) + " ..." }},
+		"list_user_permissions": {args: "<username>", min: 1, max: 1, needsApp: true, run: runListUserPermissions,
+			banner: func(node string, r *Request) string { return "Listing permissions for user " + q(r.Args[0]) + " ..." }},
+
+		"list_queues": {max: -1, vhost: true, flags: []string{"online", "offline", "local", "no-table-headers"}, opts: []string{"timeout"},
+			columns: queueColumns, defaults: []string{"name", "messages"}, needsApp: true, run: runListQueues,
+			banner: func(node string, r *Request) string {
+				return "Timeout: 60.0 seconds ...\nListing queues for vhost " + r.VHost + " ..."
+			}},
+		"list_exchanges": {max: -1, vhost: true, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
+			columns: []string{"name", "type", "durable", "auto_delete", "internal", "arguments", "policy"}, defaults: []string{"name", "type"}, needsApp: true, run: runListExchanges,
+			banner: func(node string, r *Request) string { return "Listing exchanges for vhost " + r.VHost + " ..." }},
+		"list_bindings": {max: -1, vhost: true, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
+			columns:  []string{"source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"},
+			defaults: []string{"source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"}, needsApp: true, run: runListBindings,
+			banner: func(node string, r *Request) string { return "Listing bindings for vhost " + r.VHost + "..." }},
+		"list_connections": {max: -1, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
+			columns: connectionColumns, defaults: []string{"user", "peer_host", "peer_port", "state"}, needsApp: true, run: runListConnections,
+			banner: func(node string, r *Request) string { return "Listing connections ..." }},
+		"list_channels": {max: -1, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
+			columns: channelColumns, defaults: []string{"pid", "user", "consumer_count", "messages_unacknowledged"}, needsApp: true, run: runListChannels,
+			banner: func(node string, r *Request) string { return "Listing channels ..." }},
+		"list_consumers": {max: -1, vhost: true, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
+			columns:  []string{"queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active", "activity_status", "arguments", "exclusive"},
+			defaults: []string{"queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active", "activity_status", "arguments"}, needsApp: true, run: runListConsumers,
+			banner: func(node string, r *Request) string { return "Listing consumers in vhost " + r.VHost + " ..." }},
+		"purge_queue": {args: "<queue>", min: 1, max: 1, vhost: true, needsApp: true, run: runPurgeQueue,
+			banner: func(node string, r *Request) string {
+				return "Purging queue '" + r.Args[0] + "' in vhost '" + r.VHost + "' ..."
+			}},
+		"delete_queue": {args: "<queue>", min: 1, max: 1, vhost: true, flags: []string{"if-empty", "if-unused"}, needsApp: true, run: runDeleteQueue,
+			banner: func(node string, r *Request) string {
+				return "Deleting queue '" + r.Args[0] + "' on vhost '" + r.VHost + "' ..."
+			}},
+		"close_connection": {args: "<connection pid or name> <explanation>", min: 2, max: 2, needsApp: true, run: runCloseConnection,
+			banner: func(node string, r *Request) string {
+				return "Closing connection " + r.Args[0] + ", reason: " + r.Args[1] + "..."
+			}},
+		"export_definitions": {args: "<file or ->", min: 1, max: 1, needsApp: true, run: runExport,
+			banner: func(node string, r *Request) string {
+				if r.Args[0] == "-" {
+					return ""
+				}
+				return "Exporting definitions in JSON to a file at \"" + r.Args[0] + "\" ..."
+			}},
+		"import_definitions": {args: "<file or ->", min: 1, max: 1, needsApp: true, run: runImport,
+			banner: func(node string, r *Request) string {
+				return "Importing definitions in JSON from a file at \"" + r.Args[0] + "\" ..."
+			}},
+		"set_vm_memory_high_watermark": {args: "<fraction> | absolute <value>", min: 1, max: 2, needsApp: true, run: runSetWatermark,
+			banner: func(node string, r *Request) string {
+				return "Setting memory threshold on " + node + " to " + strings.Join(r.Args, " ") + " ..."
+			}},
+		"set_disk_free_limit": {args: "<limit> | mem_relative <fraction>", min: 1, max: 2, needsApp: true, run: runSetDiskFreeLimit,
+			banner: func(node string, r *Request) string {
+				return "Setting disk free limit on " + node + " to " + strings.Join(r.Args, " ") + " bytes ..."
+			}},
+		"environment": {run: runEnvironment,
+			banner: func(node string, r *Request) string { return "Application environment of node " + node + " ..." }},
+		"report": {needsApp: true, run: runReport,
+			banner: func(node string, r *Request) string { return "Reporting server status of node " + node + " ..." }},
+
+		// Policies are not implemented yet: the commands exist so that they
+		// fail saying so instead of as unknown commands.
+		"set_policy": {args: "<name> <pattern> <definition>", min: 3, max: 3, vhost: true, opts: []string{"priority", "apply-to"},
+			banner: func(node string, r *Request) string {
+				return "Setting policy " + q(r.Args[0]) + " for pattern " + q(r.Args[1]) + " to " + q(r.Args[2]) + " with priority " + q(orDefault(r.Options["priority"], "0")) + " for vhost " + q(r.VHost) + " ..."
+			}},
+		"set_operator_policy": {args: "<name> <pattern> <definition>", min: 3, max: 3, vhost: true, opts: []string{"priority", "apply-to"}},
+		"clear_policy":        {args: "<name>", min: 1, max: 1, vhost: true},
+		"list_policies": {max: 0, vhost: true, needsApp: true, run: func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+			return Response{Columns: []string{"vhost", "name", "pattern", "apply-to", "definition", "priority"}}
+		}, banner: func(node string, r *Request) string { return "Listing policies for vhost " + q(r.VHost) + " ..." }},
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func runStatus(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
+	info := s.app.Info()
+	var b strings.Builder
+	fmt.Fprintf(&b, "Runtime\n\nOS PID: %d\nOS: Linux\nUptime (seconds): %d\nwarren version: %s\nNode name: %s\n", info.PID, int(time.Since(info.Started).Seconds()), info.Version, info.Name)
+	br := s.app.Broker()
+	fmt.Fprintf(&b, "Application running: %v\n", br != nil)
+	fmt.Fprintf(&b, "\nData directory\n\nNode data directory: %s\n", info.DataDir)
+	b.WriteString("\nConfig files\n\n")
+	for _, f := range info.ConfigFiles {
+		fmt.Fprintf(&b, " * %s\n", f)
+	}
+	if br != nil {
+		res := br.Resources()
+		b.WriteString("\nAlarms\n\n")
+		if !res.MemAlarm && !res.DiskAlarm {
+			b.WriteString("(none)\n")
+		}
+		if res.MemAlarm {
+			b.WriteString("Memory alarm on node " + info.Name + "\n")
+		}
+		if res.DiskAlarm {
+			b.WriteString("Free disk space alarm on node " + info.Name + "\n")
+		}
+		fmt.Fprintf(&b, "\nMemory\n\nTotal memory used: %.4f gb\nCalculation strategy: rss\nMemory high watermark: %.4f gb\n", gb(res.MemUsed), gb(res.MemLimit))
+		fmt.Fprintf(&b, "\nFree Disk Space\n\nLow free disk space watermark: %.4f gb\nFree disk space: %.4f gb\n", gb(res.DiskFreeLimit), gb(res.DiskFree))
+		fmt.Fprintf(&b, "\nTotals\n\nConnection count: %d\nQueue count: %d\nVirtual host count: %d\n", len(br.Connections()), len(br.Queues("")), len(br.Meta().Snapshot().VHosts))
+	}
+	b.WriteString("\nListeners\n\n")
+	for _, l := range info.Listeners {
+		fmt.Fprintf(&b, "Interface: %s, protocol: %s\n", l.Addr, l.Protocol)
+	}
+	return ok(strings.TrimRight(b.String(), "\n"))
+}
+
+func gb(n uint64) float64 { return float64(n) / 1e9 }
+
+func runClusterStatus(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
+	info := s.app.Info()
+	running := "(none)"
+	if s.app.Broker() != nil {
+		running = info.Name
+	}
+	return ok(fmt.Sprintf("Basics\n\nCluster name: %s\n\nDisk Nodes\n\n%s\n\nRunning Nodes\n\n%s\n\nVersions\n\n%s: warren %s", info.Name, info.Name, running, info.Name, info.Version))
+}
+
+func runAwaitStartup(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
+	timeout := 300 * time.Second
+	if t := r.Options["timeout"]; t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 {
+			return failf(ExitUsage, "invalid --timeout %q: seconds expected", t)
+		}
+		timeout = time.Duration(n) * time.Second
+	}
+	deadline := time.Now().Add(timeout)
+	for s.app.Broker() == nil {
+		if time.Now().After(deadline) {
+			return failf(ExitTempFail, "node %s did not start within %s", s.app.Info().Name, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return failf(ExitTempFail, "%v", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return ok("")
+}
+
+func runReset(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
+	if err := s.app.Reset(ctx); err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+func runAddUser(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	m := b.Meta()
+	name := r.Args[0]
+	if _, exists := m.User(name); exists {
+		return failf(ExitSoftware, "User %s already exists", q(name))
+	}
+	hash, err := auth.HashPassword(auth.SHA256, r.Args[1])
+	if err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	if err := m.PutUser(ctx, meta.User{Name: name, PasswordHash: hash, HashingAlgorithm: auth.SHA256}); err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("Done. Don't forget to grant the user permissions to some virtual hosts! See 'warrenctl help set_permissions' to learn more.")
+}
+
+func runDeleteUser(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if err := b.Meta().DeleteUser(ctx, r.Args[0]); err != nil {
+		return metaFail(err, "User "+q(r.Args[0])+" does not exist", ExitNoUser)
+	}
+	return ok("")
+}
+
+func runChangePassword(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	m := b.Meta()
+	u, exists := m.User(r.Args[0])
+	if !exists {
+		return failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
+	}
+	hash, err := auth.HashPassword(auth.SHA256, r.Args[1])
+	if err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	u.PasswordHash, u.HashingAlgorithm = hash, auth.SHA256
+	if err := m.PutUser(ctx, u); err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+func runAuthenticate(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	// The node checks the password itself; loopback_users does not apply
+	// to an operator's check.
+	u, exists := b.Meta().User(r.Args[0])
+	if !exists || !auth.CheckPassword(u.HashingAlgorithm, u.PasswordHash, r.Args[1]) {
+		return failf(ExitDataErr, "Error: failed to authenticate user %s\nuser '%s' - invalid credentials", q(r.Args[0]), r.Args[0])
+	}
+	return ok("Success")
+}
+
+func runSetUserTags(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	m := b.Meta()
+	u, exists := m.User(r.Args[0])
+	if !exists {
+		return failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
+	}
+	u.Tags = append([]string(nil), r.Args[1:]...)
+	if err := m.PutUser(ctx, u); err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+func runListUsers(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	resp := Response{Columns: []string{"user", "tags"}}
+	for _, u := range b.Meta().Snapshot().Users {
+		resp.Rows = append(resp.Rows, []any{u.Name, orEmpty(u.Tags)})
+	}
+	return resp
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func runAddVHost(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	v := meta.VHost{Name: r.Args[0], Description: r.Options["description"], Tags: defs.Tags(r.Options["tags"])}
+	if err := b.Meta().PutVHost(ctx, v); err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+func runDeleteVHost(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if err := b.Meta().DeleteVHost(ctx, r.Args[0]); err != nil {
+		return metaFail(err, "Virtual host '"+r.Args[0]+"' does not exist", ExitDataErr)
+	}
+	return ok("")
+}
+
+func runListVHosts(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	rows := []map[string]any{}
+	for _, v := range b.Meta().Snapshot().VHosts {
+		rows = append(rows, map[string]any{"name": v.Name, "description": v.Description, "tags": orEmpty(v.Tags), "tracing": false,
+			"cluster_state": "[{" + b.NodeName() + ",running}]"})
+	}
+	return table(r, c, rows)
+}
+
+func vhostMissing(b Broker, v string) *Response {
+	if !b.Meta().VHostExists(v) {
+		resp := failf(ExitDataErr, "Virtual host %s does not exist", v)
+		return &resp
+	}
+	return nil
+}
+
+func runSetPermissions(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if resp := vhostMissing(b, r.VHost); resp != nil {
+		return *resp
+	}
+	if _, exists := b.Meta().User(r.Args[0]); !exists {
+		return failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
+	}
+	for _, p := range r.Args[1:] {
+		if err := auth.ValidPattern(p); err != nil {
+			return failf(ExitDataErr, "%v", err)
+		}
+	}
+	p := meta.Permission{User: r.Args[0], VHost: r.VHost, Configure: r.Args[1], Write: r.Args[2], Read: r.Args[3]}
+	if err := b.Meta().SetPermission(ctx, p); err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+func runClearPermissions(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if resp := vhostMissing(b, r.VHost); resp != nil {
+		return *resp
+	}
+	if _, exists := b.Meta().User(r.Args[0]); !exists {
+		return failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
+	}
+	if err := b.Meta().ClearPermission(ctx, r.Args[0], r.VHost); err != nil && !errors.Is(err, meta.ErrNotFound) {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+func runListPermissions(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if resp := vhostMissing(b, r.VHost); resp != nil {
+		return *resp
+	}
+	resp := Response{Columns: []string{"user", "configure", "write", "read"}}
+	for _, p := range b.Meta().Snapshot().Permissions {
+		if p.VHost == r.VHost {
+			resp.Rows = append(resp.Rows, []any{p.User, p.Configure, p.Write, p.Read})
+		}
+	}
+	return resp
+}
+
+func runListUserPermissions(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if _, exists := b.Meta().User(r.Args[0]); !exists {
+		return failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
+	}
+	resp := Response{Columns: []string{"vhost", "configure", "write", "read"}}
+	for _, p := range b.Meta().Snapshot().Permissions {
+		if p.User == r.Args[0] {
+			resp.Rows = append(resp.Rows, []any{p.VHost, p.Configure, p.Write, p.Read})
+		}
+	}
+	return resp
+}
+
+// table picks the requested columns (or the defaults) from rows of named
+// values.
+func table(r *Request, c *command, rows []map[string]any) Response {
+	cols := r.Args
+	if len(cols) == 0 {
+		cols = c.defaults
+	}
+	resp := Response{Columns: cols}
+	for _, row := range rows {
+		out := make([]any, len(cols))
+		for i, col := range cols {
+			out[i] = row[col]
+		}
+		resp.Rows = append(resp.Rows, out)
+	}
+	return resp
+}
+
+var queueColumns = []string{"name", "durable", "auto_delete", "arguments", "policy", "pid", "owner_pid", "exclusive",
+	"exclusive_consumer_pid", "exclusive_consumer_tag", "messages_ready", "messages_unacknowledged", "messages",
+	"messages_ready_ram", "messages_unacknowledged_ram", "messages_ram", "message_bytes", "message_bytes_ready",
+	"consumers", "consumer_utilisation", "consumer_capacity", "state", "type", "leader", "members", "online", "slave_pids",
+	"synchronised_slave_pids", "vhost", "node"}
+
+func runListQueues(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if resp := vhostMissing(b, r.VHost); resp != nil {
+		return *resp
+	}
+	rows := []map[string]any{}
+	node := b.NodeName()
+	for _, qi := range b.Queues(r.VHost) {
+		d, st := qi.Def, qi.Stats
+		cons := b.Consumers(r.VHost)
+		exclTag := ""
+		for _, c := range cons {
+			if c.Queue == d.Name && c.Exclusive {
+				exclTag = c.Tag
+			}
+		}
+		capacity := 0.0
+		if st.Consumers > 0 {
+			capacity = 1
+		}
+		rows = append(rows, map[string]any{
+			"name": d.Name, "vhost": d.VHost, "durable": d.Durable, "auto_delete": d.AutoDelete, "exclusive": d.Exclusive,
+			"arguments": d.Arguments.Table, "policy": "", "pid": "<" + node + ".queue." + d.Name + ">", "owner_pid": qi.ExclusiveOwner,
+			"exclusive_consumer_pid": "", "exclusive_consumer_tag": exclTag,
+			"messages_ready": st.Ready, "messages_unacknowledged": st.Unacked, "messages": st.Ready + st.Unacked,
+			"messages_ready_ram": st.Ready, "messages_unacknowledged_ram": st.Unacked, "messages_ram": st.Ready + st.Unacked,
+			"message_bytes": st.ReadyBytes, "message_bytes_ready": st.ReadyBytes,
+			"consumers": st.Consumers, "consumer_utilisation": capacity, "consumer_capacity": capacity,
+			"state": "running", "type": "classic", "leader": node, "members": []string{node}, "online": []string{node},
+			"slave_pids": "", "synchronised_slave_pids": "", "node": node,
+		})
+	}
+	return table(r, c, rows)
+}
+
+func runListExchanges(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if resp := vhostMissing(b, r.VHost); resp != nil {
+		return *resp
+	}
+	rows := []map[string]any{}
+	for _, x := range b.Meta().Snapshot().Exchanges {
+		if x.VHost != r.VHost {
+			continue
+		}
+		rows = append(rows, map[string]any{"name": x.Name, "type": x.Type, "durable": x.Durable, "auto_delete": x.AutoDelete,
+			"internal": x.Internal, "arguments": x.Arguments.Table, "policy": ""})
+	}
+	return table(r, c, rows)
+}
+
+func runListBindings(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if resp := vhostMissing(b, r.VHost); resp != nil {
+		return *resp
+	}
+	d := b.Meta().Snapshot()
+	rows := []map[string]any{}
+	add := func(src, dst, dstKind, key string, args any) {
+		rows = append(rows, map[string]any{"source_name": src, "source_kind": "exchange", "destination_name": dst,
+			"destination_kind": dstKind, "routing_key": key, "arguments": args})
+	}
+	for _, qd := range d.Queues {
+		if qd.VHost == r.VHost {
+			add("", qd.Name, "queue", qd.Name, nil)
+		}
+	}
+	for _, bd := range d.Bindings {
+		if bd.VHost == r.VHost {
+			add(bd.Source, bd.Destination, bd.DestinationType, bd.RoutingKey, bd.Arguments.Table)
+		}
+	}
+	return table(r, c, rows)
+}
+
+var connectionColumns = []string{"pid", "name", "port", "host", "peer_port", "peer_host", "ssl", "user", "vhost", "timeout",
+	"frame_max", "channel_max", "client_properties", "connected_at", "recv_oct", "recv_cnt", "send_oct", "send_cnt",
+	"send_pend", "state", "channels", "protocol", "auth_mechanism", "type", "node"}
+
+// pid names a connection the way rabbitmqctl shows process ids; it is
+// what close_connection takes.
+func pid(node, id string) string { return "<" + node + "." + id + ">" }
+
+func hostPort(a net.Addr) (string, int) {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String(), ta.Port
+	}
+	if a == nil {
+		return "", 0
+	}
+	return a.String(), 0
+}
+
+func runListConnections(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	rows := []map[string]any{}
+	node := b.NodeName()
+	for _, c := range b.Connections() {
+		if c.Direct {
+			continue
+		}
+		host, port := hostPort(c.Local)
+		peerHost, peerPort := hostPort(c.Peer)
+		state := "running"
+		if c.Blocked {
+			state = "blocked"
+		}
+		rows = append(rows, map[string]any{"pid": pid(node, c.ID), "name": c.Name, "port": port, "host": host,
+			"peer_port": peerPort, "peer_host": peerHost, "ssl": false, "user": c.User, "vhost": c.VHost,
+			"timeout": int(c.Heartbeat / time.Second), "frame_max": c.FrameMax, "channel_max": c.ChannelMax,
+			"client_properties": c.ClientProperties, "connected_at": c.ConnectedAt.UnixMilli(),
+			"recv_oct": c.RecvOct, "recv_cnt": c.RecvCnt, "send_oct": c.SendOct, "send_cnt": c.SendCnt, "send_pend": 0,
+			"state": state, "channels": c.Channels, "protocol": "{0,9,1}", "auth_mechanism": c.AuthMechanism, "type": "network", "node": node})
+	}
+	return table(r, c, rows)
+}
+
+var channelColumns = []string{"pid", "connection", "name", "number", "user", "vhost", "transactional", "confirm",
+	"consumer_count", "messages_unacknowledged", "messages_uncommitted", "acks_uncommitted", "messages_unconfirmed",
+	"prefetch_count", "global_prefetch_count"}
+
+func channelPid(node, conn string, n uint16) string {
+	return "<" + node + "." + conn + "." + strconv.Itoa(int(n)) + ">"
+}
+
+func runListChannels(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	rows := []map[string]any{}
+	node := b.NodeName()
+	ids := map[string]string{}
+	for _, c := range b.Connections() {
+		if !c.Direct {
+			ids[c.Name] = c.ID
+		}
+	}
+	for _, c := range b.Channels() {
+		id, ok := ids[c.Connection]
+		if !ok {
+			continue
+		}
+		rows = append(rows, map[string]any{"pid": channelPid(node, id, c.Number), "connection": pid(node, id),
+			"name": broker.ChannelName(c.Connection, c.Number), "number": c.Number, "user": c.User, "vhost": c.VHost,
+			"transactional": c.Transactional, "confirm": c.Confirm, "consumer_count": c.Consumers,
+			"messages_unacknowledged": c.Unacked, "messages_uncommitted": 0, "acks_uncommitted": 0,
+			"messages_unconfirmed": c.Unconfirmed, "prefetch_count": c.Prefetch, "global_prefetch_count": c.GlobalPrefetch})
+	}
+	return table(r, c, rows)
+}
+
+func runListConsumers(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if resp := vhostMissing(b, r.VHost); resp != nil {
+		return *resp
+	}
+	node := b.NodeName()
+	ids := map[string]string{}
+	for _, c := range b.Connections() {
+		ids[c.Name] = c.ID
+	}
+	rows := []map[string]any{}
+	for _, c := range b.Consumers(r.VHost) {
+		rows = append(rows, map[string]any{"queue_name": c.Queue, "channel_pid": channelPid(node, ids[c.Connection], c.Channel),
+			"consumer_tag": c.Tag, "ack_required": c.AckRequired, "prefetch_count": c.Prefetch, "active": true,
+			"activity_status": "up", "arguments": c.Arguments, "exclusive": c.Exclusive})
+	}
+	return table(r, c, rows)
+}
+
+func runPurgeQueue(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if _, err := b.PurgeQueue(r.VHost, r.Args[0]); err != nil {
+		if errors.Is(err, broker.ErrNoQueue) {
+			return failf(ExitUnavailable, "not_found")
+		}
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+func runDeleteQueue(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	_, ifEmpty := r.Options["if-empty"]
+	_, ifUnused := r.Options["if-unused"]
+	n, err := b.DeleteQueue(ctx, r.VHost, r.Args[0], ifUnused, ifEmpty)
+	switch {
+	case errors.Is(err, broker.ErrNoQueue):
+		return failf(ExitDataErr, "Queue not found")
+	case errors.Is(err, broker.ErrQueueInUse):
+		return failf(ExitDataErr, "Queue is in use")
+	case errors.Is(err, broker.ErrQueueNotEmpty):
+		return failf(ExitDataErr, "Queue is not empty")
+	case err != nil:
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok(fmt.Sprintf("Queue was successfully deleted with %d ready messages", n))
+}
+
+func runCloseConnection(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	target := r.Args[0]
+	node := b.NodeName()
+	for _, c := range b.Connections() {
+		if target == pid(node, c.ID) || target == c.Name {
+			target = c.ID
+			break
+		}
+	}
+	if !b.CloseConnection(target, r.Args[1]) {
+		return failf(ExitDataErr, "no connection %s on node %s (see warrenctl list_connections pid name)", r.Args[0], node)
+	}
+	return ok("")
+}
+
+func runExport(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	cfg := b.Config()
+	f := defs.Export(b.Meta(), defs.Source{Product: cfg.Product, Version: broker.Version}, "")
+	out, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return Response{Text: string(out)}
+}
+
+func runImport(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	dec := json.NewDecoder(bytes.NewReader(r.Input))
+	dec.UseNumber()
+	var f defs.File
+	if err := dec.Decode(&f); err != nil {
+		return failf(ExitDataErr, "the definitions are not valid JSON: %v", err)
+	}
+	if err := defs.Import(ctx, b.Meta(), b.NodeName(), f, ""); err != nil {
+		return failf(ExitDataErr, "%v", err)
+	}
+	return ok("Successfully started definition import. This process is asynchronous and can take some time.")
+}
+
+func runSetWatermark(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if r.Args[0] == "absolute" {
+		if len(r.Args) != 2 {
+			return failf(ExitUsage, "not enough arguments.")
+		}
+		n, err := config.ParseBytes(r.Args[1])
+		if err != nil || n == 0 {
+			return failf(ExitUsage, "invalid absolute memory limit %q", r.Args[1])
+		}
+		if err := b.SetMemoryHighWatermark(0, n); err != nil {
+			return failf(ExitSoftware, "%v", err)
+		}
+		return ok("")
+	}
+	if len(r.Args) != 1 {
+		return failf(ExitUsage, "too many arguments.")
+	}
+	f, err := strconv.ParseFloat(r.Args[0], 64)
+	if err != nil || f < 0 {
+		return failf(ExitUsage, "The threshold should be a fraction between 0.0 and 1.0")
+	}
+	if err := b.SetMemoryHighWatermark(f, 0); err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+func runSetDiskFreeLimit(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if r.Args[0] == "mem_relative" {
+		if len(r.Args) != 2 {
+			return failf(ExitUsage, "not enough arguments.")
+		}
+		f, err := strconv.ParseFloat(r.Args[1], 64)
+		if err != nil || f < 0 {
+			return failf(ExitUsage, "invalid fraction %q", r.Args[1])
+		}
+		total, err := totalMemory()
+		if err != nil {
+			return failf(ExitSoftware, "%v", err)
+		}
+		b.SetDiskFreeLimit(uint64(f * float64(total)))
+		return ok("")
+	}
+	if len(r.Args) != 1 {
+		return failf(ExitUsage, "too many arguments.")
+	}
+	n, err := config.ParseBytes(r.Args[0])
+	if err != nil {
+		return failf(ExitUsage, "invalid disk free limit %q", r.Args[0])
+	}
+	b.SetDiskFreeLimit(n)
+	return ok("")
+}
+
+// totalMemory reads the machine's memory from /proc/meminfo.
+func totalMemory() (uint64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, fmt.Errorf("read memory size: %w", err)
+	}
+	m := regexp.MustCompile(`MemTotal:\s+(\d+) kB`).FindSubmatch(b)
+	if m == nil {
+		return 0, errors.New("read memory size: no MemTotal in /proc/meminfo")
+	}
+	kb, _ := strconv.ParseUint(string(m[1]), 10, 64)
+	return kb * 1024, nil
+}
+
+func runEnvironment(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
+	info := s.app.Info()
+	keys := make([]string, 0, len(info.Settings))
+	for k := range info.Settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString("[{warren,\n  [")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(",\n   ")
+		}
+		fmt.Fprintf(&b, "{%s,%s}", k, formatValue(info.Settings[k]))
+	}
+	b.WriteString("]}]")
+	return ok(b.String())
+}
+
+func runReport(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	var out strings.Builder
+	for _, part := range []struct {
+		title string
+		req   Request
+	}{
+		{"Status of node", Request{Command: "status"}},
+		{"Cluster status of node", Request{Command: "cluster_status"}},
+		{"Connections", Request{Command: "list_connections", Args: connectionColumns}},
+		{"Channels", Request{Command: "list_channels", Args: channelColumns}},
+	} {
+		resp := s.Run(ctx, &part.req)
+		fmt.Fprintf(&out, "%s\n\n", part.title)
+		out.WriteString(Render(resp, Format{}))
+		out.WriteString("\n")
+	}
+	for _, v := range b.Meta().Snapshot().VHosts {
+		for _, cmd := range []string{"list_queues", "list_exchanges", "list_bindings", "list_consumers", "list_permissions"} {
+			req := Request{Command: cmd, VHost: v.Name}
+			if lc := s.cmds[cmd]; lc.max < 0 {
+				req.Args = lc.columns
+			}
+			fmt.Fprintf(&out, "%s\n\n", Banner(s.app.Info().Name, &req))
+			out.WriteString(Render(s.Run(ctx, &req), Format{}))
+			out.WriteString("\n")
+		}
+	}
+	return ok(strings.TrimRight(out.String(), "\n"))
+}

@@ -1,0 +1,85 @@
+// Package ctl is the command set behind warrenctl: rabbitmqctl's commands,
+// arguments, output and exit codes. The client side parses a command line
+// and prints the node's answer; the server side runs commands on the node.
+// They talk over the node's cluster port, authenticated with the cookie.
+package ctl
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// Request is one command sent to a node.
+type Request struct {
+	Command string            `json:"command"`
+	Args    []string          `json:"args,omitempty"`
+	VHost   string            `json:"vhost,omitempty"`
+	Options map[string]string `json:"options,omitempty"`
+	// Input is data the command reads, such as a definitions file.
+	Input []byte `json:"input,omitempty"`
+}
+
+// Response is a node's answer to a Request.
+type Response struct {
+	// Columns and Rows are a listing's table.
+	Columns []string `json:"columns,omitempty"`
+	Rows    [][]any  `json:"rows,omitempty"`
+	// Text is free-form output: status reports, confirmations.
+	Text string `json:"text,omitempty"`
+	// Error, when set, is printed after "Error:" and the exit code is
+	// Code.
+	Error string `json:"error,omitempty"`
+	Code  int    `json:"code,omitempty"`
+
+	// after runs on the node once the answer is sent: stop must answer
+	// before the node closes the connection.
+	after func()
+}
+
+// Exit codes, as rabbitmqctl uses them (BSD sysexits).
+const (
+	ExitOK          = 0
+	ExitUsage       = 64
+	ExitDataErr     = 65
+	ExitNoUser      = 67
+	ExitUnavailable = 69
+	ExitSoftware    = 70
+	ExitTempFail    = 75
+)
+
+// maxMessage bounds one request or response on the wire.
+const maxMessage = 256 << 20
+
+func writeMsg(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode: %w", err)
+	}
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+	if _, err := w.Write(append(n[:], b...)); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
+func readMsg(r io.Reader, v any) error {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return fmt.Errorf("receive: %w", err)
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size > maxMessage {
+		return fmt.Errorf("receive: message of %d octets is too large", size)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return fmt.Errorf("receive: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode: %w", err)
+	}
+	return nil
+}

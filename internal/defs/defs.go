@@ -1,0 +1,274 @@
+// Package defs reads and writes definitions files in RabbitMQ's JSON
+// format (what `rabbitmqctl export_definitions` and the management API's
+// /api/definitions produce), so that definitions move between warren and
+// RabbitMQ in both directions.
+package defs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/warren-mq/warren/internal/auth"
+	"github.com/warren-mq/warren/internal/meta"
+)
+
+// File is RabbitMQ's definitions file: what Export writes and Import
+// reads.
+type File struct {
+	RabbitVersion    string            `json:"rabbit_version,omitempty"`
+	RabbitMQVersion  string            `json:"rabbitmq_version,omitempty"`
+	ProductName      string            `json:"product_name,omitempty"`
+	ProductVersion   string            `json:"product_version,omitempty"`
+	Users            []User            `json:"users,omitempty"`
+	VHosts           []VHost           `json:"vhosts,omitempty"`
+	Permissions      []meta.Permission `json:"permissions,omitempty"`
+	TopicPermissions []map[string]any  `json:"topic_permissions"`
+	Parameters       []map[string]any  `json:"parameters"`
+	GlobalParameters []map[string]any  `json:"global_parameters"`
+	Policies         []map[string]any  `json:"policies"`
+	Queues           []Queue           `json:"queues"`
+	Exchanges        []Exchange        `json:"exchanges"`
+	Bindings         []Binding         `json:"bindings"`
+}
+
+// User is a user in a definitions file.
+type User struct {
+	Name             string         `json:"name"`
+	PasswordHash     *string        `json:"password_hash,omitempty"`
+	Password         *string        `json:"password,omitempty"`
+	HashingAlgorithm string         `json:"hashing_algorithm,omitempty"`
+	Tags             any            `json:"tags"`
+	Limits           map[string]any `json:"limits"`
+}
+
+// VHost is a vhost in a definitions file.
+type VHost struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	Tags        []string `json:"tags,omitempty"`
+}
+
+// Queue is a queue in a definitions file.
+type Queue struct {
+	Name       string         `json:"name"`
+	VHost      string         `json:"vhost,omitempty"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+// Exchange is an exchange in a definitions file.
+type Exchange struct {
+	Name       string         `json:"name"`
+	VHost      string         `json:"vhost,omitempty"`
+	Type       string         `json:"type"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Internal   bool           `json:"internal"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+// Binding is a binding in a definitions file.
+type Binding struct {
+	Source          string         `json:"source"`
+	VHost           string         `json:"vhost,omitempty"`
+	Destination     string         `json:"destination"`
+	DestinationType string         `json:"destination_type"`
+	RoutingKey      string         `json:"routing_key"`
+	Arguments       map[string]any `json:"arguments"`
+}
+
+// builtinExchange reports whether an exchange comes with every vhost and
+// so is left out of exports.
+func builtinExchange(name string) bool {
+	return name == "" || strings.HasPrefix(name, "amq.")
+}
+
+// Source names the exporting node's product and version.
+type Source struct {
+	Product, Version string
+}
+
+// Export returns the definitions of the node, or of one vhost (without
+// users, vhosts and permissions, and without vhost fields, as RabbitMQ's
+// per-vhost export does).
+func Export(m *meta.Node, src Source, vhost string) File {
+	d := m.Snapshot()
+	out := File{
+		TopicPermissions: []map[string]any{}, Parameters: []map[string]any{},
+		GlobalParameters: []map[string]any{}, Policies: []map[string]any{},
+		Queues: []Queue{}, Exchanges: []Exchange{}, Bindings: []Binding{},
+	}
+	out.RabbitVersion, out.RabbitMQVersion = src.Version, src.Version
+	out.ProductName, out.ProductVersion = src.Product, src.Version
+	keep := func(v string) (string, bool) {
+		if vhost == "" {
+			return v, true
+		}
+		return "", v == vhost
+	}
+	if vhost == "" {
+		out.Users = []User{}
+		for _, u := range d.Users {
+			h := u.PasswordHash
+			tags := u.Tags
+			if tags == nil {
+				tags = []string{}
+			}
+			out.Users = append(out.Users, User{Name: u.Name, PasswordHash: &h, HashingAlgorithm: u.HashingAlgorithm, Tags: tags, Limits: map[string]any{}})
+		}
+		out.VHosts = []VHost{}
+		for _, v := range d.VHosts {
+			out.VHosts = append(out.VHosts, VHost{Name: v.Name, Description: v.Description, Tags: v.Tags})
+		}
+		out.Permissions = append([]meta.Permission{}, d.Permissions...)
+	}
+	for _, q := range d.Queues {
+		v, ok := keep(q.VHost)
+		if !ok || q.Exclusive {
+			continue
+		}
+		out.Queues = append(out.Queues, Queue{Name: q.Name, VHost: v, Durable: q.Durable, AutoDelete: q.AutoDelete, Arguments: ArgsJSON(q.Arguments.Table)})
+	}
+	for _, x := range d.Exchanges {
+		v, ok := keep(x.VHost)
+		if !ok || builtinExchange(x.Name) {
+			continue
+		}
+		out.Exchanges = append(out.Exchanges, Exchange{Name: x.Name, VHost: v, Type: x.Type, Durable: x.Durable, AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: ArgsJSON(x.Arguments.Table)})
+	}
+	for _, b := range d.Bindings {
+		v, ok := keep(b.VHost)
+		if !ok {
+			continue
+		}
+		out.Bindings = append(out.Bindings, Binding{Source: b.Source, VHost: v, Destination: b.Destination, DestinationType: b.DestinationType, RoutingKey: b.RoutingKey, Arguments: ArgsJSON(b.Arguments.Table)})
+	}
+	return out
+}
+
+// Import applies a definitions file: users, vhosts, permissions, then
+// exchanges, queues and bindings, declared on node. With vhost set, every
+// object goes into that vhost. Sections the node cannot honour yet are
+// refused before anything is applied, so a file is never half imported
+// for that reason.
+func Import(ctx context.Context, m *meta.Node, node string, d File, vhost string) error {
+	if len(d.TopicPermissions) > 0 {
+		return fmt.Errorf("definitions contain topic_permissions, which this node does not support yet")
+	}
+	if len(d.Policies) > 0 {
+		return fmt.Errorf("definitions contain policies, which this node does not support yet")
+	}
+	if len(d.Parameters) > 0 {
+		return fmt.Errorf("definitions contain parameters (federation, shovel), which this node does not support")
+	}
+	for _, p := range d.GlobalParameters {
+		// The cluster id is RabbitMQ's own bookkeeping, regenerated by each
+		// cluster; it has no meaning here.
+		if p["name"] != "internal_cluster_id" {
+			return fmt.Errorf("definitions contain global parameter %v, which this node does not support", p["name"])
+		}
+	}
+	users := make([]meta.User, 0, len(d.Users))
+	for _, ud := range d.Users {
+		usr, err := ud.ToMeta()
+		if err != nil {
+			return err
+		}
+		users = append(users, usr)
+	}
+	for _, usr := range users {
+		if err := m.PutUser(ctx, usr); err != nil {
+			return fmt.Errorf("import user %q: %w", usr.Name, err)
+		}
+	}
+	for _, v := range d.VHosts {
+		if err := m.PutVHost(ctx, meta.VHost{Name: v.Name, Description: v.Description, Tags: v.Tags}); err != nil {
+			return fmt.Errorf("import vhost %q: %w", v.Name, err)
+		}
+	}
+	for _, p := range d.Permissions {
+		if err := m.SetPermission(ctx, p); err != nil {
+			return fmt.Errorf("import permissions of %q in vhost %q: %w", p.User, p.VHost, err)
+		}
+	}
+	in := func(v string) string {
+		if vhost != "" {
+			return vhost
+		}
+		return v
+	}
+	for _, x := range d.Exchanges {
+		if builtinExchange(x.Name) {
+			continue
+		}
+		def := meta.Exchange{VHost: in(x.VHost), Name: x.Name, Type: x.Type, Durable: x.Durable, AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: meta.Args{Table: ArgsTable(x.Arguments)}}
+		if _, err := m.DeclareExchange(ctx, def); err != nil && !errors.Is(err, meta.ErrExists) {
+			return fmt.Errorf("import exchange %q in vhost %q: %w", x.Name, def.VHost, err)
+		}
+	}
+	for _, q := range d.Queues {
+		def := meta.Queue{VHost: in(q.VHost), Name: q.Name, Durable: q.Durable, AutoDelete: q.AutoDelete, Arguments: meta.Args{Table: ArgsTable(q.Arguments)}, Node: node}
+		if _, err := m.DeclareQueue(ctx, def); err != nil && !errors.Is(err, meta.ErrExists) {
+			return fmt.Errorf("import queue %q in vhost %q: %w", q.Name, def.VHost, err)
+		}
+	}
+	for _, b := range d.Bindings {
+		def := meta.Binding{VHost: in(b.VHost), Source: b.Source, Destination: b.Destination, DestinationType: b.DestinationType, RoutingKey: b.RoutingKey, Arguments: meta.Args{Table: ArgsTable(b.Arguments)}}
+		if err := m.Bind(ctx, def); err != nil {
+			return fmt.Errorf("import binding %q -> %s %q in vhost %q: %w", b.Source, b.DestinationType, b.Destination, def.VHost, err)
+		}
+	}
+	return nil
+}
+
+// Tags accepts user tags as RabbitMQ does: a comma-separated string or a
+// list of strings.
+func Tags(v any) []string {
+	var out []string
+	switch t := v.(type) {
+	case string:
+		for _, s := range strings.Split(t, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+	case []any:
+		for _, x := range t {
+			if s, ok := x.(string); ok && s != "" {
+				out = append(out, s)
+			}
+		}
+	case []string:
+		out = append(out, t...)
+	}
+	return out
+}
+
+// ToMeta checks a user and hashes a clear-text password, as RabbitMQ
+// takes either a password or a hash with its algorithm.
+func (u User) ToMeta() (meta.User, error) {
+	usr := meta.User{Name: u.Name, Tags: Tags(u.Tags)}
+	switch {
+	case u.Password != nil:
+		h, err := auth.HashPassword(auth.SHA256, *u.Password)
+		if err != nil {
+			return meta.User{}, err
+		}
+		usr.PasswordHash, usr.HashingAlgorithm = h, auth.SHA256
+	case u.PasswordHash != nil:
+		alg := u.HashingAlgorithm
+		if alg == "" {
+			alg = auth.SHA256
+		}
+		if alg != auth.SHA256 && alg != auth.SHA512 {
+			return meta.User{}, fmt.Errorf("user '%s': unsupported hashing_algorithm '%s' (supported: %s, %s)", u.Name, alg, auth.SHA256, auth.SHA512)
+		}
+		usr.PasswordHash, usr.HashingAlgorithm = *u.PasswordHash, alg
+	default:
+		return meta.User{}, fmt.Errorf("user '%s': password or password_hash must be set", u.Name)
+	}
+	return usr, nil
+}
