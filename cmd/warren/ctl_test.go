@@ -296,3 +296,35 @@ func TestDefinitionsExportImport(t *testing.T) {
 	os.WriteFile(bad, []byte("{not json"), 0o600)
 	m.warrenctl(t, "import_definitions", bad).fails(t, 65, "not valid JSON")
 }
+
+// TestRunbookPolicies sets the runbooks' HA policies, as written in them.
+func TestRunbookPolicies(t *testing.T) {
+	n, _ := startNode(t, buildWarren(t), t.TempDir())
+	for _, args := range [][]string{
+		{"set_policy", "-p", "/", "ha-all", ".+", `{"ha-mode": "all"}`},
+		{"set_policy", "ha-all", "^", `{"ha-mode":"all"}`},
+		{"set_policy", "ha-all-queue", `^ha\.`, `{"ha-mode":"all","ha-sync-mode":"automatic"}`},
+		{"set_policy", "ha-two", "^", `{"ha-mode":"exactly","ha-params":2,"ha-sync-mode":"automatic"}`},
+		{"set_policy", "half", "^queue.*1$", `{"ha-mode":"exactly","ha-params":1}`, "--priority", "2", "--apply-to", "queues"},
+	} {
+		n.warrenctl(t, args...).ok(t)
+	}
+	r := n.warrenctl(t, "-q", "list_policies").ok(t)
+	want := "vhost\tname\tpattern\tapply-to\tdefinition\tpriority\n" +
+		"/\tha-all\t^\tall\t{\"ha-mode\":\"all\"}\t0\n" +
+		"/\tha-all-queue\t^ha\\.\tall\t{\"ha-mode\":\"all\",\"ha-sync-mode\":\"automatic\"}\t0\n" +
+		"/\tha-two\t^\tall\t{\"ha-mode\":\"exactly\",\"ha-params\":2,\"ha-sync-mode\":\"automatic\"}\t0\n" +
+		"/\thalf\t^queue.*1$\tqueues\t{\"ha-mode\":\"exactly\",\"ha-params\":1}\t2\n"
+	if r.stdout != want {
+		t.Errorf("list_policies:\n%s\nwant:\n%s", r.stdout, want)
+	}
+	n.warrenctl(t, "set_policy", "bad", ".*", `{"ha-mode":"exactly"}`).fails(t, 65, `ha-mode="exactly" takes an integer, none given`)
+	n.warrenctl(t, "set_policy", "bad", ".*", `{"expires":1000}`).fails(t, 65, "are not recognised policy settings")
+	n.warrenctl(t, "set_policy", "bad", ".*", `not json`).fails(t, 65, "not a JSON object")
+	n.warrenctl(t, "set_operator_policy", "cap", ".*", `{"max-length":100}`, "--apply-to", "queues").ok(t)
+	if r := n.warrenctl(t, "-s", "list_operator_policies").ok(t); !strings.Contains(r.stdout, "cap\t.*\tqueues\t{\"max-length\":100}") {
+		t.Errorf("list_operator_policies = %q", r.stdout)
+	}
+	n.warrenctl(t, "clear_policy", "ha-all").ok(t)
+	n.warrenctl(t, "clear_policy", "ha-all").fails(t, 65, "Parameter does not exist")
+}

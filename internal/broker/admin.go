@@ -418,6 +418,15 @@ type QueueInfo struct {
 	Stats queue.Stats
 	// ExclusiveOwner names the connection that owns an exclusive queue.
 	ExclusiveOwner string
+	// Policy and OperatorPolicy name the policies that apply, if any;
+	// Effective is what they set, after the operator policy's caps.
+	Policy, OperatorPolicy string
+	Effective              map[string]any
+}
+
+func (q *localQueue) info() QueueInfo {
+	a := q.applied.Load()
+	return QueueInfo{Def: q.def, Stats: q.Stats(), Policy: a.policy, OperatorPolicy: a.operator, Effective: a.definition}
 }
 
 // Queues returns the state of every queue, or of one vhost's queues when
@@ -432,7 +441,9 @@ func (s *Server) Queues(vhost string) []QueueInfo {
 	s.mu.Unlock()
 	out := make([]QueueInfo, 0, len(qs))
 	for _, q := range qs {
-		out = append(out, QueueInfo{Def: q.def, Stats: q.Stats(), ExclusiveOwner: owners[q.def.Owner]})
+		qi := q.info()
+		qi.ExclusiveOwner = owners[q.def.Owner]
+		out = append(out, qi)
 	}
 	return out
 }
@@ -449,7 +460,7 @@ func (s *Server) Queue(vhost, name string) (QueueInfo, []ConsumerInfo, bool) {
 	if q == nil {
 		return QueueInfo{}, nil, false
 	}
-	qi := QueueInfo{Def: q.def, Stats: q.Stats()}
+	qi := q.info()
 	if q.def.Owner != "" {
 		s.mu.Lock()
 		for c := range s.conns {

@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/warren-mq/warren/internal/amqp"
-	"github.com/warren-mq/warren/internal/broker"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/warren-mq/warren/internal/amqp"
+	"github.com/warren-mq/warren/internal/broker"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )

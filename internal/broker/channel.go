@@ -451,8 +451,8 @@ func (ch *channel) settle(a txAck) error {
 	} else {
 		if a.nack {
 			for _, d := range picked {
-				if wantsDeadLetter(d.q.def.Arguments.Table) {
-					ch.c.s.deadLetters.add(deadLetter{vhost: d.q.VHost, queue: d.q.Name, args: d.q.def.Arguments.Table, msg: d.entry.Msg, reason: "rejected"})
+				if args := d.q.args(); wantsDeadLetter(args) {
+					ch.c.s.deadLetters.add(deadLetter{vhost: d.q.VHost, queue: d.q.Name, args: args, msg: d.entry.Msg, reason: "rejected"})
 				}
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/broker"
 )

@@ -12,8 +12,9 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
-	"github.com/warren-mq/warren/internal/broker"
 	"golang.org/x/sys/unix"
+
+	"github.com/warren-mq/warren/internal/broker"
 )
 
 // run runs a command and fails the test with its output if it fails.

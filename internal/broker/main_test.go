@@ -2,10 +2,11 @@ package broker_test
 
 import (
 	"context"
-	"github.com/warren-mq/warren/internal/broker"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/warren-mq/warren/internal/broker"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
 	"go.uber.org/goleak"

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
 	"github.com/warren-mq/warren/internal/auth"
 	"github.com/warren-mq/warren/internal/broker"
 	"github.com/warren-mq/warren/internal/meta"

@@ -5,9 +5,11 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/meta"
+	"github.com/warren-mq/warren/internal/policy"
 	"github.com/warren-mq/warren/internal/queue"
 )
 
@@ -21,6 +23,7 @@ type dest struct {
 // by the meta observer. Guarded by its vhost's lock.
 type exchange struct {
 	def     meta.Exchange
+	ae      string // alternate exchange, from the arguments or a policy; guarded by vhost.mu
 	direct  map[string]map[dest]int
 	fanout  map[dest]int
 	topic   *topicTrie
@@ -219,9 +222,50 @@ type vhost struct {
 // localQueue is a queue's runtime state beside its definition.
 type localQueue struct {
 	*queue.Queue
-	def meta.Queue
-	srv *Server
-	key string // the store's key for the queue, queueKey(vhost, name)
+	def     meta.Queue
+	srv     *Server
+	key     string                        // the store's key for the queue, queueKey(vhost, name)
+	applied atomic.Pointer[appliedPolicy] // never nil once the queue is made
+}
+
+// appliedPolicy is what a queue runs with after policies: its effective
+// arguments and the policies they came from.
+type appliedPolicy struct {
+	args             amqp.Table
+	policy, operator string // names; "" if none applies
+	definition       map[string]any
+}
+
+// args returns the queue's effective arguments.
+func (q *localQueue) args() amqp.Table { return q.applied.Load().args }
+
+// applyPolicies works out the queue's settings from the vhost's policies
+// and applies its limits.
+func (q *localQueue) applyPolicies(pols []meta.Policy) {
+	pol, op := policy.Match(pols, policy.Queues, q.def.Name)
+	a := &appliedPolicy{args: policy.Effective(q.def.Arguments.Table, pol, op), definition: policy.Definition(pol, op)}
+	if pol != nil {
+		a.policy = pol.Name
+	}
+	if op != nil {
+		a.operator = op.Name
+	}
+	q.applied.Store(a)
+	q.SetLimits(limitsOf(a.args))
+}
+
+// exchangeAE is an exchange's alternate exchange: its argument, or else
+// the policy's.
+func exchangeAE(def meta.Exchange, pols []meta.Policy) string {
+	if ae, ok := def.Arguments.Table["alternate-exchange"].(string); ok {
+		return ae
+	}
+	pol, _ := policy.Match(pols, policy.Exchanges, def.Name)
+	if pol != nil {
+		ae, _ := pol.Definition["alternate-exchange"].(string)
+		return ae
+	}
+	return ""
 }
 
 func newVHost(name string) *vhost {
@@ -281,7 +325,7 @@ func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*local
 	// Unroutable: hand to the alternate exchange, and its alternate in
 	// turn, as RabbitMQ does.
 	for hops := 0; len(out) == 0 && hops < maxRouteDepth; hops++ {
-		ae, _ := x.def.Arguments.Table["alternate-exchange"].(string)
+		ae := x.ae
 		if ae == "" || seenX[ae] {
 			break
 		}

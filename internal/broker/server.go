@@ -172,6 +172,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("open definitions: %w", err)
 	}
 	s.meta = m
+	for _, v := range m.Snapshot().VHosts {
+		s.applyPolicies(v.Name)
+	}
 	if m.Restored() {
 		if err := s.dropTransient(ctx); err != nil {
 			m.Close()
@@ -360,6 +363,9 @@ func (s *Server) Changed(e meta.Event) {
 	case meta.UserChanged, meta.UserDeleted, meta.PermissionChanged:
 		s.permGen.Add(1)
 		return
+	case meta.PolicyChanged:
+		s.applyPolicies(e.VHost)
+		return
 	case meta.StateReset:
 		s.rebuild()
 		return
@@ -372,11 +378,13 @@ func (s *Server) Changed(e meta.Event) {
 	v.mu.Lock()
 	switch e.Kind {
 	case meta.ExchangeAdded:
-		v.exchanges[e.Exchange.Name] = newExchange(*e.Exchange)
+		x := newExchange(*e.Exchange)
+		x.ae = exchangeAE(x.def, s.policies(e.VHost))
+		v.exchanges[e.Exchange.Name] = x
 	case meta.ExchangeDeleted:
 		delete(v.exchanges, e.Name)
 	case meta.QueueAdded:
-		v.queues[e.Queue.Name] = s.newLocalQueue(*e.Queue)
+		v.queues[e.Queue.Name] = s.newLocalQueue(*e.Queue, s.policies(e.VHost))
 	case meta.QueueDeleted:
 		deleted = v.queues[e.Name]
 		delete(v.queues, e.Name)
@@ -403,16 +411,48 @@ func (s *Server) Changed(e meta.Event) {
 
 // newLocalQueue makes the runtime queue for a definition. Messages that
 // leave it undelivered (length limit, expiry) give back their stored copy.
-func (s *Server) newLocalQueue(def meta.Queue) *localQueue {
-	key := queueKey(def.VHost, def.Name)
-	deadLetters := wantsDeadLetter(def.Arguments.Table)
+func (s *Server) newLocalQueue(def meta.Queue, pols []meta.Policy) *localQueue {
+	lq := &localQueue{def: def, srv: s, key: queueKey(def.VHost, def.Name)}
 	drop := func(e queue.Entry, why queue.DropReason) {
-		if deadLetters {
-			s.deadLetters.add(deadLetter{vhost: def.VHost, queue: def.Name, args: def.Arguments.Table, msg: e.Msg, reason: string(why)})
+		if args := lq.args(); wantsDeadLetter(args) {
+			s.deadLetters.add(deadLetter{vhost: def.VHost, queue: def.Name, args: args, msg: e.Msg, reason: string(why)})
 		}
-		s.releaseAt(key, e.Loc)
+		s.releaseAt(lq.key, e.Loc)
 	}
-	return &localQueue{Queue: queue.New(def.VHost, def.Name, limitsOf(def.Arguments.Table), drop), def: def, srv: s, key: key}
+	lq.Queue = queue.New(def.VHost, def.Name, queue.NoLimits(), drop)
+	lq.applyPolicies(pols)
+	return lq
+}
+
+// policies returns a vhost's policies; none while the definitions are
+// being replayed at start (New applies them once replay is done).
+func (s *Server) policies(vhost string) []meta.Policy {
+	if s.meta == nil {
+		return nil
+	}
+	return s.meta.Policies(vhost)
+}
+
+// applyPolicies brings a vhost's queues and exchanges in line with its
+// policies after one changed.
+func (s *Server) applyPolicies(vhost string) {
+	v := s.vhost(vhost)
+	if v == nil {
+		return
+	}
+	pols := s.meta.Policies(vhost)
+	v.mu.Lock()
+	for _, x := range v.exchanges {
+		x.ae = exchangeAE(x.def, pols)
+	}
+	qs := make([]*localQueue, 0, len(v.queues))
+	for _, q := range v.queues {
+		qs = append(qs, q)
+	}
+	v.mu.Unlock()
+	for _, q := range qs {
+		q.applyPolicies(pols)
+	}
 }
 
 // rebuild replaces every runtime view after a snapshot restore.
@@ -422,14 +462,20 @@ func (s *Server) rebuild() {
 	for _, vd := range d.VHosts {
 		vhosts[vd.Name] = newVHost(vd.Name)
 	}
+	pols := map[string][]meta.Policy{}
+	for _, p := range d.Policies {
+		pols[p.VHost] = append(pols[p.VHost], p)
+	}
 	for _, x := range d.Exchanges {
 		if v := vhosts[x.VHost]; v != nil {
-			v.exchanges[x.Name] = newExchange(x)
+			nx := newExchange(x)
+			nx.ae = exchangeAE(x, pols[x.VHost])
+			v.exchanges[x.Name] = nx
 		}
 	}
 	for _, q := range d.Queues {
 		if v := vhosts[q.VHost]; v != nil {
-			v.queues[q.Name] = s.newLocalQueue(q)
+			v.queues[q.Name] = s.newLocalQueue(q, pols[q.VHost])
 		}
 	}
 	for i := range d.Bindings {

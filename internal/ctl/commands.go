@@ -20,6 +20,7 @@ import (
 	"github.com/warren-mq/warren/internal/config"
 	"github.com/warren-mq/warren/internal/defs"
 	"github.com/warren-mq/warren/internal/meta"
+	"github.com/warren-mq/warren/internal/policy"
 )
 
 // command is one of rabbitmqctl's commands.
@@ -253,17 +254,30 @@ func allCommands() map[string]*command {
 		"report": {needsApp: true, run: runReport,
 			banner: func(node string, r *Request) string { return "Reporting server status of node " + node + " ..." }},
 
-		// Policies are not implemented yet: the commands exist so that they
-		// fail saying so instead of as unknown commands.
-		"set_policy": {args: "<name> <pattern> <definition>", min: 3, max: 3, vhost: true, opts: []string{"priority", "apply-to"},
+		"set_policy": {args: "<name> <pattern> <definition>", min: 3, max: 3, vhost: true, opts: []string{"priority", "apply-to"}, needsApp: true,
+			run: setPolicy(false),
 			banner: func(node string, r *Request) string {
 				return "Setting policy " + q(r.Args[0]) + " for pattern " + q(r.Args[1]) + " to " + q(r.Args[2]) + " with priority " + q(orDefault(r.Options["priority"], "0")) + " for vhost " + q(r.VHost) + " ..."
 			}},
-		"set_operator_policy": {args: "<name> <pattern> <definition>", min: 3, max: 3, vhost: true, opts: []string{"priority", "apply-to"}},
-		"clear_policy":        {args: "<name>", min: 1, max: 1, vhost: true},
-		"list_policies": {max: 0, vhost: true, needsApp: true, run: func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
-			return Response{Columns: []string{"vhost", "name", "pattern", "apply-to", "definition", "priority"}}
-		}, banner: func(node string, r *Request) string { return "Listing policies for vhost " + q(r.VHost) + " ..." }},
+		"set_operator_policy": {args: "<name> <pattern> <definition>", min: 3, max: 3, vhost: true, opts: []string{"priority", "apply-to"}, needsApp: true,
+			run: setPolicy(true),
+			banner: func(node string, r *Request) string {
+				return "Setting operator policy override " + q(r.Args[0]) + " for pattern " + q(r.Args[1]) + " to " + q(r.Args[2]) + " with priority " + q(orDefault(r.Options["priority"], "0")) + " for vhost " + q(r.VHost) + " ..."
+			}},
+		"clear_policy": {args: "<name>", min: 1, max: 1, vhost: true, needsApp: true, run: clearPolicy(false),
+			banner: func(node string, r *Request) string {
+				return "Clearing policy " + q(r.Args[0]) + " on vhost " + q(r.VHost) + " ..."
+			}},
+		"clear_operator_policy": {args: "<name>", min: 1, max: 1, vhost: true, needsApp: true, run: clearPolicy(true),
+			banner: func(node string, r *Request) string {
+				return "Clearing operator policy " + q(r.Args[0]) + " on vhost " + q(r.VHost) + " ..."
+			}},
+		"list_policies": {max: 0, vhost: true, needsApp: true, run: listPolicies(false),
+			banner: func(node string, r *Request) string { return "Listing policies for vhost " + q(r.VHost) + " ..." }},
+		"list_operator_policies": {max: 0, vhost: true, needsApp: true, run: listPolicies(true),
+			banner: func(node string, r *Request) string {
+				return "Listing operator policy overrides for vhost " + q(r.VHost) + " ..."
+			}},
 	}
 }
 
@@ -535,7 +549,7 @@ func table(r *Request, c *command, rows []map[string]any) Response {
 	return resp
 }
 
-var queueColumns = []string{"name", "durable", "auto_delete", "arguments", "policy", "pid", "owner_pid", "exclusive",
+var queueColumns = []string{"name", "durable", "auto_delete", "arguments", "policy", "operator_policy", "effective_policy_definition", "pid", "owner_pid", "exclusive",
 	"exclusive_consumer_pid", "exclusive_consumer_tag", "messages_ready", "messages_unacknowledged", "messages",
 	"messages_ready_ram", "messages_unacknowledged_ram", "messages_ram", "message_bytes", "message_bytes_ready",
 	"consumers", "consumer_utilisation", "consumer_capacity", "state", "type", "leader", "members", "online", "slave_pids",
@@ -562,7 +576,7 @@ func runListQueues(ctx context.Context, s *Server, b Broker, r *Request, c *comm
 		}
 		rows = append(rows, map[string]any{
 			"name": d.Name, "vhost": d.VHost, "durable": d.Durable, "auto_delete": d.AutoDelete, "exclusive": d.Exclusive,
-			"arguments": d.Arguments.Table, "policy": "", "pid": "<" + node + ".queue." + d.Name + ">", "owner_pid": qi.ExclusiveOwner,
+			"arguments": d.Arguments.Table, "policy": qi.Policy, "operator_policy": qi.OperatorPolicy, "effective_policy_definition": qi.Effective, "pid": "<" + node + ".queue." + d.Name + ">", "owner_pid": qi.ExclusiveOwner,
 			"exclusive_consumer_pid": "", "exclusive_consumer_tag": exclTag,
 			"messages_ready": st.Ready, "messages_unacknowledged": st.Unacked, "messages": st.Ready + st.Unacked,
 			"messages_ready_ram": st.Ready, "messages_unacknowledged_ram": st.Unacked, "messages_ram": st.Ready + st.Unacked,
@@ -883,4 +897,61 @@ func runReport(ctx context.Context, s *Server, b Broker, r *Request, c *command)
 		}
 	}
 	return ok(strings.TrimRight(out.String(), "\n"))
+}
+
+func setPolicy(operator bool) func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	return func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+		if resp := vhostMissing(b, r.VHost); resp != nil {
+			return *resp
+		}
+		dec := json.NewDecoder(strings.NewReader(r.Args[2]))
+		dec.UseNumber()
+		var def map[string]any
+		if err := dec.Decode(&def); err != nil {
+			return failf(ExitDataErr, "the definition is not a JSON object: %v", err)
+		}
+		prio := 0
+		if p := r.Options["priority"]; p != "" {
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				return failf(ExitUsage, "invalid --priority %q: an integer expected", p)
+			}
+			prio = n
+		}
+		p := meta.Policy{VHost: r.VHost, Name: r.Args[0], Pattern: r.Args[1], ApplyTo: orDefault(r.Options["apply-to"], policy.All),
+			Definition: defs.NumbersAsFloat(def), Priority: prio, Operator: operator}
+		if err := policy.Validate(p); err != nil {
+			return failf(ExitDataErr, "%v", err)
+		}
+		if err := b.Meta().SetPolicy(ctx, p); err != nil {
+			return failf(ExitSoftware, "%v", err)
+		}
+		return ok("")
+	}
+}
+
+func clearPolicy(operator bool) func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	return func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+		if err := b.Meta().ClearPolicy(ctx, r.VHost, r.Args[0], operator); err != nil {
+			return metaFail(err, "Parameter does not exist", ExitDataErr)
+		}
+		return ok("")
+	}
+}
+
+func listPolicies(operator bool) func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	return func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+		if resp := vhostMissing(b, r.VHost); resp != nil {
+			return *resp
+		}
+		resp := Response{Columns: []string{"vhost", "name", "pattern", "apply-to", "definition", "priority"}}
+		for _, p := range b.Meta().Policies(r.VHost) {
+			if p.Operator != operator {
+				continue
+			}
+			js, _ := json.Marshal(p.Definition)
+			resp.Rows = append(resp.Rows, []any{p.VHost, p.Name, p.Pattern, p.ApplyTo, string(js), p.Priority})
+		}
+		return resp
+	}
 }

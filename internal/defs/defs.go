@@ -6,12 +6,14 @@ package defs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/warren-mq/warren/internal/auth"
 	"github.com/warren-mq/warren/internal/meta"
+	"github.com/warren-mq/warren/internal/policy"
 )
 
 // File is RabbitMQ's definitions file: what Export writes and Import
@@ -27,10 +29,20 @@ type File struct {
 	TopicPermissions []map[string]any  `json:"topic_permissions"`
 	Parameters       []map[string]any  `json:"parameters"`
 	GlobalParameters []map[string]any  `json:"global_parameters"`
-	Policies         []map[string]any  `json:"policies"`
+	Policies         []Policy          `json:"policies"`
 	Queues           []Queue           `json:"queues"`
 	Exchanges        []Exchange        `json:"exchanges"`
 	Bindings         []Binding         `json:"bindings"`
+}
+
+// Policy is a policy in a definitions file.
+type Policy struct {
+	VHost      string         `json:"vhost,omitempty"`
+	Name       string         `json:"name"`
+	Pattern    string         `json:"pattern"`
+	ApplyTo    string         `json:"apply-to"`
+	Definition map[string]any `json:"definition"`
+	Priority   int            `json:"priority"`
 }
 
 // User is a user in a definitions file.
@@ -98,7 +110,7 @@ func Export(m *meta.Node, src Source, vhost string) File {
 	d := m.Snapshot()
 	out := File{
 		TopicPermissions: []map[string]any{}, Parameters: []map[string]any{},
-		GlobalParameters: []map[string]any{}, Policies: []map[string]any{},
+		GlobalParameters: []map[string]any{}, Policies: []Policy{},
 		Queues: []Queue{}, Exchanges: []Exchange{}, Bindings: []Binding{},
 	}
 	out.RabbitVersion, out.RabbitMQVersion = src.Version, src.Version
@@ -139,6 +151,13 @@ func Export(m *meta.Node, src Source, vhost string) File {
 		}
 		out.Exchanges = append(out.Exchanges, Exchange{Name: x.Name, VHost: v, Type: x.Type, Durable: x.Durable, AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: ArgsJSON(x.Arguments.Table)})
 	}
+	for _, p := range d.Policies {
+		v, ok := keep(p.VHost)
+		if !ok || p.Operator {
+			continue
+		}
+		out.Policies = append(out.Policies, Policy{VHost: v, Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Definition: p.Definition, Priority: p.Priority})
+	}
 	for _, b := range d.Bindings {
 		v, ok := keep(b.VHost)
 		if !ok {
@@ -158,9 +177,6 @@ func Import(ctx context.Context, m *meta.Node, node string, d File, vhost string
 	if len(d.TopicPermissions) > 0 {
 		return fmt.Errorf("definitions contain topic_permissions, which this node does not support yet")
 	}
-	if len(d.Policies) > 0 {
-		return fmt.Errorf("definitions contain policies, which this node does not support yet")
-	}
 	if len(d.Parameters) > 0 {
 		return fmt.Errorf("definitions contain parameters (federation, shovel), which this node does not support")
 	}
@@ -170,6 +186,23 @@ func Import(ctx context.Context, m *meta.Node, node string, d File, vhost string
 		if p["name"] != "internal_cluster_id" {
 			return fmt.Errorf("definitions contain global parameter %v, which this node does not support", p["name"])
 		}
+	}
+	in := func(v string) string {
+		if vhost != "" {
+			return vhost
+		}
+		return v
+	}
+	pols := make([]meta.Policy, 0, len(d.Policies))
+	for _, p := range d.Policies {
+		mp := meta.Policy{VHost: in(p.VHost), Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Definition: NumbersAsFloat(p.Definition), Priority: p.Priority}
+		if mp.ApplyTo == "" {
+			mp.ApplyTo = policy.All
+		}
+		if err := policy.Validate(mp); err != nil {
+			return fmt.Errorf("policy '%s' in vhost '%s': %w", p.Name, mp.VHost, err)
+		}
+		pols = append(pols, mp)
 	}
 	users := make([]meta.User, 0, len(d.Users))
 	for _, ud := range d.Users {
@@ -194,11 +227,10 @@ func Import(ctx context.Context, m *meta.Node, node string, d File, vhost string
 			return fmt.Errorf("import permissions of %q in vhost %q: %w", p.User, p.VHost, err)
 		}
 	}
-	in := func(v string) string {
-		if vhost != "" {
-			return vhost
+	for _, p := range pols {
+		if err := m.SetPolicy(ctx, p); err != nil {
+			return fmt.Errorf("import policy %q in vhost %q: %w", p.Name, p.VHost, err)
 		}
-		return v
 	}
 	for _, x := range d.Exchanges {
 		if builtinExchange(x.Name) {
@@ -271,4 +303,31 @@ func (u User) ToMeta() (meta.User, error) {
 		return meta.User{}, fmt.Errorf("user '%s': password or password_hash must be set", u.Name)
 	}
 	return usr, nil
+}
+
+// NumbersAsFloat turns json.Number values into float64, as decoded JSON
+// holds numbers everywhere else.
+func NumbersAsFloat(m map[string]any) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = floatValue(v)
+	}
+	return out
+}
+
+func floatValue(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		f, _ := t.Float64()
+		return f
+	case map[string]any:
+		return NumbersAsFloat(t)
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = floatValue(x)
+		}
+		return out
+	}
+	return v
 }

@@ -26,6 +26,8 @@ const (
 	CmdDeleteQueue
 	CmdBind
 	CmdUnbind
+	CmdSetPolicy
+	CmdClearPolicy
 )
 
 // command is the body of every command type; each uses the fields it needs.
@@ -36,6 +38,9 @@ type command struct {
 	Exchange   *Exchange   `json:"exchange,omitempty"`
 	Queue      *Queue      `json:"queue,omitempty"`
 	Binding    *Binding    `json:"binding,omitempty"`
+	Policy     *Policy     `json:"policy,omitempty"`
+	// Operator selects operator policies for CmdClearPolicy.
+	Operator bool `json:"operator,omitempty"`
 	// Target names what a delete removes: vhost, user, exchange or queue,
 	// in VHostName for the scoped ones.
 	Target    string `json:"target,omitempty"`

@@ -117,6 +117,27 @@ func (f *fsm) applyLocked(t CommandType, c *command, ev emit, index uint64) resu
 	case CmdUnbind:
 		ok, err := s.unbind(*c.Binding, ev)
 		return result{value: ok, err: err}
+	case CmdSetPolicy:
+		p := *c.Policy
+		v, err := s.vhost(p.VHost)
+		if err != nil {
+			return result{err: err}
+		}
+		v.policies[policyKey{p.Name, p.Operator}] = &p
+		ev(Event{Kind: PolicyChanged, VHost: p.VHost, Name: p.Name})
+		return result{}
+	case CmdClearPolicy:
+		v, err := s.vhost(c.VHostName)
+		if err != nil {
+			return result{err: err}
+		}
+		k := policyKey{c.Target, c.Operator}
+		if _, ok := v.policies[k]; !ok {
+			return result{err: fmt.Errorf("%w: policy '%s' in vhost '%s'", ErrNotFound, c.Target, c.VHostName)}
+		}
+		delete(v.policies, k)
+		ev(Event{Kind: PolicyChanged, VHost: c.VHostName, Name: c.Target})
+		return result{}
 	}
 	if t&IgnorableFlag != 0 {
 		return result{}
@@ -132,6 +153,7 @@ type snapshotData struct {
 	Exchanges   []Exchange   `json:"exchanges"`
 	Queues      []Queue      `json:"queues"`
 	Bindings    []Binding    `json:"bindings"`
+	Policies    []Policy     `json:"policies,omitempty"`
 }
 
 func (s *state) export() *snapshotData {
@@ -148,6 +170,17 @@ func (s *state) export() *snapshotData {
 		for _, k := range sortedKeys(v.bindings) {
 			d.Bindings = append(d.Bindings, *v.bindings[k])
 		}
+		start := len(d.Policies)
+		for _, p := range v.policies {
+			d.Policies = append(d.Policies, *p)
+		}
+		sort.Slice(d.Policies[start:], func(i, j int) bool {
+			a, b := d.Policies[start+i], d.Policies[start+j]
+			if a.Operator != b.Operator {
+				return !a.Operator
+			}
+			return a.Name < b.Name
+		})
 	}
 	for _, k := range sortedKeys(s.users) {
 		d.Users = append(d.Users, *s.users[k])
@@ -185,7 +218,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	s := newState()
 	nop := func(Event) {}
 	for _, v := range d.VHosts {
-		s.vhosts[v.Name] = &vhostState{def: v, exchanges: map[string]*Exchange{}, queues: map[string]*Queue{}, bindings: map[string]*Binding{}}
+		s.vhosts[v.Name] = &vhostState{def: v, exchanges: map[string]*Exchange{}, queues: map[string]*Queue{}, bindings: map[string]*Binding{}, policies: map[policyKey]*Policy{}}
 	}
 	for i := range d.Exchanges {
 		if v, ok := s.vhosts[d.Exchanges[i].VHost]; ok {
@@ -197,6 +230,12 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	for _, b := range d.Bindings {
 		s.bind(b, nop)
+	}
+	for i := range d.Policies {
+		p := &d.Policies[i]
+		if v, ok := s.vhosts[p.VHost]; ok {
+			v.policies[policyKey{p.Name, p.Operator}] = p
+		}
 	}
 	for i := range d.Users {
 		s.users[d.Users[i].Name] = &d.Users[i]

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -243,6 +244,44 @@ func (n *Node) Unbind(ctx context.Context, b Binding) (bool, error) {
 	v, err := n.apply(ctx, CmdUnbind, &command{Binding: &b})
 	ok, _ := v.(bool)
 	return ok, err
+}
+
+// SetPolicy creates or replaces a policy (or operator policy).
+func (n *Node) SetPolicy(ctx context.Context, p Policy) error {
+	_, err := n.apply(ctx, CmdSetPolicy, &command{Policy: &p})
+	return err
+}
+
+// ClearPolicy removes a policy (or operator policy).
+func (n *Node) ClearPolicy(ctx context.Context, vhost, name string, operator bool) error {
+	_, err := n.apply(ctx, CmdClearPolicy, &command{VHostName: vhost, Target: name, Operator: operator})
+	return err
+}
+
+// Policies returns a vhost's policies and operator policies, or every
+// vhost's when vhost is empty.
+func (n *Node) Policies(vhost string) []Policy {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	var out []Policy
+	for _, vn := range sortedKeys(n.fsm.st.vhosts) {
+		if vhost != "" && vn != vhost {
+			continue
+		}
+		v := n.fsm.st.vhosts[vn]
+		start := len(out)
+		for _, p := range v.policies {
+			out = append(out, *p)
+		}
+		sort.Slice(out[start:], func(i, j int) bool {
+			a, b := out[start+i], out[start+j]
+			if a.Operator != b.Operator {
+				return !a.Operator
+			}
+			return a.Name < b.Name
+		})
+	}
+	return out
 }
 
 // User returns a user by name.

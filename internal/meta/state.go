@@ -28,6 +28,8 @@ const (
 	UserChanged
 	UserDeleted
 	PermissionChanged
+	// PolicyChanged: a policy was set or cleared in VHost.
+	PolicyChanged
 	// StateReset follows a snapshot restore: observers rebuild from the
 	// Node's read methods.
 	StateReset
@@ -54,6 +56,12 @@ type vhostState struct {
 	exchanges map[string]*Exchange
 	queues    map[string]*Queue
 	bindings  map[string]*Binding
+	policies  map[policyKey]*Policy
+}
+
+type policyKey struct {
+	name     string
+	operator bool
 }
 
 // state is the definitions. It is not safe for concurrent use; fsm guards it.
@@ -99,7 +107,7 @@ func (s *state) putVHost(def VHost, ev emit) {
 		v.def = def
 		return
 	}
-	v := &vhostState{def: def, exchanges: map[string]*Exchange{}, queues: map[string]*Queue{}, bindings: map[string]*Binding{}}
+	v := &vhostState{def: def, exchanges: map[string]*Exchange{}, queues: map[string]*Queue{}, bindings: map[string]*Binding{}, policies: map[policyKey]*Policy{}}
 	s.vhosts[def.Name] = v
 	ev(Event{Kind: VHostAdded, VHost: def.Name})
 	for _, b := range builtinExchanges {

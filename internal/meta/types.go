@@ -96,6 +96,19 @@ type Queue struct {
 	Node       string `json:"node,omitempty"`
 }
 
+// Policy applies settings to the queues or exchanges whose names match
+// Pattern in VHost, as RabbitMQ's policies do. Operator policies are set
+// by operators to cap what users may configure.
+type Policy struct {
+	VHost      string         `json:"vhost"`
+	Name       string         `json:"name"`
+	Pattern    string         `json:"pattern"`
+	ApplyTo    string         `json:"apply-to"` // "queues", "exchanges" or "all"
+	Definition map[string]any `json:"definition"`
+	Priority   int            `json:"priority"`
+	Operator   bool           `json:"operator,omitempty"`
+}
+
 // Destination types of a binding.
 const (
 	DestQueue    = "queue"

@@ -19,6 +19,7 @@ import (
 	"github.com/warren-mq/warren/internal/auth"
 	"github.com/warren-mq/warren/internal/defs"
 	"github.com/warren-mq/warren/internal/meta"
+	"github.com/warren-mq/warren/internal/policy"
 )
 
 func (s *Server) routes() {
@@ -51,11 +52,23 @@ func (s *Server) routes() {
 	h("PUT /api/permissions/{vhost}/{user}", administrator, s.putPermission)
 	h("DELETE /api/permissions/{vhost}/{user}", administrator, s.deletePermission)
 
-	for _, p := range []string{"/api/topic-permissions", "/api/policies", "/api/operator-policies", "/api/parameters", "/api/global-parameters", "/api/feature-flags"} {
+	for _, p := range []string{"/api/topic-permissions", "/api/parameters", "/api/global-parameters", "/api/feature-flags"} {
 		h("GET "+p, anyUser, s.emptyList)
 	}
-	h("GET /api/policies/{vhost}", anyUser, s.emptyList)
-	h("GET /api/operator-policies/{vhost}", anyUser, s.emptyList)
+	for _, kind := range []struct {
+		path     string
+		operator bool
+	}{{"/api/policies", false}, {"/api/operator-policies", true}} {
+		need := policymaking
+		if kind.operator {
+			need = administrator
+		}
+		h("GET "+kind.path, policymaking, s.listPolicies(kind.operator))
+		h("GET "+kind.path+"/{vhost}", policymaking, s.listPolicies(kind.operator))
+		h("GET "+kind.path+"/{vhost}/{name}", policymaking, s.getPolicy(kind.operator))
+		h("PUT "+kind.path+"/{vhost}/{name}", need, s.putPolicy(kind.operator))
+		h("DELETE "+kind.path+"/{vhost}/{name}", need, s.deletePolicy(kind.operator))
+	}
 
 	h("GET /api/exchanges", anyUser, s.listExchanges)
 	h("GET /api/exchanges/{vhost}", anyUser, s.listExchanges)
@@ -1161,4 +1174,97 @@ func (s *Server) importDefinitions(w http.ResponseWriter, r *http.Request, u *us
 		return errBadRequest("%v", err)
 	}
 	return noContent(w)
+}
+
+// ---- policies
+
+func (s *Server) listPolicies(operator bool) handler {
+	return func(w http.ResponseWriter, r *http.Request, u *user) error {
+		only := ""
+		if r.PathValue("vhost") != "" {
+			v, err := s.vhostParam(r, u)
+			if err != nil {
+				return err
+			}
+			only = v
+		}
+		var items []obj
+		for _, p := range s.b.Meta().Policies(only) {
+			if p.Operator == operator && s.canSee(u, p.VHost) {
+				items = append(items, policyObj(p))
+			}
+		}
+		return writeList(w, r, items)
+	}
+}
+
+func (s *Server) findPolicy(r *http.Request, u *user, operator bool) (meta.Policy, error) {
+	v, err := s.vhostParam(r, u)
+	if err != nil {
+		return meta.Policy{}, err
+	}
+	for _, p := range s.b.Meta().Policies(v) {
+		if p.Operator == operator && p.Name == r.PathValue("name") {
+			return p, nil
+		}
+	}
+	return meta.Policy{}, errNotFound()
+}
+
+func (s *Server) getPolicy(operator bool) handler {
+	return func(w http.ResponseWriter, r *http.Request, u *user) error {
+		p, err := s.findPolicy(r, u, operator)
+		if err != nil {
+			return err
+		}
+		return writeOne(w, r, policyObj(p))
+	}
+}
+
+func (s *Server) putPolicy(operator bool) handler {
+	return func(w http.ResponseWriter, r *http.Request, u *user) error {
+		v, err := s.vhostParam(r, u)
+		if err != nil {
+			return err
+		}
+		var body struct {
+			Pattern    *string        `json:"pattern"`
+			Definition map[string]any `json:"definition"`
+			Priority   flexInt        `json:"priority"`
+			ApplyTo    string         `json:"apply-to"`
+		}
+		if err := readJSON(r, &body); err != nil {
+			return err
+		}
+		if body.Pattern == nil {
+			return errBadRequest("pattern is required")
+		}
+		if body.ApplyTo == "" {
+			body.ApplyTo = policy.All
+		}
+		p := meta.Policy{VHost: v, Name: r.PathValue("name"), Pattern: *body.Pattern, ApplyTo: body.ApplyTo,
+			Definition: defs.NumbersAsFloat(body.Definition), Priority: int(body.Priority), Operator: operator}
+		if err := policy.Validate(p); err != nil {
+			return errBadRequest("%v", err)
+		}
+		_, err = s.findPolicy(r, u, operator)
+		exists := err == nil
+		if err := s.b.Meta().SetPolicy(r.Context(), p); err != nil {
+			return err
+		}
+		return created(w, !exists)
+	}
+}
+
+func (s *Server) deletePolicy(operator bool) handler {
+	return func(w http.ResponseWriter, r *http.Request, u *user) error {
+		p, err := s.findPolicy(r, u, operator)
+		if err != nil {
+			return err
+		}
+		if err := s.b.Meta().ClearPolicy(r.Context(), p.VHost, p.Name, operator); err != nil {
+			return err
+		}
+		return noContent(w)
+	}
 }

@@ -500,10 +500,19 @@ func TestDefinitionsFromRabbitMQ(t *testing.T) {
 	m.do(t, "POST", "/api/definitions/copy", vh, http.StatusNoContent)
 	m.do(t, "GET", "/api/queues/copy/orders.dead", nil, http.StatusOK)
 
+	// Policies import, checked as when set.
+	n.do(t, "POST", "/api/definitions", `{"policies":[{"vhost":"/","name":"ha","pattern":".*","apply-to":"queues","definition":{"ha-mode":"all"},"priority":1}]}`, http.StatusNoContent)
+	if p := decode[object](t, n.do(t, "GET", "/api/policies/%2F/ha", nil, http.StatusOK)); p["apply-to"] != "queues" || p["priority"] != float64(1) {
+		t.Errorf("imported policy = %v", p)
+	}
+	code, body := n.call(t, "POST", "/api/definitions", "guest", "guest", `{"policies":[{"vhost":"/","name":"bad","pattern":".*","definition":{"ha-mode":"sometimes"}}]}`)
+	if _, reason := errorBody(t, body); code != http.StatusBadRequest || !strings.Contains(reason, "is not a valid ha-mode value") {
+		t.Errorf("bad policy import: %d %s", code, body)
+	}
 	// Sections the node does not have are refused, not dropped.
-	code, body := n.call(t, "POST", "/api/definitions", "guest", "guest", `{"policies":[{"vhost":"/","name":"ha","pattern":".*","definition":{"ha-mode":"all"}}]}`)
-	if _, reason := errorBody(t, body); code != http.StatusBadRequest || !strings.Contains(reason, "policies") {
-		t.Errorf("policies import: %d %s", code, body)
+	code, body = n.call(t, "POST", "/api/definitions", "guest", "guest", `{"topic_permissions":[{"user":"guest","vhost":"/","exchange":"amq.topic","write":".*","read":".*"}]}`)
+	if _, reason := errorBody(t, body); code != http.StatusBadRequest || !strings.Contains(reason, "topic_permissions") {
+		t.Errorf("topic permissions import: %d %s", code, body)
 	}
 }
 
@@ -574,5 +583,35 @@ func TestUnknownPathsAndMethods(t *testing.T) {
 	code, _ := n.call(t, "PATCH", "/api/queues/%2F/x", "guest", "guest", nil)
 	if code != http.StatusMethodNotAllowed {
 		t.Errorf("PATCH: status %d", code)
+	}
+}
+
+func TestPolicies(t *testing.T) {
+	n := startNode(t)
+	n.do(t, "PUT", "/api/queues/%2F/ha.jobs", object{"durable": true}, http.StatusCreated)
+	n.do(t, "PUT", "/api/policies/%2F/ha-all", object{"pattern": "^ha\\.", "definition": object{"ha-mode": "all", "ha-sync-mode": "automatic"}, "priority": 1, "apply-to": "queues"}, http.StatusCreated)
+	n.do(t, "PUT", "/api/policies/%2F/ha-all", object{"pattern": "^ha\\.", "definition": object{"ha-mode": "all"}, "apply-to": "queues"}, http.StatusNoContent)
+	pols := decode[[]object](t, n.do(t, "GET", "/api/policies", nil, http.StatusOK))
+	if len(pols) != 1 || pols[0]["name"] != "ha-all" || pols[0]["pattern"] != "^ha\\." {
+		t.Fatalf("policies = %v", pols)
+	}
+	q := decode[object](t, n.do(t, "GET", "/api/queues/%2F/ha.jobs", nil, http.StatusOK))
+	if q["policy"] != "ha-all" || fmt.Sprint(q["effective_policy_definition"]) != "map[ha-mode:all]" {
+		t.Errorf("queue policy fields: %v %v", q["policy"], q["effective_policy_definition"])
+	}
+	_, body := n.call(t, "PUT", "/api/policies/%2F/bad", "guest", "guest", object{"pattern": ".*", "definition": object{"ha-mode": "exactly"}})
+	if kind, reason := errorBody(t, body); kind != "bad_request" || reason != "Validation failed\n\nha-mode=\"exactly\" takes an integer, none given" {
+		t.Errorf("invalid policy: %s", body)
+	}
+	n.do(t, "PUT", "/api/operator-policies/%2F/cap", object{"pattern": ".*", "definition": object{"max-length": 1000}, "apply-to": "queues"}, http.StatusCreated)
+	q = decode[object](t, n.do(t, "GET", "/api/queues/%2F/ha.jobs", nil, http.StatusOK))
+	if q["operator_policy"] != "cap" {
+		t.Errorf("operator_policy = %v", q["operator_policy"])
+	}
+	n.do(t, "DELETE", "/api/operator-policies/%2F/cap", nil, http.StatusNoContent)
+	n.do(t, "DELETE", "/api/policies/%2F/ha-all", nil, http.StatusNoContent)
+	n.do(t, "DELETE", "/api/policies/%2F/ha-all", nil, http.StatusNotFound)
+	if q := decode[object](t, n.do(t, "GET", "/api/queues/%2F/ha.jobs", nil, http.StatusOK)); q["policy"] != nil {
+		t.Errorf("policy after delete = %v", q["policy"])
 	}
 }

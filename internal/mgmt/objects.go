@@ -65,9 +65,9 @@ func (s *Server) queueObj(qi broker.QueueInfo, consumers []broker.ConsumerInfo, 
 		"messages_unacknowledged_details": details(rates["messages_unacknowledged"]),
 		"message_bytes":                   st.ReadyBytes,
 		"message_bytes_ready":             st.ReadyBytes,
-		"policy":                          nil,
-		"operator_policy":                 nil,
-		"effective_policy_definition":     obj{},
+		"policy":                          nullIfEmpty(qi.Policy),
+		"operator_policy":                 nullIfEmpty(qi.OperatorPolicy),
+		"effective_policy_definition":     qi.Effective,
 		"exclusive_consumer_tag":          nil,
 		"single_active_consumer_tag":      nil,
 		"recoverable_slaves":              nil,
@@ -339,4 +339,15 @@ func (n *flexInt) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	return fmt.Errorf("expected an integer, got %s", data)
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func policyObj(p meta.Policy) obj {
+	return obj{"vhost": p.VHost, "name": p.Name, "pattern": p.Pattern, "apply-to": p.ApplyTo, "definition": p.Definition, "priority": p.Priority}
 }

@@ -469,3 +469,18 @@ func (q *Queue) Delete() (dropped []Entry, consumers []Consumer) {
 	q.deleted = true
 	return dropped, consumers
 }
+
+// SetLimits changes the queue's limits, as a policy change does. A lower
+// length limit with drop-head drops the oldest messages at once.
+func (q *Queue) SetLimits(l Limits) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.limits = l
+	if l.RejectPublish {
+		return
+	}
+	for q.head < len(q.ready) && q.fullLocked(0, 0) {
+		q.dropHeadLocked(DropMaxLen)
+	}
+	q.compactLocked()
+}
