@@ -27,7 +27,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 # itself RabbitMQ (and leaks a connection in each when it does not).
 echo "server_properties.product = RabbitMQ" >"$work/warren.conf"
 "$work/warren" --config "$work/warren.conf" --data-dir "$work/data" --amqp-listen "127.0.0.1:${port}" \
-	--mgmt-listen 127.0.0.1:15672 --cluster-listen 127.0.0.1:0 2>"$work/warren.log" &
+	--mgmt-listen 127.0.0.1:15672 --cluster-listen 127.0.0.1:0 --prometheus-listen 127.0.0.1:0 --cookie-file "$work/cookie" 2>"$work/warren.log" &
 node_pid=$!
 for _ in $(seq 100); do
 	(exec 3<>"/dev/tcp/127.0.0.1/${port}") 2>/dev/null && break

@@ -165,6 +165,7 @@ start_warren() {
 	log "starting warren on 127.0.0.1:$w_amqp"
 	bin/warren --data-dir "$work/warren-data" --amqp-listen "127.0.0.1:$w_amqp" \
 		--mgmt-listen "127.0.0.1:$w_mgmt" --cluster-listen "127.0.0.1:$w_cluster" \
+		--prometheus-listen 127.0.0.1:0 --cookie-file "$work/warren.cookie" \
 		>"$outdir/warren.out" 2>&1 &
 	warren_pid=$!
 	for _ in $(seq 300); do

@@ -42,6 +42,8 @@ type running struct {
 	amqp      net.Listener
 	http      *http.Server
 	httpAddr  string
+	prom      *http.Server
+	promAddr  string
 	stopAPI   context.CancelFunc
 	wg        sync.WaitGroup // serve loops and the rate sampler
 	serveErrs chan error     // one per serve loop
@@ -110,6 +112,13 @@ func (a *app) StartApp(ctx context.Context) error {
 		srv.Close()
 		return fmt.Errorf("listen for management HTTP: %w", err)
 	}
+	pl, err := net.Listen("tcp", cfg.PrometheusListen)
+	if err != nil {
+		ml.Close()
+		l.Close()
+		srv.Close()
+		return fmt.Errorf("listen for Prometheus: %w", err)
+	}
 	api := mgmt.New(mgmt.Config{
 		Broker:  srv,
 		Logger:  a.log,
@@ -119,15 +128,18 @@ func (a *app) StartApp(ctx context.Context) error {
 			{Protocol: "amqp", Addr: l.Addr().String()},
 			{Protocol: "http", Addr: ml.Addr().String()},
 			{Protocol: "clustering", Addr: a.clusterAddr},
+			{Protocol: "prometheus", Addr: pl.Addr().String()},
 		},
 	})
 	r := &running{
 		srv: srv, amqp: l, httpAddr: ml.Addr().String(), serveErrs: make(chan error, 2),
-		http: &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)},
+		http:     &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)},
+		prom:     &http.Server{Handler: mgmt.NewMetrics(srv, broker.Version), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)},
+		promAddr: pl.Addr().String(),
 	}
 	apiCtx, stopAPI := context.WithCancel(context.Background())
 	r.stopAPI = stopAPI
-	r.wg.Add(3)
+	r.wg.Add(4)
 	go func() {
 		defer r.wg.Done()
 		api.Run(apiCtx)
@@ -140,8 +152,12 @@ func (a *app) StartApp(ctx context.Context) error {
 		defer r.wg.Done()
 		a.serve(func() error { return r.http.Serve(ml) })
 	}()
+	go func() {
+		defer r.wg.Done()
+		a.serve(func() error { return r.prom.Serve(pl) })
+	}()
 	a.running = r
-	a.log.Info("node started", "node", cfg.NodeName, "amqp", l.Addr().String(), "http", r.httpAddr, "cluster", a.clusterAddr, "data_dir", cfg.DataDir, "version", broker.Version)
+	a.log.Info("node started", "node", cfg.NodeName, "amqp", l.Addr().String(), "http", r.httpAddr, "prometheus", r.promAddr, "cluster", a.clusterAddr, "data_dir", cfg.DataDir, "version", broker.Version)
 	return nil
 }
 
@@ -171,6 +187,7 @@ func (a *app) StopApp(ctx context.Context) error {
 	r.stopAPI()
 	shutdownCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	r.http.Shutdown(shutdownCtx)
+	r.prom.Shutdown(shutdownCtx)
 	cancel()
 	err := r.srv.Close()
 	r.wg.Wait()
@@ -221,7 +238,8 @@ func (a *app) Info() ctl.NodeInfo {
 	if r := a.running; r != nil {
 		info.Listeners = append(info.Listeners,
 			ctl.Listener{Protocol: "amqp", Addr: r.amqp.Addr().String()},
-			ctl.Listener{Protocol: "http", Addr: r.httpAddr})
+			ctl.Listener{Protocol: "http", Addr: r.httpAddr},
+			ctl.Listener{Protocol: "http/prometheus", Addr: r.promAddr})
 	}
 	return info
 }

@@ -87,7 +87,7 @@ func TestCookieFileIsCreatedPrivateAndChecked(t *testing.T) {
 	// The node refuses to start with a cookie others can read.
 	os.Chmod(n.cookie, 0o644)
 	cmd := exec.Command(warrenBin, "--data-dir", t.TempDir(), "--amqp-listen", freePort(t), "--mgmt-listen", freePort(t),
-		"--cluster-listen", freePort(t), "--cookie-file", n.cookie)
+		"--cluster-listen", freePort(t), "--cookie-file", n.cookie, "--prometheus-listen", "127.0.0.1:0")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "chmod 400") {
 		t.Errorf("node started with a group-readable cookie: %v\n%s", err, out)

@@ -33,6 +33,7 @@ func run(args []string) error {
 	dataDir := fs.String("data-dir", "", "data directory (default "+cfg.DataDir+")")
 	amqpListen := fs.String("amqp-listen", "", "AMQP listen address (default "+cfg.AMQPListen+")")
 	mgmtListen := fs.String("mgmt-listen", "", "management HTTP listen address (default "+cfg.MgmtListen+")")
+	promListen := fs.String("prometheus-listen", "", "Prometheus metrics listen address (default "+cfg.PrometheusListen+")")
 	clusterListen := fs.String("cluster-listen", "", "cluster listen address, for warrenctl and other nodes (default "+cfg.ClusterListen+")")
 	nodeName := fs.String("node-name", "", "node name, name@host (default "+cfg.NodeName+")")
 	cookieFile := fs.String("cookie-file", cluster.DefaultCookieFile(), "the cookie shared with warrenctl and other nodes; created with mode 0400 if missing")
@@ -56,6 +57,7 @@ func run(args []string) error {
 	override(*dataDir, &cfg.DataDir)
 	override(*amqpListen, &cfg.AMQPListen)
 	override(*mgmtListen, &cfg.MgmtListen)
+	override(*promListen, &cfg.PrometheusListen)
 	override(*clusterListen, &cfg.ClusterListen)
 	override(*nodeName, &cfg.NodeName)
 	if *check {

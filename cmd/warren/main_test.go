@@ -70,7 +70,7 @@ func startNode(t *testing.T, bin, dataDir string) (*node, *amqp091.Connection) {
 	t.Helper()
 	n := &node{addr: freePort(t), mgmt: freePort(t), cluster: freePort(t), cookie: filepath.Join(dataDir + ".cookie"), stderr: &bytes.Buffer{}}
 	n.cmd = exec.Command(bin, "--data-dir", dataDir, "--amqp-listen", n.addr, "--mgmt-listen", n.mgmt,
-		"--cluster-listen", n.cluster, "--cookie-file", n.cookie)
+		"--cluster-listen", n.cluster, "--cookie-file", n.cookie, "--prometheus-listen", "127.0.0.1:0")
 	n.cmd.Stderr = n.stderr
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ type Node struct {
 	NodeName                string
 	AMQPListen              string
 	MgmtListen              string
+	PrometheusListen        string
 	ClusterListen           string
 	DefaultUser             string
 	DefaultPass             string
@@ -56,6 +57,7 @@ func Defaults() Node {
 		NodeName:         "warren@" + host,
 		AMQPListen:       ":5672",
 		MgmtListen:       ":15672",
+		PrometheusListen: ":15692",
 		ClusterListen:    ":25672",
 		DefaultUser:      "guest",
 		DefaultPass:      "guest",
@@ -137,6 +139,15 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 	case key == "management.tcp.ip":
 		_, port, _ := net.SplitHostPort(n.MgmtListen)
 		n.MgmtListen = net.JoinHostPort(val, port)
+	case key == "prometheus.tcp.port":
+		addr, err := listenAddr(val)
+		if err != nil {
+			return err
+		}
+		n.PrometheusListen = addr
+	case key == "prometheus.tcp.ip":
+		_, port, _ := net.SplitHostPort(n.PrometheusListen)
+		n.PrometheusListen = net.JoinHostPort(val, port)
 	case key == "default_user":
 		n.DefaultUser = val
 	case key == "default_pass":

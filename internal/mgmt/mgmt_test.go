@@ -615,3 +615,65 @@ func TestPolicies(t *testing.T) {
 		t.Errorf("policy after delete = %v", q["policy"])
 	}
 }
+
+func TestPrometheusMetrics(t *testing.T) {
+	n := startNode(t)
+	ms := httptest.NewServer(mgmt.NewMetrics(n.srv, broker.Version))
+	defer ms.Close()
+	c, err := amqp091.Dial(n.amqp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("metered", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		ch.PublishWithContext(context.Background(), "", "metered", false, false, amqp091.Publishing{Body: []byte("abcd")})
+	}
+	get := func(path string) string {
+		resp, err := n.http.Get(ms.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		return string(b)
+	}
+	waitFor(t, func() bool { return strings.Contains(get("/metrics"), "\nrabbitmq_queue_messages_ready 3\n") })
+	agg := get("/metrics")
+	for _, want := range []string{"\nrabbitmq_queues 1\n", "\nrabbitmq_connections 1\n", "\nrabbitmq_channels 1\n",
+		"\nrabbitmq_channel_messages_published_total 3\n", "\nrabbitmq_queue_messages_ready_bytes 12\n",
+		"\nrabbitmq_global_messages_received_total{protocol=\"amqp091\"} 3\n", "# TYPE rabbitmq_queue_messages gauge\n"} {
+		if !strings.Contains(agg, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	per := get("/metrics/per-object")
+	if !strings.Contains(per, "\nrabbitmq_queue_messages_ready{vhost=\"/\",queue=\"metered\"} 3\n") {
+		t.Errorf("/metrics/per-object lacks the queue's series:\n%s", per)
+	}
+	// Every name is one rabbitmq_prometheus uses, so dashboards find it.
+	raw, err := os.ReadFile("testdata/rabbitmq-3.10-metric-names.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			known[l] = true
+		}
+	}
+	for _, l := range strings.Split(agg+per, "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" && !known[f[2]] {
+			t.Errorf("metric %s is not one of rabbitmq_prometheus's", f[2])
+		}
+	}
+}
