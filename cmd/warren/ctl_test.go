@@ -319,7 +319,7 @@ func TestRunbookPolicies(t *testing.T) {
 		t.Errorf("list_policies:\n%s\nwant:\n%s", r.stdout, want)
 	}
 	n.warrenctl(t, "set_policy", "bad", ".*", `{"ha-mode":"exactly"}`).fails(t, 65, `ha-mode="exactly" takes an integer, none given`)
-	n.warrenctl(t, "set_policy", "bad", ".*", `{"expires":1000}`).fails(t, 65, "are not recognised policy settings")
+	n.warrenctl(t, "set_policy", "bad", ".*", `{"federation-upstream-set":"all"}`).fails(t, 65, "are not recognised policy settings")
 	n.warrenctl(t, "set_policy", "bad", ".*", `not json`).fails(t, 65, "not a JSON object")
 	n.warrenctl(t, "set_operator_policy", "cap", ".*", `{"max-length":100}`, "--apply-to", "queues").ok(t)
 	if r := n.warrenctl(t, "-s", "list_operator_policies").ok(t); !strings.Contains(r.stdout, "cap\t.*\tqueues\t{\"max-length\":100}") {

@@ -190,6 +190,9 @@ func (ch *channel) removeConsumer(k *consumer) {
 	// A deleted queue answers -1, so a queue declared since under the same
 	// name is never taken for this one.
 	left := k.q.RemoveConsumer(k)
+	if left == 0 {
+		k.q.used()
+	}
 	if left == 0 && k.q.def.AutoDelete {
 		if _, err := ch.c.s.meta.DeleteQueue(ch.ctx(), k.q.VHost, k.q.Name); err != nil {
 			ch.c.log.Warn("delete auto-delete queue", "queue", k.q.Name, "error", err)
@@ -538,6 +541,7 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 		ch.stats.consumers.Store(int32(len(ch.consumers)))
 		return notFound("queue", q.VHost, q.Name)
 	}
+	q.consumed()
 	return nil
 }
 
@@ -549,6 +553,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	if err := ch.checkPerm(permRead, "queue", q.Name); err != nil {
 		return err
 	}
+	q.used()
 	e, remaining, ok := q.Get(!m.NoAck)
 	if !ok {
 		ch.c.sendMethod(ch.id, &amqp.BasicGetEmpty{})

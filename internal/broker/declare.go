@@ -189,6 +189,7 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		if err != nil {
 			return err
 		}
+		// A passive declare only looks: it does not renew x-expires.
 		return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeclareOk{Queue: name, MessageCount: uint32(q.Len()), ConsumerCount: uint32(q.ConsumerCount())})
 	}
 	if name == "" {
@@ -221,6 +222,7 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 	if err != nil {
 		return err
 	}
+	q.used() // redeclaring renews x-expires
 	return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeclareOk{Queue: name, MessageCount: uint32(q.Len()), ConsumerCount: uint32(q.ConsumerCount())})
 }
 

@@ -226,6 +226,7 @@ type localQueue struct {
 	srv     *Server
 	key     string                        // the store's key for the queue, queueKey(vhost, name)
 	applied atomic.Pointer[appliedPolicy] // never nil once the queue is made
+	expiry  queueExpiry
 }
 
 // appliedPolicy is what a queue runs with after policies: its effective
@@ -252,6 +253,7 @@ func (q *localQueue) applyPolicies(pols []meta.Policy) {
 	}
 	q.applied.Store(a)
 	q.SetLimits(limitsOf(a.args))
+	q.setExpires(expiresOf(a.args))
 }
 
 // exchangeAE is an exchange's alternate exchange: its argument, or else

@@ -327,6 +327,9 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	close(s.stop)
+	for _, q := range s.localQueues("") {
+		q.stopExpiry()
+	}
 	for _, c := range conns {
 		c.shutdown(connErr(codeConnectionForced, "broker forced connection closure with reason 'shutdown'"))
 	}
@@ -399,6 +402,7 @@ func (s *Server) Changed(e meta.Event) {
 	}
 	v.mu.Unlock()
 	if deleted != nil {
+		deleted.stopExpiry()
 		dropped, consumers := deleted.Delete()
 		s.releaseAll(deleted.key, dropped)
 		for _, c := range consumers {

@@ -103,6 +103,7 @@ func keys(operator bool) map[string]validator {
 	if operator {
 		// Operator policies cap numeric settings only, as in RabbitMQ.
 		return map[string]validator{
+			"expires":          positiveInt("queue expiry"),
 			"message-ttl":      nonNegInt("message TTL"),
 			"max-length":       nonNegInt("maximum length"),
 			"max-length-bytes": nonNegInt("maximum length in bytes"),
@@ -113,6 +114,7 @@ func keys(operator bool) map[string]validator {
 		"dead-letter-exchange":    str("dead letter exchange name"),
 		"dead-letter-routing-key": str("dead letter exchange routing key"),
 		"message-ttl":             nonNegInt("message TTL"),
+		"expires":                 positiveInt("queue expiry"),
 		"max-length":              nonNegInt("maximum length"),
 		"max-length-bytes":        nonNegInt("maximum length in bytes"),
 		"overflow":                oneOf("overflow", "drop-head", "reject-publish", "reject-publish-dlx"),
@@ -247,7 +249,7 @@ func Match(policies []meta.Policy, kind, name string) (pol, op *meta.Policy) {
 
 // minKeys are the settings where the lowest of argument, policy and
 // operator policy wins.
-var minKeys = map[string]bool{"message-ttl": true, "max-length": true, "max-length-bytes": true}
+var minKeys = map[string]bool{"message-ttl": true, "expires": true, "max-length": true, "max-length-bytes": true}
 
 // Effective returns the x-arguments a queue or exchange runs with: its own
 // arguments, completed by the policy and capped by the operator policy.

@@ -41,8 +41,7 @@ func TestValidate(t *testing.T) {
 		{map[string]any{"overflow": "x"}, `"x" is not a valid overflow value`},
 		{map[string]any{"dead-letter-exchange": 5.0}, "5 is not a valid dead letter exchange name"},
 		{map[string]any{"foo": 1.0}, `["foo"] are not recognised policy settings`},
-		// Not implemented yet, so refused rather than ignored.
-		{map[string]any{"expires": 1000.0}, `["expires"] are not recognised policy settings`},
+		{map[string]any{"expires": 0.0}, "0 is not a valid queue expiry"},
 	}
 	for _, tc := range bad {
 		err := Validate(pol("p", ".*", 0, tc.def))

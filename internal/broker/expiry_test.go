@@ -1,0 +1,88 @@
+package broker_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/warren-mq/warren/internal/broker"
+	"github.com/warren-mq/warren/internal/meta"
+)
+
+// exists reports whether a queue is there, on a fresh channel (a missing
+// queue closes the channel).
+func exists(t *testing.T, c *amqp091.Connection, q string) bool {
+	t.Helper()
+	ch := openChannel(t, c)
+	defer ch.Close()
+	_, err := ch.QueueDeclarePassive(q, false, false, false, false, nil)
+	return err == nil
+}
+
+func TestQueueExpires(t *testing.T) {
+	s, url := startNode(t, broker.Config{})
+	c := dial(t, url)
+	ch := openChannel(t, c)
+	args := amqp091.Table{"x-expires": int32(300)}
+
+	// Unused: gone after its time.
+	if _, err := ch.QueueDeclare("idle", false, false, false, false, args); err != nil {
+		t.Fatal(err)
+	}
+	// Consumed: kept while the consumer stays, then gone after it leaves.
+	if _, err := ch.QueueDeclare("watched", false, false, false, false, args); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.Consume("watched", "w", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	if exists(t, c, "idle") {
+		t.Error("idle queue still exists after x-expires")
+	}
+	if !exists(t, c, "watched") {
+		t.Fatal("queue with a consumer expired")
+	}
+	if err := ch.Cancel("w", false); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for exists(t, c, "watched") {
+		if time.Now().After(deadline) {
+			t.Fatal("queue did not expire after its consumer left")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// Redeclaring and basic.get count as use.
+	if _, err := ch.QueueDeclare("used", false, false, false, false, amqp091.Table{"x-expires": int32(400)}); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		time.Sleep(150 * time.Millisecond)
+		if _, _, err := ch.Get("used", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !exists(t, c, "used") {
+		t.Error("queue kept in use by basic.get expired")
+	}
+
+	// From a policy.
+	if _, err := ch.QueueDeclare("tmp.a", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Meta().SetPolicy(context.Background(), meta.Policy{VHost: "/", Name: "tmp", Pattern: "^tmp\\.", ApplyTo: "queues",
+		Definition: map[string]any{"expires": 200.0}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for exists(t, c, "tmp.a") {
+		if time.Now().After(deadline) {
+			t.Fatal("queue did not expire under an expires policy")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
