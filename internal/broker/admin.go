@@ -353,6 +353,7 @@ type ConsumerInfo struct {
 	Peer        net.Addr
 	AckRequired bool
 	Exclusive   bool
+	Active      bool // false while waiting behind a single active consumer
 	Prefetch    int
 	Arguments   amqp.Table
 }
@@ -377,7 +378,7 @@ func (q *localQueue) consumerInfos() []ConsumerInfo {
 		c := cons.ch.c
 		out = append(out, ConsumerInfo{
 			Tag: cons.tag, VHost: q.VHost, Queue: q.Name, Connection: c.connName, Channel: cons.ch.id,
-			User: c.user, Peer: c.nc.RemoteAddr(), AckRequired: !cons.noAck, Exclusive: cons.exclusive,
+			User: c.user, Peer: c.nc.RemoteAddr(), AckRequired: !cons.noAck, Exclusive: cons.exclusive, Active: q.Active(k),
 			Prefetch: cons.prefetch, Arguments: cons.args,
 		})
 	}

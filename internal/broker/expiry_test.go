@@ -86,3 +86,50 @@ func TestQueueExpires(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func TestSingleActiveConsumer(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	c := dial(t, url)
+	ch := openChannel(t, c)
+	if _, err := ch.QueueDeclare("sac", false, false, false, false, amqp091.Table{"x-single-active-consumer": true}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := ch.Consume("sac", "first", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch2 := openChannel(t, c)
+	// A higher priority does not jump the queue of single active consumers.
+	second, err := ch2.Consume("sac", "second", false, false, false, false, amqp091.Table{"x-priority": int32(10)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		publish(t, ch, "", "sac", amqp091.Publishing{Body: []byte{byte('0' + i)}})
+	}
+	for i := range 4 {
+		d := recv(t, first)
+		if d.Body[0] != byte('0'+i) {
+			t.Fatalf("first got %q", d.Body)
+		}
+		if i < 2 {
+			d.Ack(false)
+		}
+	}
+	select {
+	case d := <-second:
+		t.Fatalf("waiting consumer got %q", d.Body)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// The active consumer leaves: its unacked messages and the rest go to
+	// the next one, in order.
+	if err := ch.Cancel("first", false); err != nil {
+		t.Fatal(err)
+	}
+	ch.Close()
+	for i := 2; i < 4; i++ {
+		if d := recv(t, second); d.Body[0] != byte('0'+i) {
+			t.Fatalf("second got %q, want %c", d.Body, '0'+i)
+		}
+	}
+}

@@ -36,6 +36,9 @@ func queueLimits(args amqp.Table) (queue.Limits, string, bool) {
 		}
 		l.MessageTTL = time.Duration(n) * time.Millisecond
 	}
+	if b, ok := args["x-single-active-consumer"].(bool); ok {
+		l.SingleActive = b
+	}
 	if v, ok := args["x-overflow"]; ok {
 		s, _ := v.(string)
 		switch s {

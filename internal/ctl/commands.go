@@ -711,8 +711,8 @@ func runListConsumers(ctx context.Context, s *Server, b Broker, r *Request, c *c
 	rows := []map[string]any{}
 	for _, c := range b.Consumers(r.VHost) {
 		rows = append(rows, map[string]any{"queue_name": c.Queue, "channel_pid": channelPid(node, ids[c.Connection], c.Channel),
-			"consumer_tag": c.Tag, "ack_required": c.AckRequired, "prefetch_count": c.Prefetch, "active": true,
-			"activity_status": "up", "arguments": c.Arguments, "exclusive": c.Exclusive})
+			"consumer_tag": c.Tag, "ack_required": c.AckRequired, "prefetch_count": c.Prefetch, "active": c.Active,
+			"activity_status": map[bool]string{true: "up", false: "waiting"}[c.Active], "arguments": c.Arguments, "exclusive": c.Exclusive})
 	}
 	return table(r, c, rows)
 }

@@ -89,6 +89,9 @@ func (s *Server) queueObj(qi broker.QueueInfo, consumers []broker.ConsumerInfo, 
 		if c.Exclusive {
 			o["exclusive_consumer_tag"] = c.Tag
 		}
+		if c.Active && qi.Def.Arguments.Table["x-single-active-consumer"] == true {
+			o["single_active_consumer_tag"] = c.Tag
+		}
 	}
 	if full {
 		cd := make([]obj, 0, len(consumers))
@@ -212,8 +215,8 @@ func (s *Server) consumerObj(c broker.ConsumerInfo) obj {
 		"exclusive":       c.Exclusive,
 		"prefetch_count":  c.Prefetch,
 		"arguments":       defs.ArgsJSON(c.Arguments),
-		"active":          true,
-		"activity_status": "up",
+		"active":          c.Active,
+		"activity_status": activity(c),
 	}
 }
 
@@ -350,4 +353,11 @@ func nullIfEmpty(s string) any {
 
 func policyObj(p meta.Policy) obj {
 	return obj{"vhost": p.VHost, "name": p.Name, "pattern": p.Pattern, "apply-to": p.ApplyTo, "definition": p.Definition, "priority": p.Priority}
+}
+
+func activity(c broker.ConsumerInfo) string {
+	if c.Active {
+		return "up"
+	}
+	return "waiting"
 }

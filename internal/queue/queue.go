@@ -116,6 +116,10 @@ type Limits struct {
 	// negative means never. Expired messages leave from the head, as in
 	// RabbitMQ: when they reach it, or when the queue is looked at.
 	MessageTTL time.Duration
+	// SingleActive delivers to one consumer at a time, the earliest
+	// registered; the next takes over when it leaves
+	// (x-single-active-consumer).
+	SingleActive bool
 }
 
 // NoLimits returns the limits of a queue without length limits.
@@ -254,10 +258,12 @@ func (q *Queue) AddConsumer(c Consumer) bool {
 		return false
 	}
 	i := len(q.consumers)
-	for j, o := range q.consumers {
-		if c.Priority() > o.Priority() {
-			i = j
-			break
+	if !q.limits.SingleActive {
+		for j, o := range q.consumers {
+			if c.Priority() > o.Priority() {
+				i = j
+				break
+			}
 		}
 	}
 	q.consumers = slices.Insert(q.consumers, i, c)
@@ -277,6 +283,10 @@ func (q *Queue) RemoveConsumer(c Consumer) int {
 		q.consumers = slices.Delete(q.consumers, i, i+1)
 		if q.next > i {
 			q.next--
+		}
+		if i == 0 && q.limits.SingleActive {
+			// The next consumer takes over what is waiting.
+			q.dispatchLocked(nil, 0)
 		}
 	}
 	return len(q.consumers)
@@ -323,6 +333,9 @@ func (q *Queue) dispatchLocked(b Batch, now int64) {
 func (q *Queue) deliverOneLocked(b Batch) bool {
 	e := q.ready[q.head]
 	n := len(q.consumers)
+	if q.limits.SingleActive {
+		n = 1
+	}
 	for start := 0; start < n; {
 		prio := q.consumers[start].Priority()
 		end := start
@@ -483,4 +496,12 @@ func (q *Queue) SetLimits(l Limits) {
 		q.dropHeadLocked(DropMaxLen)
 	}
 	q.compactLocked()
+}
+
+// Active reports whether c receives messages now: always, unless the
+// queue has a single active consumer and c is waiting its turn.
+func (q *Queue) Active(c Consumer) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.limits.SingleActive || len(q.consumers) > 0 && q.consumers[0] == c
 }
