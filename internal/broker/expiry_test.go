@@ -133,3 +133,26 @@ func TestSingleActiveConsumer(t *testing.T) {
 		}
 	}
 }
+
+func TestPriorityQueueDeliversHighestFirst(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	if _, err := ch.QueueDeclare("prio", false, false, false, false, amqp091.Table{"x-max-priority": int32(10)}); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range []uint8{1, 9, 0, 5, 9, 200} {
+		publish(t, ch, "", "prio", amqp091.Publishing{Priority: p, Body: []byte{byte('a' + i)}})
+	}
+	ds, err := ch.Consume("prio", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := ""
+	for range 6 {
+		got += string(recv(t, ds).Body)
+	}
+	// 200 counts as the maximum, 10; then 9 and 9 in publish order; 5, 1, 0.
+	if got != "fbedac" {
+		t.Errorf("delivery order %q, want %q", got, "fbedac")
+	}
+}

@@ -36,6 +36,9 @@ func queueLimits(args amqp.Table) (queue.Limits, string, bool) {
 		}
 		l.MessageTTL = time.Duration(n) * time.Millisecond
 	}
+	if n, ok := integer(args["x-max-priority"]); ok && n > 0 {
+		l.MaxPriority = uint8(min(n, 255))
+	}
 	if b, ok := args["x-single-active-consumer"].(bool); ok {
 		l.SingleActive = b
 	}

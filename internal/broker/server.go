@@ -423,7 +423,11 @@ func (s *Server) newLocalQueue(def meta.Queue, pols []meta.Policy) *localQueue {
 		}
 		s.releaseAt(lq.key, e.Loc)
 	}
-	lq.Queue = queue.New(def.VHost, def.Name, queue.NoLimits(), drop)
+	lim := queue.NoLimits()
+	if n, ok := integer(def.Arguments.Table["x-max-priority"]); ok && n > 0 {
+		lim.MaxPriority = uint8(min(n, 255))
+	}
+	lq.Queue = queue.New(def.VHost, def.Name, lim, drop)
 	lq.applyPolicies(pols)
 	return lq
 }

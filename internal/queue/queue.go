@@ -71,11 +71,11 @@ type Queue struct {
 	VHost string
 
 	mu         sync.Mutex // guards everything below
-	ready      []Entry    // ready[head:] in ID order
+	levels     []level    // ready messages by priority; one level without priorities
+	readyN     int        // ready messages across levels
 	readyBytes int64      // body octets of the ready messages
 	limits     Limits
 	onDrop     func(Entry, DropReason) // immutable
-	head       int
 	nextID     uint64
 	consumers  []Consumer // sorted by priority, highest first
 	next       int        // round-robin position within consumers
@@ -83,6 +83,33 @@ type Queue struct {
 	unacked    atomic.Int64
 	settled    atomic.Uint64
 	counts     Counts
+}
+
+// level holds the ready messages of one priority: ready[head:] in ID
+// order.
+type level struct {
+	ready []Entry
+	head  int
+}
+
+func (l *level) empty() bool { return l.head == len(l.ready) }
+
+// compact drops the consumed prefix once it is worth a copy.
+func (l *level) compact() {
+	if l.head == len(l.ready) {
+		l.ready = l.ready[:0]
+		l.head = 0
+		if cap(l.ready) > 4096 {
+			l.ready = nil
+		}
+		return
+	}
+	if l.head > 1024 && l.head*2 > len(l.ready) {
+		n := copy(l.ready, l.ready[l.head:])
+		clear(l.ready[n:])
+		l.ready = l.ready[:n]
+		l.head = 0
+	}
 }
 
 // Counts are a queue's message counters since it was created, for
@@ -120,6 +147,10 @@ type Limits struct {
 	// registered; the next takes over when it leaves
 	// (x-single-active-consumer).
 	SingleActive bool
+	// MaxPriority makes a priority queue (x-max-priority): messages with a
+	// higher priority property, up to this, are delivered first. 0 means
+	// none. It is fixed when the queue is made.
+	MaxPriority uint8
 }
 
 // NoLimits returns the limits of a queue without length limits.
@@ -140,7 +171,28 @@ const (
 // for each message that leaves without being delivered: dropped at the
 // length limit or expired.
 func New(vhost, name string, limits Limits, onDrop func(Entry, DropReason)) *Queue {
-	return &Queue{Name: name, VHost: vhost, limits: limits, onDrop: onDrop}
+	return &Queue{Name: name, VHost: vhost, limits: limits, onDrop: onDrop, levels: make([]level, int(limits.MaxPriority)+1)}
+}
+
+// levelOf returns the level a message goes to: its priority, capped at the
+// queue's maximum.
+func (q *Queue) levelOf(m *Message) *level {
+	p := int(m.Priority)
+	if p >= len(q.levels) {
+		p = len(q.levels) - 1
+	}
+	return &q.levels[p]
+}
+
+// topLocked returns the highest-priority level with ready messages, or
+// nil.
+func (q *Queue) topLocked() *level {
+	for i := len(q.levels) - 1; i >= 0; i-- {
+		if !q.levels[i].empty() {
+			return &q.levels[i]
+		}
+	}
+	return nil
 }
 
 // PublishResult says what Publish did with a message.
@@ -182,10 +234,12 @@ func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) PublishResult 
 	q.nextID++
 	e.ID = q.nextID
 	q.counts.Published++
-	q.ready = append(q.ready, e)
+	l := q.levelOf(m)
+	l.ready = append(l.ready, e)
+	q.readyN++
 	q.readyBytes += size
 	q.dispatchLocked(b, now)
-	for q.head < len(q.ready) && q.fullLocked(0, 0) {
+	for q.readyN > 0 && q.fullLocked(0, 0) {
 		q.dropHeadLocked(DropMaxLen)
 	}
 	// A message that expires at once and found no consumer goes now.
@@ -194,30 +248,45 @@ func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) PublishResult 
 	return Queued
 }
 
+// dropHeadLocked drops the message that would be delivered next.
 func (q *Queue) dropHeadLocked(why DropReason) {
-	e := q.ready[q.head]
-	q.ready[q.head] = Entry{}
-	q.head++
-	q.readyBytes -= int64(len(e.Msg.Body))
+	q.dropLocked(q.topLocked(), why)
+}
+
+func (q *Queue) dropLocked(l *level, why DropReason) {
+	e := q.takeLocked(l)
 	if q.onDrop != nil {
 		q.onDrop(e, why)
 	}
 }
 
-// expireLocked drops expired messages from the head.
+// takeLocked removes the head of level l.
+func (q *Queue) takeLocked(l *level) Entry {
+	e := l.ready[l.head]
+	l.ready[l.head] = Entry{}
+	l.head++
+	q.readyN--
+	q.readyBytes -= int64(len(e.Msg.Body))
+	return e
+}
+
+// expireLocked drops expired messages from the head of each level.
 func (q *Queue) expireLocked(now int64) {
-	for q.head < len(q.ready) {
-		if exp := q.ready[q.head].Expires; exp == 0 || exp > now {
-			return
+	for i := range q.levels {
+		l := &q.levels[i]
+		for !l.empty() {
+			if exp := l.ready[l.head].Expires; exp == 0 || exp > now {
+				break
+			}
+			q.dropLocked(l, DropExpired)
 		}
-		q.dropHeadLocked(DropExpired)
 	}
 }
 
 // fullLocked reports whether adding n messages of size octets would put
 // the queue over a limit (n = 0: whether it is over one now).
 func (q *Queue) fullLocked(n int, size int64) bool {
-	l := int64(len(q.ready) - q.head)
+	l := int64(q.readyN)
 	if q.limits.MaxLen >= 0 && l+int64(n) > q.limits.MaxLen {
 		return true
 	}
@@ -229,7 +298,7 @@ func (q *Queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.expireLocked(time.Now().UnixNano())
-	return len(q.ready) - q.head
+	return q.readyN
 }
 
 // Unacked returns the number of delivered messages not yet settled.
@@ -311,17 +380,21 @@ func (q *Queue) Kick(b Batch) {
 // exactly at now is still delivered, so that a publish with TTL 0 reaches
 // a consumer that is ready for it, as in RabbitMQ.
 func (q *Queue) dispatchLocked(b Batch, now int64) {
-	for q.head < len(q.ready) && len(q.consumers) > 0 {
-		if exp := q.ready[q.head].Expires; exp != 0 {
+	for len(q.consumers) > 0 {
+		l := q.topLocked()
+		if l == nil {
+			break
+		}
+		if exp := l.ready[l.head].Expires; exp != 0 {
 			if now == 0 {
 				now = time.Now().UnixNano()
 			}
 			if exp < now {
-				q.dropHeadLocked(DropExpired)
+				q.dropLocked(l, DropExpired)
 				continue
 			}
 		}
-		if !q.deliverOneLocked(b) {
+		if !q.deliverOneLocked(l, b) {
 			break
 		}
 	}
@@ -330,8 +403,8 @@ func (q *Queue) dispatchLocked(b Batch, now int64) {
 
 // deliverOneLocked offers the head message to consumers of the highest
 // priority that has room, round robin within that priority.
-func (q *Queue) deliverOneLocked(b Batch) bool {
-	e := q.ready[q.head]
+func (q *Queue) deliverOneLocked(l *level, b Batch) bool {
+	e := l.ready[l.head]
 	n := len(q.consumers)
 	if q.limits.SingleActive {
 		n = 1
@@ -356,9 +429,7 @@ func (q *Queue) deliverOneLocked(b Batch) bool {
 				if e.Redelivered {
 					q.counts.Redelivered++
 				}
-				q.readyBytes -= int64(len(e.Msg.Body))
-				q.ready[q.head] = Entry{}
-				q.head++
+				q.takeLocked(l)
 				q.next = start + (k-start+1)%width
 				return true
 			}
@@ -370,19 +441,8 @@ func (q *Queue) deliverOneLocked(b Batch) bool {
 }
 
 func (q *Queue) compactLocked() {
-	if q.head == len(q.ready) {
-		q.ready = q.ready[:0]
-		q.head = 0
-		if cap(q.ready) > 4096 {
-			q.ready = nil
-		}
-		return
-	}
-	if q.head > 1024 && q.head*2 > len(q.ready) {
-		n := copy(q.ready, q.ready[q.head:])
-		clear(q.ready[n:])
-		q.ready = q.ready[:n]
-		q.head = 0
+	for i := range q.levels {
+		q.levels[i].compact()
 	}
 }
 
@@ -392,13 +452,11 @@ func (q *Queue) Get(ack bool) (e Entry, remaining int, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.expireLocked(time.Now().UnixNano())
-	if q.head == len(q.ready) {
+	l := q.topLocked()
+	if l == nil {
 		return Entry{}, 0, false
 	}
-	e = q.ready[q.head]
-	q.ready[q.head] = Entry{}
-	q.head++
-	q.readyBytes -= int64(len(e.Msg.Body))
+	e = q.takeLocked(l)
 	q.counts.Got++
 	if e.Redelivered {
 		q.counts.Redelivered++
@@ -406,7 +464,7 @@ func (q *Queue) Get(ack bool) (e Entry, remaining int, ok bool) {
 	if ack {
 		q.unacked.Add(1)
 	}
-	remaining = len(q.ready) - q.head
+	remaining = q.readyN
 	q.compactLocked()
 	return e, remaining, true
 }
@@ -423,7 +481,7 @@ func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.expireLocked(time.Now().UnixNano())
-	st := Stats{Ready: len(q.ready) - q.head, ReadyBytes: q.readyBytes, Unacked: int(q.unacked.Load()), Consumers: len(q.consumers), Counts: q.counts}
+	st := Stats{Ready: q.readyN, ReadyBytes: q.readyBytes, Unacked: int(q.unacked.Load()), Consumers: len(q.consumers), Counts: q.counts}
 	st.Settled = q.settled.Load()
 	return st
 }
@@ -444,7 +502,9 @@ func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 	for _, e := range entries {
 		e.Redelivered = true
 		q.readyBytes += int64(len(e.Msg.Body))
-		live := q.ready[q.head:]
+		q.readyN++
+		l := q.levelOf(e.Msg)
+		live := l.ready[l.head:]
 		i, _ := slices.BinarySearchFunc(live, e.ID, func(x Entry, id uint64) int {
 			switch {
 			case x.ID < id:
@@ -454,7 +514,7 @@ func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 			}
 			return 0
 		})
-		q.ready = slices.Insert(q.ready, q.head+i, e)
+		l.ready = slices.Insert(l.ready, l.head+i, e)
 	}
 	q.dispatchLocked(nil, 0)
 	return nil
@@ -464,8 +524,22 @@ func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 func (q *Queue) Purge() []Entry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	dropped := q.ready[q.head:]
-	q.ready, q.head, q.readyBytes = nil, 0, 0
+	return q.clearLocked()
+}
+
+// clearLocked empties every level and returns what they held.
+func (q *Queue) clearLocked() []Entry {
+	var dropped []Entry
+	for i := range q.levels {
+		l := &q.levels[i]
+		if dropped == nil {
+			dropped = l.ready[l.head:]
+		} else {
+			dropped = append(dropped, l.ready[l.head:]...)
+		}
+		l.ready, l.head = nil, 0
+	}
+	q.readyN, q.readyBytes = 0, 0
 	return dropped
 }
 
@@ -475,8 +549,7 @@ func (q *Queue) Purge() []Entry {
 func (q *Queue) Delete() (dropped []Entry, consumers []Consumer) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	dropped = q.ready[q.head:]
-	q.ready, q.head, q.readyBytes = nil, 0, 0
+	dropped = q.clearLocked()
 	consumers = q.consumers
 	q.consumers = nil
 	q.deleted = true
@@ -492,7 +565,7 @@ func (q *Queue) SetLimits(l Limits) {
 	if l.RejectPublish {
 		return
 	}
-	for q.head < len(q.ready) && q.fullLocked(0, 0) {
+	for q.readyN > 0 && q.fullLocked(0, 0) {
 		q.dropHeadLocked(DropMaxLen)
 	}
 	q.compactLocked()

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -196,5 +197,55 @@ func TestMessageTTL(t *testing.T) {
 	q.Publish(zero, nil, nil)
 	if bodies(c.got) != "now" {
 		t.Fatalf("consumer got %q", bodies(c.got))
+	}
+}
+
+func TestPriorityQueue(t *testing.T) {
+	lim := NoLimits()
+	lim.MaxPriority = 5
+	q := New("/", "p", lim, nil)
+	publish := func(body string, prio uint8) {
+		q.Publish(&Message{Body: []byte(body), Priority: prio, TTL: -1}, nil, nil)
+	}
+	publish("low-1", 0)
+	publish("high-1", 5)
+	publish("mid", 3)
+	publish("capped", 9) // above the maximum: counts as 5
+	publish("low-2", 0)
+	publish("high-2", 5)
+	var got []string
+	var held []Entry
+	for {
+		e, _, ok := q.Get(true)
+		if !ok {
+			break
+		}
+		got = append(got, string(e.Msg.Body))
+		held = append(held, e)
+	}
+	if want := "high-1 capped high-2 mid low-1 low-2"; strings.Join(got, " ") != want {
+		t.Fatalf("order %q, want %q", strings.Join(got, " "), want)
+	}
+	// Requeued messages go back to their place within their priority.
+	q.Requeue([]Entry{held[5], held[0], held[3]})
+	got = got[:0]
+	for {
+		e, _, ok := q.Get(false)
+		if !ok {
+			break
+		}
+		got = append(got, string(e.Msg.Body))
+	}
+	if want := "high-1 mid low-2"; strings.Join(got, " ") != want {
+		t.Errorf("after requeue %q, want %q", strings.Join(got, " "), want)
+	}
+	// Length limits drop what would be delivered next.
+	lim.MaxLen = 2
+	q2 := New("/", "p2", lim, nil)
+	q2.Publish(&Message{Body: []byte("a"), TTL: -1}, nil, nil)
+	q2.Publish(&Message{Body: []byte("b"), Priority: 2, TTL: -1}, nil, nil)
+	q2.Publish(&Message{Body: []byte("c"), TTL: -1}, nil, nil)
+	if e, n, _ := q2.Get(false); string(e.Msg.Body) != "a" || n != 1 {
+		t.Errorf("after overflow got %q with %d left", e.Msg.Body, n)
 	}
 }
