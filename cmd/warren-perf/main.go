@@ -132,6 +132,7 @@ func idle(args []string) int {
 	queues := fs.Int("queues", 100000, "empty queues to declare")
 	pid := fs.Int("broker-pid", 0, "pid of the broker whose memory is measured")
 	jsonOut := fs.Bool("json", false, "print the result as one JSON line")
+	hold := fs.Bool("hold", false, "keep the connections open after measuring, until interrupted")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -141,7 +142,7 @@ func idle(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := perf.Idle(ctx, perf.IdleConfig{URI: *uri, Connections: *conns, Queues: *queues, BrokerPID: *pid, Progress: os.Stderr})
+	res, err := perf.Idle(ctx, perf.IdleConfig{URI: *uri, Connections: *conns, Queues: *queues, BrokerPID: *pid, Progress: os.Stderr, Hold: *hold})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "warren-perf idle: %v\n", err)
 		return 1

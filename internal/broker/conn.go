@@ -65,6 +65,7 @@ type conn struct {
 	pending   []*channel // channels with confirms to send; reader only
 	batch     *flushSet  // outboxes written to during this batch; reader only
 	published bool       // the connection has published; reader only
+	exclusive []string   // names of the exclusive queues it declared; reader only
 	connName  string
 }
 
@@ -267,10 +268,13 @@ func (c *conn) deleteExclusiveQueues() {
 	if c.vh == nil {
 		return
 	}
+	// Only the queues this connection declared exclusive, and still owns,
+	// not a scan of the vhost: closing a connection costs the same with
+	// ten queues or a hundred thousand.
 	c.vh.mu.RLock()
 	var mine []string
-	for name, q := range c.vh.queues {
-		if q.def.Exclusive && q.def.Owner == c.id {
+	for _, name := range c.exclusive {
+		if q := c.vh.queues[name]; q != nil && q.def.Exclusive && q.def.Owner == c.id {
 			mine = append(mine, name)
 		}
 	}

@@ -208,6 +208,9 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		want.Owner = ch.c.id
 	}
 	cur, err := ch.c.s.meta.DeclareQueue(ch.ctx(), want)
+	if err == nil && m.Exclusive {
+		ch.c.exclusive = append(ch.c.exclusive, name)
+	}
 	if errors.Is(err, meta.ErrExists) {
 		if _, err := ch.lookupQueue(name); err != nil {
 			return err

@@ -284,6 +284,17 @@ func (n *Node) Policies(vhost string) []Policy {
 	return out
 }
 
+// ExchangeCounts returns how many exchanges each vhost has.
+func (n *Node) ExchangeCounts() map[string]int {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	out := make(map[string]int, len(n.fsm.st.vhosts))
+	for name, v := range n.fsm.st.vhosts {
+		out[name] = len(v.exchanges)
+	}
+	return out
+}
+
 // User returns a user by name.
 func (n *Node) User(name string) (User, bool) {
 	n.fsm.mu.RLock()

@@ -17,6 +17,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/warren-mq/warren/internal/auth"
+	"github.com/warren-mq/warren/internal/broker"
 	"github.com/warren-mq/warren/internal/defs"
 	"github.com/warren-mq/warren/internal/meta"
 	"github.com/warren-mq/warren/internal/policy"
@@ -159,37 +160,28 @@ func splitHostPort(addr string) (string, int) {
 }
 
 func (s *Server) overview(w http.ResponseWriter, r *http.Request, u *user) error {
-	d := s.b.Meta().Snapshot()
-	var queues, exchanges int
-	for _, q := range d.Queues {
-		if s.canSee(u, q.VHost) {
-			queues++
+	var exchanges int
+	for vhost, n := range s.b.Meta().ExchangeCounts() {
+		if s.canSee(u, vhost) {
+			exchanges += n
 		}
 	}
-	for _, x := range d.Exchanges {
-		if s.canSee(u, x.VHost) {
-			exchanges++
-		}
-	}
-	var conns, chans, consumers int
+	var conns, chans int
 	for _, c := range s.b.Connections() {
-		if s.seesConn(u, c.User, c.VHost) {
+		if !c.Direct && s.seesConn(u, c.User, c.VHost) {
 			conns++
 			chans += c.Channels
 		}
 	}
-	for _, c := range s.b.Consumers("") {
-		if s.canSee(u, c.VHost) {
-			consumers++
-		}
-	}
-	node := s.rates.all("node")
+	node := s.rates.nodeRates()
 	values := countsFields(s.b.MessageTotals(""))
-	var ready, unacked int
+	var queues, ready, unacked, consumers int
 	for _, q := range s.b.Queues("") {
 		if s.canSee(u, q.Def.VHost) {
+			queues++
 			ready += q.Stats.Ready
 			unacked += q.Stats.Unacked
+			consumers += q.Stats.Consumers
 		}
 	}
 	ms := statsObj(values, node, channelFields)
@@ -326,7 +318,7 @@ func (s *Server) vhostStats(v meta.VHost) obj {
 		ready += q.Stats.Ready
 		unacked += q.Stats.Unacked
 	}
-	rates := s.rates.all("v\x00" + v.Name)
+	rates := s.rates.vhost(v.Name)
 	o["messages"] = ready + unacked
 	o["messages_ready"] = ready
 	o["messages_unacknowledged"] = unacked
@@ -645,13 +637,15 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request, u *user) err
 		}
 		only = v
 	}
-	var items []obj
+	var qs []broker.QueueInfo
+	var names []string
 	for _, q := range s.b.Queues(only) {
 		if s.canSee(u, q.Def.VHost) {
-			items = append(items, s.queueObj(q, nil, false))
+			qs = append(qs, q)
+			names = append(names, q.Def.Name)
 		}
 	}
-	return writeList(w, r, items)
+	return writeLazyList(w, r, names, func(i int) obj { return s.queueObj(qs[i], nil, false) })
 }
 
 func (s *Server) getQueue(w http.ResponseWriter, r *http.Request, u *user) error {
@@ -920,14 +914,16 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request, u *user
 		}
 		only = v
 	}
-	var items []obj
+	var cs []broker.ConnectionInfo
+	var names []string
 	for _, c := range s.b.Connections() {
 		if c.Direct || (only != "" && c.VHost != only) || !s.seesConn(u, c.User, c.VHost) {
 			continue
 		}
-		items = append(items, s.connectionObj(c))
+		cs = append(cs, c)
+		names = append(names, c.Name)
 	}
-	return writeList(w, r, items)
+	return writeLazyList(w, r, names, func(i int) obj { return s.connectionObj(cs[i]) })
 }
 
 func (s *Server) getConnection(w http.ResponseWriter, r *http.Request, u *user) error {

@@ -20,40 +20,71 @@ const maxPageSize = 500
 // page and page_size (which switch to the paginated envelope), and
 // columns.
 func writeList(w http.ResponseWriter, r *http.Request, items []obj) error {
+	names := make([]string, len(items))
+	for i, it := range items {
+		names[i], _ = it["name"].(string)
+	}
+	return writeLazyList(w, r, names, func(i int) obj { return items[i] })
+}
+
+// writeLazyList is writeList for collections whose items cost something
+// to build: names[i] names item i, and build makes it. Filtering by name,
+// sorting by name and paging happen before anything is built, so a page
+// of 100 queues out of 10,000 builds 100; sorting by another column
+// builds them all.
+func writeLazyList(w http.ResponseWriter, r *http.Request, names []string, build func(i int) obj) error {
 	q := r.URL.Query()
-	total := len(items)
+	total := len(names)
+	idx := make([]int, 0, total)
 	if name := q.Get("name"); name != "" {
-		filtered := items[:0:0]
+		match := func(s string) bool { return strings.Contains(s, name) }
 		if q.Get("use_regex") == "true" {
 			re, err := regexp.Compile(name)
 			if err != nil {
 				return errBadRequest("invalid regular expression %q: %v", name, err)
 			}
-			for _, it := range items {
-				if s, _ := it["name"].(string); re.MatchString(s) {
-					filtered = append(filtered, it)
-				}
-			}
-		} else {
-			for _, it := range items {
-				if s, _ := it["name"].(string); strings.Contains(s, name) {
-					filtered = append(filtered, it)
-				}
+			match = re.MatchString
+		}
+		for i, n := range names {
+			if match(n) {
+				idx = append(idx, i)
 			}
 		}
-		items = filtered
+	} else {
+		for i := range names {
+			idx = append(idx, i)
+		}
 	}
-	if key := q.Get("sort"); key != "" {
+	var built map[int]obj
+	switch key := q.Get("sort"); key {
+	case "":
+	case "name":
+		sort.SliceStable(idx, func(a, b int) bool { return names[idx[a]] < names[idx[b]] })
+	default:
+		built = make(map[int]obj, len(idx))
+		for _, i := range idx {
+			built[i] = build(i)
+		}
 		path := strings.Split(key, ".")
-		sort.SliceStable(items, func(i, j int) bool { return less(lookup(items[i], path), lookup(items[j], path)) })
+		sort.SliceStable(idx, func(a, b int) bool { return less(lookup(built[idx[a]], path), lookup(built[idx[b]], path)) })
 	}
 	if q.Get("sort_reverse") == "true" {
-		for i, j := 0, len(items)-1; i < j; i, j = i+1, j-1 {
-			items[i], items[j] = items[j], items[i]
+		for i, j := 0, len(idx)-1; i < j; i, j = i+1, j-1 {
+			idx[i], idx[j] = idx[j], idx[i]
 		}
+	}
+	get := func(i int) obj {
+		if built != nil {
+			return built[i]
+		}
+		return build(i)
 	}
 	cols := columns(q.Get("columns"))
 	if q.Get("page") == "" {
+		items := make([]obj, len(idx))
+		for k, i := range idx {
+			items[k] = get(i)
+		}
 		return writeJSON(w, project(items, cols))
 	}
 	page, err := strconv.Atoi(q.Get("page"))
@@ -69,17 +100,21 @@ func writeList(w http.ResponseWriter, r *http.Request, items []obj) error {
 			return errBadRequest("Page size cannot exceed %d", maxPageSize)
 		}
 	}
-	filtered := len(items)
+	filtered := len(idx)
 	pages := (filtered + size - 1) / size
 	if page > pages && filtered > 0 {
 		return errBadRequest("page out of range")
 	}
 	lo := min((page-1)*size, filtered)
 	hi := min(lo+size, filtered)
+	items := make([]obj, 0, hi-lo)
+	for _, i := range idx[lo:hi] {
+		items = append(items, get(i))
+	}
 	return writeJSON(w, obj{
 		"filtered_count": filtered,
 		"item_count":     hi - lo,
-		"items":          project(items[lo:hi], cols),
+		"items":          project(items, cols),
 		"page":           page,
 		"page_count":     pages,
 		"page_size":      size,

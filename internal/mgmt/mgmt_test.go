@@ -32,7 +32,13 @@ type node struct {
 	http *http.Client
 }
 
-func startNode(t *testing.T) *node {
+func startNode(t testing.TB) *node {
+	t.Helper()
+	return startNodeSampling(t, 100*time.Millisecond)
+}
+
+// startNodeSampling starts a node whose API samples rates at interval.
+func startNodeSampling(t testing.TB, interval time.Duration) *node {
 	t.Helper()
 	srv, err := broker.New(context.Background(), broker.Config{NodeName: "warren@test"})
 	if err != nil {
@@ -44,7 +50,7 @@ func startNode(t *testing.T) *node {
 	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
-	api := mgmt.New(mgmt.Config{Broker: srv, Version: broker.Version, SampleInterval: 100 * time.Millisecond,
+	api := mgmt.New(mgmt.Config{Broker: srv, Version: broker.Version, SampleInterval: interval,
 		Listeners: []mgmt.Listener{{Protocol: "amqp", Addr: l.Addr().String()}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	sampled := make(chan struct{})

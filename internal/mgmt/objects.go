@@ -43,8 +43,7 @@ func exchangeObj(x meta.Exchange) obj {
 
 func (s *Server) queueObj(qi broker.QueueInfo, consumers []broker.ConsumerInfo, full bool) obj {
 	d, st := qi.Def, qi.Stats
-	key := queueKey(d.VHost, d.Name)
-	rates := s.rates.all(key)
+	rates := s.rates.queue(d.VHost, d.Name)
 	values := queueFields(qi)
 	o := obj{
 		"name":                            d.Name,
@@ -118,7 +117,7 @@ func capacity(consumers int) float64 {
 func (s *Server) connectionObj(c broker.ConnectionInfo) obj {
 	host, port := hostPort(c.Local)
 	peerHost, peerPort := hostPort(c.Peer)
-	rates := s.rates.all("c\x00" + c.Name)
+	rates := s.rates.conn(c.Name)
 	typ := "network"
 	if c.Direct {
 		typ = "direct"

@@ -9,21 +9,59 @@ import (
 
 // rates turns counters sampled at intervals into per-second rates, the
 // "_details": {"rate": ...} fields of the API. Sampling reads only the
-// broker's counters, so it costs the message path nothing.
+// broker's counters, so it costs the message path nothing; it keeps two
+// fixed-size samples per queue and connection, so that it allocates
+// nothing per object once they are known.
 type rates struct {
-	mu   sync.Mutex // guards below
-	prev map[string]map[string]float64
-	rate map[string]map[string]float64
-	last time.Time
+	mu      sync.Mutex // guards below
+	queues  map[string]*series
+	conns   map[string]*series
+	vhosts  map[string]*series
+	node    *series
+	totals  *series   // queue totals of the node
+	gen     uint64    // bumped per sample; stale objects are forgotten
+	at, was time.Time // times of the last two samples
 	// history keeps the node's recent samples for the web UI's charts.
 	history []point
 }
 
+// Field order of each sample kind.
+var (
+	queueSampleFields = [...]string{"publish", "deliver", "get", "deliver_get", "ack", "redeliver", "messages", "messages_ready", "messages_unacknowledged"}
+	connSampleFields  = [...]string{"recv_oct", "send_oct"}
+	countSampleFields = [...]string{"publish", "confirm", "deliver", "deliver_no_ack", "get", "get_no_ack", "deliver_get", "ack", "redeliver", "return_unroutable", "drop_unroutable"}
+	totalSampleFields = [...]string{"messages", "messages_ready", "messages_unacknowledged"}
+)
+
+type (
+	queueSample [len(queueSampleFields)]float64
+	connSample  [len(connSampleFields)]float64
+	countSample [len(countSampleFields)]float64
+	totalSample [len(totalSampleFields)]float64
+)
+
+// series is one object's last two samples, allocated once.
+type series struct {
+	prev, cur []float64
+	gen       uint64 // the sample that last saw the object
+	fresh     bool   // only one sample so far
+}
+
+func newSeries(n int) *series {
+	return &series{prev: make([]float64, n), cur: make([]float64, n)}
+}
+
+func (s *series) push(v []float64, gen uint64) {
+	copy(s.prev, s.cur)
+	copy(s.cur, v)
+	s.fresh = s.gen == 0
+	s.gen = gen
+}
+
 // point is one sample of the node's totals.
 type point struct {
-	At     time.Time          `json:"at"`
-	Values map[string]float64 `json:"values"`
-	Rates  map[string]float64 `json:"rates"`
+	At     time.Time
+	Values map[string]float64
 }
 
 // historyLen is how many samples the charts get: ten minutes at the
@@ -31,91 +69,144 @@ type point struct {
 const historyLen = 120
 
 func newRates() *rates {
-	return &rates{prev: map[string]map[string]float64{}, rate: map[string]map[string]float64{}}
+	return &rates{queues: map[string]*series{}, conns: map[string]*series{}, vhosts: map[string]*series{},
+		node: newSeries(len(countSampleFields)), totals: newSeries(len(totalSampleFields))}
 }
 
-func countsFields(c broker.MessageCounts) map[string]float64 {
-	return map[string]float64{
-		"publish":           float64(c.Publish),
-		"confirm":           float64(c.Confirm),
-		"deliver":           float64(c.Deliver),
-		"deliver_no_ack":    float64(c.DeliverNoAck),
-		"get":               float64(c.Get),
-		"get_no_ack":        float64(c.GetNoAck),
-		"deliver_get":       float64(c.Deliver + c.DeliverNoAck + c.Get + c.GetNoAck),
-		"ack":               float64(c.Ack),
-		"redeliver":         float64(c.Redeliver),
-		"return_unroutable": float64(c.ReturnUnroutable),
-		"drop_unroutable":   float64(c.DropUnroutable),
-	}
+func countsOf(c broker.MessageCounts) countSample {
+	return countSample{float64(c.Publish), float64(c.Confirm), float64(c.Deliver), float64(c.DeliverNoAck), float64(c.Get), float64(c.GetNoAck),
+		float64(c.Deliver + c.DeliverNoAck + c.Get + c.GetNoAck), float64(c.Ack), float64(c.Redeliver), float64(c.ReturnUnroutable), float64(c.DropUnroutable)}
 }
 
-func queueFields(q broker.QueueInfo) map[string]float64 {
+func queueSampleOf(q broker.QueueInfo) queueSample {
 	st := q.Stats
-	return map[string]float64{
-		"publish":                 float64(st.Published),
-		"deliver":                 float64(st.Delivered),
-		"get":                     float64(st.Got),
-		"deliver_get":             float64(st.Delivered + st.Got),
-		"ack":                     float64(st.Settled),
-		"redeliver":               float64(st.Redelivered),
-		"messages":                float64(st.Ready + st.Unacked),
-		"messages_ready":          float64(st.Ready),
-		"messages_unacknowledged": float64(st.Unacked),
-	}
+	return queueSample{float64(st.Published), float64(st.Delivered), float64(st.Got), float64(st.Delivered + st.Got), float64(st.Settled),
+		float64(st.Redelivered), float64(st.Ready + st.Unacked), float64(st.Ready), float64(st.Unacked)}
 }
 
-func queueKey(vhost, name string) string { return "q\x00" + vhost + "\x00" + name }
+func queueKey(vhost, name string) string { return vhost + "\x00" + name }
 
 // sample reads every counter now.
 func (r *rates) sample(b Broker) {
-	cur := map[string]map[string]float64{}
-	node := countsFields(b.MessageTotals(""))
-	var ready, unacked float64
-	for _, q := range b.Queues("") {
-		f := queueFields(q)
-		cur[queueKey(q.Def.VHost, q.Def.Name)] = f
-		ready += f["messages_ready"]
-		unacked += f["messages_unacknowledged"]
-	}
-	node["messages"] = ready + unacked
-	node["messages_ready"] = ready
-	node["messages_unacknowledged"] = unacked
-	cur["node"] = node
-	for _, c := range b.Connections() {
-		cur["c\x00"+c.Name] = map[string]float64{"recv_oct": float64(c.RecvOct), "send_oct": float64(c.SendOct)}
-	}
-	for _, v := range b.Meta().Snapshot().VHosts {
-		cur["v\x00"+v.Name] = countsFields(b.MessageTotals(v.Name))
+	queues := b.Queues("")
+	conns := b.Connections()
+	node := countsOf(b.MessageTotals(""))
+	vhosts := b.Meta().Snapshot().VHosts
+	vcounts := make([]countSample, len(vhosts))
+	for i, v := range vhosts {
+		vcounts[i] = countsOf(b.MessageTotals(v.Name))
 	}
 	now := time.Now()
+
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	dt := now.Sub(r.last).Seconds()
-	rate := map[string]map[string]float64{}
-	for k, f := range cur {
-		p, ok := r.prev[k]
-		if !ok || dt <= 0 || r.last.IsZero() {
-			continue
+	r.gen++
+	var totals totalSample
+	for _, q := range queues {
+		key := queueKey(q.Def.VHost, q.Def.Name)
+		s := r.queues[key]
+		if s == nil {
+			s = newSeries(len(queueSampleFields))
+			r.queues[key] = s
 		}
-		rf := map[string]float64{}
-		for name, v := range f {
-			rf[name] = (v - p[name]) / dt
-		}
-		rate[k] = rf
+		v := queueSampleOf(q)
+		s.push(v[:], r.gen)
+		totals[0] += v[6]
+		totals[1] += v[7]
+		totals[2] += v[8]
 	}
-	r.prev, r.rate, r.last = cur, rate, now
-	r.history = append(r.history, point{At: now, Values: node, Rates: rate["node"]})
+	for _, c := range conns {
+		s := r.conns[c.Name]
+		if s == nil {
+			s = newSeries(len(connSampleFields))
+			r.conns[c.Name] = s
+		}
+		v := connSample{float64(c.RecvOct), float64(c.SendOct)}
+		s.push(v[:], r.gen)
+	}
+	for i, v := range vhosts {
+		s := r.vhosts[v.Name]
+		if s == nil {
+			s = newSeries(len(countSampleFields))
+			r.vhosts[v.Name] = s
+		}
+		s.push(vcounts[i][:], r.gen)
+	}
+	r.node.push(node[:], r.gen)
+	r.totals.push(totals[:], r.gen)
+	forget(r.queues, r.gen)
+	forget(r.conns, r.gen)
+	forget(r.vhosts, r.gen)
+	r.was, r.at = r.at, now
+
+	values := map[string]float64{}
+	for i, f := range countSampleFields {
+		values[f] = node[i]
+	}
+	for i, f := range totalSampleFields {
+		values[f] = totals[i]
+	}
+	r.history = append(r.history, point{At: now, Values: values})
 	if len(r.history) > historyLen {
 		r.history = append(r.history[:0], r.history[len(r.history)-historyLen:]...)
 	}
 }
 
-// all returns the rates of one key.
-func (r *rates) all(key string) map[string]float64 {
+func forget(m map[string]*series, gen uint64) {
+	for k, s := range m {
+		if s.gen != gen {
+			delete(m, k)
+		}
+	}
+}
+
+// ratesOf works out per-second rates from an object's two samples; nil
+// before there are two.
+func ratesOf(r *rates, s *series, fields []string) map[string]float64 {
+	if s == nil || s.fresh || r.was.IsZero() {
+		return nil
+	}
+	dt := r.at.Sub(r.was).Seconds()
+	if dt <= 0 {
+		return nil
+	}
+	out := make(map[string]float64, len(fields))
+	for i, f := range fields {
+		out[f] = (s.cur[i] - s.prev[i]) / dt
+	}
+	return out
+}
+
+func (r *rates) queue(vhost, name string) map[string]float64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.rate[key]
+	return ratesOf(r, r.queues[queueKey(vhost, name)], queueSampleFields[:])
+}
+
+func (r *rates) conn(name string) map[string]float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return ratesOf(r, r.conns[name], connSampleFields[:])
+}
+
+func (r *rates) vhost(name string) map[string]float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return ratesOf(r, r.vhosts[name], countSampleFields[:])
+}
+
+// nodeRates returns the node's message rates and queue-total rates.
+func (r *rates) nodeRates() map[string]float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]float64{}
+	for k, v := range ratesOf(r, r.node, countSampleFields[:]) {
+		out[k] = v
+	}
+	for k, v := range ratesOf(r, r.totals, totalSampleFields[:]) {
+		out[k] = v
+	}
+	return out
 }
 
 // points returns the node's sample history.
@@ -154,9 +245,27 @@ func statsObj(values, rates map[string]float64, fields []string) obj {
 	return o
 }
 
+func countsFields(c broker.MessageCounts) map[string]float64 {
+	s := countsOf(c)
+	out := make(map[string]float64, len(s))
+	for i, f := range countSampleFields {
+		out[f] = s[i]
+	}
+	return out
+}
+
+func queueFields(q broker.QueueInfo) map[string]float64 {
+	s := queueSampleOf(q)
+	out := make(map[string]float64, len(s))
+	for i, f := range queueSampleFields {
+		out[f] = s[i]
+	}
+	return out
+}
+
 // channelFields and queueStatFields are the message_stats each object
 // reports, as in RabbitMQ.
 var (
-	channelFields   = []string{"publish", "confirm", "deliver", "deliver_no_ack", "get", "get_no_ack", "deliver_get", "ack", "redeliver", "return_unroutable", "drop_unroutable"}
+	channelFields   = countSampleFields[:]
 	queueStatFields = []string{"publish", "deliver", "get", "deliver_get", "ack", "redeliver"}
 )

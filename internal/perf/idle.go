@@ -24,6 +24,9 @@ type IdleConfig struct {
 	BrokerPID int
 	// Progress receives a line per step; nil discards.
 	Progress io.Writer
+	// Hold keeps the connections open after measuring until ctx ends, so
+	// that other measurements can run against a loaded broker.
+	Hold bool
 }
 
 // IdleResult is the broker's resident memory at each step, in octets.
@@ -112,6 +115,10 @@ feed:
 		if res.RSSQueues, err = processRSS(cfg.BrokerPID); err != nil {
 			return res, err
 		}
+	}
+	if cfg.Hold {
+		fmt.Fprintf(out, "holding %d connections and %d queues until interrupted\n", cfg.Connections, cfg.Queues)
+		<-ctx.Done()
 	}
 	return res, nil
 }
