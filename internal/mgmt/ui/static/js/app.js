@@ -7,6 +7,8 @@
 import { ApiError, basicAuth, call, clearSession, describeError, get, saveSession, session } from './api.js';
 import { h, say } from './dom.js';
 import { clock } from './format.js';
+import { channelsPage, connectionsPage } from './pages/connections.js';
+import { nodesPage } from './pages/nodes.js';
 import { overviewPage } from './pages/overview.js';
 
 const REFRESH_KEY = 'warren.refresh';
@@ -15,6 +17,9 @@ const $ = (id) => document.getElementById(id);
 /** Which page each first segment of the route opens, by segment count. */
 const ROUTES = {
   '': { 0: overviewPage },
+  nodes: { 0: nodesPage },
+  connections: { 0: connectionsPage },
+  channels: { 0: channelsPage },
 };
 
 const state = {
