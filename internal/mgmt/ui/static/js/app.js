@@ -8,8 +8,10 @@ import { ApiError, basicAuth, call, clearSession, describeError, get, saveSessio
 import { h, say } from './dom.js';
 import { clock } from './format.js';
 import { channelsPage, connectionsPage } from './pages/connections.js';
+import { exchangePage, exchangesPage } from './pages/exchanges.js';
 import { nodesPage } from './pages/nodes.js';
 import { overviewPage } from './pages/overview.js';
+import { queuePage, queuesPage } from './pages/queues.js';
 
 const REFRESH_KEY = 'warren.refresh';
 const $ = (id) => document.getElementById(id);
@@ -20,6 +22,8 @@ const ROUTES = {
   nodes: { 0: nodesPage },
   connections: { 0: connectionsPage },
   channels: { 0: channelsPage },
+  exchanges: { 0: exchangesPage, 2: exchangePage },
+  queues: { 0: queuesPage, 2: queuePage },
 };
 
 const state = {
