@@ -7,6 +7,7 @@
 import { ApiError, basicAuth, call, clearSession, describeError, get, saveSession, session } from './api.js';
 import { h, say } from './dom.js';
 import { clock } from './format.js';
+import { adminPage } from './pages/admin.js';
 import { channelsPage, connectionsPage } from './pages/connections.js';
 import { exchangePage, exchangesPage } from './pages/exchanges.js';
 import { nodesPage } from './pages/nodes.js';
@@ -24,6 +25,7 @@ const ROUTES = {
   channels: { 0: channelsPage },
   exchanges: { 0: exchangesPage, 2: exchangePage },
   queues: { 0: queuesPage, 2: queuePage },
+  admin: { 0: adminPage, 1: adminPage },
 };
 
 const state = {
