@@ -20,8 +20,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // node is a broker with its management API and UI, both on loopback.
 type node struct {
-	srv *broker.Server
-	url string // base URL of the HTTP server
+	srv  *broker.Server
+	url  string // base URL of the HTTP server
+	amqp string // AMQP URL for guest
 }
 
 func startNode(t *testing.T) *node {
@@ -54,7 +55,7 @@ func startNode(t *testing.T) *node {
 			t.Errorf("serve AMQP: %v", err)
 		}
 	})
-	return &node{srv: srv, url: hs.URL}
+	return &node{srv: srv, url: hs.URL, amqp: "amqp://guest:guest@" + l.Addr().String() + "/"}
 }
 
 // fetch GETs or HEADs path (or sends method) and returns the answer with
