@@ -25,12 +25,23 @@ const chromiumPath = "/usr/bin/chromium"
 // screenshot of every page, to look at the UI after changing it.
 const shotsEnv = "WARREN_UI_SCREENSHOTS"
 
+// stepTimeout bounds each step of a browser test, so that a page that
+// never shows what a step waits for fails the test rather than hangs it.
+const stepTimeout = 15 * time.Second
+
 // browser is a headless Chromium tab with what it reported of the page's
 // script errors.
 type browser struct {
-	ctx    context.Context
+	tab    context.Context // the tab's chromedp context: the browser lives as long as it
 	mu     sync.Mutex
 	errors []string
+}
+
+// run runs one action on the tab within stepTimeout and returns its value.
+func run[T any](b *browser, a chromedp.Action[T]) (T, error) {
+	ctx, cancel := context.WithTimeout(b.tab, stepTimeout)
+	defer cancel()
+	return chromedp.Run(ctx, a)
 }
 
 // startBrowser starts a headless Chromium at 1280x800; cleanup closes it
@@ -48,17 +59,17 @@ func startBrowser(t *testing.T) *browser {
 	)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	tabCtx, cancelTab := chromedp.NewContext(allocCtx)
-	ctx, cancelTimeout := context.WithTimeout(tabCtx, 60*time.Second)
 	t.Cleanup(func() {
 		if err := chromedp.Cancel(tabCtx); err != nil {
 			t.Logf("close browser: %v", err)
 		}
-		cancelTimeout()
 		cancelTab()
 		cancelAlloc()
 	})
-	b := &browser{ctx: ctx}
-	err := chromedp.Listen(ctx, func(ev any) {
+	b := &browser{tab: tabCtx}
+	// Listen starts the browser, bound to the tab's context rather than
+	// to one step's.
+	err := chromedp.Listen(tabCtx, func(ev any) {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		switch ev := ev.(type) {
@@ -73,7 +84,7 @@ func startBrowser(t *testing.T) *browser {
 	if err != nil {
 		t.Fatalf("start %s: %v", chromiumPath, err)
 	}
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+	if _, err := run(b, chromedp.EmulateViewport(1280, 800)); err != nil {
 		t.Fatalf("set the viewport: %v", err)
 	}
 	return b
@@ -105,17 +116,27 @@ func argsText(args []*runtime.RemoteObject) string {
 // do runs actions, failing the test with what step was meant on error.
 func (b *browser) do(t *testing.T, step string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Do(b.ctx, actions...); err != nil {
-		t.Fatalf("%s: %v", step, err)
+	ctx, cancel := context.WithTimeout(b.tab, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v; the page shows:\n%s", step, err, b.pageText())
 	}
+}
+
+// pageText is the text the page shows, for failure messages.
+func (b *browser) pageText() string {
+	text, err := run(b, chromedp.Evaluate[string](`document.body.innerText`))
+	if err != nil {
+		return fmt.Sprintf("(unreadable: %v)", err)
+	}
+	return text
 }
 
 // waitTrue waits until the JavaScript expression is true.
 func (b *browser) waitTrue(t *testing.T, step, expr string) {
 	t.Helper()
-	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
-		text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body.innerText`))
-		t.Fatalf("%s: %v; the page shows:\n%s", step, err, text)
+	if _, err := run(b, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatalf("%s: %v; the page shows:\n%s", step, err, b.pageText())
 	}
 }
 
@@ -123,7 +144,7 @@ func (b *browser) waitTrue(t *testing.T, step, expr string) {
 // shown or not.
 func (b *browser) text(t *testing.T, sel string) string {
 	t.Helper()
-	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector(`+strconv.Quote(sel)+`)?.textContent ?? ''`))
+	s, err := run(b, chromedp.Evaluate[string](`document.querySelector(`+strconv.Quote(sel)+`)?.textContent ?? ''`))
 	if err != nil {
 		t.Fatalf("read %s: %v", sel, err)
 	}
@@ -133,7 +154,7 @@ func (b *browser) text(t *testing.T, sel string) string {
 // value returns the value of the form control a CSS selector finds.
 func (b *browser) value(t *testing.T, sel string) string {
 	t.Helper()
-	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector(`+strconv.Quote(sel)+`)?.value ?? ''`))
+	s, err := run(b, chromedp.Evaluate[string](`document.querySelector(`+strconv.Quote(sel)+`)?.value ?? ''`))
 	if err != nil {
 		t.Fatalf("read %s: %v", sel, err)
 	}
@@ -143,7 +164,7 @@ func (b *browser) value(t *testing.T, sel string) string {
 // screenshot writes the viewport as a PNG file and checks it decodes.
 func (b *browser) screenshot(t *testing.T, path string) {
 	t.Helper()
-	shot, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	shot, err := run(b, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
@@ -171,7 +192,7 @@ func (b *browser) keepShot(t *testing.T, name string) {
 	if dir == "" {
 		return
 	}
-	shot, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	shot, err := run(b, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
@@ -314,6 +335,37 @@ func TestBrowser(t *testing.T) {
 		t.Fatal("the connection did not close")
 	}
 	b.waitTrue(t, "the list drops the connection", `document.querySelector('main td.empty') !== null`)
+
+	// A user with fewer tags is told what it may not see, and stays
+	// signed in. The user is made with the admin form.
+	b.do(t, "add a management user",
+		chromedp.Evaluate[chromedp.Void](`location.hash = '#/admin/users'`),
+		chromedp.WaitVisible(chromedp.CSS(`#user-form input[name=name]`)),
+		chromedp.SendKeys(chromedp.CSS(`#user-form input[name=name]`), "watcher"),
+		chromedp.SendKeys(chromedp.CSS(`#user-form input[name=password]`), "watcher-pw"),
+		chromedp.SendKeys(chromedp.CSS(`#user-form input[name=tags]`), "management"),
+		chromedp.Click(chromedp.CSS(`#user-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#user-form .status.ok`)))
+	if u, ok := n.srv.Meta().User("watcher"); !ok || strings.Join(u.Tags, ",") != "management" {
+		t.Fatalf("the user form made %+v (found %v)", u, ok)
+	}
+	b.do(t, "sign in as the management user",
+		chromedp.Click(chromedp.ID("logout")),
+		chromedp.WaitVisible(chromedp.ID("login-username")),
+		chromedp.Evaluate[chromedp.Void](`location.hash = '#/'`),
+		chromedp.SendKeys(chromedp.ID("login-username"), "watcher"),
+		chromedp.SendKeys(chromedp.ID("login-password"), "watcher-pw"),
+		chromedp.Click(chromedp.CSS(`#login-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("total-queues")))
+	hidden, err := run(b, chromedp.Evaluate[bool](`document.querySelector('#nav a[data-tab=admin]').hidden && document.querySelector('#nav a[data-tab=nodes]').hidden`))
+	if err != nil || !hidden {
+		t.Errorf("the management user sees the admin or nodes tab (%v)", err)
+	}
+	b.do(t, "open a page the user may not see", chromedp.Evaluate[chromedp.Void](`location.hash = '#/nodes'`))
+	b.waitTrue(t, "the page says why", `document.getElementById('refresh-error').textContent.includes('Not administrator user')`)
+	if !strings.Contains(b.text(t, "#user-info"), "watcher") {
+		t.Errorf("the refused page signed the user out")
+	}
 
 	if errs := b.scriptErrors(); len(errs) > 0 {
 		t.Errorf("the page reported script errors:\n%s", strings.Join(errs, "\n"))

@@ -169,11 +169,25 @@ async function refresh(page) {
     say(banner, 'error', '');
     $('updated').textContent = `Updated ${clock()}`;
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) {
+    if (err instanceof ApiError && err.status === 401 && !(await signedIn())) {
       logout(`Signed out: ${err.reason || 'the node refused the credentials'}.`);
       return;
     }
     if (page === state.page) say(banner, 'error', `Could not load this page: ${describeError(err)}`);
+  }
+}
+
+/**
+ * Whether the node still takes the credentials. The API answers 401 both
+ * for credentials it no longer takes and for a page the user's tags do not
+ * allow; only the first ends the session.
+ */
+async function signedIn() {
+  try {
+    await get('/whoami');
+    return true;
+  } catch (err) {
+    return !(err instanceof ApiError && err.status === 401);
   }
 }
 
