@@ -7,8 +7,9 @@ package ui
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
-	"errors"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -63,17 +64,17 @@ func (Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", contentType(name))
-	// The files change with the binary: revalidate rather than cache.
+	// The files change with the binary: browsers revalidate each time,
+	// and the tag of the content lets an unchanged file answer 304.
 	h.Set("Cache-Control", "no-cache")
+	sum := sha256.Sum256(body)
+	h.Set("ETag", `"`+hex.EncodeToString(sum[:16])+`"`)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Security-Policy", securityPolicy)
 	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(body))
 }
-
-// errUnknownFile is returned for paths that name no file of the UI.
-var errUnknownFile = errors.New("no such file in the web UI")
 
 // file returns the embedded file a URL path names: "/" is the page.
 func file(urlPath string) (string, []byte, error) {
@@ -82,7 +83,7 @@ func file(urlPath string) (string, []byte, error) {
 		name = "index.html"
 	}
 	if contentType(name) == "" {
-		return "", nil, fmt.Errorf("%s: %w", name, errUnknownFile)
+		return "", nil, fmt.Errorf("%s: not a file of the web UI: %w", name, fs.ErrNotExist)
 	}
 	body, err := fs.ReadFile(static, "static/"+name)
 	if err != nil {

@@ -79,6 +79,23 @@ func fetch(t *testing.T, method, url string) (*http.Response, string) {
 	return resp, string(body)
 }
 
+// fetchIfNoneMatch GETs url as a browser revalidating its copy does.
+func fetchIfNoneMatch(t *testing.T, url, etag string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	req.Header.Set("If-None-Match", etag)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
 // TestServesFiles checks what the node's HTTP port answers outside the
 // API: the page and its assets with their types, 404 for anything else,
 // and the API's own JSON 404 for unknown API paths.
@@ -117,10 +134,18 @@ func TestServesFiles(t *testing.T) {
 	if resp, _ := fetch(t, http.MethodPost, n.url+"/"); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /: status %d, want 405", resp.StatusCode)
 	}
-	if resp, body := fetch(t, http.MethodHead, n.url+"/"); resp.StatusCode != http.StatusOK || body != "" {
+	resp, body := fetch(t, http.MethodHead, n.url+"/")
+	if resp.StatusCode != http.StatusOK || body != "" {
 		t.Errorf("HEAD /: status %d, body %q", resp.StatusCode, body)
 	}
-	resp, body := fetch(t, http.MethodGet, n.url+"/api/no-such-thing")
+	etag := resp.Header.Get("ETag")
+	if etag == "" {
+		t.Errorf("GET /: no ETag")
+	}
+	if resp := fetchIfNoneMatch(t, n.url+"/", etag); resp.StatusCode != http.StatusNotModified {
+		t.Errorf("GET / with If-None-Match %s: status %d, want 304", etag, resp.StatusCode)
+	}
+	resp, body = fetch(t, http.MethodGet, n.url+"/api/no-such-thing")
 	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `"error":"Object Not Found"`) {
 		t.Errorf("GET /api/no-such-thing: %d %s, want the API's JSON 404", resp.StatusCode, body)
 	}
