@@ -304,16 +304,22 @@ func TestBrowser(t *testing.T) {
 		b.keepShot(t, p.name)
 	}
 
-	// The policy form shows what the API answers, a refusal included.
-	b.do(t, "submit a policy",
+	// The policy form shows the API's reason for a refusal, then saves a
+	// good policy, which the list shows.
+	b.do(t, "submit a policy the node refuses",
 		chromedp.SendKeys(chromedp.CSS(`#policy-form input[name=name]`), "ui-limit"),
 		chromedp.SendKeys(chromedp.CSS(`#policy-form input[name=pattern]`), "^ui-"),
-		chromedp.SendKeys(chromedp.CSS(`#policy-form textarea[name=definition]`), "max-length = 10"),
+		chromedp.SendKeys(chromedp.CSS(`#policy-form textarea[name=definition]`), "no-such-key = 10"),
 		chromedp.Click(chromedp.CSS(`#policy-form button[type=submit]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#policy-form .status`)))
-	if status := b.text(t, "#policy-form .status"); !strings.Contains(status, "ui-limit saved") && !strings.Contains(status, "HTTP 4") {
-		t.Errorf("the policy form says %q, want it saved or the API's reason", status)
+		chromedp.WaitVisible(chromedp.CSS(`#policy-form .status.error`)))
+	if status := b.text(t, "#policy-form .status"); !strings.Contains(status, "not recognised") {
+		t.Errorf("the refused policy form says %q, want the API's reason", status)
 	}
+	b.do(t, "submit a good policy",
+		chromedp.SetValue(chromedp.CSS(`#policy-form textarea[name=definition]`), "max-length = 10"),
+		chromedp.Click(chromedp.CSS(`#policy-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#policy-form .status.ok`)))
+	b.waitTrue(t, "the list shows the policy", `[...document.querySelectorAll('main table.grid td')].some((td) => td.textContent === 'ui-limit')`)
 	b.keepShot(t, "policy-saved")
 
 	// A client's connection closes from its row, with the UI's reason.
