@@ -60,6 +60,8 @@ export function features(o) {
   if (o.auto_delete) out.push(['AD', 'auto-delete']);
   if (o.exclusive) out.push(['Excl', 'exclusive']);
   if (o.internal) out.push(['I', 'internal']);
+  if (o.policy) out.push([o.policy, 'policy']);
+  if (o.operator_policy) out.push([o.operator_policy, 'operator policy']);
   for (const k of Object.keys(o.arguments ?? {})) out.push([shortArg(k), `${k}: ${show(o.arguments[k])}`]);
   return out;
 }

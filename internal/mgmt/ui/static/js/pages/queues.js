@@ -124,6 +124,8 @@ function about(q) {
     ['Type', q.type],
     ['Features', featurePills(features(q))],
     ['Arguments', toLines(q.arguments) || '—'],
+    ['Policy', [q.policy, q.operator_policy && `operator: ${q.operator_policy}`].filter(Boolean).join(', ') || '—'],
+    ['Policy settings', toLines(q.effective_policy_definition) || '—'],
     ['Consumers', count(q.consumers)],
     ['Exclusive owner', q.owner_pid_details?.name],
     ['Node', q.node],
@@ -137,5 +139,6 @@ function consumerTable(list) {
     { label: 'Ack required', value: (c) => (c.ack_required ? 'yes' : 'no') },
     { label: 'Exclusive', value: (c) => (c.exclusive ? 'yes' : 'no') },
     { label: 'Prefetch', value: (c) => count(c.prefetch_count), num: true },
+    { label: 'Status', value: (c) => c.activity_status ?? '—' },
   ], list, 'No consumers.');
 }
