@@ -20,10 +20,12 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/warren-mq/warren/internal/broker"
 	"github.com/warren-mq/warren/internal/meta"
+	"github.com/warren-mq/warren/internal/mgmt/ui"
 )
 
 // Broker is what the API needs from a node.
@@ -118,6 +120,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusInternalServerError, "internal_server_error", "internal error")
 		}
 	}()
+	// Everything outside /api/ is the web UI's; unknown API paths keep
+	// the API's own JSON 404.
+	if !strings.HasPrefix(r.URL.Path, "/api/") {
+		ui.Handler{}.ServeHTTP(w, r)
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
