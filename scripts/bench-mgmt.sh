@@ -3,7 +3,8 @@
 # and 1,000 connections held open, then
 #   1. the time of GET /api/queues?page=1&page_size=100 (what the web UI's
 #      queue page asks for), over 20 requests;
-#   2. publish throughput (warren-perf, 1 producer, 1 consumer, 100 B)
+#   2. publish throughput (warren-perf, 1 producer, 1 consumer, 100 B, acks
+#      with prefetch 100)
 #      with nobody watching and with the web UI's requests every 5 seconds,
 #      alternating three times each.
 # Not part of CI: make bench-mgmt.
@@ -59,7 +60,7 @@ ui_poll() {
 	done
 }
 rate() {
-	bin/warren-perf --json -h "$uri" -z "$seconds" -x 1 -y 1 -s 100 -u bench-mgmt 2>/dev/null |
+	bin/warren-perf --json -h "$uri" -z "$seconds" -x 1 -y 1 -s 100 -q 100 -u bench-mgmt 2>/dev/null |
 		python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["receive_rate"])'
 }
 without=()

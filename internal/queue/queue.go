@@ -9,6 +9,7 @@
 package queue
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -110,6 +111,38 @@ func (l *level) compact() {
 		l.ready = l.ready[:n]
 		l.head = 0
 	}
+}
+
+// merge puts entries (in ID order) back among the level's ready
+// messages, in ID order.
+func (l *level) merge(es []Entry) {
+	live := l.ready[l.head:]
+	// Usually every requeued message is older than every ready one: they
+	// go in front, into the room the consumed prefix left if it is enough.
+	if len(live) == 0 || es[len(es)-1].ID < live[0].ID {
+		if l.head >= len(es) {
+			l.head -= len(es)
+			copy(l.ready[l.head:], es)
+			return
+		}
+		l.ready = append(slices.Clip(es), live...)
+		l.head = 0
+		return
+	}
+	out := make([]Entry, 0, len(live)+len(es))
+	i, j := 0, 0
+	for i < len(live) && j < len(es) {
+		if es[j].ID < live[i].ID {
+			out = append(out, es[j])
+			j++
+		} else {
+			out = append(out, live[i])
+			i++
+		}
+	}
+	out = append(out, live[i:]...)
+	out = append(out, es[j:]...)
+	l.ready, l.head = out, 0
 }
 
 // Counts are a queue's message counters since it was created, for
@@ -499,22 +532,21 @@ func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 	if len(entries) == 0 {
 		return nil
 	}
+	// Group by level, each in ID order, and merge each group into its
+	// level in one pass: a consumer that leaves with many unacked messages
+	// costs time in proportion to the queue, not to the queue times the
+	// messages.
+	byLevel := map[*level][]Entry{}
 	for _, e := range entries {
 		e.Redelivered = true
 		q.readyBytes += int64(len(e.Msg.Body))
 		q.readyN++
 		l := q.levelOf(e.Msg)
-		live := l.ready[l.head:]
-		i, _ := slices.BinarySearchFunc(live, e.ID, func(x Entry, id uint64) int {
-			switch {
-			case x.ID < id:
-				return -1
-			case x.ID > id:
-				return 1
-			}
-			return 0
-		})
-		l.ready = slices.Insert(l.ready, l.head+i, e)
+		byLevel[l] = append(byLevel[l], e)
+	}
+	for l, es := range byLevel {
+		slices.SortFunc(es, func(a, b Entry) int { return cmp.Compare(a.ID, b.ID) })
+		l.merge(es)
 	}
 	q.dispatchLocked(nil, 0)
 	return nil

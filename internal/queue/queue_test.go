@@ -249,3 +249,53 @@ func TestPriorityQueue(t *testing.T) {
 		t.Errorf("after overflow got %q with %d left", e.Msg.Body, n)
 	}
 }
+
+func TestRequeueMergesInOrder(t *testing.T) {
+	q := New("/", "r", NoLimits(), nil)
+	for i := range 8 {
+		q.Publish(&Message{Body: []byte{byte('a' + i)}, TTL: -1}, nil, nil)
+	}
+	var held []Entry
+	for range 6 {
+		e, _, _ := q.Get(true)
+		held = append(held, e)
+	}
+	// a..f are out; g, h are ready. Put back b and e, then a, f and c:
+	// the second batch interleaves with what is ready.
+	q.Requeue([]Entry{held[4], held[1]})
+	q.Requeue([]Entry{held[0], held[5], held[2]})
+	var got []byte
+	for {
+		e, _, ok := q.Get(false)
+		if !ok {
+			break
+		}
+		got = append(got, e.Msg.Body[0])
+		if !e.Redelivered && e.Msg.Body[0] < 'g' {
+			t.Errorf("%c not marked redelivered", e.Msg.Body[0])
+		}
+	}
+	if string(got) != "abcefgh" {
+		t.Errorf("order %q, want abcefgh", got)
+	}
+}
+
+// BenchmarkRequeueLargeQueue puts back 50,000 unacked messages into a
+// queue holding 200,000, as when a greedy consumer disconnects.
+func BenchmarkRequeueLargeQueue(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		q := New("/", "big", NoLimits(), nil)
+		m := &Message{Body: []byte("x"), TTL: -1}
+		for range 250000 {
+			q.Publish(m, nil, nil)
+		}
+		held := make([]Entry, 0, 50000)
+		for range 50000 {
+			e, _, _ := q.Get(true)
+			held = append(held, e)
+		}
+		b.StartTimer()
+		q.Requeue(held)
+	}
+}
