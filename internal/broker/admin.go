@@ -532,3 +532,45 @@ func (s *Server) DeleteQueue(ctx context.Context, vhost, name string, ifUnused, 
 
 // Config returns the configuration the server runs with.
 func (s *Server) Config() Config { return s.cfg }
+
+// QueueRef names a queue.
+type QueueRef struct {
+	VHost, Name string
+}
+
+// QueueRefs lists the queues of a vhost, or of all when vhost is empty,
+// sorted by vhost and name, without reading their state.
+func (s *Server) QueueRefs(vhost string) []QueueRef {
+	qs := s.localQueues(vhost)
+	out := make([]QueueRef, len(qs))
+	for i, q := range qs {
+		out[i] = QueueRef{q.VHost, q.Name}
+	}
+	return out
+}
+
+// QueueTotals sums the state of the queues that keep says to count:
+// how many, their ready and unacked messages and their consumers. It
+// allocates nothing per queue.
+func (s *Server) QueueTotals(keep func(vhost string) bool) (queues, ready, unacked, consumers int) {
+	s.mu.Lock()
+	vhs := make([]*vhost, 0, len(s.vhosts))
+	for name, v := range s.vhosts {
+		if keep(name) {
+			vhs = append(vhs, v)
+		}
+	}
+	s.mu.Unlock()
+	for _, v := range vhs {
+		v.mu.RLock()
+		for _, q := range v.queues {
+			r, u, c := q.Summary()
+			queues++
+			ready += r
+			unacked += u
+			consumers += c
+		}
+		v.mu.RUnlock()
+	}
+	return
+}

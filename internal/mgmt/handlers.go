@@ -175,15 +175,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, u *user) error
 	}
 	node := s.rates.nodeRates()
 	values := countsFields(s.b.MessageTotals(""))
-	var queues, ready, unacked, consumers int
-	for _, q := range s.b.Queues("") {
-		if s.canSee(u, q.Def.VHost) {
-			queues++
-			ready += q.Stats.Ready
-			unacked += q.Stats.Unacked
-			consumers += q.Stats.Consumers
-		}
-	}
+	queues, ready, unacked, consumers := s.b.QueueTotals(func(v string) bool { return s.canSee(u, v) })
 	ms := statsObj(values, node, channelFields)
 	qt := obj{
 		"messages":                        ready + unacked,
@@ -637,15 +629,23 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request, u *user) err
 		}
 		only = v
 	}
-	var qs []broker.QueueInfo
+	// Names first; a queue's state is read only if it is on the page (or
+	// the page is sorted by something else than the name).
+	var refs []broker.QueueRef
 	var names []string
-	for _, q := range s.b.Queues(only) {
-		if s.canSee(u, q.Def.VHost) {
-			qs = append(qs, q)
-			names = append(names, q.Def.Name)
+	for _, q := range s.b.QueueRefs(only) {
+		if s.canSee(u, q.VHost) {
+			refs = append(refs, q)
+			names = append(names, q.Name)
 		}
 	}
-	return writeLazyList(w, r, names, func(i int) obj { return s.queueObj(qs[i], nil, false) })
+	return writeLazyList(w, r, names, func(i int) obj {
+		qi, _, ok := s.b.Queue(refs[i].VHost, refs[i].Name)
+		if !ok {
+			return obj{"name": refs[i].Name, "vhost": refs[i].VHost, "state": "deleted"}
+		}
+		return s.queueObj(qi, nil, false)
+	})
 }
 
 func (s *Server) getQueue(w http.ResponseWriter, r *http.Request, u *user) error {
@@ -991,14 +991,16 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request, u *user) e
 			direct[c.Name] = true
 		}
 	}
-	var items []obj
+	var chans []broker.ChannelInfo
+	var names []string
 	for _, c := range s.b.Channels() {
 		if direct[c.Connection] || (only != "" && c.VHost != only) || !s.seesConn(u, c.User, c.VHost) {
 			continue
 		}
-		items = append(items, s.channelObj(c))
+		chans = append(chans, c)
+		names = append(names, broker.ChannelName(c.Connection, c.Number))
 	}
-	return writeList(w, r, items)
+	return writeLazyList(w, r, names, func(i int) obj { return s.channelObj(chans[i]) })
 }
 
 func (s *Server) getChannel(w http.ResponseWriter, r *http.Request, u *user) error {

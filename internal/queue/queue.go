@@ -610,3 +610,11 @@ func (q *Queue) Active(c Consumer) bool {
 	defer q.mu.Unlock()
 	return !q.limits.SingleActive || len(q.consumers) > 0 && q.consumers[0] == c
 }
+
+// Summary returns the ready and unacked message counts and the number of
+// consumers, more cheaply than Stats.
+func (q *Queue) Summary() (ready, unacked, consumers int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.readyN, int(q.unacked.Load()), len(q.consumers)
+}
