@@ -16,3 +16,9 @@ bench-memory:
 .PHONY: bench-mgmt
 bench-mgmt:
 	./scripts/bench-mgmt.sh
+
+# Definitions exported by RabbitMQ 3.10 import into warren, and warren's
+# export imports into RabbitMQ 3.10, with nothing lost either way.
+.PHONY: defs-interop
+defs-interop:
+	./scripts/defs-interop.sh
