@@ -99,6 +99,9 @@ type channel struct {
 	permGen     uint64
 	routeBuf    []*localQueue
 	reply       *replyConsumer // direct reply-to consumer, if any
+	// lastQueue is the queue last declared on the channel, which an empty
+	// queue name means in later methods (AMQP 0-9-1, as RabbitMQ does).
+	lastQueue string
 	// stats mirror reader-only state and count messages, for operators
 	// reading from other goroutines.
 	stats chanStats
@@ -268,16 +271,38 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 	case *amqp.QueueDeclare:
 		return ch.queueDeclare(m)
 	case *amqp.QueueBind:
+		if m.Queue == "" && m.RoutingKey == "" {
+			// Both left out: the last declared queue, by its own name.
+			if err := ch.lastDeclared(&m.Queue); err != nil {
+				return err
+			}
+			m.RoutingKey = m.Queue
+		}
+		if err := ch.lastDeclared(&m.Queue); err != nil {
+			return err
+		}
 		return ch.bind(m.Exchange, m.Queue, meta.DestQueue, m.RoutingKey, m.Arguments, true, m.NoWait)
 	case *amqp.QueueUnbind:
+		if err := ch.lastDeclared(&m.Queue); err != nil {
+			return err
+		}
 		return ch.bind(m.Exchange, m.Queue, meta.DestQueue, m.RoutingKey, m.Arguments, false, false)
 	case *amqp.QueuePurge:
+		if err := ch.lastDeclared(&m.Queue); err != nil {
+			return err
+		}
 		return ch.queuePurge(m)
 	case *amqp.QueueDelete:
+		if err := ch.lastDeclared(&m.Queue); err != nil {
+			return err
+		}
 		return ch.queueDelete(m)
 	case *amqp.BasicQos:
 		return ch.qos(m)
 	case *amqp.BasicConsume:
+		if err := ch.lastDeclared(&m.Queue); err != nil {
+			return err
+		}
 		return ch.consume(m)
 	case *amqp.BasicCancel:
 		if ch.reply != nil && ch.reply.tag == m.ConsumerTag {
@@ -292,6 +317,9 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 		}
 		return nil
 	case *amqp.BasicGet:
+		if err := ch.lastDeclared(&m.Queue); err != nil {
+			return err
+		}
 		return ch.get(m)
 	case *amqp.BasicRecover:
 		if !m.Requeue {
@@ -597,3 +625,16 @@ func (ch *channel) lookupQueue(name string) (*localQueue, error) {
 // ctx is the context for meta commands issued on behalf of clients; meta
 // bounds each command with its own apply timeout.
 func (s *Server) ctx() context.Context { return context.Background() }
+
+// lastDeclared replaces an empty queue name with the queue last declared
+// on the channel.
+func (ch *channel) lastDeclared(name *string) error {
+	if *name != "" {
+		return nil
+	}
+	if ch.lastQueue == "" {
+		return chanErr(codeNotFound, "no previously declared queue")
+	}
+	*name = ch.lastQueue
+	return nil
+}

@@ -179,6 +179,8 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 	vh := ch.c.vhostName
 	name := m.Queue
 	if m.Passive {
+		// Unlike the other methods, a passive declare does not take an
+		// empty name for the last declared queue (nor does RabbitMQ).
 		if name == "" {
 			return notFound("queue", vh, name)
 		}
@@ -190,6 +192,7 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 			return err
 		}
 		// A passive declare only looks: it does not renew x-expires.
+		ch.lastQueue = name
 		return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeclareOk{Queue: name, MessageCount: uint32(q.Len()), ConsumerCount: uint32(q.ConsumerCount())})
 	}
 	if name == "" {
@@ -226,6 +229,7 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		return err
 	}
 	q.used() // redeclaring renews x-expires
+	ch.lastQueue = name
 	return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeclareOk{Queue: name, MessageCount: uint32(q.Len()), ConsumerCount: uint32(q.ConsumerCount())})
 }
 

@@ -156,3 +156,40 @@ func TestPriorityQueueDeliversHighestFirst(t *testing.T) {
 		t.Errorf("delivery order %q, want %q", got, "fbedac")
 	}
 }
+
+// TestEmptyQueueNameMeansLastDeclared: an empty queue name stands for the
+// queue last declared on the channel, as AMQP 0-9-1 and RabbitMQ have it.
+func TestEmptyQueueNameMeansLastDeclared(t *testing.T) {
+	c := dial(t, "amqp://guest:guest@"+rawTarget(t)+"/")
+	ch := openChannel(t, c)
+	e := closedWith(t, ch, func() { ch.Consume("", "", true, false, false, false, nil) })
+	if e.Code != 404 || e.Reason != "NOT_FOUND - no previously declared queue" {
+		t.Errorf("consume before any declare: %d %q", e.Code, e.Reason)
+	}
+	ch = openChannel(t, c)
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Bind with neither queue nor key: the queue, under its own name.
+	if err := ch.QueueBind("", "", "amq.direct", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ch, "amq.direct", q.Name, amqp091.Publishing{Body: []byte("one")})
+	publish(t, ch, "", q.Name, amqp091.Publishing{Body: []byte("two")})
+	d, ok, err := ch.Get("", true)
+	if err != nil || !ok || string(d.Body) != "one" {
+		t.Fatalf("get from the last declared queue: %q %v %v", d.Body, ok, err)
+	}
+	ds, err := ch.Consume("", "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := recv(t, ds); string(d.Body) != "two" {
+		t.Errorf("consumed %q", d.Body)
+	}
+	e = closedWith(t, ch, func() { ch.QueueDeclarePassive("", false, true, true, false, nil) })
+	if e.Code != 404 || e.Reason != "NOT_FOUND - no queue '' in vhost '/'" {
+		t.Errorf("passive declare of '': %d %q", e.Code, e.Reason)
+	}
+}
