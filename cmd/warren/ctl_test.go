@@ -287,8 +287,8 @@ func TestDefinitionsExportImport(t *testing.T) {
 	n.warrenctl(t, "export_definitions", file).ok(t)
 	m, _ := startNode(t, buildWarren(t), t.TempDir())
 	m.warrenctl(t, "import_definitions", file).ok(t)
-	a := n.warrenctl(t, "-q", "export_definitions", "-").ok(t).stdout
-	b := m.warrenctl(t, "-q", "export_definitions", "-").ok(t).stdout
+	a := withoutClusterID(t, n.warrenctl(t, "-q", "export_definitions", "-").ok(t).stdout)
+	b := withoutClusterID(t, m.warrenctl(t, "-q", "export_definitions", "-").ok(t).stdout)
 	if a != b {
 		t.Errorf("export differs after import:\n%s\n%s", a, b)
 	}
@@ -327,4 +327,37 @@ func TestRunbookPolicies(t *testing.T) {
 	}
 	n.warrenctl(t, "clear_policy", "ha-all").ok(t)
 	n.warrenctl(t, "clear_policy", "ha-all").fails(t, 65, "Parameter does not exist")
+}
+
+// withoutClusterID drops the one global parameter that differs between
+// any two nodes, their cluster ids.
+func withoutClusterID(t *testing.T, export string) string {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal([]byte(export), &v); err != nil {
+		t.Fatalf("export is not JSON: %v\n%s", err, export)
+	}
+	var keep []any
+	for _, g := range v["global_parameters"].([]any) {
+		if g.(map[string]any)["name"] != "internal_cluster_id" {
+			keep = append(keep, g)
+		}
+	}
+	v["global_parameters"] = keep
+	out, _ := json.Marshal(v)
+	return string(out)
+}
+
+func TestClusterName(t *testing.T) {
+	n, _ := startNode(t, buildWarren(t), t.TempDir())
+	if r := n.warrenctl(t, "cluster_status").ok(t); !strings.Contains(r.stdout, "Cluster name: warren@") {
+		t.Errorf("default cluster name: %q", r.stdout)
+	}
+	n.warrenctl(t, "set_cluster_name", "rabbit-prod").ok(t)
+	if r := n.warrenctl(t, "cluster_status").ok(t); !strings.Contains(r.stdout, "Cluster name: rabbit-prod") {
+		t.Errorf("after set_cluster_name: %q", r.stdout)
+	}
+	if r := n.warrenctl(t, "-s", "list_global_parameters").ok(t); !strings.Contains(r.stdout, "cluster_name\t\"rabbit-prod\"\n") {
+		t.Errorf("list_global_parameters: %q", r.stdout)
+	}
 }

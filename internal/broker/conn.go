@@ -466,7 +466,7 @@ func serverProperties(s *Server) amqp.Table {
 		"product":      s.cfg.Product,
 		"version":      Version,
 		"platform":     "Go",
-		"cluster_name": s.cfg.NodeName,
+		"cluster_name": s.ClusterName(),
 		"copyright":    "warren authors",
 		"information":  "AMQP 0-9-1 broker compatible with RabbitMQ",
 		"capabilities": amqp.Table{

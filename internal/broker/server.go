@@ -10,6 +10,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -185,6 +186,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		m.Close()
 		return nil, err
 	}
+	if err := s.ensureClusterIdentity(ctx); err != nil {
+		m.Close()
+		return nil, err
+	}
 	if cfg.DataDir != "" {
 		st, err := store.Open(store.Config{Dir: filepath.Join(cfg.DataDir, "msgs"), Logger: cfg.Logger})
 		if err != nil {
@@ -229,6 +234,34 @@ func (s *Server) bootstrap(ctx context.Context) error {
 		return fmt.Errorf("set default permissions: %w", err)
 	}
 	return nil
+}
+
+// ensureClusterIdentity gives the cluster a name (the first node's name,
+// until an operator sets another) and a permanent id, as RabbitMQ keeps
+// them in its cluster_name and internal_cluster_id global parameters.
+func (s *Server) ensureClusterIdentity(ctx context.Context) error {
+	if _, ok := s.meta.GlobalParameter("cluster_name"); !ok {
+		v, _ := json.Marshal(s.cfg.NodeName)
+		if err := s.meta.SetGlobalParameter(ctx, meta.GlobalParameter{Name: "cluster_name", Value: v}); err != nil {
+			return fmt.Errorf("set cluster name: %w", err)
+		}
+	}
+	if _, ok := s.meta.GlobalParameter("internal_cluster_id"); !ok {
+		v, _ := json.Marshal(randomName("warren-cluster-id-"))
+		if err := s.meta.SetGlobalParameter(ctx, meta.GlobalParameter{Name: "internal_cluster_id", Value: v}); err != nil {
+			return fmt.Errorf("set cluster id: %w", err)
+		}
+	}
+	return nil
+}
+
+// ClusterName is the cluster's name: the cluster_name global parameter.
+func (s *Server) ClusterName() string {
+	var name string
+	if p, ok := s.meta.GlobalParameter("cluster_name"); ok && json.Unmarshal(p.Value, &name) == nil && name != "" {
+		return name
+	}
+	return s.cfg.NodeName
 }
 
 // dropTransient deletes, after a restart, what did not outlive the node

@@ -274,6 +274,18 @@ func allCommands() map[string]*command {
 			}},
 		"list_policies": {max: 0, vhost: true, needsApp: true, run: listPolicies(false),
 			banner: func(node string, r *Request) string { return "Listing policies for vhost " + q(r.VHost) + " ..." }},
+		"set_cluster_name": {args: "<name>", min: 1, max: 1, needsApp: true, run: runSetGlobal("cluster_name", true),
+			banner: func(node string, r *Request) string { return "Setting cluster name to " + r.Args[0] + " ..." }},
+		"set_global_parameter": {args: "<name> <value>", min: 2, max: 2, needsApp: true, run: runSetGlobal("", false),
+			banner: func(node string, r *Request) string {
+				return "Setting global runtime parameter " + q(r.Args[0]) + " to " + q(r.Args[1]) + " ..."
+			}},
+		"clear_global_parameter": {args: "<name>", min: 1, max: 1, needsApp: true, run: runClearGlobal,
+			banner: func(node string, r *Request) string {
+				return "Clearing global runtime parameter " + q(r.Args[0]) + " ..."
+			}},
+		"list_global_parameters": {max: 0, needsApp: true, run: runListGlobals,
+			banner: func(node string, r *Request) string { return "Listing global runtime parameters ..." }},
 		"list_operator_policies": {max: 0, vhost: true, needsApp: true, run: listPolicies(true),
 			banner: func(node string, r *Request) string {
 				return "Listing operator policy overrides for vhost " + q(r.VHost) + " ..."
@@ -326,11 +338,11 @@ func gb(n uint64) float64 { return float64(n) / 1e9 }
 
 func runClusterStatus(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
 	info := s.app.Info()
-	running := "(none)"
-	if s.app.Broker() != nil {
-		running = info.Name
+	running, cluster := "(none)", info.Name
+	if b := s.app.Broker(); b != nil {
+		running, cluster = info.Name, b.ClusterName()
 	}
-	return ok(fmt.Sprintf("Basics\n\nCluster name: %s\n\nDisk Nodes\n\n%s\n\nRunning Nodes\n\n%s\n\nVersions\n\n%s: warren %s", info.Name, info.Name, running, info.Name, info.Version))
+	return ok(fmt.Sprintf("Basics\n\nCluster name: %s\n\nDisk Nodes\n\n%s\n\nRunning Nodes\n\n%s\n\nVersions\n\n%s: warren %s", cluster, info.Name, running, info.Name, info.Version))
 }
 
 func runAwaitStartup(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
@@ -954,4 +966,41 @@ func listPolicies(operator bool) func(ctx context.Context, s *Server, b Broker, 
 		}
 		return resp
 	}
+}
+
+// runSetGlobal sets a global parameter: fixed to name with the argument as
+// a string (set_cluster_name), or named by the first argument with a JSON
+// value (set_global_parameter).
+func runSetGlobal(name string, plain bool) func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	return func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+		var value json.RawMessage
+		if plain {
+			value, _ = json.Marshal(r.Args[0])
+		} else {
+			name = r.Args[0]
+			if !json.Valid([]byte(r.Args[1])) {
+				return failf(ExitDataErr, "the value is not JSON: %s", r.Args[1])
+			}
+			value = json.RawMessage(r.Args[1])
+		}
+		if err := b.Meta().SetGlobalParameter(ctx, meta.GlobalParameter{Name: name, Value: value}); err != nil {
+			return failf(ExitSoftware, "%v", err)
+		}
+		return ok("")
+	}
+}
+
+func runClearGlobal(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if err := b.Meta().ClearGlobalParameter(ctx, r.Args[0]); err != nil {
+		return metaFail(err, "Parameter does not exist", ExitDataErr)
+	}
+	return ok("")
+}
+
+func runListGlobals(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	resp := Response{Columns: []string{"name", "value"}}
+	for _, g := range b.Meta().Snapshot().Global {
+		resp.Rows = append(resp.Rows, []any{g.Name, string(g.Value)})
+	}
+	return resp
 }

@@ -16,6 +16,7 @@ import (
 type Broker interface {
 	Meta() *meta.Node
 	NodeName() string
+	ClusterName() string
 	Authenticate(user, pass string, from net.Addr) (meta.User, error)
 	Queues(vhost string) []broker.QueueInfo
 	Connections() []broker.ConnectionInfo

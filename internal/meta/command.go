@@ -28,17 +28,20 @@ const (
 	CmdUnbind
 	CmdSetPolicy
 	CmdClearPolicy
+	CmdSetGlobalParameter
+	CmdClearGlobalParameter
 )
 
 // command is the body of every command type; each uses the fields it needs.
 type command struct {
-	VHost      *VHost      `json:"vhost_def,omitempty"`
-	User       *User       `json:"user,omitempty"`
-	Permission *Permission `json:"permission,omitempty"`
-	Exchange   *Exchange   `json:"exchange,omitempty"`
-	Queue      *Queue      `json:"queue,omitempty"`
-	Binding    *Binding    `json:"binding,omitempty"`
-	Policy     *Policy     `json:"policy,omitempty"`
+	VHost      *VHost           `json:"vhost_def,omitempty"`
+	User       *User            `json:"user,omitempty"`
+	Permission *Permission      `json:"permission,omitempty"`
+	Exchange   *Exchange        `json:"exchange,omitempty"`
+	Queue      *Queue           `json:"queue,omitempty"`
+	Binding    *Binding         `json:"binding,omitempty"`
+	Policy     *Policy          `json:"policy,omitempty"`
+	Global     *GlobalParameter `json:"global,omitempty"`
 	// Operator selects operator policies for CmdClearPolicy.
 	Operator bool `json:"operator,omitempty"`
 	// Target names what a delete removes: vhost, user, exchange or queue,

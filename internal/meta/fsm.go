@@ -117,6 +117,15 @@ func (f *fsm) applyLocked(t CommandType, c *command, ev emit, index uint64) resu
 	case CmdUnbind:
 		ok, err := s.unbind(*c.Binding, ev)
 		return result{value: ok, err: err}
+	case CmdSetGlobalParameter:
+		s.global[c.Global.Name] = *c.Global
+		return result{}
+	case CmdClearGlobalParameter:
+		if _, ok := s.global[c.Target]; !ok {
+			return result{err: fmt.Errorf("%w: global parameter '%s'", ErrNotFound, c.Target)}
+		}
+		delete(s.global, c.Target)
+		return result{}
 	case CmdSetPolicy:
 		p := *c.Policy
 		v, err := s.vhost(p.VHost)
@@ -147,13 +156,14 @@ func (f *fsm) applyLocked(t CommandType, c *command, ev emit, index uint64) resu
 
 // snapshotData is the whole state in the form snapshots store it.
 type snapshotData struct {
-	VHosts      []VHost      `json:"vhosts"`
-	Users       []User       `json:"users"`
-	Permissions []Permission `json:"permissions"`
-	Exchanges   []Exchange   `json:"exchanges"`
-	Queues      []Queue      `json:"queues"`
-	Bindings    []Binding    `json:"bindings"`
-	Policies    []Policy     `json:"policies,omitempty"`
+	VHosts      []VHost           `json:"vhosts"`
+	Users       []User            `json:"users"`
+	Permissions []Permission      `json:"permissions"`
+	Exchanges   []Exchange        `json:"exchanges"`
+	Queues      []Queue           `json:"queues"`
+	Bindings    []Binding         `json:"bindings"`
+	Policies    []Policy          `json:"policies,omitempty"`
+	Global      []GlobalParameter `json:"global_parameters,omitempty"`
 }
 
 func (s *state) export() *snapshotData {
@@ -184,6 +194,9 @@ func (s *state) export() *snapshotData {
 	}
 	for _, k := range sortedKeys(s.users) {
 		d.Users = append(d.Users, *s.users[k])
+	}
+	for _, k := range sortedKeys(s.global) {
+		d.Global = append(d.Global, s.global[k])
 	}
 	for _, p := range s.perms {
 		d.Permissions = append(d.Permissions, *p)
@@ -239,6 +252,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	for i := range d.Users {
 		s.users[d.Users[i].Name] = &d.Users[i]
+	}
+	for _, g := range d.Global {
+		s.global[g.Name] = g
 	}
 	for i := range d.Permissions {
 		p := &d.Permissions[i]

@@ -284,6 +284,26 @@ func (n *Node) Policies(vhost string) []Policy {
 	return out
 }
 
+// SetGlobalParameter creates or replaces a global parameter.
+func (n *Node) SetGlobalParameter(ctx context.Context, p GlobalParameter) error {
+	_, err := n.apply(ctx, CmdSetGlobalParameter, &command{Global: &p})
+	return err
+}
+
+// ClearGlobalParameter removes a global parameter.
+func (n *Node) ClearGlobalParameter(ctx context.Context, name string) error {
+	_, err := n.apply(ctx, CmdClearGlobalParameter, &command{Target: name})
+	return err
+}
+
+// GlobalParameter returns a global parameter by name.
+func (n *Node) GlobalParameter(name string) (GlobalParameter, bool) {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	p, ok := n.fsm.st.global[name]
+	return p, ok
+}
+
 // ExchangeCounts returns how many exchanges each vhost has.
 func (n *Node) ExchangeCounts() map[string]int {
 	n.fsm.mu.RLock()

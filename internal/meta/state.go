@@ -69,6 +69,7 @@ type state struct {
 	vhosts map[string]*vhostState
 	users  map[string]*User
 	perms  map[[2]string]*Permission // user, vhost
+	global map[string]GlobalParameter
 }
 
 func newState() *state {
@@ -76,6 +77,7 @@ func newState() *state {
 		vhosts: map[string]*vhostState{},
 		users:  map[string]*User{},
 		perms:  map[[2]string]*Permission{},
+		global: map[string]GlobalParameter{},
 	}
 }
 

@@ -109,6 +109,13 @@ type Policy struct {
 	Operator   bool           `json:"operator,omitempty"`
 }
 
+// GlobalParameter is a node-wide setting, such as the cluster's name
+// (cluster_name), stored as the JSON value it was given.
+type GlobalParameter struct {
+	Name  string          `json:"name"`
+	Value json.RawMessage `json:"value"`
+}
+
 // Destination types of a binding.
 const (
 	DestQueue    = "queue"

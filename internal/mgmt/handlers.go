@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"os"
 	"runtime"
 	"slices"
@@ -28,6 +29,10 @@ func (s *Server) routes() {
 	h("GET /api/overview", anyUser, s.overview)
 	h("GET /api/whoami", anyUser, s.whoami)
 	h("GET /api/cluster-name", anyUser, s.clusterName)
+	h("PUT /api/cluster-name", administrator, s.putClusterName)
+	h("GET /api/global-parameters/{name}", administrator, s.getGlobalParameter)
+	h("PUT /api/global-parameters/{name}", administrator, s.putGlobalParameter)
+	h("DELETE /api/global-parameters/{name}", administrator, s.deleteGlobalParameter)
 	h("GET /api/extensions", anyUser, func(w http.ResponseWriter, r *http.Request, u *user) error { return writeJSON(w, []obj{}) })
 	h("GET /api/nodes", monitoring, s.listNodes)
 	h("GET /api/nodes/{node}", monitoring, s.getNode)
@@ -53,9 +58,24 @@ func (s *Server) routes() {
 	h("PUT /api/permissions/{vhost}/{user}", administrator, s.putPermission)
 	h("DELETE /api/permissions/{vhost}/{user}", administrator, s.deletePermission)
 
-	for _, p := range []string{"/api/topic-permissions", "/api/parameters", "/api/global-parameters", "/api/feature-flags"} {
+	h("GET /api/global-parameters", administrator, s.listGlobalParameters)
+	for _, p := range []string{"/api/topic-permissions", "/api/parameters", "/api/feature-flags", "/api/federation-links"} {
 		h("GET "+p, anyUser, s.emptyList)
 	}
+	// Runtime parameters belong to components (federation, shovel) that
+	// this node does not have: none are listed, none found, none stored.
+	h("GET /api/parameters/{component}", policymaking, s.emptyList)
+	h("GET /api/parameters/{component}/{vhost}", policymaking, func(w http.ResponseWriter, r *http.Request, u *user) error {
+		if _, err := s.vhostParam(r, u); err != nil {
+			return err
+		}
+		return writeList(w, r, nil)
+	})
+	h("GET /api/parameters/{component}/{vhost}/{name}", policymaking, func(w http.ResponseWriter, r *http.Request, u *user) error { return errNotFound() })
+	h("DELETE /api/parameters/{component}/{vhost}/{name}", policymaking, func(w http.ResponseWriter, r *http.Request, u *user) error { return errNotFound() })
+	h("PUT /api/parameters/{component}/{vhost}/{name}", policymaking, func(w http.ResponseWriter, r *http.Request, u *user) error {
+		return errBadRequest("Validation failed\n\ncomponent %s not found", r.PathValue("component"))
+	})
 	for _, kind := range []struct {
 		path     string
 		operator bool
@@ -88,6 +108,7 @@ func (s *Server) routes() {
 	h("DELETE /api/queues/{vhost}/{name}/contents", anyUser, s.purgeQueue)
 	h("POST /api/queues/{vhost}/{name}/get", anyUser, s.getMessages)
 	h("GET /api/queues/{vhost}/{name}/bindings", anyUser, s.queueBindings)
+	h("POST /api/queues/{vhost}/{name}/actions", anyUser, s.queueAction)
 
 	h("GET /api/bindings", anyUser, s.listBindings)
 	h("GET /api/bindings/{vhost}", anyUser, s.listBindings)
@@ -100,6 +121,8 @@ func (s *Server) routes() {
 	}
 
 	h("GET /api/connections", anyUser, s.listConnections)
+	h("GET /api/connections/username/{user}", anyUser, s.userConnections)
+	h("DELETE /api/connections/username/{user}", anyUser, s.closeUserConnections)
 	h("GET /api/connections/{name}", anyUser, s.getConnection)
 	h("DELETE /api/connections/{name}", anyUser, s.closeConnection)
 	h("GET /api/connections/{name}/channels", anyUser, s.connectionChannels)
@@ -204,7 +227,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, u *user) error
 		"product_version":           s.cfg.Version,
 		"product_name":              s.cfg.Product,
 		"rabbitmq_version":          s.cfg.Version,
-		"cluster_name":              s.b.NodeName(),
+		"cluster_name":              s.b.ClusterName(),
 		"erlang_version":            runtime.Version(),
 		"erlang_full_version":       runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH,
 		"disable_stats":             false,
@@ -239,7 +262,7 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request, u *user) error {
 }
 
 func (s *Server) clusterName(w http.ResponseWriter, r *http.Request, u *user) error {
-	return writeJSON(w, obj{"name": s.b.NodeName()})
+	return writeJSON(w, obj{"name": s.b.ClusterName()})
 }
 
 func (s *Server) nodeObj() obj {
@@ -337,11 +360,15 @@ func (s *Server) getVHost(w http.ResponseWriter, r *http.Request, u *user) error
 func (s *Server) putVHost(w http.ResponseWriter, r *http.Request, u *user) error {
 	name := r.PathValue("vhost")
 	var body struct {
-		Description string `json:"description"`
-		Tags        any    `json:"tags"`
+		Description      string `json:"description"`
+		Tags             any    `json:"tags"`
+		DefaultQueueType string `json:"default_queue_type"`
 	}
 	if err := readJSON(r, &body); err != nil {
 		return err
+	}
+	if t := body.DefaultQueueType; t != "" && t != "classic" {
+		return errBadRequest("default queue type '%s' is not supported: this node has classic queues only", t)
 	}
 	isNew := !s.b.Meta().VHostExists(name)
 	if err := s.b.Meta().PutVHost(r.Context(), meta.VHost{Name: name, Description: body.Description, Tags: defs.Tags(body.Tags)}); err != nil {
@@ -639,12 +666,17 @@ func (s *Server) listQueues(w http.ResponseWriter, r *http.Request, u *user) err
 			names = append(names, q.Name)
 		}
 	}
+	lengths := r.URL.Query().Has("lengths_age")
 	return writeLazyList(w, r, names, func(i int) obj {
 		qi, _, ok := s.b.Queue(refs[i].VHost, refs[i].Name)
 		if !ok {
 			return obj{"name": refs[i].Name, "vhost": refs[i].VHost, "state": "deleted"}
 		}
-		return s.queueObj(qi, nil, false)
+		o := s.queueObj(qi, nil, false)
+		if lengths {
+			lengthSamples(o)
+		}
+		return o
 	})
 }
 
@@ -657,7 +689,11 @@ func (s *Server) getQueue(w http.ResponseWriter, r *http.Request, u *user) error
 	if !ok {
 		return errNotFound()
 	}
-	return writeOne(w, r, s.queueObj(q, consumers, true))
+	o := s.queueObj(q, consumers, true)
+	if r.URL.Query().Has("lengths_age") {
+		lengthSamples(o)
+	}
+	return writeOne(w, r, o)
 }
 
 func (s *Server) putQueue(w http.ResponseWriter, r *http.Request, u *user) error {
@@ -876,7 +912,9 @@ func (s *Server) addBinding(kind string) handler {
 			return err
 		}
 		// Location names the new binding, as RabbitMQ's answer does.
-		w.Header().Set("Location", propertiesKey(body.RoutingKey, args))
+		// Relative to the request, each segment escaped again, as
+		// RabbitMQ's Location reads: destination/properties-key.
+		w.Header().Set("Location", url.QueryEscape(dst)+"/"+url.QueryEscape(propertiesKey(body.RoutingKey, args)))
 		w.WriteHeader(http.StatusCreated)
 		return nil
 	}
@@ -1265,4 +1303,148 @@ func (s *Server) deletePolicy(operator bool) handler {
 		}
 		return noContent(w)
 	}
+}
+
+// userConnections lists a user's connections, as RabbitMQ's tracking does:
+// name, vhost, user and node.
+func (s *Server) userConnections(w http.ResponseWriter, r *http.Request, u *user) error {
+	name := r.PathValue("user")
+	if !u.monitor() && name != u.name {
+		return errNotAuthorised("Not monitor user")
+	}
+	var items []obj
+	for _, c := range s.b.Connections() {
+		if !c.Direct && c.User == name {
+			items = append(items, obj{"name": c.Name, "vhost": c.VHost, "user": c.User, "node": s.b.NodeName()})
+		}
+	}
+	return writeList(w, r, items)
+}
+
+// closeUserConnections closes every connection of a user.
+func (s *Server) closeUserConnections(w http.ResponseWriter, r *http.Request, u *user) error {
+	name := r.PathValue("user")
+	if !u.admin() && name != u.name {
+		return errNotAuthorised("Not administrator user")
+	}
+	reason := r.Header.Get("X-Reason")
+	if reason == "" {
+		reason = "Closed via management plugin"
+	}
+	for _, c := range s.b.Connections() {
+		if !c.Direct && c.User == name {
+			s.b.CloseConnection(c.ID, reason)
+		}
+	}
+	return noContent(w)
+}
+
+// queueAction runs a queue action. sync and cancel_sync start and stop
+// synchronising a mirrored queue's followers; a queue without followers
+// has nothing to synchronise, as in RabbitMQ.
+func (s *Server) queueAction(w http.ResponseWriter, r *http.Request, u *user) error {
+	v, err := s.vhostParam(r, u)
+	if err != nil {
+		return err
+	}
+	if _, ok := s.b.Meta().Queue(v, r.PathValue("name")); !ok {
+		return errNotFound()
+	}
+	var body struct {
+		Action string `json:"action"`
+	}
+	if err := readJSON(r, &body); err != nil {
+		return err
+	}
+	switch body.Action {
+	case "sync", "cancel_sync":
+		return noContent(w)
+	}
+	return errBadRequest("unknown action '%s' (sync or cancel_sync)", body.Action)
+}
+
+// lengthSamples adds samples of a queue's lengths, as RabbitMQ answers a
+// request with lengths_age. Queues keep no history of their lengths, so
+// the one sample is the length now.
+func lengthSamples(o obj) {
+	now := time.Now().UnixMilli()
+	for _, f := range []string{"messages", "messages_ready", "messages_unacknowledged"} {
+		d, ok := o[f+"_details"].(obj)
+		if !ok {
+			continue
+		}
+		v := o[f]
+		d["samples"] = []obj{{"timestamp": now, "sample": v}}
+		d["avg"] = v
+		d["avg_rate"] = 0.0
+	}
+}
+
+// ---- global parameters and the cluster name
+
+func globalObj(p meta.GlobalParameter) obj {
+	var v any
+	json.Unmarshal(p.Value, &v)
+	return obj{"name": p.Name, "value": v}
+}
+
+func (s *Server) listGlobalParameters(w http.ResponseWriter, r *http.Request, u *user) error {
+	var items []obj
+	for _, p := range s.b.Meta().Snapshot().Global {
+		items = append(items, globalObj(p))
+	}
+	return writeList(w, r, items)
+}
+
+func (s *Server) getGlobalParameter(w http.ResponseWriter, r *http.Request, u *user) error {
+	p, ok := s.b.Meta().GlobalParameter(r.PathValue("name"))
+	if !ok {
+		return errNotFound()
+	}
+	return writeOne(w, r, globalObj(p))
+}
+
+func (s *Server) putGlobalParameter(w http.ResponseWriter, r *http.Request, u *user) error {
+	var body struct {
+		Value json.RawMessage `json:"value"`
+	}
+	if err := readJSON(r, &body); err != nil {
+		return err
+	}
+	if len(body.Value) == 0 {
+		return errBadRequest("value is required")
+	}
+	name := r.PathValue("name")
+	_, exists := s.b.Meta().GlobalParameter(name)
+	if err := s.b.Meta().SetGlobalParameter(r.Context(), meta.GlobalParameter{Name: name, Value: body.Value}); err != nil {
+		return err
+	}
+	return created(w, !exists)
+}
+
+func (s *Server) deleteGlobalParameter(w http.ResponseWriter, r *http.Request, u *user) error {
+	if err := s.b.Meta().ClearGlobalParameter(r.Context(), r.PathValue("name")); err != nil {
+		if errors.Is(err, meta.ErrNotFound) {
+			return errNotFound()
+		}
+		return err
+	}
+	return noContent(w)
+}
+
+func (s *Server) putClusterName(w http.ResponseWriter, r *http.Request, u *user) error {
+	var body struct {
+		Name string `json:"name"`
+	}
+	if err := readJSON(r, &body); err != nil {
+		return err
+	}
+	if body.Name == "" {
+		return errBadRequest("name is required")
+	}
+	v, _ := json.Marshal(body.Name)
+	if err := s.b.Meta().SetGlobalParameter(r.Context(), meta.GlobalParameter{Name: "cluster_name", Value: v}); err != nil {
+		return err
+	}
+	return noContent(w)
 }

@@ -2,6 +2,7 @@ package mgmt
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -139,7 +140,7 @@ func (m *Metrics) write(w *bufio.Writer, perObject bool) {
 	e.family("rabbitmq_build_info", "untyped", "warren and Go version info")
 	e.sample("rabbitmq_build_info", []string{"rabbitmq_version", m.version, "prometheus_plugin_version", m.version, "prometheus_client_version", m.version, "erlang_version", runtime.Version()}, 1)
 	e.family("rabbitmq_identity_info", "untyped", "Node and cluster names")
-	e.sample("rabbitmq_identity_info", []string{"rabbitmq_node", node, "rabbitmq_cluster", node, "rabbitmq_cluster_permanent_id", "warren-" + node}, 1)
+	e.sample("rabbitmq_identity_info", []string{"rabbitmq_node", node, "rabbitmq_cluster", m.b.ClusterName(), "rabbitmq_cluster_permanent_id", clusterID(m.b)}, 1)
 
 	gauges := []struct {
 		name, help string
@@ -261,4 +262,14 @@ func maxFDs() uint64 {
 		return 0
 	}
 	return lim.Cur
+}
+
+// clusterID is the cluster's permanent id, the internal_cluster_id global
+// parameter.
+func clusterID(b Broker) string {
+	var id string
+	if p, ok := b.Meta().GlobalParameter("internal_cluster_id"); ok {
+		json.Unmarshal(p.Value, &id)
+	}
+	return id
 }

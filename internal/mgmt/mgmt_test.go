@@ -529,6 +529,14 @@ func normalize(t *testing.T, b []byte) []byte {
 	if err := json.Unmarshal(b, &v); err != nil {
 		t.Fatal(err)
 	}
+	// Each node keeps its own cluster id.
+	var globals []any
+	for _, g := range v["global_parameters"].([]any) {
+		if g.(map[string]any)["name"] != "internal_cluster_id" {
+			globals = append(globals, g)
+		}
+	}
+	v["global_parameters"] = globals
 	out, _ := json.Marshal(v)
 	return out
 }
@@ -681,5 +689,82 @@ func TestPrometheusMetrics(t *testing.T) {
 		if f := strings.Fields(l); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" && !known[f[2]] {
 			t.Errorf("metric %s is not one of rabbitmq_prometheus's", f[2])
 		}
+	}
+}
+
+// TestClientLibraryEndpoints covers what RabbitMQ API clients such as
+// rabbit-hole use beyond the basics.
+func TestClientLibraryEndpoints(t *testing.T) {
+	n := startNode(t)
+	// Global parameters, with the two every cluster has.
+	globals := decode[[]object](t, n.do(t, "GET", "/api/global-parameters", nil, http.StatusOK))
+	if len(globals) != 2 {
+		t.Errorf("default global parameters = %v", globals)
+	}
+	n.do(t, "PUT", "/api/global-parameters/endpoints", object{"name": "endpoints", "value": object{"uris": []string{"amqp://a"}}}, http.StatusCreated)
+	if g := decode[object](t, n.do(t, "GET", "/api/global-parameters/endpoints", nil, http.StatusOK)); fmt.Sprint(g["value"]) != "map[uris:[amqp://a]]" {
+		t.Errorf("global parameter = %v", g)
+	}
+	n.do(t, "DELETE", "/api/global-parameters/endpoints", nil, http.StatusNoContent)
+	n.do(t, "GET", "/api/global-parameters/endpoints", nil, http.StatusNotFound)
+	n.do(t, "PUT", "/api/cluster-name", object{"name": "rabbit-prod"}, http.StatusNoContent)
+	if c := decode[object](t, n.do(t, "GET", "/api/cluster-name", nil, http.StatusOK)); c["name"] != "rabbit-prod" {
+		t.Errorf("cluster name = %v", c)
+	}
+	if o := decode[object](t, n.do(t, "GET", "/api/overview", nil, http.StatusOK)); o["cluster_name"] != "rabbit-prod" {
+		t.Errorf("overview cluster_name = %v", o["cluster_name"])
+	}
+
+	// Connections of one user.
+	c, err := amqp091.Dial(n.amqp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := c.NotifyClose(make(chan *amqp091.Error, 1))
+	waitFor(t, func() bool {
+		return len(decode[[]object](t, n.do(t, "GET", "/api/connections/username/guest", nil, http.StatusOK))) == 1
+	})
+	n.do(t, "DELETE", "/api/connections/username/guest", nil, http.StatusNoContent)
+	select {
+	case e := <-closed:
+		if e == nil || e.Code != 320 {
+			t.Errorf("closed with %v", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("user's connection not closed")
+	}
+
+	// Binding Location: destination and properties key, escaped again.
+	n.do(t, "PUT", "/api/queues/%2F/loc", object{}, http.StatusCreated)
+	req, _ := http.NewRequest("POST", n.api+"/api/bindings/%2F/e/amq.topic/q/loc", strings.NewReader(`{"routing_key":"#"}`))
+	req.SetBasicAuth("guest", "guest")
+	resp, err := n.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); loc != "loc/%2523" {
+		t.Errorf("Location = %q", loc)
+	}
+	n.do(t, "POST", "/api/queues/%2F/loc/actions", object{"action": "sync"}, http.StatusNoContent)
+	n.do(t, "POST", "/api/queues/%2F/loc/actions", object{"action": "explode"}, http.StatusBadRequest)
+
+	// Runtime parameters: no components, so nothing listed or stored.
+	if l := decode[[]object](t, n.do(t, "GET", "/api/parameters/federation-upstream", nil, http.StatusOK)); len(l) != 0 {
+		t.Errorf("parameters = %v", l)
+	}
+	_, body := n.call(t, "PUT", "/api/parameters/federation-upstream/%2F/up", "guest", "guest", object{"value": object{"uri": "amqp://x"}})
+	if _, reason := errorBody(t, body); !strings.HasPrefix(reason, "Validation failed") {
+		t.Errorf("unknown component: %s", body)
+	}
+	n.do(t, "GET", "/api/parameters/federation-upstream/%2F/up", nil, http.StatusNotFound)
+
+	// Refused, not dropped.
+	n.do(t, "PUT", "/api/users/bad", object{"password_hash": "not base64!", "tags": ""}, http.StatusBadRequest)
+	n.do(t, "PUT", "/api/vhosts/q", object{"default_queue_type": "quorum"}, http.StatusBadRequest)
+	// Queue lengths with samples.
+	qs := decode[[]object](t, n.do(t, "GET", "/api/queues?lengths_age=60&lengths_incr=5", nil, http.StatusOK))
+	if d, _ := qs[0]["messages_details"].(object); d == nil || d["samples"] == nil {
+		t.Errorf("no samples in %v", qs[0]["messages_details"])
 	}
 }

@@ -44,6 +44,7 @@ type Broker interface {
 	Resources() broker.Resources
 	Meta() *meta.Node
 	NodeName() string
+	ClusterName() string
 	Started() time.Time
 }
 

@@ -104,6 +104,7 @@ func keys(operator bool) map[string]validator {
 		// Operator policies cap numeric settings only, as in RabbitMQ.
 		return map[string]validator{
 			"expires":          positiveInt("queue expiry"),
+			"delivery-limit":   nonNegInt("delivery limit"),
 			"message-ttl":      nonNegInt("message TTL"),
 			"max-length":       nonNegInt("maximum length"),
 			"max-length-bytes": nonNegInt("maximum length in bytes"),
@@ -115,6 +116,7 @@ func keys(operator bool) map[string]validator {
 		"dead-letter-routing-key": str("dead letter exchange routing key"),
 		"message-ttl":             nonNegInt("message TTL"),
 		"expires":                 positiveInt("queue expiry"),
+		"delivery-limit":          nonNegInt("delivery limit"),
 		"max-length":              nonNegInt("maximum length"),
 		"max-length-bytes":        nonNegInt("maximum length in bytes"),
 		"overflow":                oneOf("overflow", "drop-head", "reject-publish", "reject-publish-dlx"),
