@@ -60,6 +60,9 @@ go test -race -count=1 -timeout 20m ./...
 step "amqp091-go's own integration tests against a warren node"
 ./scripts/amqp091-integration.sh
 
+step "rabbit-hole's test suite against a warren node (management API)"
+./scripts/rabbit-hole-suite.sh
+
 step "fuzz"
 # Every FuzzXxx function in the repo, each for a short run.
 grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r f; do

@@ -62,6 +62,12 @@ func (s *Server) routes() {
 	for _, p := range []string{"/api/topic-permissions", "/api/parameters", "/api/feature-flags", "/api/federation-links"} {
 		h("GET "+p, anyUser, s.emptyList)
 	}
+	h("GET /api/federation-links/{vhost}", anyUser, func(w http.ResponseWriter, r *http.Request, u *user) error {
+		if _, err := s.vhostParam(r, u); err != nil {
+			return err
+		}
+		return writeList(w, r, nil)
+	})
 	// Runtime parameters belong to components (federation, shovel) that
 	// this node does not have: none are listed, none found, none stored.
 	h("GET /api/parameters/{component}", policymaking, s.emptyList)
