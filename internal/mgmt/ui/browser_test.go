@@ -2,14 +2,19 @@ package ui_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"image/png"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,6 +208,27 @@ func (b *browser) keepShot(t *testing.T, name string) {
 	t.Logf("screenshot: %s", path)
 }
 
+// setFilter replaces what the list's name filter holds, as typing does.
+func (b *browser) setFilter(t *testing.T, text string) {
+	t.Helper()
+	b.do(t, fmt.Sprintf("filter the list by %q", text), chromedp.Evaluate[chromedp.Void](
+		`{ const f = document.querySelector('main .pager input.filter'); f.value = `+strconv.Quote(text)+`; f.dispatchEvent(new Event('input')) }`))
+}
+
+// setPageSize chooses how many rows a page of the list shows.
+func (b *browser) setPageSize(t *testing.T, size int) {
+	t.Helper()
+	b.do(t, fmt.Sprintf("show %d a page", size), chromedp.Evaluate[chromedp.Void](
+		fmt.Sprintf(`{ const s = document.querySelector('main select[name=page_size]'); s.value = '%d'; s.dispatchEvent(new Event('change')) }`, size)))
+}
+
+// listShows is a JavaScript expression true when the paged list shows
+// rows rows and says range about them.
+func listShows(rows int, rangeText string) string {
+	return fmt.Sprintf(`document.querySelectorAll('main table.grid tbody tr').length === %d && document.querySelector('main .pager .range')?.textContent === %s`,
+		rows, strconv.Quote(rangeText))
+}
+
 func (b *browser) scriptErrors() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -215,6 +241,10 @@ func (b *browser) scriptErrors() []string {
 // page opened without a script error.
 func TestBrowser(t *testing.T) {
 	n := startNode(t)
+	// More queues than a page of the list holds. Their names sort after
+	// the queue the form makes, which so stays on the first page.
+	const bulk = 150
+	queueCalls(t, n, http.MethodPut, queueNames("work-%03d", 0, bulk-1))
 	b := startBrowser(t)
 	dir := t.TempDir()
 	const queue = "ui-orders"
@@ -263,15 +293,56 @@ func TestBrowser(t *testing.T) {
 	b.do(t, "back to the queue list", chromedp.Click(chromedp.CSS(`#nav a[data-tab=queues]`)))
 	b.waitTrue(t, "the queue list counts the message", `document.querySelector('[data-messages="`+queue+`"]')?.textContent === '1'`)
 
-	// The automatic refresh leaves what is being typed alone.
+	// The list shows a page of 100 queues at a time, by name.
+	all := bulk + 1
+	b.waitTrue(t, "the list shows the first page", listShows(100, fmt.Sprintf("Showing 1–100 of %d", all)))
+	b.screenshot(t, filepath.Join(dir, "queues.png"))
+	b.keepShot(t, "queues")
+	b.do(t, "go to the next page", chromedp.Click(chromedp.CSS(`main .pager button.next`)))
+	second := fmt.Sprintf("Showing 101–%d of %d", all, all)
+	b.waitTrue(t, "the list shows the rest", listShows(all-100, second)+
+		` && document.querySelector('a[href="#/queues/%2F/work-149"]') !== null`+
+		` && document.querySelector('a[href="#/queues/%2F/`+queue+`"]') === null`)
+
+	// The automatic refresh leaves what is being typed alone, and the
+	// page of the list.
 	b.do(t, "type a name into the form", chromedp.SendKeys(chromedp.CSS(`#add-queue input[name=name]`), "half-typed"))
 	updated := b.text(t, "#updated")
 	b.waitTrue(t, "wait for the automatic refresh", `document.getElementById('updated').textContent !== `+strconv.Quote(updated))
 	if got := b.value(t, `#add-queue input[name=name]`); got != "half-typed" {
 		t.Errorf("after a refresh the form holds %q, want what was typed", got)
 	}
-	b.screenshot(t, filepath.Join(dir, "queues.png"))
-	b.keepShot(t, "queues")
+	if got := b.text(t, "main .pager .range"); got != second {
+		t.Errorf("after a refresh the list says %q, want %q", got, second)
+	}
+	b.keepShot(t, "queues-page-2")
+
+	// The name filter asks the node for matching names, by substring or
+	// by regular expression; a bad expression says what is wrong with it.
+	b.setFilter(t, "work-14")
+	b.waitTrue(t, "the filter narrows the list", listShows(10, fmt.Sprintf("Showing 1–10 of 10 (filtered from %d)", all)))
+	b.do(t, "filter by regular expression", chromedp.Click(chromedp.CSS(`main .pager input[name=use_regex]`)))
+	b.setFilter(t, "^(ui|work-00)")
+	b.waitTrue(t, "the expression narrows the list", listShows(11, fmt.Sprintf("Showing 1–11 of 11 (filtered from %d)", all)))
+	b.setFilter(t, "work-(")
+	b.waitTrue(t, "a bad expression is explained", `document.querySelector('main .filter-error:not([hidden])')?.textContent.includes('invalid regular expression') === true`)
+	if banner := b.text(t, "#refresh-error"); banner != "" {
+		t.Errorf("a bad filter broke the page: %s", banner)
+	}
+	b.keepShot(t, "queues-bad-filter")
+	b.do(t, "filter by substring again", chromedp.Click(chromedp.CSS(`main .pager input[name=use_regex]`)))
+	b.setFilter(t, "")
+	b.setPageSize(t, 500)
+	b.waitTrue(t, "the list shows every queue", listShows(all, fmt.Sprintf("Showing 1–%d of %d", all, all)))
+
+	// A page that is gone by the time it is asked for gives way to the
+	// last one there is.
+	b.setPageSize(t, 100)
+	b.waitTrue(t, "the list shows the first page again", listShows(100, fmt.Sprintf("Showing 1–100 of %d", all)))
+	queueCalls(t, n, http.MethodDelete, queueNames("work-%03d", 99, bulk-1))
+	b.do(t, "go to a next page that is gone", chromedp.Click(chromedp.CSS(`main .pager button.next`)))
+	b.waitTrue(t, "the list shows the page there is", listShows(100, "Showing 1–100 of 100")+
+		` && document.querySelector('main .pager .pages').hidden`)
 	b.do(t, "open the queue again", chromedp.Click(chromedp.CSS(`a[href="#/queues/%2F/`+queue+`"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#get-messages button[type=submit]`)),
 		chromedp.Click(chromedp.CSS(`#get-messages button[type=submit]`)),
@@ -376,4 +447,71 @@ func TestBrowser(t *testing.T) {
 	if errs := b.scriptErrors(); len(errs) > 0 {
 		t.Errorf("the page reported script errors:\n%s", strings.Join(errs, "\n"))
 	}
+}
+
+// queueNames names queues format (taking a number) from first to last.
+func queueNames(format string, first, last int) []string {
+	var names []string
+	for i := first; i <= last; i++ {
+		names = append(names, fmt.Sprintf(format, i))
+	}
+	return names
+}
+
+// queueCalls sends method (PUT declares a durable queue, DELETE deletes)
+// to each named queue in vhost / as guest, a few at a time.
+func queueCalls(t *testing.T, n *node, method string, names []string) {
+	t.Helper()
+	transport := &http.Transport{}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Transport: transport, Timeout: stepTimeout}
+	var (
+		next  atomic.Int64
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for range 4 {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(names); i = int(next.Add(1)) - 1 {
+				if err := queueCall(client, method, n.url, names[i]); err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil {
+		t.Fatalf("%s queues: %v", method, first)
+	}
+}
+
+func queueCall(client *http.Client, method, base, name string) error {
+	var body io.Reader
+	if method == http.MethodPut {
+		body = strings.NewReader(`{"durable":true}`)
+	}
+	req, err := http.NewRequest(method, base+"/api/queues/%2F/"+url.PathEscape(name), body)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth("guest", "guest")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusCreated && resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("%s queue %s: status %d", method, name, resp.StatusCode)
+	}
+	return nil
 }

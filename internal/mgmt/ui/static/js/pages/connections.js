@@ -1,14 +1,15 @@
 // Connections (which may be closed from here) and channels.
 
-import { apiPath, del, get } from '../api.js';
-import { actionButton, h, listPanel } from '../dom.js';
+import { apiPath, del } from '../api.js';
+import { actionButton, h } from '../dom.js';
 import { bytes, count, when } from '../format.js';
+import { pagedPanel } from '../paged.js';
 
 const CLOSE_REASON = 'Closed from the warren management UI';
 
 /** The connections page. */
 export function connectionsPage(ctx) {
-  const list = listPanel('Connections', [
+  const list = pagedPanel('Connections', [
     { label: 'Name', value: (c) => c.name },
     { label: 'Virtual host', value: (c) => c.vhost },
     { label: 'User', value: (c) => c.user },
@@ -19,7 +20,7 @@ export function connectionsPage(ctx) {
     { label: 'To client', value: (c) => `${bytes(c.send_oct_details?.rate ?? 0)}/s`, num: true },
     { label: 'Connected', value: (c) => when(c.connected_at) },
     { label: '', value: (c) => closeButton(c) },
-  ], { empty: 'No client is connected.' });
+  ], { path: '/connections', empty: 'No client is connected.', reload: ctx.refreshNow });
 
   function closeButton(c) {
     return actionButton('Close', {
@@ -33,16 +34,12 @@ export function connectionsPage(ctx) {
     });
   }
 
-  async function refresh() {
-    list.set(await get('/connections'));
-  }
-
-  return { title: 'Connections', el: h('div', {}, h('h1', {}, 'Connections'), list.el), refresh };
+  return { title: 'Connections', el: h('div', {}, h('h1', {}, 'Connections'), list.el), refresh: list.refresh };
 }
 
 /** The channels page. */
-export function channelsPage() {
-  const list = listPanel('Channels', [
+export function channelsPage(ctx) {
+  const list = pagedPanel('Channels', [
     { label: 'Channel', value: (c) => c.name },
     { label: 'Virtual host', value: (c) => c.vhost },
     { label: 'User', value: (c) => c.user },
@@ -55,13 +52,9 @@ export function channelsPage() {
     { label: 'Published', value: (c) => count(c.message_stats?.publish ?? 0), num: true },
     { label: 'Delivered', value: (c) => count(c.message_stats?.deliver_get ?? 0), num: true },
     { label: 'Acked', value: (c) => count(c.message_stats?.ack ?? 0), num: true },
-  ], { empty: 'No channel is open.' });
+  ], { path: '/channels', empty: 'No channel is open.', reload: ctx.refreshNow });
 
-  async function refresh() {
-    list.set(await get('/channels'));
-  }
-
-  return { title: 'Channels', el: h('div', {}, h('h1', {}, 'Channels'), list.el), refresh };
+  return { title: 'Channels', el: h('div', {}, h('h1', {}, 'Channels'), list.el), refresh: list.refresh };
 }
 
 function client(c) {

@@ -2,9 +2,10 @@
 // with its bindings, a publish form and deletion.
 
 import { apiPath, del, get, put } from '../api.js';
-import { actionButton, facts, field, h, listPanel, onSubmit, panel, say, select, setOptions } from '../dom.js';
+import { actionButton, facts, field, h, onSubmit, panel, say, select, setOptions } from '../dom.js';
 import { exchangeLabel, features, parseLines, toLines } from '../format.js';
 import { bindingsPanel, publishForm } from '../messages.js';
+import { pagedPanel } from '../paged.js';
 import { featurePills, routeTo, vhostOptions } from './common.js';
 
 /** The URL segment of an exchange: the default one has a stand-in name. */
@@ -14,13 +15,13 @@ export function exchangeSlug(name) {
 
 /** The exchanges page. */
 export function exchangesPage(ctx) {
-  const list = listPanel('Exchanges', [
+  const list = pagedPanel('Exchanges', [
     { label: 'Virtual host', value: (x) => x.vhost },
     { label: 'Name', value: (x) => h('a', { href: routeTo('exchanges', x.vhost, exchangeSlug(x.name)) }, exchangeLabel(x.name)) },
     { label: 'Type', value: (x) => x.type },
     { label: 'Features', value: (x) => featurePills(features(x)) },
     { label: '', value: (x) => deleteButton(x) },
-  ], { empty: 'No exchanges.', key: (x) => exchangeLabel(x.name) });
+  ], { path: '/exchanges', empty: 'No exchanges.', reload: ctx.refreshNow });
 
   function deleteButton(x) {
     if (x.name === '' || x.name.startsWith('amq.')) return null;
@@ -39,8 +40,7 @@ export function exchangesPage(ctx) {
   const el = h('div', {}, h('h1', {}, 'Exchanges'), list.el, panel('Add an exchange', {}, form));
 
   async function refresh() {
-    const [exchanges, vhosts] = await Promise.all([get('/exchanges'), get('/vhosts')]);
-    list.set(exchanges);
+    const [, vhosts] = await Promise.all([list.refresh(), get('/vhosts')]);
     setOptions(form.elements.vhost, vhostOptions(vhosts), '/');
   }
 

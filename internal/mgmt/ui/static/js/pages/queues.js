@@ -2,14 +2,15 @@
 // read, publish, get messages, purge and delete.
 
 import { apiPath, del, get, put } from '../api.js';
-import { actionButton, facts, field, h, listPanel, onSubmit, panel, say, select, setOptions, table } from '../dom.js';
+import { actionButton, facts, field, h, onSubmit, panel, say, select, setOptions, table } from '../dom.js';
 import { bytes, count, features, parseLines, rate, toLines } from '../format.js';
 import { bindingsPanel, getForm, publishForm } from '../messages.js';
+import { pagedPanel } from '../paged.js';
 import { featurePills, routeTo, vhostOptions } from './common.js';
 
 /** The queues page. */
 export function queuesPage(ctx) {
-  const list = listPanel('Queues', [
+  const list = pagedPanel('Queues', [
     { label: 'Virtual host', value: (q) => q.vhost },
     { label: 'Name', value: (q) => h('a', { href: routeTo('queues', q.vhost, q.name) }, q.name) },
     { label: 'Type', value: (q) => q.type },
@@ -22,14 +23,13 @@ export function queuesPage(ctx) {
     { label: 'Incoming', value: (q) => rate(q.message_stats?.publish_details), num: true },
     { label: 'Delivered', value: (q) => rate(q.message_stats?.deliver_get_details), num: true },
     { label: 'Acked', value: (q) => rate(q.message_stats?.ack_details), num: true },
-  ], { empty: 'No queues yet: add one below.' });
+  ], { path: '/queues', empty: 'No queues yet: add one below.', reload: ctx.refreshNow });
 
   const form = addForm(ctx);
   const el = h('div', {}, h('h1', {}, 'Queues'), list.el, panel('Add a queue', {}, form));
 
   async function refresh() {
-    const [queues, vhosts] = await Promise.all([get('/queues'), get('/vhosts')]);
-    list.set(queues);
+    const [, vhosts] = await Promise.all([list.refresh(), get('/vhosts')]);
     setOptions(form.elements.vhost, vhostOptions(vhosts), '/');
   }
 
