@@ -96,6 +96,8 @@ type channel struct {
 	consumers   map[string]*consumer
 	prefetch    int // for consumers created from now on
 	permCache   map[permKey]bool
+	topicCache  map[topicKey]bool
+	topicGen    uint64
 	permGen     uint64
 	routeBuf    []*localQueue
 	reply       *replyConsumer // direct reply-to consumer, if any

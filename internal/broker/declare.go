@@ -260,13 +260,17 @@ func (ch *channel) bind(source, destination, destType, key string, args amqp.Tab
 	} else if _, ok := ch.lookupExchange(destination); !ok {
 		return notFound("exchange", vh, destination)
 	}
-	if _, ok := ch.lookupExchange(source); !ok {
+	srcX, ok := ch.lookupExchange(source)
+	if !ok {
 		return notFound("exchange", vh, source)
 	}
 	if err := ch.checkPerm(permWrite, destType, destination); err != nil {
 		return err
 	}
 	if err := ch.checkPerm(permRead, "exchange", source); err != nil {
+		return err
+	}
+	if err := ch.checkTopic(permRead, srcX, key); err != nil {
 		return err
 	}
 	b := meta.Binding{VHost: vh, Source: source, Destination: destination, DestinationType: destType, RoutingKey: key, Arguments: meta.Args{Table: args}}

@@ -102,3 +102,52 @@ func TestPermissionsAreEnforced(t *testing.T) {
 func permAll(user, vhost string) meta.Permission {
 	return meta.Permission{User: user, VHost: vhost, Configure: ".*", Write: ".*", Read: ".*"}
 }
+
+// TestTopicPermissions: with a topic permission on an exchange, a user
+// publishes only with routing keys its write pattern matches and binds
+// only with keys its read pattern matches; {username} stands for the
+// user. Texts as RabbitMQ 3.10's.
+func TestTopicPermissions(t *testing.T) {
+	s, url := startNode(t, broker.Config{})
+	ctx := context.Background()
+	m := s.Meta()
+	hash, _ := auth.HashPassword(auth.SHA256, "tp")
+	if err := m.PutUser(ctx, meta.User{Name: "tp", PasswordHash: hash, HashingAlgorithm: auth.SHA256}); err != nil {
+		t.Fatal(err)
+	}
+	m.SetPermission(ctx, meta.Permission{User: "tp", VHost: "/", Configure: ".*", Write: ".*", Read: ".*"})
+	if err := m.SetTopicPermission(ctx, meta.TopicPermission{User: "tp", VHost: "/", Exchange: "amq.topic", Write: "^{username}\\.", Read: "^ok\\."}); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, strings.Replace(url, "guest:guest", "tp:tp", 1))
+	ch := openChannel(t, c)
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "ok.#", "amq.topic", false, nil); err != nil {
+		t.Fatalf("bind with a readable key: %v", err)
+	}
+	publish(t, ch, "amq.topic", "tp.x", amqp091.Publishing{Body: []byte("mine")})
+	// Other exchanges have no topic permission: anything goes.
+	publish(t, ch, "amq.direct", "whatever", amqp091.Publishing{})
+	e := closedWith(t, ch, func() { ch.PublishWithContext(ctx, "amq.topic", "other.x", false, false, amqp091.Publishing{}) })
+	if e.Code != 403 || e.Reason != "ACCESS_REFUSED - access to topic 'other.x' in exchange 'amq.topic' in vhost '/' refused for user 'tp'" {
+		t.Errorf("publish: %d %q", e.Code, e.Reason)
+	}
+	ch = openChannel(t, c)
+	q2, _ := ch.QueueDeclare("", false, true, true, false, nil)
+	e = closedWith(t, ch, func() { ch.QueueBind(q2.Name, "bad.1", "amq.topic", false, nil) })
+	if e.Code != 403 || e.Reason != "ACCESS_REFUSED - access to topic 'bad.1' in exchange 'amq.topic' in vhost '/' refused for user 'tp'" {
+		t.Errorf("bind: %d %q", e.Code, e.Reason)
+	}
+	// Cleared: allowed again.
+	if err := m.ClearTopicPermissions(ctx, "tp", "/", ""); err != nil {
+		t.Fatal(err)
+	}
+	ch = openChannel(t, c)
+	publish(t, ch, "amq.topic", "other.x", amqp091.Publishing{})
+	if _, err := ch.QueueDeclarePassive(q.Name, false, true, true, false, nil); err != nil {
+		t.Errorf("channel closed after clearing: %v", err)
+	}
+}

@@ -119,6 +119,9 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 	if x.def.Internal {
 		return chanErr(codeAccessRefused, "cannot publish to internal exchange '%s' in vhost '%s'", m.Exchange, ch.c.vhostName)
 	}
+	if err := ch.checkTopic(permWrite, x, m.RoutingKey); err != nil {
+		return err
+	}
 	if uid := p.summary.UserID; uid != nil && string(uid) != ch.c.user {
 		return chanErr(codePreconditionFail, "user_id property set to '%s' but authenticated user was '%s'", uid, ch.c.user)
 	}

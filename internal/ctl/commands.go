@@ -274,6 +274,22 @@ func allCommands() map[string]*command {
 			}},
 		"list_policies": {max: 0, vhost: true, needsApp: true, run: listPolicies(false),
 			banner: func(node string, r *Request) string { return "Listing policies for vhost " + q(r.VHost) + " ..." }},
+		"set_topic_permissions": {args: "<username> <exchange> <write> <read>", min: 4, max: 4, vhost: true, needsApp: true, run: runSetTopicPermissions,
+			banner: func(node string, r *Request) string {
+				return "Setting topic permissions on " + q(r.Args[1]) + " for user " + q(r.Args[0]) + " in vhost " + q(r.VHost) + " ..."
+			}},
+		"clear_topic_permissions": {args: "<username> [<exchange>]", min: 1, max: 2, vhost: true, needsApp: true, run: runClearTopicPermissions,
+			banner: func(node string, r *Request) string {
+				return "Clearing topic permissions for user " + q(r.Args[0]) + " in vhost " + q(r.VHost) + " ..."
+			}},
+		"list_topic_permissions": {max: 0, vhost: true, needsApp: true, run: runListTopicPermissions(false),
+			banner: func(node string, r *Request) string {
+				return "Listing topic permissions for vhost " + q(r.VHost) + " ..."
+			}},
+		"list_user_topic_permissions": {args: "<username>", min: 1, max: 1, needsApp: true, run: runListTopicPermissions(true),
+			banner: func(node string, r *Request) string {
+				return "Listing topic permissions for user " + q(r.Args[0]) + " ..."
+			}},
 		"set_cluster_name": {args: "<name>", min: 1, max: 1, needsApp: true, run: runSetGlobal("cluster_name", true),
 			banner: func(node string, r *Request) string { return "Setting cluster name to " + r.Args[0] + " ..." }},
 		"set_global_parameter": {args: "<name> <value>", min: 2, max: 2, needsApp: true, run: runSetGlobal("", false),
@@ -1003,4 +1019,52 @@ func runListGlobals(ctx context.Context, s *Server, b Broker, r *Request, c *com
 		resp.Rows = append(resp.Rows, []any{g.Name, string(g.Value)})
 	}
 	return resp
+}
+
+func runSetTopicPermissions(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if resp := vhostMissing(b, r.VHost); resp != nil {
+		return *resp
+	}
+	if _, exists := b.Meta().User(r.Args[0]); !exists {
+		return failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
+	}
+	for _, p := range r.Args[2:] {
+		if err := auth.ValidPattern(p); err != nil {
+			return failf(ExitDataErr, "%v", err)
+		}
+	}
+	p := meta.TopicPermission{User: r.Args[0], VHost: r.VHost, Exchange: r.Args[1], Write: r.Args[2], Read: r.Args[3]}
+	if err := b.Meta().SetTopicPermission(ctx, p); err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+func runClearTopicPermissions(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	exchange := ""
+	if len(r.Args) == 2 {
+		exchange = r.Args[1]
+	}
+	if err := b.Meta().ClearTopicPermissions(ctx, r.Args[0], r.VHost, exchange); err != nil && !errors.Is(err, meta.ErrNotFound) {
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+func runListTopicPermissions(byUser bool) func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	return func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+		resp := Response{Columns: []string{"user", "exchange", "write", "read"}}
+		if byUser {
+			resp.Columns = []string{"vhost", "exchange", "write", "read"}
+		}
+		for _, p := range b.Meta().Snapshot().Topics {
+			switch {
+			case byUser && p.User == r.Args[0]:
+				resp.Rows = append(resp.Rows, []any{p.VHost, p.Exchange, p.Write, p.Read})
+			case !byUser && p.VHost == r.VHost:
+				resp.Rows = append(resp.Rows, []any{p.User, p.Exchange, p.Write, p.Read})
+			}
+		}
+		return resp
+	}
 }

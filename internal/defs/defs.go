@@ -20,20 +20,20 @@ import (
 // File is RabbitMQ's definitions file: what Export writes and Import
 // reads.
 type File struct {
-	RabbitVersion    string            `json:"rabbit_version,omitempty"`
-	RabbitMQVersion  string            `json:"rabbitmq_version,omitempty"`
-	ProductName      string            `json:"product_name,omitempty"`
-	ProductVersion   string            `json:"product_version,omitempty"`
-	Users            []User            `json:"users,omitempty"`
-	VHosts           []VHost           `json:"vhosts,omitempty"`
-	Permissions      []meta.Permission `json:"permissions,omitempty"`
-	TopicPermissions []map[string]any  `json:"topic_permissions"`
-	Parameters       []map[string]any  `json:"parameters"`
-	GlobalParameters []map[string]any  `json:"global_parameters"`
-	Policies         []Policy          `json:"policies"`
-	Queues           []Queue           `json:"queues"`
-	Exchanges        []Exchange        `json:"exchanges"`
-	Bindings         []Binding         `json:"bindings"`
+	RabbitVersion    string                 `json:"rabbit_version,omitempty"`
+	RabbitMQVersion  string                 `json:"rabbitmq_version,omitempty"`
+	ProductName      string                 `json:"product_name,omitempty"`
+	ProductVersion   string                 `json:"product_version,omitempty"`
+	Users            []User                 `json:"users,omitempty"`
+	VHosts           []VHost                `json:"vhosts,omitempty"`
+	Permissions      []meta.Permission      `json:"permissions,omitempty"`
+	TopicPermissions []meta.TopicPermission `json:"topic_permissions"`
+	Parameters       []map[string]any       `json:"parameters"`
+	GlobalParameters []map[string]any       `json:"global_parameters"`
+	Policies         []Policy               `json:"policies"`
+	Queues           []Queue                `json:"queues"`
+	Exchanges        []Exchange             `json:"exchanges"`
+	Bindings         []Binding              `json:"bindings"`
 }
 
 // Policy is a policy in a definitions file.
@@ -110,7 +110,7 @@ type Source struct {
 func Export(m *meta.Node, src Source, vhost string) File {
 	d := m.Snapshot()
 	out := File{
-		TopicPermissions: []map[string]any{}, Parameters: []map[string]any{},
+		TopicPermissions: []meta.TopicPermission{}, Parameters: []map[string]any{},
 		GlobalParameters: []map[string]any{}, Policies: []Policy{},
 		Queues: []Queue{}, Exchanges: []Exchange{}, Bindings: []Binding{},
 	}
@@ -137,6 +137,7 @@ func Export(m *meta.Node, src Source, vhost string) File {
 			out.VHosts = append(out.VHosts, VHost{Name: v.Name, Description: v.Description, Tags: v.Tags})
 		}
 		out.Permissions = append([]meta.Permission{}, d.Permissions...)
+		out.TopicPermissions = append(out.TopicPermissions, d.Topics...)
 		for _, g := range d.Global {
 			var v any
 			if json.Unmarshal(g.Value, &v) == nil {
@@ -181,9 +182,6 @@ func Export(m *meta.Node, src Source, vhost string) File {
 // refused before anything is applied, so a file is never half imported
 // for that reason.
 func Import(ctx context.Context, m *meta.Node, node string, d File, vhost string) error {
-	if len(d.TopicPermissions) > 0 {
-		return fmt.Errorf("definitions contain topic_permissions, which this node does not support yet")
-	}
 	if len(d.Parameters) > 0 {
 		return fmt.Errorf("definitions contain parameters (federation, shovel), which this node does not support")
 	}
@@ -239,6 +237,11 @@ func Import(ctx context.Context, m *meta.Node, node string, d File, vhost string
 	for _, p := range d.Permissions {
 		if err := m.SetPermission(ctx, p); err != nil {
 			return fmt.Errorf("import permissions of %q in vhost %q: %w", p.User, p.VHost, err)
+		}
+	}
+	for _, p := range d.TopicPermissions {
+		if err := m.SetTopicPermission(ctx, p); err != nil {
+			return fmt.Errorf("import topic permissions of %q in vhost %q: %w", p.User, p.VHost, err)
 		}
 	}
 	for _, g := range globals {

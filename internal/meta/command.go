@@ -30,6 +30,8 @@ const (
 	CmdClearPolicy
 	CmdSetGlobalParameter
 	CmdClearGlobalParameter
+	CmdSetTopicPermission
+	CmdClearTopicPermission
 )
 
 // command is the body of every command type; each uses the fields it needs.
@@ -42,6 +44,7 @@ type command struct {
 	Binding    *Binding         `json:"binding,omitempty"`
 	Policy     *Policy          `json:"policy,omitempty"`
 	Global     *GlobalParameter `json:"global,omitempty"`
+	Topic      *TopicPermission `json:"topic,omitempty"`
 	// Operator selects operator policies for CmdClearPolicy.
 	Operator bool `json:"operator,omitempty"`
 	// Target names what a delete removes: vhost, user, exchange or queue,

@@ -73,6 +73,11 @@ func (f *fsm) applyLocked(t CommandType, c *command, ev emit, index uint64) resu
 				delete(s.perms, k)
 			}
 		}
+		for k := range s.topics {
+			if k[0] == c.Target {
+				delete(s.topics, k)
+			}
+		}
 		ev(Event{Kind: UserDeleted, Name: c.Target})
 		return result{}
 	case CmdSetPermission:
@@ -117,6 +122,32 @@ func (f *fsm) applyLocked(t CommandType, c *command, ev emit, index uint64) resu
 	case CmdUnbind:
 		ok, err := s.unbind(*c.Binding, ev)
 		return result{value: ok, err: err}
+	case CmdSetTopicPermission:
+		p := *c.Topic
+		if _, err := s.vhost(p.VHost); err != nil {
+			return result{err: err}
+		}
+		if _, ok := s.users[p.User]; !ok {
+			return result{err: fmt.Errorf("%w: user '%s'", ErrNotFound, p.User)}
+		}
+		s.topics[[3]string{p.User, p.VHost, p.Exchange}] = &p
+		ev(Event{Kind: PermissionChanged, VHost: p.VHost, Name: p.User})
+		return result{}
+	case CmdClearTopicPermission:
+		// Target is the user; an empty exchange clears all of the user's
+		// topic permissions in the vhost.
+		found := false
+		for k := range s.topics {
+			if k[0] == c.Target && k[1] == c.VHostName && (c.Topic == nil || c.Topic.Exchange == "" || k[2] == c.Topic.Exchange) {
+				delete(s.topics, k)
+				found = true
+			}
+		}
+		if !found {
+			return result{err: fmt.Errorf("%w: topic permissions of user '%s' in vhost '%s'", ErrNotFound, c.Target, c.VHostName)}
+		}
+		ev(Event{Kind: PermissionChanged, VHost: c.VHostName, Name: c.Target})
+		return result{}
 	case CmdSetGlobalParameter:
 		s.global[c.Global.Name] = *c.Global
 		return result{}
@@ -164,6 +195,7 @@ type snapshotData struct {
 	Bindings    []Binding         `json:"bindings"`
 	Policies    []Policy          `json:"policies,omitempty"`
 	Global      []GlobalParameter `json:"global_parameters,omitempty"`
+	Topics      []TopicPermission `json:"topic_permissions,omitempty"`
 }
 
 func (s *state) export() *snapshotData {
@@ -198,6 +230,13 @@ func (s *state) export() *snapshotData {
 	for _, k := range sortedKeys(s.global) {
 		d.Global = append(d.Global, s.global[k])
 	}
+	for _, p := range s.topics {
+		d.Topics = append(d.Topics, *p)
+	}
+	sort.Slice(d.Topics, func(i, j int) bool {
+		a, b := d.Topics[i], d.Topics[j]
+		return a.User+"\x00"+a.VHost+"\x00"+a.Exchange < b.User+"\x00"+b.VHost+"\x00"+b.Exchange
+	})
 	for _, p := range s.perms {
 		d.Permissions = append(d.Permissions, *p)
 	}
@@ -255,6 +294,10 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	for _, g := range d.Global {
 		s.global[g.Name] = g
+	}
+	for i := range d.Topics {
+		p := &d.Topics[i]
+		s.topics[[3]string{p.User, p.VHost, p.Exchange}] = p
 	}
 	for i := range d.Permissions {
 		p := &d.Permissions[i]

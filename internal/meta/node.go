@@ -284,6 +284,30 @@ func (n *Node) Policies(vhost string) []Policy {
 	return out
 }
 
+// SetTopicPermission sets a user's topic permission on one exchange.
+func (n *Node) SetTopicPermission(ctx context.Context, p TopicPermission) error {
+	_, err := n.apply(ctx, CmdSetTopicPermission, &command{Topic: &p})
+	return err
+}
+
+// ClearTopicPermissions removes a user's topic permission on one exchange
+// of a vhost, or on all of them when exchange is empty.
+func (n *Node) ClearTopicPermissions(ctx context.Context, user, vhost, exchange string) error {
+	_, err := n.apply(ctx, CmdClearTopicPermission, &command{Target: user, VHostName: vhost, Topic: &TopicPermission{Exchange: exchange}})
+	return err
+}
+
+// TopicPermission returns a user's topic permission on an exchange.
+func (n *Node) TopicPermission(user, vhost, exchange string) (TopicPermission, bool) {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	p, ok := n.fsm.st.topics[[3]string{user, vhost, exchange}]
+	if !ok {
+		return TopicPermission{}, false
+	}
+	return *p, true
+}
+
 // SetGlobalParameter creates or replaces a global parameter.
 func (n *Node) SetGlobalParameter(ctx context.Context, p GlobalParameter) error {
 	_, err := n.apply(ctx, CmdSetGlobalParameter, &command{Global: &p})

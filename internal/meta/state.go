@@ -70,6 +70,7 @@ type state struct {
 	users  map[string]*User
 	perms  map[[2]string]*Permission // user, vhost
 	global map[string]GlobalParameter
+	topics map[[3]string]*TopicPermission // user, vhost, exchange
 }
 
 func newState() *state {
@@ -78,6 +79,7 @@ func newState() *state {
 		users:  map[string]*User{},
 		perms:  map[[2]string]*Permission{},
 		global: map[string]GlobalParameter{},
+		topics: map[[3]string]*TopicPermission{},
 	}
 }
 
@@ -134,6 +136,11 @@ func (s *state) deleteVHost(name string, ev emit) error {
 		if k[1] == name {
 			delete(s.perms, k)
 			ev(Event{Kind: PermissionChanged, VHost: name, Name: k[0]})
+		}
+	}
+	for k := range s.topics {
+		if k[1] == name {
+			delete(s.topics, k)
 		}
 	}
 	delete(s.vhosts, name)

@@ -72,6 +72,17 @@ type Permission struct {
 	Read      string `json:"read"`
 }
 
+// TopicPermission limits the routing keys a user may publish with (Write)
+// and bind with (Read) on one topic exchange of a vhost, as RabbitMQ's
+// topic permissions do.
+type TopicPermission struct {
+	User     string `json:"user"`
+	VHost    string `json:"vhost"`
+	Exchange string `json:"exchange"`
+	Write    string `json:"write"`
+	Read     string `json:"read"`
+}
+
 // Exchange is an exchange's definition.
 type Exchange struct {
 	VHost      string `json:"vhost"`

@@ -59,7 +59,14 @@ func (s *Server) routes() {
 	h("DELETE /api/permissions/{vhost}/{user}", administrator, s.deletePermission)
 
 	h("GET /api/global-parameters", administrator, s.listGlobalParameters)
-	for _, p := range []string{"/api/topic-permissions", "/api/parameters", "/api/feature-flags", "/api/federation-links"} {
+	h("GET /api/topic-permissions", administrator, s.listTopicPermissions(func(meta.TopicPermission, *http.Request) bool { return true }))
+	h("GET /api/users/{user}/topic-permissions", administrator, s.listTopicPermissions(func(p meta.TopicPermission, r *http.Request) bool { return p.User == r.PathValue("user") }))
+	h("GET /api/vhosts/{vhost}/topic-permissions", administrator, s.listTopicPermissions(func(p meta.TopicPermission, r *http.Request) bool { return p.VHost == r.PathValue("vhost") }))
+	h("GET /api/topic-permissions/{vhost}/{user}", administrator, s.getTopicPermissions)
+	h("PUT /api/topic-permissions/{vhost}/{user}", administrator, s.putTopicPermission)
+	h("DELETE /api/topic-permissions/{vhost}/{user}", administrator, s.deleteTopicPermissions)
+	h("DELETE /api/topic-permissions/{vhost}/{user}/{exchange}", administrator, s.deleteTopicPermissions)
+	for _, p := range []string{"/api/parameters", "/api/feature-flags", "/api/federation-links"} {
 		h("GET "+p, anyUser, s.emptyList)
 	}
 	h("GET /api/federation-links/{vhost}", anyUser, func(w http.ResponseWriter, r *http.Request, u *user) error {
@@ -1450,6 +1457,80 @@ func (s *Server) putClusterName(w http.ResponseWriter, r *http.Request, u *user)
 	}
 	v, _ := json.Marshal(body.Name)
 	if err := s.b.Meta().SetGlobalParameter(r.Context(), meta.GlobalParameter{Name: "cluster_name", Value: v}); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+// ---- topic permissions
+
+func topicObj(p meta.TopicPermission) obj {
+	return obj{"user": p.User, "vhost": p.VHost, "exchange": p.Exchange, "write": p.Write, "read": p.Read}
+}
+
+func (s *Server) listTopicPermissions(keep func(meta.TopicPermission, *http.Request) bool) handler {
+	return func(w http.ResponseWriter, r *http.Request, u *user) error {
+		var items []obj
+		for _, p := range s.b.Meta().Snapshot().Topics {
+			if keep(p, r) {
+				items = append(items, topicObj(p))
+			}
+		}
+		return writeList(w, r, items)
+	}
+}
+
+func (s *Server) getTopicPermissions(w http.ResponseWriter, r *http.Request, u *user) error {
+	var items []obj
+	for _, p := range s.b.Meta().Snapshot().Topics {
+		if p.VHost == r.PathValue("vhost") && p.User == r.PathValue("user") {
+			items = append(items, topicObj(p))
+		}
+	}
+	if len(items) == 0 {
+		return errNotFound()
+	}
+	return writeList(w, r, items)
+}
+
+func (s *Server) putTopicPermission(w http.ResponseWriter, r *http.Request, u *user) error {
+	vhost, name := r.PathValue("vhost"), r.PathValue("user")
+	var body struct {
+		Exchange *string `json:"exchange"`
+		Write    *string `json:"write"`
+		Read     *string `json:"read"`
+	}
+	if err := readJSON(r, &body); err != nil {
+		return err
+	}
+	if body.Exchange == nil || body.Write == nil || body.Read == nil {
+		return errBadRequest("exchange, write and read must all be set")
+	}
+	for _, p := range []string{*body.Write, *body.Read} {
+		if err := auth.ValidPattern(p); err != nil {
+			return errBadRequest("%v", err)
+		}
+	}
+	if !s.b.Meta().VHostExists(vhost) {
+		return errBadRequest("vhost_not_found: %s", vhost)
+	}
+	if _, ok := s.b.Meta().User(name); !ok {
+		return errBadRequest("user_not_found: %s", name)
+	}
+	_, exists := s.b.Meta().TopicPermission(name, vhost, *body.Exchange)
+	p := meta.TopicPermission{User: name, VHost: vhost, Exchange: *body.Exchange, Write: *body.Write, Read: *body.Read}
+	if err := s.b.Meta().SetTopicPermission(r.Context(), p); err != nil {
+		return err
+	}
+	return created(w, !exists)
+}
+
+func (s *Server) deleteTopicPermissions(w http.ResponseWriter, r *http.Request, u *user) error {
+	err := s.b.Meta().ClearTopicPermissions(r.Context(), r.PathValue("user"), r.PathValue("vhost"), r.PathValue("exchange"))
+	if errors.Is(err, meta.ErrNotFound) {
+		return errNotFound()
+	}
+	if err != nil {
 		return err
 	}
 	return noContent(w)

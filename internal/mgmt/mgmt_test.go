@@ -516,9 +516,9 @@ func TestDefinitionsFromRabbitMQ(t *testing.T) {
 		t.Errorf("bad policy import: %d %s", code, body)
 	}
 	// Sections the node does not have are refused, not dropped.
-	code, body = n.call(t, "POST", "/api/definitions", "guest", "guest", `{"topic_permissions":[{"user":"guest","vhost":"/","exchange":"amq.topic","write":".*","read":".*"}]}`)
-	if _, reason := errorBody(t, body); code != http.StatusBadRequest || !strings.Contains(reason, "topic_permissions") {
-		t.Errorf("topic permissions import: %d %s", code, body)
+	code, body = n.call(t, "POST", "/api/definitions", "guest", "guest", `{"parameters":[{"component":"federation-upstream","vhost":"/","name":"up","value":{"uri":"amqp://x"}}]}`)
+	if _, reason := errorBody(t, body); code != http.StatusBadRequest || !strings.Contains(reason, "parameters") {
+		t.Errorf("federation parameters import: %d %s", code, body)
 	}
 }
 
@@ -767,4 +767,27 @@ func TestClientLibraryEndpoints(t *testing.T) {
 	if d, _ := qs[0]["messages_details"].(object); d == nil || d["samples"] == nil {
 		t.Errorf("no samples in %v", qs[0]["messages_details"])
 	}
+}
+
+func TestTopicPermissionEndpoints(t *testing.T) {
+	n := startNode(t)
+	n.do(t, "PUT", "/api/users/tp", object{"password": "tp", "tags": ""}, http.StatusCreated)
+	n.do(t, "PUT", "/api/topic-permissions/%2F/tp", object{"exchange": "amq.topic", "write": "^a", "read": ".*"}, http.StatusCreated)
+	n.do(t, "PUT", "/api/topic-permissions/%2F/tp", object{"exchange": "logs", "write": "^b", "read": ".*"}, http.StatusCreated)
+	if l := decode[[]object](t, n.do(t, "GET", "/api/topic-permissions/%2F/tp", nil, http.StatusOK)); len(l) != 2 || l[0]["exchange"] != "amq.topic" {
+		t.Errorf("topic permissions = %v", l)
+	}
+	if l := decode[[]object](t, n.do(t, "GET", "/api/users/tp/topic-permissions", nil, http.StatusOK)); len(l) != 2 {
+		t.Errorf("user's topic permissions = %v", l)
+	}
+	n.do(t, "DELETE", "/api/topic-permissions/%2F/tp/logs", nil, http.StatusNoContent)
+	if l := decode[[]object](t, n.do(t, "GET", "/api/topic-permissions", nil, http.StatusOK)); len(l) != 1 {
+		t.Errorf("after deleting one: %v", l)
+	}
+	exported := decode[object](t, n.do(t, "GET", "/api/definitions", nil, http.StatusOK))
+	if tp, _ := exported["topic_permissions"].([]any); len(tp) != 1 {
+		t.Errorf("exported topic_permissions = %v", exported["topic_permissions"])
+	}
+	n.do(t, "DELETE", "/api/topic-permissions/%2F/tp", nil, http.StatusNoContent)
+	n.do(t, "GET", "/api/topic-permissions/%2F/tp", nil, http.StatusNotFound)
 }
