@@ -47,12 +47,11 @@ ctl set_permissions -p / policymaker ".*" ".*" ".*"
 ctl add_vhost "rabbit/hole"
 ctl set_permissions -p "rabbit/hole" guest ".*" ".*" ".*"
 
-# Not in warren (see README.md, "Compatibility"): vhost and user limits,
-# quorum queues, and the federation and shovel plugins.
+# Not in warren (see README.md, "Compatibility"): quorum queues, and the
+# federation and shovel plugins.
 # The suite's specs that only check what warren answers without them (no
 # upstreams, no links, bad definitions refused) still run.
-skip='vhost-limits|user-limits'
-skip="$skip|PUT /queues/\{vhost\}/\{queue\} declares a queue\$|creates a vhost with a default queue type"
+skip="PUT /queues/\{vhost\}/\{queue\} declares a queue\$|creates a vhost with a default queue type"
 skip="$skip|federation-upstream.* when there are upstreams|federation-upstream.* when the upstream exists"
 skip="$skip|federation-upstream.* when the upstream does not exist creates the upstream|federation-links.* when there are links"
 skip="$skip|shovel"

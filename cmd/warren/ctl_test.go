@@ -361,3 +361,28 @@ func TestClusterName(t *testing.T) {
 		t.Errorf("list_global_parameters: %q", r.stdout)
 	}
 }
+
+func TestLimitCommands(t *testing.T) {
+	n, c := startNode(t, buildWarren(t), t.TempDir())
+	n.warrenctl(t, "set_vhost_limits", "-p", "/", `{"max-queues": 1}`).ok(t)
+	if r := n.warrenctl(t, "-s", "list_vhost_limits").ok(t); r.stdout != "/\t{\"max-queues\":1}\n" {
+		t.Errorf("list_vhost_limits = %q", r.stdout)
+	}
+	ch, _ := c.Channel()
+	if _, err := ch.QueueDeclare("one", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("two", false, true, false, false, nil); err == nil || !strings.Contains(err.Error(), "queue limit in vhost '/' (1) is reached") {
+		t.Errorf("second queue: %v", err)
+	}
+	n.warrenctl(t, "set_vhost_limits", "-p", "/", `{"max-bogus": 1}`).fails(t, 65, "unknown limit")
+	n.warrenctl(t, "clear_vhost_limits", "-p", "/").ok(t)
+	n.warrenctl(t, "set_user_limits", "guest", `{"max-channels": 5}`).ok(t)
+	if r := n.warrenctl(t, "-s", "list_user_limits").ok(t); r.stdout != "guest\t{\"max-channels\":5}\n" {
+		t.Errorf("list_user_limits = %q", r.stdout)
+	}
+	n.warrenctl(t, "clear_user_limits", "guest", "all").ok(t)
+	if r := n.warrenctl(t, "-s", "list_user_limits").ok(t); r.stdout != "" {
+		t.Errorf("after clear: %q", r.stdout)
+	}
+}

@@ -574,3 +574,34 @@ func (s *Server) QueueTotals(keep func(vhost string) bool) (queues, ready, unack
 	}
 	return
 }
+
+// countConns counts the open connections that keep says to; used only to
+// enforce limits, when one is set.
+func (s *Server) countConns(keep func(*conn) bool) int {
+	s.mu.Lock()
+	conns := s.connList()
+	s.mu.Unlock()
+	n := 0
+	for _, c := range conns {
+		if c.ready() && !c.direct && keep(c) {
+			n++
+		}
+	}
+	return n
+}
+
+// countChannels counts a user's open channels across its connections.
+func (s *Server) countChannels(user string) int {
+	s.mu.Lock()
+	conns := s.connList()
+	s.mu.Unlock()
+	n := 0
+	for _, c := range conns {
+		if c.ready() && c.user == user {
+			c.mu.Lock()
+			n += len(c.channels)
+			c.mu.Unlock()
+		}
+	}
+	return n
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/warren-mq/warren/internal/amqp"
+	"github.com/warren-mq/warren/internal/meta"
 )
 
 // conn is one AMQP connection. Its reader runs in serve, on the goroutine
@@ -457,6 +458,16 @@ func (c *conn) openVHost(name string) error {
 	if _, ok := c.s.meta.Permission(c.user, name); !ok {
 		return connErr(codeNotAllowed, "access to vhost '%s' refused for user '%s'", name, c.user)
 	}
+	if def, ok := c.s.meta.VHost(name); ok {
+		if max, ok := meta.Limit(def.Limits, "max-connections"); ok && int64(c.s.countConns(func(o *conn) bool { return o.vhostName == name })) >= max {
+			return connErr(codeNotAllowed, "access to vhost '%s' refused for user '%s': connection limit (%d) is reached", name, c.user, max)
+		}
+	}
+	if u, ok := c.s.meta.User(c.user); ok {
+		if max, ok := meta.Limit(u.Limits, "max-connections"); ok && int64(c.s.countConns(func(o *conn) bool { return o.user == c.user })) >= max {
+			return connErr(codeNotAllowed, "connection refused for user '%s': user connection limit (%d) is reached", c.user, max)
+		}
+	}
 	c.vhostName, c.vh = name, v
 	return nil
 }
@@ -607,6 +618,13 @@ func (c *conn) handleChannelMethod(id uint16, m amqp.Method) error {
 			e := connErr(codeNotAllowed, "channel number %d is above the negotiated channel_max %d", id, c.channelMax)
 			e.method = m
 			return e
+		}
+		if u, ok := c.s.meta.User(c.user); ok {
+			if max, ok := meta.Limit(u.Limits, "max-channels"); ok && int64(c.s.countChannels(c.user)) >= max {
+				e := connErr(codeNotAllowed, "number of channels opened for user '%s' has reached the maximum allowed user limit of (%d)", c.user, max)
+				e.method = m
+				return e
+			}
 		}
 		ch := newChannel(c, id)
 		c.mu.Lock()

@@ -206,6 +206,18 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 	if p := queueArgProblem(name, vh, m.Arguments); p != "" {
 		return chanErr(codePreconditionFail, "%s", p)
 	}
+	if _, exists := ch.c.s.meta.Queue(vh, name); !exists {
+		if def, ok := ch.c.s.meta.VHost(vh); ok {
+			if max, ok := meta.Limit(def.Limits, "max-queues"); ok {
+				ch.c.vh.mu.RLock()
+				n := len(ch.c.vh.queues)
+				ch.c.vh.mu.RUnlock()
+				if int64(n) >= max {
+					return chanErr(codePreconditionFail, "cannot declare queue '%s': queue limit in vhost '%s' (%d) is reached", name, vh, max)
+				}
+			}
+		}
+	}
 	want := meta.Queue{VHost: vh, Name: name, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Arguments: meta.Args{Table: m.Arguments}, Node: ch.c.s.cfg.NodeName}
 	if m.Exclusive {
 		want.Owner = ch.c.id

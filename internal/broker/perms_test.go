@@ -151,3 +151,48 @@ func TestTopicPermissions(t *testing.T) {
 		t.Errorf("channel closed after clearing: %v", err)
 	}
 }
+
+// TestLimits: vhost max-connections and max-queues, user max-connections
+// and max-channels, refused with RabbitMQ 3.10's texts.
+func TestLimits(t *testing.T) {
+	s, url := startNode(t, broker.Config{})
+	ctx := context.Background()
+	m := s.Meta()
+	if err := m.PutVHost(ctx, meta.VHost{Name: "lv", Limits: map[string]int64{"max-connections": 1, "max-queues": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	hash, _ := auth.HashPassword(auth.SHA256, "lu")
+	if err := m.PutUser(ctx, meta.User{Name: "lu", PasswordHash: hash, HashingAlgorithm: auth.SHA256, Limits: map[string]int64{"max-channels": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	m.SetPermission(ctx, meta.Permission{User: "lu", VHost: "lv", Configure: ".*", Write: ".*", Read: ".*"})
+	lv := strings.Replace(url, "guest:guest", "lu:lu", 1) + "lv"
+	c := dial(t, lv)
+	ch := openChannel(t, c)
+	if _, err := ch.QueueDeclare("q1", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	e := closedWith(t, ch, func() { ch.QueueDeclare("q2", false, true, false, false, nil) })
+	if e.Code != 406 || e.Reason != "PRECONDITION_FAILED - cannot declare queue 'q2': queue limit in vhost 'lv' (1) is reached" {
+		t.Errorf("max-queues: %d %q", e.Code, e.Reason)
+	}
+	if _, err := amqp091.Dial(lv); err == nil || !strings.Contains(err.Error(), "NOT_ALLOWED - access to vhost 'lv' refused for user 'lu': connection limit (1) is reached") {
+		t.Errorf("max-connections of the vhost: %v", err)
+	}
+	if _, err := c.Channel(); err != nil {
+		t.Fatal(err)
+	}
+	closed := c.NotifyClose(make(chan *amqp091.Error, 1))
+	if _, err := c.Channel(); err == nil {
+		t.Fatal("second channel opened past max-channels")
+	}
+	if e := <-closed; e == nil || e.Reason != "NOT_ALLOWED - number of channels opened for user 'lu' has reached the maximum allowed user limit of (1)" {
+		t.Errorf("max-channels: %v", e)
+	}
+	u, _ := m.User("lu")
+	u.Limits = map[string]int64{"max-connections": 0}
+	m.PutUser(ctx, u)
+	if _, err := amqp091.Dial(lv); err == nil || !strings.Contains(err.Error(), "connection refused for user 'lu': user connection limit (0) is reached") {
+		t.Errorf("max-connections of the user: %v", err)
+	}
+}

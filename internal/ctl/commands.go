@@ -290,6 +290,24 @@ func allCommands() map[string]*command {
 			banner: func(node string, r *Request) string {
 				return "Listing topic permissions for user " + q(r.Args[0]) + " ..."
 			}},
+		"set_vhost_limits": {args: "<definition>", min: 1, max: 1, vhost: true, needsApp: true, run: runSetLimits(false),
+			banner: func(node string, r *Request) string {
+				return "Applying limits to vhost " + q(r.VHost) + ": " + r.Args[0] + " ..."
+			}},
+		"clear_vhost_limits": {max: 0, vhost: true, needsApp: true, run: runClearLimits(false),
+			banner: func(node string, r *Request) string { return "Clearing vhost " + q(r.VHost) + " limits ..." }},
+		"list_vhost_limits": {max: 0, vhost: true, flags: []string{"global"}, needsApp: true, run: runListLimits(false),
+			banner: func(node string, r *Request) string { return "Listing limits for vhost " + q(r.VHost) + " ..." }},
+		"set_user_limits": {args: "<username> <definition>", min: 2, max: 2, needsApp: true, run: runSetLimits(true),
+			banner: func(node string, r *Request) string {
+				return "Setting user limits to " + r.Args[1] + " for user " + q(r.Args[0]) + " ..."
+			}},
+		"clear_user_limits": {args: "<username> <limit> | all", min: 2, max: 2, needsApp: true, run: runClearLimits(true),
+			banner: func(node string, r *Request) string {
+				return "Clearing " + r.Args[1] + " limits for user " + q(r.Args[0]) + " ..."
+			}},
+		"list_user_limits": {args: "[<username>]", max: 1, needsApp: true, run: runListLimits(true),
+			banner: func(node string, r *Request) string { return "Listing user limits ..." }},
 		"set_cluster_name": {args: "<name>", min: 1, max: 1, needsApp: true, run: runSetGlobal("cluster_name", true),
 			banner: func(node string, r *Request) string { return "Setting cluster name to " + r.Args[0] + " ..." }},
 		"set_global_parameter": {args: "<name> <value>", min: 2, max: 2, needsApp: true, run: runSetGlobal("", false),
@@ -1063,6 +1081,115 @@ func runListTopicPermissions(byUser bool) func(ctx context.Context, s *Server, b
 				resp.Rows = append(resp.Rows, []any{p.VHost, p.Exchange, p.Write, p.Read})
 			case !byUser && p.VHost == r.VHost:
 				resp.Rows = append(resp.Rows, []any{p.User, p.Exchange, p.Write, p.Read})
+			}
+		}
+		return resp
+	}
+}
+
+// limitNames are the limits vhosts and users take.
+func limitNames(user bool) []string {
+	if user {
+		return []string{"max-connections", "max-channels"}
+	}
+	return []string{"max-connections", "max-queues"}
+}
+
+// runSetLimits merges a JSON object of limits into a vhost's (-p) or a
+// user's limits.
+func runSetLimits(user bool) func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	return func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+		def := r.Args[len(r.Args)-1]
+		var set map[string]int64
+		if err := json.Unmarshal([]byte(def), &set); err != nil {
+			return failf(ExitDataErr, "the limits are not a JSON object of integers: %v", err)
+		}
+		for k := range set {
+			if !slices.Contains(limitNames(user), k) {
+				return failf(ExitDataErr, "unknown limit %q (known: %s)", k, strings.Join(limitNames(user), ", "))
+			}
+		}
+		merge := func(cur map[string]int64) map[string]int64 {
+			out := map[string]int64{}
+			for k, v := range cur {
+				out[k] = v
+			}
+			for k, v := range set {
+				out[k] = v
+			}
+			return out
+		}
+		if user {
+			u, found := b.Meta().User(r.Args[0])
+			if !found {
+				return failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
+			}
+			u.Limits = merge(u.Limits)
+			if err := b.Meta().PutUser(ctx, u); err != nil {
+				return failf(ExitSoftware, "%v", err)
+			}
+			return ok("")
+		}
+		v, found := b.Meta().VHost(r.VHost)
+		if !found {
+			return failf(ExitDataErr, "Virtual host %s does not exist", r.VHost)
+		}
+		v.Limits = merge(v.Limits)
+		if err := b.Meta().PutVHost(ctx, v); err != nil {
+			return failf(ExitSoftware, "%v", err)
+		}
+		return ok("")
+	}
+}
+
+func runClearLimits(user bool) func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	return func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+		if user {
+			u, found := b.Meta().User(r.Args[0])
+			if !found {
+				return failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
+			}
+			if r.Args[1] == "all" {
+				u.Limits = nil
+			} else {
+				delete(u.Limits, r.Args[1])
+			}
+			if err := b.Meta().PutUser(ctx, u); err != nil {
+				return failf(ExitSoftware, "%v", err)
+			}
+			return ok("")
+		}
+		v, found := b.Meta().VHost(r.VHost)
+		if !found {
+			return failf(ExitDataErr, "Virtual host %s does not exist", r.VHost)
+		}
+		v.Limits = nil
+		if err := b.Meta().PutVHost(ctx, v); err != nil {
+			return failf(ExitSoftware, "%v", err)
+		}
+		return ok("")
+	}
+}
+
+func runListLimits(user bool) func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	return func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+		d := b.Meta().Snapshot()
+		if user {
+			resp := Response{Columns: []string{"user", "limits"}}
+			for _, u := range d.Users {
+				if (len(r.Args) == 0 || u.Name == r.Args[0]) && len(u.Limits) > 0 {
+					js, _ := json.Marshal(u.Limits)
+					resp.Rows = append(resp.Rows, []any{u.Name, string(js)})
+				}
+			}
+			return resp
+		}
+		_, global := r.Options["global"]
+		resp := Response{Columns: []string{"vhost", "limits"}}
+		for _, v := range d.VHosts {
+			if (global || v.Name == r.VHost) && len(v.Limits) > 0 {
+				js, _ := json.Marshal(v.Limits)
+				resp.Rows = append(resp.Rows, []any{v.Name, string(js)})
 			}
 		}
 		return resp

@@ -130,7 +130,11 @@ func Export(m *meta.Node, src Source, vhost string) File {
 			if tags == nil {
 				tags = []string{}
 			}
-			out.Users = append(out.Users, User{Name: u.Name, PasswordHash: &h, HashingAlgorithm: u.HashingAlgorithm, Tags: tags, Limits: map[string]any{}})
+			limits := map[string]any{}
+			for k, v := range u.Limits {
+				limits[k] = v
+			}
+			out.Users = append(out.Users, User{Name: u.Name, PasswordHash: &h, HashingAlgorithm: u.HashingAlgorithm, Tags: tags, Limits: limits})
 		}
 		out.VHosts = []VHost{}
 		for _, v := range d.VHosts {
@@ -305,6 +309,16 @@ func Tags(v any) []string {
 // takes either a password or a hash with its algorithm.
 func (u User) ToMeta() (meta.User, error) {
 	usr := meta.User{Name: u.Name, Tags: Tags(u.Tags)}
+	for k, v := range u.Limits {
+		n, ok := AMQPValue(v).(int64)
+		if !ok {
+			return meta.User{}, fmt.Errorf("user '%s': limit %s must be an integer", u.Name, k)
+		}
+		if usr.Limits == nil {
+			usr.Limits = map[string]int64{}
+		}
+		usr.Limits[k] = n
+	}
 	switch {
 	case u.Password != nil:
 		h, err := auth.HashPassword(auth.SHA256, *u.Password)

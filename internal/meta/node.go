@@ -361,6 +361,17 @@ func (n *Node) Permission(user, vhost string) (Permission, bool) {
 	return *p, true
 }
 
+// VHost returns a vhost's definition.
+func (n *Node) VHost(name string) (VHost, bool) {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	v, ok := n.fsm.st.vhosts[name]
+	if !ok {
+		return VHost{}, false
+	}
+	return v.def, true
+}
+
 // VHostExists reports whether a vhost exists.
 func (n *Node) VHostExists(name string) bool {
 	n.fsm.mu.RLock()

@@ -50,6 +50,9 @@ type VHost struct {
 	Name        string   `json:"name"`
 	Description string   `json:"description,omitempty"`
 	Tags        []string `json:"tags,omitempty"`
+	// Limits caps the vhost: max-connections, max-queues. A negative
+	// value, or none, means no limit.
+	Limits map[string]int64 `json:"limits,omitempty"`
 }
 
 // User is a user who may log in. PasswordHash is RabbitMQ's format:
@@ -60,6 +63,15 @@ type User struct {
 	PasswordHash     string   `json:"password_hash"`
 	HashingAlgorithm string   `json:"hashing_algorithm"`
 	Tags             []string `json:"tags,omitempty"`
+	// Limits caps the user: max-connections, max-channels. A negative
+	// value, or none, means no limit.
+	Limits map[string]int64 `json:"limits,omitempty"`
+}
+
+// Limit returns a limit from a set of limits and whether it applies.
+func Limit(limits map[string]int64, name string) (int64, bool) {
+	n, ok := limits[name]
+	return n, ok && n >= 0
 }
 
 // Permission is what a user may do in a vhost: three regular expressions

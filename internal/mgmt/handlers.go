@@ -59,6 +59,14 @@ func (s *Server) routes() {
 	h("DELETE /api/permissions/{vhost}/{user}", administrator, s.deletePermission)
 
 	h("GET /api/global-parameters", administrator, s.listGlobalParameters)
+	h("GET /api/vhost-limits", anyUser, s.listVHostLimits)
+	h("GET /api/vhost-limits/{vhost}", anyUser, s.listVHostLimits)
+	h("PUT /api/vhost-limits/{vhost}/{name}", administrator, s.setVHostLimit)
+	h("DELETE /api/vhost-limits/{vhost}/{name}", administrator, s.setVHostLimit)
+	h("GET /api/user-limits", administrator, s.listUserLimits)
+	h("GET /api/user-limits/{user}", administrator, s.listUserLimits)
+	h("PUT /api/user-limits/{user}/{name}", administrator, s.setUserLimit)
+	h("DELETE /api/user-limits/{user}/{name}", administrator, s.setUserLimit)
 	h("GET /api/topic-permissions", administrator, s.listTopicPermissions(func(meta.TopicPermission, *http.Request) bool { return true }))
 	h("GET /api/users/{user}/topic-permissions", administrator, s.listTopicPermissions(func(p meta.TopicPermission, r *http.Request) bool { return p.User == r.PathValue("user") }))
 	h("GET /api/vhosts/{vhost}/topic-permissions", administrator, s.listTopicPermissions(func(p meta.TopicPermission, r *http.Request) bool { return p.VHost == r.PathValue("vhost") }))
@@ -383,8 +391,9 @@ func (s *Server) putVHost(w http.ResponseWriter, r *http.Request, u *user) error
 	if t := body.DefaultQueueType; t != "" && t != "classic" {
 		return errBadRequest("default queue type '%s' is not supported: this node has classic queues only", t)
 	}
-	isNew := !s.b.Meta().VHostExists(name)
-	if err := s.b.Meta().PutVHost(r.Context(), meta.VHost{Name: name, Description: body.Description, Tags: defs.Tags(body.Tags)}); err != nil {
+	cur, exists := s.b.Meta().VHost(name)
+	isNew := !exists
+	if err := s.b.Meta().PutVHost(r.Context(), meta.VHost{Name: name, Description: body.Description, Tags: defs.Tags(body.Tags), Limits: cur.Limits}); err != nil {
 		return err
 	}
 	if isNew {
@@ -465,11 +474,12 @@ func (s *Server) putUser(w http.ResponseWriter, r *http.Request, u *user) error 
 		return err
 	}
 	body.Name = name
-	_, exists := s.b.Meta().User(name)
+	cur, exists := s.b.Meta().User(name)
 	usr, err := body.ToMeta()
 	if err != nil {
 		return errBadRequest("%v", err)
 	}
+	usr.Limits = cur.Limits
 	if err := s.b.Meta().PutUser(r.Context(), usr); err != nil {
 		return err
 	}
@@ -1531,6 +1541,110 @@ func (s *Server) deleteTopicPermissions(w http.ResponseWriter, r *http.Request, 
 		return errNotFound()
 	}
 	if err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+// ---- vhost and user limits
+
+// limitNames are the limits each kind of object takes.
+var limitNames = map[string][]string{"vhost": {"max-connections", "max-queues"}, "user": {"max-connections", "max-channels"}}
+
+func (s *Server) listVHostLimits(w http.ResponseWriter, r *http.Request, u *user) error {
+	only := ""
+	if r.PathValue("vhost") != "" {
+		v, err := s.vhostParam(r, u)
+		if err != nil {
+			return err
+		}
+		only = v
+	}
+	var items []obj
+	for _, v := range s.b.Meta().Snapshot().VHosts {
+		if (only == "" || v.Name == only) && s.canSee(u, v.Name) && len(v.Limits) > 0 {
+			items = append(items, obj{"vhost": v.Name, "value": v.Limits})
+		}
+	}
+	return writeList(w, r, items)
+}
+
+// limitValue reads a PUT's {"value": n} for a known limit, or nil for a
+// DELETE.
+func limitValue(r *http.Request, kind string) (*int64, error) {
+	name := r.PathValue("name")
+	if !slices.Contains(limitNames[kind], name) {
+		return nil, errBadRequest("unknown %s limit '%s' (known: %s)", kind, name, strings.Join(limitNames[kind], ", "))
+	}
+	if r.Method == http.MethodDelete {
+		return nil, nil
+	}
+	var body struct {
+		Value *int64 `json:"value"`
+	}
+	if err := readJSON(r, &body); err != nil {
+		return nil, err
+	}
+	if body.Value == nil {
+		return nil, errBadRequest("value is required")
+	}
+	return body.Value, nil
+}
+
+func withLimit(limits map[string]int64, name string, v *int64) map[string]int64 {
+	out := map[string]int64{}
+	for k, x := range limits {
+		out[k] = x
+	}
+	if v == nil {
+		delete(out, name)
+	} else {
+		out[name] = *v
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func (s *Server) setVHostLimit(w http.ResponseWriter, r *http.Request, u *user) error {
+	v, ok := s.b.Meta().VHost(r.PathValue("vhost"))
+	if !ok {
+		return errNotFound()
+	}
+	val, err := limitValue(r, "vhost")
+	if err != nil {
+		return err
+	}
+	v.Limits = withLimit(v.Limits, r.PathValue("name"), val)
+	if err := s.b.Meta().PutVHost(r.Context(), v); err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
+func (s *Server) listUserLimits(w http.ResponseWriter, r *http.Request, u *user) error {
+	only := r.PathValue("user")
+	var items []obj
+	for _, usr := range s.b.Meta().Snapshot().Users {
+		if (only == "" || usr.Name == only) && len(usr.Limits) > 0 {
+			items = append(items, obj{"user": usr.Name, "value": usr.Limits})
+		}
+	}
+	return writeList(w, r, items)
+}
+
+func (s *Server) setUserLimit(w http.ResponseWriter, r *http.Request, u *user) error {
+	usr, ok := s.b.Meta().User(r.PathValue("user"))
+	if !ok {
+		return errNotFound()
+	}
+	val, err := limitValue(r, "user")
+	if err != nil {
+		return err
+	}
+	usr.Limits = withLimit(usr.Limits, r.PathValue("name"), val)
+	if err := s.b.Meta().PutUser(r.Context(), usr); err != nil {
 		return err
 	}
 	return noContent(w)

@@ -281,7 +281,7 @@ func userObj(u meta.User) obj {
 		"password_hash":     u.PasswordHash,
 		"hashing_algorithm": u.HashingAlgorithm,
 		"tags":              tags,
-		"limits":            obj{},
+		"limits":            limitsObj(u.Limits),
 	}
 }
 
@@ -359,4 +359,12 @@ func activity(c broker.ConsumerInfo) string {
 		return "up"
 	}
 	return "waiting"
+}
+
+func limitsObj(l map[string]int64) obj {
+	out := obj{}
+	for k, v := range l {
+		out[k] = v
+	}
+	return out
 }
