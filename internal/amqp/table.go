@@ -242,3 +242,28 @@ func DecodeTable(b []byte) (Table, error) {
 	}
 	return t, nil
 }
+
+// Int returns a field value of an integer type as an int64; ok is false
+// for every other type, floats included, as RabbitMQ reads integer
+// arguments.
+func Int(v any) (n int64, ok bool) {
+	switch x := v.(type) {
+	case int8:
+		return int64(x), true
+	case uint8:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case int64:
+		return x, true
+	case int:
+		return int64(x), true
+	}
+	return 0, false
+}

@@ -3,6 +3,8 @@ package broker
 import (
 	"sync"
 	"time"
+
+	"github.com/warren-mq/warren/internal/amqp"
 )
 
 // queueExpiry deletes a queue that has gone unused for its x-expires
@@ -92,7 +94,7 @@ func (q *localQueue) expire(gen uint64) {
 
 // expiresOf reads x-expires from effective arguments; 0 means none.
 func expiresOf(args map[string]any) time.Duration {
-	n, ok := integer(args["x-expires"])
+	n, ok := amqp.Int(args["x-expires"])
 	if !ok || n <= 0 {
 		return 0
 	}

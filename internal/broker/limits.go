@@ -36,7 +36,7 @@ func queueLimits(args amqp.Table) (queue.Limits, string, bool) {
 		}
 		l.MessageTTL = time.Duration(n) * time.Millisecond
 	}
-	if n, ok := integer(args["x-max-priority"]); ok && n > 0 {
+	if n, ok := amqp.Int(args["x-max-priority"]); ok && n > 0 {
 		l.MaxPriority = uint8(min(n, 255))
 	}
 	if b, ok := args["x-single-active-consumer"].(bool); ok {
@@ -77,30 +77,6 @@ func messageTTL(expiration []byte) (time.Duration, bool) {
 	return time.Duration(n) * time.Millisecond, true
 }
 
-// integer returns an integer-typed field value; floats are not integers
-// here, as in RabbitMQ.
-func integer(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int8:
-		return int64(n), true
-	case uint8:
-		return int64(n), true
-	case int16:
-		return int64(n), true
-	case uint16:
-		return int64(n), true
-	case int32:
-		return int64(n), true
-	case uint32:
-		return int64(n), true
-	case int64:
-		return n, true
-	case int:
-		return int64(n), true
-	}
-	return 0, false
-}
-
 // queueArgProblem checks a queue's arguments the way RabbitMQ 3.10 does on
 // queue.declare, in its order, and returns the reply text for the first
 // one it would refuse, or "" if it would accept them all.
@@ -116,7 +92,7 @@ func queueArgProblem(name, vhost string, args amqp.Table) string {
 		if !ok {
 			return ""
 		}
-		n, ok := integer(v)
+		n, ok := amqp.Int(v)
 		switch {
 		case !ok:
 			return invalid(key, fmt.Sprintf("\"expected integer, got %s\"", fieldTypeName(v)))

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/auth"
 	"github.com/warren-mq/warren/internal/meta"
 	"github.com/warren-mq/warren/internal/queue"
@@ -457,7 +458,7 @@ func (s *Server) newLocalQueue(def meta.Queue, pols []meta.Policy) *localQueue {
 		s.releaseAt(lq.key, e.Loc)
 	}
 	lim := queue.NoLimits()
-	if n, ok := integer(def.Arguments.Table["x-max-priority"]); ok && n > 0 {
+	if n, ok := amqp.Int(def.Arguments.Table["x-max-priority"]); ok && n > 0 {
 		lim.MaxPriority = uint8(min(n, 255))
 	}
 	lq.Queue = queue.New(def.VHost, def.Name, lim, drop)

@@ -519,17 +519,28 @@ func vhostMissing(b Broker, v string) *Response {
 	return nil
 }
 
-func runSetPermissions(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+// checkGrant checks what granting permissions needs: the vhost, the
+// user and patterns that compile.
+func checkGrant(b Broker, r *Request, patterns []string) *Response {
 	if resp := vhostMissing(b, r.VHost); resp != nil {
-		return *resp
+		return resp
 	}
 	if _, exists := b.Meta().User(r.Args[0]); !exists {
-		return failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
+		resp := failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
+		return &resp
 	}
-	for _, p := range r.Args[1:] {
+	for _, p := range patterns {
 		if err := auth.ValidPattern(p); err != nil {
-			return failf(ExitDataErr, "%v", err)
+			resp := failf(ExitDataErr, "%v", err)
+			return &resp
 		}
+	}
+	return nil
+}
+
+func runSetPermissions(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if resp := checkGrant(b, r, r.Args[1:]); resp != nil {
+		return *resp
 	}
 	p := meta.Permission{User: r.Args[0], VHost: r.VHost, Configure: r.Args[1], Write: r.Args[2], Read: r.Args[3]}
 	if err := b.Meta().SetPermission(ctx, p); err != nil {
@@ -1040,16 +1051,8 @@ func runListGlobals(ctx context.Context, s *Server, b Broker, r *Request, c *com
 }
 
 func runSetTopicPermissions(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
-	if resp := vhostMissing(b, r.VHost); resp != nil {
+	if resp := checkGrant(b, r, r.Args[2:]); resp != nil {
 		return *resp
-	}
-	if _, exists := b.Meta().User(r.Args[0]); !exists {
-		return failf(ExitNoUser, "User %s does not exist", q(r.Args[0]))
-	}
-	for _, p := range r.Args[2:] {
-		if err := auth.ValidPattern(p); err != nil {
-			return failf(ExitDataErr, "%v", err)
-		}
 	}
 	p := meta.TopicPermission{User: r.Args[0], VHost: r.VHost, Exchange: r.Args[1], Write: r.Args[2], Read: r.Args[3]}
 	if err := b.Meta().SetTopicPermission(ctx, p); err != nil {

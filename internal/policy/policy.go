@@ -299,28 +299,13 @@ func Effective(args amqp.Table, pol, op *meta.Policy) amqp.Table {
 	return out
 }
 
+// number reads an argument's value: an AMQP integer, or a float64 from
+// JSON.
 func number(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int8:
-		return int64(n), true
-	case uint8:
-		return int64(n), true
-	case int16:
-		return int64(n), true
-	case uint16:
-		return int64(n), true
-	case int32:
-		return int64(n), true
-	case uint32:
-		return int64(n), true
-	case int64:
-		return n, true
-	case int:
-		return int64(n), true
-	case float64:
-		return int64(n), true
+	if f, ok := v.(float64); ok {
+		return int64(f), true
 	}
-	return 0, false
+	return amqp.Int(v)
 }
 
 // Definition merges what a policy and an operator policy set, as the API
