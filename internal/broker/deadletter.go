@@ -107,6 +107,12 @@ func (s *Server) republishDead(dl deadLetter) {
 	}
 	var data []byte
 	for _, q := range qs {
+		if dl.reason != "rejected" && deadLetterCycle(props.Headers, q.Name) {
+			// Round and round with no client ever rejecting it: RabbitMQ
+			// drops such a message rather than loop forever.
+			s.log.Warn("dead-letter cycle: message dropped", "queue", q.Name, "from", dl.queue, "reason", dl.reason)
+			continue
+		}
 		var loc *store.Location
 		if s.store != nil && m.Persistent && q.def.Durable {
 			if data == nil {
@@ -164,4 +170,27 @@ func addDeath(p *amqp.Properties, dl deadLetter) {
 		p.Headers["x-first-death-exchange"] = dl.msg.Exchange
 	}
 	p.Flags |= amqp.FlagHeaders
+}
+
+// deadLetterCycle reports whether dead-lettering into queue would close a
+// loop that no client broke: the queue is already in the message's x-death
+// and none of its deaths was a rejection.
+func deadLetterCycle(headers amqp.Table, queue string) bool {
+	// The message would reach queue a second time: it has died there
+	// before, the death just recorded included.
+	deaths, _ := headers["x-death"].([]any)
+	seen := false
+	for _, d := range deaths {
+		t, ok := d.(amqp.Table)
+		if !ok {
+			continue
+		}
+		if t["reason"] == "rejected" {
+			return false
+		}
+		if t["queue"] == queue {
+			seen = true
+		}
+	}
+	return seen
 }

@@ -193,3 +193,46 @@ func TestEmptyQueueNameMeansLastDeclared(t *testing.T) {
 		t.Errorf("passive declare of '': %d %q", e.Code, e.Reason)
 	}
 }
+
+func TestRejectPublishDLXAndCycles(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	if _, err := ch.QueueDeclare("dead", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("full", false, false, false, false, amqp091.Table{"x-max-length": int32(1), "x-overflow": "reject-publish-dlx",
+		"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dead"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 2))
+	publish(t, ch, "", "full", amqp091.Publishing{Body: []byte("kept")})
+	publish(t, ch, "", "full", amqp091.Publishing{Body: []byte("refused")})
+	if c := <-confirms; !c.Ack {
+		t.Fatal("first publish nacked")
+	}
+	if c := <-confirms; c.Ack {
+		t.Fatal("publish over the limit acked")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for messagesIn(t, ch, "dead") != 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	d, ok, err := ch.Get("dead", true)
+	if err != nil || !ok || string(d.Body) != "refused" {
+		t.Fatalf("dead-lettered refused publish: %q %v %v", d.Body, ok, err)
+	}
+	// A queue that dead-letters expired messages back into itself drops
+	// them instead of cycling.
+	if _, err := ch.QueueDeclare("loop", false, false, false, false, amqp091.Table{"x-message-ttl": int32(10), "x-dead-letter-exchange": ""}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ch, "", "loop", amqp091.Publishing{Body: []byte("round")})
+	<-confirms
+	time.Sleep(300 * time.Millisecond)
+	if n := messagesIn(t, ch, "loop"); n != 0 {
+		t.Errorf("loop holds %d messages, want 0 (cycle dropped)", n)
+	}
+}

@@ -202,6 +202,11 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 			routed = true
 		case queue.Rejected:
 			routed, rejected = true, true
+			// reject-publish-dlx: the refused message is dead-lettered as
+			// well as nacked.
+			if args := q.args(); args["x-overflow"] == "reject-publish-dlx" && wantsDeadLetter(args) {
+				ch.c.s.deadLetters.add(deadLetter{vhost: q.VHost, queue: q.Name, args: args, msg: msg, reason: string(queue.DropMaxLen)})
+			}
 		}
 		if res != queue.Queued {
 			ch.c.s.releaseAt(q.key, loc)
