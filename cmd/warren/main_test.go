@@ -373,3 +373,43 @@ func TestNoConfirmedMessageLostWhenKilledAtRandom(t *testing.T) {
 		t.Fatalf("lost %d confirmed messages (of %d)", lost, len(confirmed))
 	}
 }
+
+// TestCommittedTransactionSurvivesSIGKILL: once tx.commit-ok arrives, the
+// transaction's persistent messages are on disk, as RabbitMQ promises: the
+// node is killed the moment the answer arrives, and they are all there.
+func TestCommittedTransactionSurvivesSIGKILL(t *testing.T) {
+	bin := buildWarren(t)
+	dir := t.TempDir()
+	n, c := startNode(t, bin, dir)
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("ledger", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Tx(); err != nil {
+		t.Fatal(err)
+	}
+	const count = 500
+	for i := range count {
+		if err := ch.PublishWithContext(context.Background(), "", "ledger", false, false,
+			amqp091.Publishing{DeliveryMode: amqp091.Persistent, Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.TxCommit(); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd.Process.Signal(syscall.SIGKILL)
+	n.cmd.Wait()
+
+	_, c = startNode(t, bin, dir)
+	ch, err = c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, err := ch.QueueDeclarePassive("ledger", true, false, false, false, nil); err != nil || q.Messages != count {
+		t.Fatalf("after restart: %+v %v, want %d messages", q, err, count)
+	}
+}

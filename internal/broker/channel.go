@@ -92,6 +92,7 @@ type channel struct {
 	tx          bool
 	txPublishes []*pendingPublish
 	txAcks      []txAck
+	txDisk      *txSync // while tx.commit publishes: the writes to wait for
 	publishing  *pendingPublish
 	consumers   map[string]*consumer
 	prefetch    int // for consumers created from now on

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"strings"
+	"sync"
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/queue"
@@ -186,11 +187,14 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 			var done func(error)
 			if seq != 0 {
 				done = func(err error) { ch.diskDone(seq, err) }
+			} else if w := ch.txDisk; w != nil {
+				w.add()
+				done = w.done
 			}
 			l, err := st.Append(q.key, data, done)
 			if err != nil {
-				if seq != 0 {
-					ch.diskDone(seq, err)
+				if done != nil {
+					done(err)
 				}
 			} else {
 				loc = &l
@@ -300,11 +304,20 @@ func (ch *channel) txCommit() error {
 	}
 	pubs, acks := ch.txPublishes, ch.txAcks
 	ch.txPublishes, ch.txAcks = nil, nil
+	// commit-ok means the persistent messages are on disk, as in
+	// RabbitMQ: wait for their fsync.
+	ch.txDisk = newTxSync()
 	for _, p := range pubs {
 		if err := ch.deliverPublish(p, 0); err != nil {
+			ch.txDisk = nil
 			return err
 		}
 		ch.stats.publish.Add(1)
+	}
+	w := ch.txDisk
+	ch.txDisk = nil
+	if err := w.wait(); err != nil {
+		return connErr(codeInternalError, "tx.commit: could not write to disk: %v", err)
 	}
 	for _, a := range acks {
 		if err := ch.settle(a); err != nil {
@@ -313,4 +326,51 @@ func (ch *channel) txCommit() error {
 	}
 	ch.c.sendMethod(ch.id, &amqp.TxCommitOk{})
 	return nil
+}
+
+// txSync counts writes to the store and waits until all are on disk.
+type txSync struct {
+	mu   sync.Mutex // guards n, err
+	n    int
+	err  error
+	zero chan struct{} // closed when n falls to zero after wait began
+}
+
+func newTxSync() *txSync { return &txSync{zero: make(chan struct{})} }
+
+func (w *txSync) add() {
+	w.mu.Lock()
+	w.n++
+	w.mu.Unlock()
+}
+
+// done is the store's callback for one write.
+func (w *txSync) done(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	w.n--
+	if w.n == 0 {
+		select {
+		case <-w.zero:
+		default:
+			close(w.zero)
+		}
+	}
+}
+
+// wait returns once every write counted is on disk, with the first
+// error.
+func (w *txSync) wait() error {
+	w.mu.Lock()
+	n := w.n
+	w.mu.Unlock()
+	if n > 0 {
+		<-w.zero
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
 }
