@@ -38,17 +38,21 @@ func TestQueueExpires(t *testing.T) {
 	if _, err := ch.Consume("watched", "w", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(700 * time.Millisecond)
-	if exists(t, c, "idle") {
-		t.Error("idle queue still exists after x-expires")
+	deadline := time.Now().Add(5 * time.Second)
+	for exists(t, c, "idle") {
+		if time.Now().After(deadline) {
+			t.Fatal("idle queue still exists after x-expires")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+	time.Sleep(400 * time.Millisecond)
 	if !exists(t, c, "watched") {
 		t.Fatal("queue with a consumer expired")
 	}
 	if err := ch.Cancel("w", false); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for exists(t, c, "watched") {
 		if time.Now().After(deadline) {
 			t.Fatal("queue did not expire after its consumer left")
@@ -57,11 +61,11 @@ func TestQueueExpires(t *testing.T) {
 	}
 
 	// Redeclaring and basic.get count as use.
-	if _, err := ch.QueueDeclare("used", false, false, false, false, amqp091.Table{"x-expires": int32(400)}); err != nil {
+	if _, err := ch.QueueDeclare("used", false, false, false, false, amqp091.Table{"x-expires": int32(1500)}); err != nil {
 		t.Fatal(err)
 	}
-	for range 6 {
-		time.Sleep(150 * time.Millisecond)
+	for range 8 {
+		time.Sleep(300 * time.Millisecond)
 		if _, _, err := ch.Get("used", true); err != nil {
 			t.Fatal(err)
 		}
