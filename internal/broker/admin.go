@@ -41,24 +41,9 @@ func (s *Server) Authenticate(user, pass string, from net.Addr) (meta.User, erro
 // owns it from then on: Close closes it. Its peer address decides
 // loopback_users, as for any connection.
 func (s *Server) ServeConn(nc net.Conn) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		nc.Close()
+	if !s.startConn(nc, true) {
 		return errors.New("broker: server closed")
 	}
-	c := newConn(s, nc)
-	c.direct = true
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		c.serve()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
 	return nil
 }
 

@@ -322,24 +322,34 @@ func (s *Server) Serve(l net.Listener) error {
 			}
 			return fmt.Errorf("accept: %w", err)
 		}
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			nc.Close()
+		if !s.startConn(nc, false) {
 			return nil
 		}
-		c := newConn(s, nc)
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			c.serve()
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-		}()
 	}
+}
+
+// startConn serves a connection on a goroutine the server owns and waits
+// for in Close. It reports false, closing nc, once the server is closing.
+func (s *Server) startConn(nc net.Conn, direct bool) bool {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return false
+	}
+	c := newConn(s, nc)
+	c.direct = direct
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		c.serve()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	return true
 }
 
 // Close stops accepting, closes every connection with 320
