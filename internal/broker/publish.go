@@ -330,10 +330,11 @@ func (ch *channel) txCommit() error {
 
 // txSync counts writes to the store and waits until all are on disk.
 type txSync struct {
-	mu   sync.Mutex // guards n, err
-	n    int
-	err  error
-	zero chan struct{} // closed when n falls to zero after wait began
+	mu      sync.Mutex // guards n, err, waiting
+	n       int
+	err     error
+	waiting bool          // wait has begun: zero closes when n reaches 0
+	zero    chan struct{} // closed once n is 0 with wait begun
 }
 
 func newTxSync() *txSync { return &txSync{zero: make(chan struct{})} }
@@ -352,24 +353,24 @@ func (w *txSync) done(err error) {
 		w.err = err
 	}
 	w.n--
-	if w.n == 0 {
-		select {
-		case <-w.zero:
-		default:
-			close(w.zero)
-		}
+	// Before wait begins, n may touch zero between two writes: only the
+	// last write after that counts.
+	if w.n == 0 && w.waiting {
+		close(w.zero)
 	}
 }
 
 // wait returns once every write counted is on disk, with the first
-// error.
+// error. No write may be added once it is called.
 func (w *txSync) wait() error {
 	w.mu.Lock()
-	n := w.n
-	w.mu.Unlock()
-	if n > 0 {
-		<-w.zero
+	if w.n == 0 {
+		defer w.mu.Unlock()
+		return w.err
 	}
+	w.waiting = true
+	w.mu.Unlock()
+	<-w.zero
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.err
