@@ -746,13 +746,9 @@ func (s *Server) putQueue(w http.ResponseWriter, r *http.Request, u *user) error
 }
 
 func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request, u *user) error {
-	v, err := s.vhostParam(r, u)
+	v, name, err := s.queueParam(r, u)
 	if err != nil {
 		return err
-	}
-	name := r.PathValue("name")
-	if _, ok := s.b.Meta().Queue(v, name); !ok {
-		return errNotFound()
 	}
 	q := r.URL.Query()
 	ifUnused, ifEmpty := q.Get("if-unused") == "true", q.Get("if-empty") == "true"
@@ -763,13 +759,9 @@ func (s *Server) deleteQueue(w http.ResponseWriter, r *http.Request, u *user) er
 }
 
 func (s *Server) purgeQueue(w http.ResponseWriter, r *http.Request, u *user) error {
-	v, err := s.vhostParam(r, u)
+	v, name, err := s.queueParam(r, u)
 	if err != nil {
 		return err
-	}
-	name := r.PathValue("name")
-	if _, ok := s.b.Meta().Queue(v, name); !ok {
-		return errNotFound()
 	}
 	return s.done(w, s.withChannel(u, v, func(ch *amqp091.Channel) error {
 		_, err := ch.QueuePurge(name, false)
@@ -837,13 +829,9 @@ func (s *Server) exchangeBindings(source bool) handler {
 }
 
 func (s *Server) queueBindings(w http.ResponseWriter, r *http.Request, u *user) error {
-	v, err := s.vhostParam(r, u)
+	v, name, err := s.queueParam(r, u)
 	if err != nil {
 		return err
-	}
-	name := r.PathValue("name")
-	if _, ok := s.b.Meta().Queue(v, name); !ok {
-		return errNotFound()
 	}
 	return writeList(w, r, bindingItems(s.visibleBindings(u, v), func(b meta.Binding) bool {
 		return b.DestinationType == meta.DestQueue && b.Destination == name
@@ -1366,12 +1354,8 @@ func (s *Server) closeUserConnections(w http.ResponseWriter, r *http.Request, u 
 // synchronising a mirrored queue's followers; a queue without followers
 // has nothing to synchronise, as in RabbitMQ.
 func (s *Server) queueAction(w http.ResponseWriter, r *http.Request, u *user) error {
-	v, err := s.vhostParam(r, u)
-	if err != nil {
+	if _, _, err := s.queueParam(r, u); err != nil {
 		return err
-	}
-	if _, ok := s.b.Meta().Queue(v, r.PathValue("name")); !ok {
-		return errNotFound()
 	}
 	var body struct {
 		Action string `json:"action"`

@@ -204,13 +204,9 @@ type getBody struct {
 // getMessages takes up to count messages with basic.get and then acks,
 // rejects or requeues them as ackmode says.
 func (s *Server) getMessages(w http.ResponseWriter, r *http.Request, u *user) error {
-	v, err := s.vhostParam(r, u)
+	v, name, err := s.queueParam(r, u)
 	if err != nil {
 		return err
-	}
-	name := r.PathValue("name")
-	if _, ok := s.b.Meta().Queue(v, name); !ok {
-		return errNotFound()
 	}
 	body := getBody{Count: 1, Encoding: "auto"}
 	if err := readJSON(r, &body); err != nil {

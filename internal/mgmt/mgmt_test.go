@@ -72,6 +72,22 @@ func startNodeSampling(t testing.TB, interval time.Duration) *node {
 	return &node{srv: srv, amqp: "amqp://guest:guest@" + l.Addr().String() + "/", api: hs.URL, http: client}
 }
 
+// client opens an AMQP connection and a channel to the node as guest,
+// closed when the test ends.
+func (n *node) client(t *testing.T) (*amqp091.Connection, *amqp091.Channel) {
+	t.Helper()
+	c, err := amqp091.Dial(n.amqp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ch
+}
+
 // call makes a request as user:pass and returns the status and body.
 func (n *node) call(t *testing.T, method, path, user, pass string, body any) (int, []byte) {
 	t.Helper()
@@ -170,15 +186,7 @@ func TestQueueLifecycle(t *testing.T) {
 		t.Errorf("malformed body: %s", body)
 	}
 
-	c, err := amqp091.Dial(n.amqp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ch := n.client(t)
 	for i := range 3 {
 		if err := ch.PublishWithContext(context.Background(), "", "orders", false, false, amqp091.Publishing{Body: []byte(fmt.Sprintf("m%d", i))}); err != nil {
 			t.Fatal(err)
@@ -543,15 +551,7 @@ func normalize(t *testing.T, b []byte) []byte {
 
 func TestRatesAndOverview(t *testing.T) {
 	n := startNode(t)
-	c, err := amqp091.Dial(n.amqp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ch := n.client(t)
 	if _, err := ch.QueueDeclare("rates", false, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -634,15 +634,7 @@ func TestPrometheusMetrics(t *testing.T) {
 	n := startNode(t)
 	ms := httptest.NewServer(mgmt.NewMetrics(n.srv, broker.Version))
 	defer ms.Close()
-	c, err := amqp091.Dial(n.amqp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ch := n.client(t)
 	if _, err := ch.QueueDeclare("metered", false, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -289,6 +289,19 @@ func (s *Server) vhostParam(r *http.Request, u *user) (string, error) {
 	return v, nil
 }
 
+// queueParam returns the {vhost} and {name} path values of a queue after
+// checking that u may use the vhost and that the queue exists.
+func (s *Server) queueParam(r *http.Request, u *user) (vhost, name string, err error) {
+	if vhost, err = s.vhostParam(r, u); err != nil {
+		return "", "", err
+	}
+	name = r.PathValue("name")
+	if _, ok := s.b.Meta().Queue(vhost, name); !ok {
+		return "", "", errNotFound()
+	}
+	return vhost, name, nil
+}
+
 // readJSON decodes a request body into v; an empty body leaves v as is.
 func readJSON(r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<20))
