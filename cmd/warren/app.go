@@ -96,6 +96,8 @@ func (a *app) StartApp(ctx context.Context) error {
 		Product:                     cfg.ServerProduct,
 		MemoryHighWatermark:         cfg.MemoryHighWater,
 		MemoryHighWatermarkAbsolute: cfg.MemoryHighWaterAbsolute,
+		MemoryPagingRatio:           cfg.MemoryPagingRatio,
+		RuntimeMemoryLimit:          true,
 		DiskFreeLimit:               cfg.DiskFreeLimit,
 	})
 	if err != nil {

@@ -489,9 +489,9 @@ func (s *Server) PurgeQueue(vhost, name string) (int, error) {
 	if q == nil {
 		return 0, ErrNoQueue
 	}
-	dropped := q.Purge()
+	dropped, n := q.Purge()
 	s.releaseAll(q.key, dropped)
-	return len(dropped), nil
+	return n, nil
 }
 
 // DeleteQueue deletes a queue for an operator, refusing as queue.delete

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -134,6 +136,12 @@ func (s *Server) SetMemoryHighWatermark(relative float64, absolute uint64) error
 	s.alarms.mu.Lock()
 	s.alarms.memLimit = limit
 	s.alarms.mu.Unlock()
+	s.memory.SetLimit(int64(float64(limit) * s.cfg.MemoryPagingRatio))
+	if s.cfg.RuntimeMemoryLimit && os.Getenv("GOMEMLIMIT") == "" && limit > 0 && limit < math.MaxInt64 {
+		// A little below the watermark, so that the collector's work
+		// keeps the alarm from going off.
+		debug.SetMemoryLimit(int64(limit / 10 * 9))
+	}
 	return nil
 }
 

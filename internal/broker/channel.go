@@ -71,6 +71,9 @@ func (k *consumer) Deliver(q *queue.Queue, e queue.Entry, b queue.Batch) bool {
 		ch.c.s.releaseAt(k.q.key, e.Loc)
 		return true
 	}
+	if !e.Redelivered {
+		ch.c.s.markDelivered(k.q.key, e.Loc)
+	}
 	k.inflight++
 	ch.inflight++
 	ch.unacked = append(ch.unacked, delivery{tag: tag, q: k.q, entry: e, cons: k})
@@ -600,6 +603,8 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	ch.mu.Unlock()
 	if m.NoAck {
 		ch.c.s.releaseAt(q.key, e.Loc)
+	} else if !e.Redelivered {
+		ch.c.s.markDelivered(q.key, e.Loc)
 	}
 	msg := e.Msg
 	ch.c.out.appendBatch(ch.c.batch, func(b []byte) []byte {

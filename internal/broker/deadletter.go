@@ -116,7 +116,7 @@ func (s *Server) republishDead(dl deadLetter) {
 		var loc *store.Location
 		if s.store != nil && m.Persistent && q.def.Durable {
 			if data == nil {
-				data = encodeMessage(m)
+				data = encodeMessage(m, time.Now().UnixNano())
 			}
 			if l, err := s.store.Append(q.key, data, nil); err == nil {
 				loc = &l

@@ -314,9 +314,9 @@ func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
 	if err := ch.checkPerm(permRead, "queue", q.Name); err != nil {
 		return err
 	}
-	dropped := q.Purge()
+	dropped, n := q.Purge()
 	ch.c.s.releaseAll(q.key, dropped)
-	return ch.replyUnlessNoWait(m.NoWait, &amqp.QueuePurgeOk{MessageCount: uint32(len(dropped))})
+	return ch.replyUnlessNoWait(m.NoWait, &amqp.QueuePurgeOk{MessageCount: uint32(n)})
 }
 
 func (ch *channel) queueDelete(m *amqp.QueueDelete) error {

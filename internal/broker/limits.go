@@ -42,6 +42,7 @@ func queueLimits(args amqp.Table) (queue.Limits, string, bool) {
 	if b, ok := args["x-single-active-consumer"].(bool); ok {
 		l.SingleActive = b
 	}
+	l.Lazy = args["x-queue-mode"] == "lazy"
 	if v, ok := args["x-overflow"]; ok {
 		s, _ := v.(string)
 		switch s {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/warren-mq/warren/internal/amqp"
+	"github.com/warren-mq/warren/internal/meta"
 	"github.com/warren-mq/warren/internal/queue"
 	"github.com/warren-mq/warren/internal/store"
 )
@@ -18,10 +19,13 @@ import (
 
 func queueKey(vhost, name string) string { return vhost + "\x00" + name }
 
-// encodeMessage is a message's form in the store: exchange and routing key
-// as short strings, the property list with a 4-octet length, then the body.
-func encodeMessage(m *queue.Message) []byte {
-	b := make([]byte, 0, 2+len(m.Exchange)+len(m.RoutingKey)+4+len(m.Properties)+len(m.Body))
+// encodeMessage is a message's form in the store: when it entered the
+// queue (Unix nanoseconds, 8 octets; its TTL counts from then, across
+// restarts), exchange and routing key as short strings, the property list
+// with a 4-octet length, then the body.
+func encodeMessage(m *queue.Message, enqueued int64) []byte {
+	b := make([]byte, 0, 8+2+len(m.Exchange)+len(m.RoutingKey)+4+len(m.Properties)+len(m.Body))
+	b = binary.BigEndian.AppendUint64(b, uint64(enqueued))
 	b = append(b, byte(len(m.Exchange)))
 	b = append(b, m.Exchange...)
 	b = append(b, byte(len(m.RoutingKey)))
@@ -33,7 +37,8 @@ func encodeMessage(m *queue.Message) []byte {
 
 var errBadStoredMessage = errors.New("broker: stored message does not decode")
 
-func decodeMessage(b []byte) (*queue.Message, error) {
+// decodeMessage reverses encodeMessage.
+func decodeMessage(b []byte) (m *queue.Message, enqueued int64, err error) {
 	take := func(n int) ([]byte, bool) {
 		if n > len(b) {
 			return nil, false
@@ -42,36 +47,45 @@ func decodeMessage(b []byte) (*queue.Message, error) {
 		b = b[n:]
 		return v, true
 	}
-	var m queue.Message
+	t, ok := take(8)
+	if !ok {
+		return nil, 0, errBadStoredMessage
+	}
+	enqueued = int64(binary.BigEndian.Uint64(t))
+	m = &queue.Message{}
 	for _, dst := range []*string{&m.Exchange, &m.RoutingKey} {
 		l, ok := take(1)
 		if !ok {
-			return nil, errBadStoredMessage
+			return nil, 0, errBadStoredMessage
 		}
 		v, ok := take(int(l[0]))
 		if !ok {
-			return nil, errBadStoredMessage
+			return nil, 0, errBadStoredMessage
 		}
 		*dst = string(v)
 	}
 	l, ok := take(4)
 	if !ok {
-		return nil, errBadStoredMessage
+		return nil, 0, errBadStoredMessage
 	}
 	props, ok := take(int(binary.BigEndian.Uint32(l)))
 	if !ok {
-		return nil, errBadStoredMessage
+		return nil, 0, errBadStoredMessage
 	}
-	m.Properties = append([]byte(nil), props...)
-	m.Body = append([]byte(nil), b...)
+	// One allocation for both: they live and die together.
+	buf := make([]byte, len(props)+len(b))
+	m.Properties = buf[:len(props):len(props)]
+	copy(m.Properties, props)
+	m.Body = buf[len(props):]
+	copy(m.Body, b)
 	sum, err := amqp.ScanProperties(m.Properties)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadStoredMessage, err)
+		return nil, 0, fmt.Errorf("%w: %v", errBadStoredMessage, err)
 	}
 	m.Persistent = sum.DeliveryMode == 2
 	m.Priority = sum.Priority
 	m.TTL, _ = messageTTL(sum.Expiration)
-	return &m, nil
+	return m, enqueued, nil
 }
 
 // releaseAt tells the store that the copy at loc, kept under the queue
@@ -86,6 +100,18 @@ func (s *Server) releaseAt(key string, loc *store.Location) {
 	}
 }
 
+// markDelivered records that the copy at loc went to a consumer that may
+// ack it later, so that a restart before then delivers it flagged as a
+// redelivery, as RabbitMQ does.
+func (s *Server) markDelivered(key string, loc *store.Location) {
+	if s.store == nil || loc == nil {
+		return
+	}
+	if err := s.store.MarkDelivered(key, *loc); err != nil {
+		s.log.Warn("mark stored message delivered", "queue_key", key, "error", err)
+	}
+}
+
 // releaseAll is releaseAt for every entry.
 func (s *Server) releaseAll(key string, entries []queue.Entry) {
 	for i := range entries {
@@ -94,11 +120,12 @@ func (s *Server) releaseAll(key string, entries []queue.Entry) {
 }
 
 // recoverMessages puts the stored messages back in their queues after a
-// restart. Messages of queues that no longer exist are released.
+// restart. Messages of queues that no longer exist, and transient messages
+// that were only paged out, are released.
 func (s *Server) recoverMessages(ctx context.Context) error {
 	count, dropped := 0, 0
-	err := s.store.Recover(func(key string, loc store.Location, data []byte) error {
-		vhostName, name, _ := strings.Cut(key, "\x00")
+	err := s.store.Recover(func(r store.Recovered) error {
+		vhostName, name, _ := strings.Cut(r.Queue, "\x00")
 		var q *localQueue
 		if v := s.vhost(vhostName); v != nil {
 			v.mu.RLock()
@@ -107,17 +134,20 @@ func (s *Server) recoverMessages(ctx context.Context) error {
 		}
 		if q == nil || !q.def.Durable {
 			dropped++
-			return s.store.Release(key, loc)
+			return s.store.Release(r.Queue, r.Loc)
 		}
-		m, err := decodeMessage(data)
+		m, enqueued, err := decodeMessage(r.Data)
 		if err != nil {
 			s.log.Error("dropping a stored message that does not decode", "queue", name, "vhost", vhostName, "error", err)
 			dropped++
-			return s.store.Release(key, loc)
+			return s.store.Release(r.Queue, r.Loc)
 		}
-		l := loc
-		if q.Publish(m, &l, nil) != queue.Queued {
-			s.releaseAt(q.key, &l)
+		if !m.Persistent {
+			dropped++
+			return s.store.Release(r.Queue, r.Loc)
+		}
+		if q.Recover(m, r.Loc, enqueued, r.Delivered) != queue.Queued {
+			s.releaseAt(q.key, &r.Loc)
 		}
 		count++
 		return ctx.Err()
@@ -127,4 +157,42 @@ func (s *Server) recoverMessages(ctx context.Context) error {
 	}
 	s.log.Info("messages recovered", "messages", count, "released", dropped)
 	return nil
+}
+
+// paging is how a queue keeps messages out of memory: in the message
+// store, when the node has a data directory.
+func (s *Server) paging(def meta.Queue) queue.Paging {
+	if s.tailDir == "" {
+		return queue.Paging{}
+	}
+	return queue.Paging{Pager: &pager{s: s, key: queueKey(def.VHost, def.Name)}, Dir: s.tailDir, Memory: &s.memory}
+}
+
+// pager implements queue.Pager for one queue over the message store.
+type pager struct {
+	s   *Server
+	key string
+}
+
+func (p *pager) Stash(m *queue.Message) (store.Location, error) {
+	if p.s.store == nil {
+		return store.Location{}, errors.New("no message store")
+	}
+	return p.s.store.Append(p.key, encodeMessage(m, 0), nil)
+}
+
+func (p *pager) Load(loc store.Location) (*queue.Message, error) {
+	data, err := p.s.store.ReadAt(loc)
+	if err != nil {
+		return nil, err
+	}
+	m, _, err := decodeMessage(data)
+	return m, err
+}
+
+func (p *pager) Release(loc store.Location) { p.s.releaseAt(p.key, &loc) }
+
+func (p *pager) Error(err error) {
+	vhost, name, _ := strings.Cut(p.key, "\x00")
+	p.s.log.Error("queue paging", "queue", name, "vhost", vhost, "error", err)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/queue"
@@ -174,7 +175,7 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 			}
 		}
 		if copies > 0 {
-			data = encodeMessage(msg)
+			data = encodeMessage(msg, time.Now().UnixNano())
 			if seq != 0 {
 				ch.cf.waitDisk(seq, copies)
 			}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -65,6 +66,16 @@ type Config struct {
 	MemoryHighWatermark float64
 	// MemoryHighWatermarkAbsolute, if set, is the limit in octets instead.
 	MemoryHighWatermarkAbsolute uint64
+	// RuntimeMemoryLimit also makes the watermark the Go runtime's soft
+	// memory limit (unless GOMEMLIMIT is set), so that the collector works
+	// harder before memory use reaches it. For a process that is one node;
+	// the limit is process-wide.
+	RuntimeMemoryLimit bool
+	// MemoryPagingRatio is the fraction of the watermark that ready
+	// messages may take in memory; past it, queues keep only their head
+	// in memory and the rest in the data directory, as RabbitMQ's
+	// vm_memory_high_watermark_paging_ratio. Default 0.5.
+	MemoryPagingRatio float64
 	// MemoryCheckInterval is how often memory use and free disk space are
 	// sampled. Default 500ms.
 	MemoryCheckInterval time.Duration
@@ -102,6 +113,9 @@ func (c *Config) setDefaults() {
 	if c.LoopbackUsers == nil {
 		c.LoopbackUsers = []string{"guest"}
 	}
+	if c.MemoryPagingRatio == 0 {
+		c.MemoryPagingRatio = 0.5
+	}
 	if c.MemoryHighWatermark == 0 {
 		c.MemoryHighWatermark = 0.4
 	}
@@ -136,6 +150,8 @@ type Server struct {
 	closing   bool
 
 	alarms      *alarms
+	memory      queue.Memory // ready messages held in memory, against the paging limit
+	tailDir     string       // queues' scratch tail files; "" without a data directory
 	deadLetters *deadLetterer
 	stop        chan struct{}  // closed by Close: background loops end
 	bg          sync.WaitGroup // background loops (memory watch)
@@ -168,6 +184,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	metaDir := ""
 	if cfg.DataDir != "" {
 		metaDir = filepath.Join(cfg.DataDir, "meta")
+		// Tail files index messages that are in the store anyway; what a
+		// previous run left is stale.
+		s.tailDir = filepath.Join(cfg.DataDir, "tails")
+		if err := os.RemoveAll(s.tailDir); err != nil {
+			return nil, fmt.Errorf("clear queue tail files: %w", err)
+		}
+		if err := os.MkdirAll(s.tailDir, 0o750); err != nil {
+			return nil, fmt.Errorf("create queue tail directory: %w", err)
+		}
 	}
 	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger, Dir: metaDir})
 	if err != nil {
@@ -379,6 +404,9 @@ func (s *Server) Close() error {
 	}
 	s.wg.Wait()
 	s.bg.Wait()
+	for _, q := range s.localQueues("") {
+		q.CloseFiles()
+	}
 	if s.store != nil {
 		if err := s.store.Close(); err != nil {
 			s.log.Error("close message store", "error", err)
@@ -471,7 +499,7 @@ func (s *Server) newLocalQueue(def meta.Queue, pols []meta.Policy) *localQueue {
 	if n, ok := amqp.Int(def.Arguments.Table["x-max-priority"]); ok && n > 0 {
 		lim.MaxPriority = uint8(min(n, 255))
 	}
-	lq.Queue = queue.New(def.VHost, def.Name, lim, drop)
+	lq.Queue = queue.New(def.VHost, def.Name, lim, s.paging(def), drop)
 	lq.applyPolicies(pols)
 	return lq
 }

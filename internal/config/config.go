@@ -29,12 +29,15 @@ type Node struct {
 	LoopbackUsers           []string
 	MemoryHighWater         float64 // fraction of RAM
 	MemoryHighWaterAbsolute uint64  // octets; overrides MemoryHighWater when set
-	DiskFreeLimit           uint64  // free octets below which publishers block
-	Heartbeat               time.Duration
-	FrameMax                uint32
-	ChannelMax              uint16
-	LogLevel                string
-	HandshakeTimeout        time.Duration
+	// MemoryPagingRatio is the fraction of the watermark that queues may
+	// hold in memory before they page messages out.
+	MemoryPagingRatio float64
+	DiskFreeLimit     uint64 // free octets below which publishers block
+	Heartbeat         time.Duration
+	FrameMax          uint32
+	ChannelMax        uint16
+	LogLevel          string
+	HandshakeTimeout  time.Duration
 	// ServerProduct is the "product" server property sent to clients.
 	// Some clients and test suites enable RabbitMQ-specific behaviour only
 	// when it reads "RabbitMQ"; RabbitMQ itself lets operators override
@@ -53,24 +56,25 @@ func Defaults() Node {
 		host = host[:i]
 	}
 	return Node{
-		DataDir:          "warren-data",
-		NodeName:         "warren@" + host,
-		AMQPListen:       ":5672",
-		MgmtListen:       ":15672",
-		PrometheusListen: ":15692",
-		ClusterListen:    ":25672",
-		DefaultUser:      "guest",
-		DefaultPass:      "guest",
-		DefaultVHost:     "/",
-		LoopbackUsers:    []string{"guest"},
-		MemoryHighWater:  0.4,
-		Heartbeat:        60 * time.Second,
-		FrameMax:         131072,
-		ChannelMax:       2047,
-		LogLevel:         "info",
-		HandshakeTimeout: 10 * time.Second,
-		ServerProduct:    "warren",
-		DiskFreeLimit:    50_000_000,
+		DataDir:           "warren-data",
+		NodeName:          "warren@" + host,
+		AMQPListen:        ":5672",
+		MgmtListen:        ":15672",
+		PrometheusListen:  ":15692",
+		ClusterListen:     ":25672",
+		DefaultUser:       "guest",
+		DefaultPass:       "guest",
+		DefaultVHost:      "/",
+		LoopbackUsers:     []string{"guest"},
+		MemoryHighWater:   0.4,
+		MemoryPagingRatio: 0.5,
+		Heartbeat:         60 * time.Second,
+		FrameMax:          131072,
+		ChannelMax:        2047,
+		LogLevel:          "info",
+		HandshakeTimeout:  10 * time.Second,
+		ServerProduct:     "warren",
+		DiskFreeLimit:     50_000_000,
 	}
 }
 
@@ -177,6 +181,12 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 			return fmt.Errorf("want a fraction between 0 and 1, got %q", val)
 		}
 		n.MemoryHighWater = f
+	case key == "vm_memory_high_watermark_paging_ratio":
+		f, err := strconv.ParseFloat(val, 64)
+		if err != nil || f <= 0 || f > 1 {
+			return fmt.Errorf("want a fraction between 0 and 1, got %q", val)
+		}
+		n.MemoryPagingRatio = f
 	case key == "vm_memory_high_watermark.absolute":
 		v, err := ParseBytes(val)
 		if err != nil {

@@ -203,8 +203,13 @@ func (m *Metrics) write(w *bufio.Writer, perObject bool) {
 		}},
 		{"rabbitmq_queue_messages_ready_bytes", "gauge", "Size in bytes of ready messages", func(i int) float64 { return float64(queues[i].Stats.ReadyBytes) }},
 		{"rabbitmq_queue_messages_ram", "gauge", "Ready and unacknowledged messages stored in memory", func(i int) float64 {
-			return float64(queues[i].Stats.Ready + queues[i].Stats.Unacked)
+			return float64(queues[i].Stats.Ready - queues[i].Stats.PagedOut + queues[i].Stats.Unacked)
 		}},
+		{"rabbitmq_queue_messages_ram_bytes", "gauge", "Size in bytes of ready and unacknowledged messages stored in memory", func(i int) float64 {
+			return float64(queues[i].Stats.ReadyBytes - queues[i].Stats.PagedOutBytes)
+		}},
+		{"rabbitmq_queue_messages_paged_out", "gauge", "Messages paged out to disk", func(i int) float64 { return float64(queues[i].Stats.PagedOut) }},
+		{"rabbitmq_queue_messages_paged_out_bytes", "gauge", "Size in bytes of messages paged out to disk", func(i int) float64 { return float64(queues[i].Stats.PagedOutBytes) }},
 		{"rabbitmq_queue_consumers", "gauge", "Consumers on a queue", func(i int) float64 { return float64(queues[i].Stats.Consumers) }},
 		{"rabbitmq_queue_messages_published_total", "counter", "Total number of messages published to queues", func(i int) float64 { return float64(queues[i].Stats.Published) }},
 	})

@@ -84,16 +84,19 @@ type Queue struct {
 	unacked    atomic.Int64
 	settled    atomic.Uint64
 	counts     Counts
+
+	paging      Paging // immutable
+	ramCost     int64  // what the heads and tail buffers count against paging.Memory
+	pageFailing bool   // a paging error was reported and nothing has worked since
 }
 
 // level holds the ready messages of one priority: ready[head:] in ID
-// order.
+// order, then those in the tail, if any (see page.go).
 type level struct {
 	ready []Entry
 	head  int
+	tail  *tail
 }
-
-func (l *level) empty() bool { return l.head == len(l.ready) }
 
 // compact drops the consumed prefix once it is worth a copy.
 func (l *level) compact() {
@@ -161,6 +164,10 @@ type Stats struct {
 	ReadyBytes int64 // body octets of the ready messages
 	Unacked    int   // delivered, not yet settled
 	Consumers  int
+	// PagedOut and PagedOutBytes count the ready messages (and their
+	// body octets) that are on disk only.
+	PagedOut      int
+	PagedOutBytes int64
 	Counts
 }
 
@@ -180,6 +187,10 @@ type Limits struct {
 	// registered; the next takes over when it leaves
 	// (x-single-active-consumer).
 	SingleActive bool
+	// Lazy sends messages out of memory as soon as the head holds a
+	// batch, whatever the node's memory budget (x-queue-mode lazy). It
+	// matters only to a queue that pages.
+	Lazy bool
 	// MaxPriority makes a priority queue (x-max-priority): messages with a
 	// higher priority property, up to this, are delivered first. 0 means
 	// none. It is fixed when the queue is made.
@@ -202,9 +213,10 @@ const (
 // New returns an empty queue with the given limits. onDrop, if not nil, is
 // called (with the queue locked, so it must not call back into a queue)
 // for each message that leaves without being delivered: dropped at the
-// length limit or expired.
-func New(vhost, name string, limits Limits, onDrop func(Entry, DropReason)) *Queue {
-	return &Queue{Name: name, VHost: vhost, limits: limits, onDrop: onDrop, levels: make([]level, int(limits.MaxPriority)+1)}
+// length limit or expired. paging says whether and how the queue keeps
+// messages out of memory.
+func New(vhost, name string, limits Limits, paging Paging, onDrop func(Entry, DropReason)) *Queue {
+	return &Queue{Name: name, VHost: vhost, limits: limits, paging: paging, onDrop: onDrop, levels: make([]level, int(limits.MaxPriority)+1)}
 }
 
 // levelOf returns the level a message goes to: its priority, capped at the
@@ -218,14 +230,23 @@ func (q *Queue) levelOf(m *Message) *level {
 }
 
 // topLocked returns the highest-priority level with ready messages, or
-// nil.
+// nil. The level's head has its first message in memory.
 func (q *Queue) topLocked() *level {
 	for i := len(q.levels) - 1; i >= 0; i-- {
-		if !q.levels[i].empty() {
-			return &q.levels[i]
+		if l := &q.levels[i]; q.headLocked(l) {
+			return l
 		}
 	}
 	return nil
+}
+
+// headLocked reports whether l has a ready message, bringing the oldest
+// of its tail into memory if its head is empty.
+func (q *Queue) headLocked(l *level) bool {
+	if l.head < len(l.ready) {
+		return true
+	}
+	return l.tail != nil && l.tail.n > 0 && q.refillLocked(l)
 }
 
 // PublishResult says what Publish did with a message.
@@ -245,6 +266,17 @@ const (
 // and delivers what it can, passing b to the consumers. Messages dropped
 // from the head to respect the limits go to onDrop.
 func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) PublishResult {
+	return q.add(m, loc, b, 0, false)
+}
+
+// Recover appends a message found in the store at a restart: enqueued is
+// when it first entered the queue (Unix nanoseconds), which its TTL counts
+// from, and redelivered whether it had been delivered before.
+func (q *Queue) Recover(m *Message, loc store.Location, enqueued int64, redelivered bool) PublishResult {
+	return q.add(m, &loc, nil, enqueued, redelivered)
+}
+
+func (q *Queue) add(m *Message, loc *store.Location, b Batch, enqueued int64, redelivered bool) PublishResult {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
@@ -256,19 +288,30 @@ func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) PublishResult 
 	if q.limits.RejectPublish && q.fullLocked(1, size) {
 		return Rejected
 	}
-	e := Entry{Msg: m, Loc: loc}
+	e := Entry{Msg: m, Loc: loc, Redelivered: redelivered}
 	ttl := q.limits.MessageTTL
 	if m.TTL >= 0 && (ttl < 0 || m.TTL < ttl) {
 		ttl = m.TTL
 	}
 	if ttl >= 0 {
-		e.Expires = now + int64(ttl)
+		if enqueued == 0 {
+			enqueued = now
+		}
+		e.Expires = enqueued + int64(ttl)
+		if e.Expires == 0 {
+			e.Expires = 1 // 0 means never
+		}
 	}
 	q.nextID++
 	e.ID = q.nextID
 	q.counts.Published++
 	l := q.levelOf(m)
-	l.ready = append(l.ready, e)
+	if q.toTailLocked(l) {
+		q.pushTailLocked(l, e)
+	} else {
+		l.ready = append(l.ready, e)
+		q.addCost(msgCost(m))
+	}
 	q.readyN++
 	q.readyBytes += size
 	q.dispatchLocked(b, now)
@@ -300,6 +343,7 @@ func (q *Queue) takeLocked(l *level) Entry {
 	l.head++
 	q.readyN--
 	q.readyBytes -= int64(len(e.Msg.Body))
+	q.addCost(-msgCost(e.Msg))
 	return e
 }
 
@@ -307,7 +351,7 @@ func (q *Queue) takeLocked(l *level) Entry {
 func (q *Queue) expireLocked(now int64) {
 	for i := range q.levels {
 		l := &q.levels[i]
-		for !l.empty() {
+		for q.headLocked(l) {
 			if exp := l.ready[l.head].Expires; exp == 0 || exp > now {
 				break
 			}
@@ -516,6 +560,12 @@ func (q *Queue) Stats() Stats {
 	q.expireLocked(time.Now().UnixNano())
 	st := Stats{Ready: q.readyN, ReadyBytes: q.readyBytes, Unacked: int(q.unacked.Load()), Consumers: len(q.consumers), Counts: q.counts}
 	st.Settled = q.settled.Load()
+	for i := range q.levels {
+		if t := q.levels[i].tail; t != nil {
+			st.PagedOut += int((t.wOff - t.rOff) / entrySize)
+			st.PagedOutBytes += t.fileBytes
+		}
+	}
 	return st
 }
 
@@ -540,6 +590,7 @@ func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 	for _, e := range entries {
 		e.Redelivered = true
 		q.readyBytes += int64(len(e.Msg.Body))
+		q.addCost(msgCost(e.Msg))
 		q.readyN++
 		l := q.levelOf(e.Msg)
 		byLevel[l] = append(byLevel[l], e)
@@ -552,14 +603,18 @@ func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 	return nil
 }
 
-// Purge drops every ready message and returns them.
-func (q *Queue) Purge() []Entry {
+// Purge drops every ready message and returns how many. Those in memory
+// are returned for the caller to give back; those in the tail are given
+// back to the pager here.
+func (q *Queue) Purge() (inMemory []Entry, n int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.clearLocked()
+	n = q.readyN
+	return q.clearLocked(), n
 }
 
-// clearLocked empties every level and returns what they held.
+// clearLocked empties every level and returns what they held in memory;
+// the pager gets back what their tails kept.
 func (q *Queue) clearLocked() []Entry {
 	var dropped []Entry
 	for i := range q.levels {
@@ -570,14 +625,16 @@ func (q *Queue) clearLocked() []Entry {
 			dropped = append(dropped, l.ready[l.head:]...)
 		}
 		l.ready, l.head = nil, 0
+		dropped = append(dropped, q.clearTailLocked(l)...)
 	}
+	q.addCost(-q.ramCost)
 	q.readyN, q.readyBytes = 0, 0
 	return dropped
 }
 
 // Delete marks the queue deleted, drops its ready messages and returns
-// them and the consumers it had, so the broker can tell them
-// (basic.cancel).
+// those in memory (as Purge) and the consumers it had, so the broker can
+// tell them (basic.cancel).
 func (q *Queue) Delete() (dropped []Entry, consumers []Consumer) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

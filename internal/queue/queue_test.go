@@ -40,7 +40,7 @@ func bodies(es []Entry) string {
 }
 
 func TestRoundRobinWithinPriority(t *testing.T) {
-	q := New("/", "q", NoLimits(), nil)
+	q := New("/", "q", NoLimits(), Paging{}, nil)
 	a := &consumer{name: "a", limit: -1}
 	b := &consumer{name: "b", limit: -1}
 	hi := &consumer{name: "hi", priority: 5, limit: 2}
@@ -64,7 +64,7 @@ func TestRoundRobinWithinPriority(t *testing.T) {
 }
 
 func TestRequeueRestoresOrder(t *testing.T) {
-	q := New("/", "q", NoLimits(), nil)
+	q := New("/", "q", NoLimits(), Paging{}, nil)
 	for i := range 5 {
 		q.Publish(msg(fmt.Sprint(i)), nil, nil)
 	}
@@ -99,7 +99,7 @@ func TestRequeueRestoresOrder(t *testing.T) {
 }
 
 func TestFullConsumersLeaveMessagesReady(t *testing.T) {
-	q := New("/", "q", NoLimits(), nil)
+	q := New("/", "q", NoLimits(), Paging{}, nil)
 	c := &consumer{limit: 1}
 	q.AddConsumer(c)
 	q.Publish(msg("a"), nil, nil)
@@ -122,7 +122,7 @@ func TestFullConsumersLeaveMessagesReady(t *testing.T) {
 }
 
 func BenchmarkPublishDeliver(b *testing.B) {
-	q := New("/", "q", NoLimits(), nil)
+	q := New("/", "q", NoLimits(), Paging{}, nil)
 	c := &consumer{limit: -1}
 	q.AddConsumer(c)
 	m := msg("x")
@@ -138,21 +138,21 @@ func BenchmarkPublishDeliver(b *testing.B) {
 
 func TestLengthLimits(t *testing.T) {
 	var dropped []Entry
-	drop := New("/", "q", Limits{MaxLen: 2, MaxBytes: -1, MessageTTL: -1}, func(e Entry, _ DropReason) { dropped = append(dropped, e) })
+	drop := New("/", "q", Limits{MaxLen: 2, MaxBytes: -1, MessageTTL: -1}, Paging{}, func(e Entry, _ DropReason) { dropped = append(dropped, e) })
 	for _, s := range []string{"a", "b", "c"} {
 		drop.Publish(msg(s), nil, nil)
 	}
 	if bodies(dropped) != "a" || drop.Len() != 2 {
 		t.Fatalf("drop-head: dropped %q, %d left", bodies(dropped), drop.Len())
 	}
-	bytesQ := New("/", "q", Limits{MaxLen: -1, MaxBytes: 10, MessageTTL: -1}, nil)
+	bytesQ := New("/", "q", Limits{MaxLen: -1, MaxBytes: 10, MessageTTL: -1}, Paging{}, nil)
 	for _, s := range []string{"aaaa", "bbbb", "cccc"} {
 		bytesQ.Publish(msg(s), nil, nil)
 	}
 	if e, _, _ := bytesQ.Get(false); bytesQ.Len() != 1 || string(e.Msg.Body) != "bbbb" {
 		t.Fatalf("max-length-bytes kept %d, head %q", bytesQ.Len()+1, e.Msg.Body)
 	}
-	reject := New("/", "q", Limits{MaxLen: 1, MaxBytes: -1, RejectPublish: true, MessageTTL: -1}, nil)
+	reject := New("/", "q", Limits{MaxLen: 1, MaxBytes: -1, RejectPublish: true, MessageTTL: -1}, Paging{}, nil)
 	r1 := reject.Publish(msg("a"), nil, nil)
 	r2 := reject.Publish(msg("b"), nil, nil)
 	if r1 != Queued || r2 != Rejected || reject.Len() != 1 {
@@ -167,7 +167,7 @@ func TestLengthLimits(t *testing.T) {
 
 func TestMessageTTL(t *testing.T) {
 	var expired []Entry
-	q := New("/", "q", Limits{MaxLen: -1, MaxBytes: -1, MessageTTL: 50 * time.Millisecond}, func(e Entry, why DropReason) {
+	q := New("/", "q", Limits{MaxLen: -1, MaxBytes: -1, MessageTTL: 50 * time.Millisecond}, Paging{}, func(e Entry, why DropReason) {
 		if why == DropExpired {
 			expired = append(expired, e)
 		}
@@ -203,7 +203,7 @@ func TestMessageTTL(t *testing.T) {
 func TestPriorityQueue(t *testing.T) {
 	lim := NoLimits()
 	lim.MaxPriority = 5
-	q := New("/", "p", lim, nil)
+	q := New("/", "p", lim, Paging{}, nil)
 	publish := func(body string, prio uint8) {
 		q.Publish(&Message{Body: []byte(body), Priority: prio, TTL: -1}, nil, nil)
 	}
@@ -241,7 +241,7 @@ func TestPriorityQueue(t *testing.T) {
 	}
 	// Length limits drop what would be delivered next.
 	lim.MaxLen = 2
-	q2 := New("/", "p2", lim, nil)
+	q2 := New("/", "p2", lim, Paging{}, nil)
 	q2.Publish(&Message{Body: []byte("a"), TTL: -1}, nil, nil)
 	q2.Publish(&Message{Body: []byte("b"), Priority: 2, TTL: -1}, nil, nil)
 	q2.Publish(&Message{Body: []byte("c"), TTL: -1}, nil, nil)
@@ -251,7 +251,7 @@ func TestPriorityQueue(t *testing.T) {
 }
 
 func TestRequeueMergesInOrder(t *testing.T) {
-	q := New("/", "r", NoLimits(), nil)
+	q := New("/", "r", NoLimits(), Paging{}, nil)
 	for i := range 8 {
 		q.Publish(&Message{Body: []byte{byte('a' + i)}, TTL: -1}, nil, nil)
 	}
@@ -285,7 +285,7 @@ func TestRequeueMergesInOrder(t *testing.T) {
 func BenchmarkRequeueLargeQueue(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
-		q := New("/", "big", NoLimits(), nil)
+		q := New("/", "big", NoLimits(), Paging{}, nil)
 		m := &Message{Body: []byte("x"), TTL: -1}
 		for range 250000 {
 			q.Publish(m, nil, nil)

@@ -10,6 +10,7 @@ import (
 const (
 	kindPublish byte = 1
 	kindRelease byte = 2
+	kindDeliver byte = 3
 
 	headerSize = 8
 	align      = 8
@@ -22,7 +23,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var ErrCorrupt = errors.New("store: corrupt record")
 
 // Location is where a publish record lives: its segment and its offset in
-// it. It identifies the record for Release and ReadAt.
+// it. It identifies the record for Release, MarkDelivered and ReadAt.
 type Location struct {
 	Segment uint64
 	Offset  int64
@@ -101,9 +102,9 @@ func parseRecord(b []byte) (record, int, error) {
 	switch r.kind {
 	case kindPublish:
 		r.data = rest
-	case kindRelease:
+	case kindRelease, kindDeliver:
 		if len(rest) != 16 {
-			return record{}, 0, fmt.Errorf("%w: release of %d octets", ErrCorrupt, len(rest))
+			return record{}, 0, fmt.Errorf("%w: kind %d record of %d octets", ErrCorrupt, r.kind, len(rest))
 		}
 		r.rel = Location{Segment: binary.BigEndian.Uint64(rest), Offset: int64(binary.BigEndian.Uint64(rest[8:]))}
 	default:

@@ -1,8 +1,11 @@
 package store
 
 import (
+	"bufio"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -43,27 +46,41 @@ type Store struct {
 
 	mu        sync.Mutex // guards the fields below
 	pending   []chunk
+	acks      map[uint64][]byte // release and delivery records by the segment they are about
 	callbacks []func(error)
 	nextSeg   uint64 // segment the next record goes to
 	nextOff   int64  // its offset there
 	live      map[uint64]int
 	doomed    []uint64 // segments with nothing live, to delete
 	closed    bool
+	// written is where the records on disk end (not necessarily synced);
+	// readers of records past it wait on wrote.
+	writtenSeg uint64
+	writtenOff int64
+	wrote      *sync.Cond
+	recovered  bool
 
 	wake   chan struct{} // capacity 1: something is pending
 	done   chan struct{} // closed by Close
 	exited chan struct{} // closed when the committer returns
 
-	// Committer goroutine only (and Open/Recover before it starts).
-	file    *os.File
-	fileSeg uint64
-	fileOff int64 // durable end of the open file
+	rmu     sync.Mutex // guards readers
+	readers map[uint64]*os.File
 
-	released map[Location]bool // from Open until Recover
+	// Committer goroutine only (and Open/Recover before it starts).
+	file     *os.File
+	fileSeg  uint64
+	fileOff  int64               // durable end of the open file
+	ackFiles map[uint64]*os.File // open for appending
 }
 
-// Open reads the segments in cfg.Dir, cutting off torn or corrupt tails,
-// and starts the committer. Call Recover before the first Append.
+// Open opens the log in cfg.Dir and starts the committer. Call Recover
+// before the first Append.
+//
+// A restart never appends to a segment written before it: new records go
+// to a new segment. So a location in a segment's cut-off tail is never
+// used again, and a release written for a publish that did not reach the
+// disk can never be taken for a release of a later one.
 func Open(cfg Config) (*Store, error) {
 	if cfg.SegmentSize == 0 {
 		cfg.SegmentSize = 64 << 20
@@ -78,35 +95,32 @@ func Open(cfg Config) (*Store, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		live:     map[uint64]int{},
+		acks:     map[uint64][]byte{},
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		exited:   make(chan struct{}),
-		released: map[Location]bool{},
+		readers:  map[uint64]*os.File{},
+		ackFiles: map[uint64]*os.File{},
 		nextSeg:  1,
 	}
+	s.wrote = sync.NewCond(&s.mu)
 	segs, err := s.segments()
 	if err != nil {
 		return nil, err
 	}
-	for _, seg := range segs {
-		end, err := s.scan(seg, func(r record, loc Location) {
-			if r.kind == kindRelease {
-				s.released[r.rel] = true
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		s.nextSeg, s.nextOff = seg, end
+	if len(segs) > 0 {
+		s.nextSeg = segs[len(segs)-1] + 1
 	}
-	if err := s.openFile(s.nextSeg, s.nextOff); err != nil {
-		return nil, err
-	}
+	s.writtenSeg = s.nextSeg
 	go s.run()
 	return s, nil
 }
 
 func segName(seg uint64) string { return fmt.Sprintf("%016d.seg", seg) }
+
+// ackName is the file of release and delivery records about segment seg's
+// publishes.
+func ackName(seg uint64) string { return fmt.Sprintf("%016d.ack", seg) }
 
 // segments lists the segment numbers in the directory, in order.
 func (s *Store) segments() ([]uint64, error) {
@@ -135,43 +149,101 @@ func (s *Store) segments() ([]uint64, error) {
 // the valid records.
 func (s *Store) scan(seg uint64, fn func(record, Location)) (int64, error) {
 	path := filepath.Join(s.cfg.Dir, segName(seg))
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("read segment %d: %w", seg, err)
 	}
-	off := 0
-	for off < len(b) {
-		r, size, err := parseRecord(b[off:])
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("read segment %d: %w", seg, err)
+	}
+	// One record at a time through a modest buffer: a segment is never
+	// held in memory whole.
+	br := bufio.NewReaderSize(f, 1<<20)
+	var buf []byte
+	var off int64
+	for off < fi.Size() {
+		r, size, err := readRecord(br, fi.Size()-off, &buf)
 		if err != nil {
+			if !errors.Is(err, errShort) && !errors.Is(err, ErrCorrupt) {
+				return 0, fmt.Errorf("read segment %d at %d: %w", seg, off, err)
+			}
 			s.log.Warn("cutting segment at a torn or corrupt record", "segment", seg, "offset", off,
-				"dropped_bytes", len(b)-off, "reason", err.Error())
-			if terr := os.Truncate(path, int64(off)); terr != nil {
+				"dropped_bytes", fi.Size()-off, "reason", err.Error())
+			if terr := os.Truncate(path, off); terr != nil {
 				return 0, fmt.Errorf("truncate segment %d at %d: %w", seg, off, terr)
 			}
 			break
 		}
-		fn(r, Location{Segment: seg, Offset: int64(off)})
-		off += size
+		fn(r, Location{Segment: seg, Offset: off})
+		off += int64(size)
 	}
-	return int64(off), nil
+	return off, nil
+}
+
+// readRecord reads the next record from br, which has left octets before
+// the end of the file, into *buf (grown as needed; the record's data
+// points into it).
+func readRecord(br *bufio.Reader, left int64, buf *[]byte) (record, int, error) {
+	if left < headerSize {
+		return record{}, 0, errShort
+	}
+	head, err := br.Peek(headerSize)
+	if err != nil {
+		return record{}, 0, err
+	}
+	size := framedSize(int(binary.BigEndian.Uint32(head)))
+	if int64(size) > left {
+		return record{}, 0, errShort
+	}
+	if cap(*buf) < size {
+		*buf = make([]byte, size)
+	}
+	b := (*buf)[:size]
+	if _, err := io.ReadFull(br, b); err != nil {
+		return record{}, 0, err
+	}
+	return parseRecord(b)
+}
+
+// Recovered is a publish record found by Recover.
+type Recovered struct {
+	Queue string
+	Loc   Location
+	// Data is valid only during the call to Recover's function.
+	Data []byte
+	// Delivered is set when the record was marked delivered.
+	Delivered bool
 }
 
 // Recover calls fn, in the order written, for every publish record that
-// has not been released; data is valid only during the call. It must be
-// called once, after Open and before any Append.
-func (s *Store) Recover(fn func(queue string, loc Location, data []byte) error) error {
+// has not been released. It must be called once, after Open and before
+// any Append. Each segment is read once, after its (small) file of
+// release and delivery records.
+func (s *Store) Recover(fn func(Recovered) error) error {
 	segs, err := s.segments()
 	if err != nil {
 		return err
 	}
-	var ferr error
+	if err := s.dropOrphanAcks(segs); err != nil {
+		return err
+	}
 	for _, seg := range segs {
+		released, delivered, err := s.readAcks(seg)
+		if err != nil {
+			return err
+		}
+		var ferr error
 		if _, err := s.scan(seg, func(r record, loc Location) {
-			if ferr != nil || r.kind != kindPublish || s.released[loc] {
+			if ferr != nil || r.kind != kindPublish || released[loc.Offset] {
 				return
 			}
+			// Counted before fn runs: fn may release it at once.
+			s.mu.Lock()
 			s.live[seg]++
-			ferr = fn(r.queue, loc, r.data)
+			s.mu.Unlock()
+			ferr = fn(Recovered{Queue: r.queue, Loc: loc, Data: r.data, Delivered: delivered[loc.Offset]})
 		}); err != nil {
 			return err
 		}
@@ -179,15 +251,83 @@ func (s *Store) Recover(fn func(queue string, loc Location, data []byte) error) 
 			return ferr
 		}
 	}
-	s.released = nil
 	s.mu.Lock()
 	for _, seg := range segs {
-		if s.live[seg] == 0 && seg < s.nextSeg {
+		if s.live[seg] <= 0 {
+			delete(s.live, seg)
 			s.doomed = append(s.doomed, seg)
 		}
 	}
+	s.recovered = true
 	s.mu.Unlock()
 	s.signal()
+	return nil
+}
+
+// readAcks reads the release and delivery records about segment seg, by
+// offset. A torn tail (a crash mid-write) is cut off: releases need no
+// sync, and one lost means a message delivered again, never one lost.
+func (s *Store) readAcks(seg uint64) (released, delivered map[int64]bool, err error) {
+	released, delivered = map[int64]bool{}, map[int64]bool{}
+	path := filepath.Join(s.cfg.Dir, ackName(seg))
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return released, delivered, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read releases of segment %d: %w", seg, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("read releases of segment %d: %w", seg, err)
+	}
+	br := bufio.NewReaderSize(f, 256<<10)
+	var buf []byte
+	var off int64
+	for off < fi.Size() {
+		r, size, err := readRecord(br, fi.Size()-off, &buf)
+		if err != nil {
+			s.log.Warn("cutting release records at a torn or corrupt one", "segment", seg, "offset", off,
+				"dropped_bytes", fi.Size()-off, "reason", err.Error())
+			if terr := os.Truncate(path, off); terr != nil {
+				return nil, nil, fmt.Errorf("truncate releases of segment %d at %d: %w", seg, off, terr)
+			}
+			break
+		}
+		switch r.kind {
+		case kindRelease:
+			released[r.rel.Offset] = true
+		case kindDeliver:
+			delivered[r.rel.Offset] = true
+		}
+		off += int64(size)
+	}
+	return released, delivered, nil
+}
+
+// dropOrphanAcks deletes release files whose segment is gone (a crash
+// between deleting the two).
+func (s *Store) dropOrphanAcks(segs []uint64) error {
+	have := map[uint64]bool{}
+	for _, seg := range segs {
+		have[seg] = true
+	}
+	ents, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("list store directory: %w", err)
+	}
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".ack")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(name, 10, 64); err == nil && !have[n] {
+			if err := os.Remove(filepath.Join(s.cfg.Dir, e.Name())); err != nil {
+				return fmt.Errorf("delete releases of a deleted segment: %w", err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -224,15 +364,27 @@ func (s *Store) Release(queue string, loc Location) error {
 	if s.closed {
 		return ErrClosed
 	}
-	s.placeLocked(framedSize(1 + 2 + len(queue) + 16))
-	c := &s.pending[len(s.pending)-1]
-	c.data = appendRecord(c.data, kindRelease, queue, nil, loc)
+	s.acks[loc.Segment] = appendRecord(s.acks[loc.Segment], kindRelease, queue, nil, loc)
 	if s.live[loc.Segment]--; s.live[loc.Segment] <= 0 {
 		delete(s.live, loc.Segment)
-		if loc.Segment < s.nextSeg {
+		if loc.Segment < s.nextSeg && s.recovered {
 			s.doomed = append(s.doomed, loc.Segment)
 		}
 	}
+	return nil
+}
+
+// MarkDelivered records that the publish at loc has been handed to a
+// consumer, so that after a restart it is delivered again flagged as a
+// redelivery. Like a release, it rides on the next commit.
+func (s *Store) MarkDelivered(queue string, loc Location) error {
+	defer s.signal()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.acks[loc.Segment] = appendRecord(s.acks[loc.Segment], kindDeliver, queue, nil, loc)
 	return nil
 }
 
@@ -263,23 +415,34 @@ func (s *Store) signal() {
 	}
 }
 
-// ReadAt returns the data of the publish record at loc.
+// ReadAt returns the data of the publish record at loc, waiting for the
+// committer if the record is not yet written.
 func (s *Store) ReadAt(loc Location) ([]byte, error) {
-	f, err := os.Open(filepath.Join(s.cfg.Dir, segName(loc.Segment)))
+	if err := s.awaitWritten(loc); err != nil {
+		return nil, fmt.Errorf("read record %d/%d: %w", loc.Segment, loc.Offset, err)
+	}
+	f, err := s.reader(loc.Segment)
 	if err != nil {
 		return nil, fmt.Errorf("read record %d/%d: %w", loc.Segment, loc.Offset, err)
 	}
-	defer f.Close()
-	head := make([]byte, headerSize)
-	if _, err := f.ReadAt(head, loc.Offset); err != nil {
+	// Most records are small: one read of a guess at the size usually
+	// gets the whole of it.
+	b := make([]byte, 4096)
+	n, err := f.ReadAt(b, loc.Offset)
+	if n < headerSize {
+		if err == nil || err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, fmt.Errorf("read record %d/%d: %w", loc.Segment, loc.Offset, err)
 	}
-	n := framedSize(int(uint32(head[0])<<24 | uint32(head[1])<<16 | uint32(head[2])<<8 | uint32(head[3])))
-	b := make([]byte, n)
-	if _, err := f.ReadAt(b, loc.Offset); err != nil {
-		return nil, fmt.Errorf("read record %d/%d: %w", loc.Segment, loc.Offset, err)
+	size := framedSize(int(binary.BigEndian.Uint32(b)))
+	if size > n {
+		b = make([]byte, size)
+		if _, err := f.ReadAt(b, loc.Offset); err != nil {
+			return nil, fmt.Errorf("read record %d/%d: %w", loc.Segment, loc.Offset, err)
+		}
 	}
-	r, _, err := parseRecord(b)
+	r, _, err := parseRecord(b[:min(size, len(b))])
 	if err != nil {
 		return nil, fmt.Errorf("read record %d/%d: %w", loc.Segment, loc.Offset, err)
 	}
@@ -287,6 +450,49 @@ func (s *Store) ReadAt(loc Location) ([]byte, error) {
 		return nil, fmt.Errorf("read record %d/%d: %w: not a publish", loc.Segment, loc.Offset, ErrCorrupt)
 	}
 	return r.data, nil
+}
+
+// awaitWritten waits until the record at loc is in its file.
+func (s *Store) awaitWritten(loc Location) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for loc.Segment > s.writtenSeg || loc.Segment == s.writtenSeg && loc.Offset >= s.writtenOff {
+		if s.closed {
+			return ErrClosed
+		}
+		if loc.Segment > s.nextSeg || loc.Segment == s.nextSeg && loc.Offset >= s.nextOff {
+			return fmt.Errorf("%w: past the end of the log", ErrCorrupt)
+		}
+		s.signal()
+		s.wrote.Wait()
+	}
+	return nil
+}
+
+// reader returns a file open for reading segment seg, kept open until the
+// segment is deleted or the store closed.
+func (s *Store) reader(seg uint64) (*os.File, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if f := s.readers[seg]; f != nil {
+		return f, nil
+	}
+	f, err := os.Open(filepath.Join(s.cfg.Dir, segName(seg)))
+	if err != nil {
+		return nil, err
+	}
+	s.readers[seg] = f
+	return f, nil
+}
+
+// dropReader closes the reading file of segment seg, if open.
+func (s *Store) dropReader(seg uint64) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if f := s.readers[seg]; f != nil {
+		f.Close()
+		delete(s.readers, seg)
+	}
 }
 
 // Close writes and syncs what is pending, stops the committer and closes
@@ -299,9 +505,20 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.wrote.Broadcast()
 	s.mu.Unlock()
 	close(s.done)
 	<-s.exited
+	s.rmu.Lock()
+	for seg, f := range s.readers {
+		f.Close()
+		delete(s.readers, seg)
+	}
+	s.rmu.Unlock()
+	for seg, f := range s.ackFiles {
+		f.Close()
+		delete(s.ackFiles, seg)
+	}
 	if s.file != nil {
 		serr := s.file.Sync()
 		if cerr := s.file.Close(); serr == nil {

@@ -16,9 +16,10 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type item struct {
-	queue string
-	loc   Location
-	data  string
+	queue     string
+	loc       Location
+	data      string
+	delivered bool
 }
 
 func open(t *testing.T, cfg Config) (*Store, []item) {
@@ -28,8 +29,8 @@ func open(t *testing.T, cfg Config) (*Store, []item) {
 		t.Fatal(err)
 	}
 	var got []item
-	if err := s.Recover(func(q string, loc Location, data []byte) error {
-		got = append(got, item{q, loc, string(data)})
+	if err := s.Recover(func(r Recovered) error {
+		got = append(got, item{r.Queue, r.Loc, string(r.Data), r.Delivered})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -229,7 +230,7 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s.Recover(func(string, Location, []byte) error { return nil })
+	s.Recover(func(Recovered) error { return nil })
 	defer s.Close()
 	data := make([]byte, 1024)
 	b.SetParallelism(16)
@@ -240,4 +241,174 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 			<-done
 		}
 	})
+}
+
+func TestDeliveredMarksSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, Config{Dir: dir})
+	a := appendSync(t, s, "q", "a")
+	b := appendSync(t, s, "q", "b")
+	c := appendSync(t, s, "q", "c")
+	if err := s.MarkDelivered("q", b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkDelivered("q", c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Release("q", c); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, got := open(t, Config{Dir: dir})
+	defer s.Close()
+	want := []item{{"q", a, "a", false}, {"q", b, "b", true}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("recovered %v, want %v", got, want)
+	}
+}
+
+func TestReadAtWaitsForTheCommit(t *testing.T) {
+	s, _ := open(t, Config{Dir: t.TempDir()})
+	defer s.Close()
+	// No callback: nothing waits for this record, yet a reader must get
+	// it, whether or not the committer has written it yet.
+	for i := range 200 {
+		want := fmt.Sprintf("record %d", i)
+		loc, err := s.Append("q", []byte(want), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ReadAt(loc)
+		if err != nil || string(got) != want {
+			t.Fatalf("ReadAt(%v) = %q, %v; want %q", loc, got, err, want)
+		}
+	}
+	big := bytes.Repeat([]byte("x"), 10000)
+	loc, err := s.Append("q", big, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.ReadAt(loc); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("ReadAt of a large record: %d octets, %v", len(got), err)
+	}
+	if _, err := s.ReadAt(Location{Segment: loc.Segment, Offset: loc.Offset + 1<<20}); err == nil {
+		t.Fatal("ReadAt past the end of the log succeeded")
+	}
+}
+
+// A release lives in a later segment than its publish. When that later
+// segment is deleted (nothing in it is live any more) while the publish's
+// segment stays, the release must not be lost with it, or the acked
+// message comes back after a restart.
+func TestReleasesOutliveTheirSegment(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, SegmentSize: 256}
+	s, _ := open(t, cfg)
+	keep := appendSync(t, s, "q", "keep")   // stays live: its segment stays
+	acked := appendSync(t, s, "q", "acked") // released from a later segment
+	var later []Location
+	for i := range 16 {
+		later = append(later, appendSync(t, s, "q", fmt.Sprintf("later-%d", i)))
+	}
+	if later[len(later)-1].Segment == keep.Segment {
+		t.Fatalf("segments did not roll over: %v", later)
+	}
+	if err := s.Release("q", acked); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range later {
+		if err := s.Release("q", l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Roll well past the segments that held the releases, so they go.
+	for i := range 20 {
+		l := appendSync(t, s, "q", fmt.Sprintf("filler-%d", i))
+		if err := s.Release("q", l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendSync(t, s, "q", "last")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := os.ReadDir(dir)
+	s, got := open(t, cfg)
+	defer s.Close()
+	var names []string
+	for _, it := range got {
+		names = append(names, it.data)
+	}
+	if fmt.Sprint(names) != "[keep last]" {
+		t.Fatalf("recovered %v, want [keep last] (%d segment files)", names, len(segs))
+	}
+}
+
+// A release can reach the disk while the publish it is about does not (a
+// message delivered and acked before its sync, then a crash). Its
+// location must never be used again, or the release would drop a later,
+// confirmed message.
+func TestReleaseOfALostPublishDropsNothingLater(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, Config{Dir: dir})
+	m0 := appendSync(t, s, "q", "m0")
+	s.Close()
+	fi, err := os.Stat(filepath.Join(dir, segName(m0.Segment)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The release of a publish that would have followed m0.
+	lost := Location{Segment: m0.Segment, Offset: fi.Size()}
+	if err := os.WriteFile(filepath.Join(dir, ackName(lost.Segment)), appendRecord(nil, kindRelease, "q", nil, lost), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	s, got := open(t, Config{Dir: dir})
+	if len(got) != 1 {
+		t.Fatalf("recovered %+v", got)
+	}
+	m1 := appendSync(t, s, "q", "m1")
+	if m1 == lost {
+		t.Fatalf("a location with a release on disk was used again: %+v", m1)
+	}
+	s.Close()
+	s, got = open(t, Config{Dir: dir})
+	defer s.Close()
+	if len(got) != 2 || got[1].data != "m1" {
+		t.Fatalf("recovered %+v, want m0 and m1", got)
+	}
+}
+
+// After a restart, with nothing appended yet, records of earlier segments
+// read back at once, releases being written or not.
+func TestReadAtAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := open(t, Config{Dir: dir})
+	a := appendSync(t, s, "q", "a")
+	b := appendSync(t, s, "q", "b")
+	s.Close()
+	s, _ = open(t, Config{Dir: dir})
+	defer s.Close()
+	if err := s.Release("q", a); err != nil {
+		t.Fatal(err)
+	}
+	// Let the committer write the release: a commit of releases alone.
+	time.Sleep(100 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		got, err := s.ReadAt(b)
+		if err == nil && string(got) != "b" {
+			err = fmt.Errorf("read %q", got)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadAt of a recovered record hangs")
+	}
 }
