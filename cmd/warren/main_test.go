@@ -68,6 +68,13 @@ type node struct {
 // startNode runs the binary on dataDir and waits until it accepts a client.
 func startNode(t *testing.T, bin, dataDir string) (*node, *amqp091.Connection) {
 	t.Helper()
+	return startNodeWithin(t, bin, dataDir, 10*time.Second)
+}
+
+// startNodeWithin is startNode for a node that may take up to wait to
+// start (recovering a large store).
+func startNodeWithin(t *testing.T, bin, dataDir string, wait time.Duration) (*node, *amqp091.Connection) {
+	t.Helper()
 	n := &node{addr: freePort(t), mgmt: freePort(t), cluster: freePort(t), cookie: filepath.Join(dataDir + ".cookie"), stderr: &bytes.Buffer{}}
 	n.cmd = exec.Command(bin, "--data-dir", dataDir, "--amqp-listen", n.addr, "--mgmt-listen", n.mgmt,
 		"--cluster-listen", n.cluster, "--cookie-file", n.cookie, "--prometheus-listen", "127.0.0.1:0")
@@ -78,7 +85,7 @@ func startNode(t *testing.T, bin, dataDir string) (*node, *amqp091.Connection) {
 	kill := func() { n.cmd.Process.Kill(); n.cmd.Wait() }
 	var c *amqp091.Connection
 	var err error
-	for i := 0; i < 200; i++ {
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
 		if c, err = amqp091.Dial("amqp://guest:guest@" + n.addr + "/"); err == nil {
 			// Cleanups run last first: the node dies before the client
 			// closes, so a client stuck on a blocked node cannot hang.

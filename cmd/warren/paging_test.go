@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -132,7 +133,13 @@ func TestQueueLongerThanMemory(t *testing.T) {
 	n.cmd.Process.Signal(syscall.SIGKILL)
 	n.cmd.Wait()
 	restarted := time.Now()
-	n, c = startNodeWithConfig(t, bin, dir, conf)
+	confFile := filepath.Join(t.TempDir(), "warren.conf")
+	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RABBITMQ_CONFIG_FILE", confFile)
+	// Recovery reads the whole store: allow a minute per GiB.
+	n, c = startNodeWithin(t, bin, dir, 10*time.Second+time.Duration(total>>30)*time.Minute)
 	t.Logf("restarted after SIGKILL, accepting connections after %v", time.Since(restarted).Round(time.Millisecond))
 	ch, err = c.Channel()
 	if err != nil {
