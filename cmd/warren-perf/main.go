@@ -5,10 +5,20 @@
 //	warren-perf -h amqp://guest:guest@127.0.0.1:5672/ -x 1 -y 1 -s 100 -a -z 15
 //	warren-perf report [-baseline rabbitmq] results.jsonl...
 //	warren-perf idle -h URI -connections 10000 -queues 100000 -broker-pid PID
+//	warren-perf restart-probe -h URI -u QUEUE -start "$EPOCHREALTIME" -expect N
+//	warren-perf restart-report [-baseline rabbitmq] probes.jsonl...
 //
 // The second form turns the JSON lines of earlier runs into comparison
 // tables; the third measures the broker's memory with many idle
-// connections and empty queues.
+// connections and empty queues. The fourth waits for a broker that was just
+// restarted over a filled durable queue and measures how long after its
+// start it accepts an AMQP connection and delivers the queue's first
+// message; the fifth turns its JSON lines into comparison tables.
+//
+// To fill a queue for restart-probe, publish a fixed count of persistent
+// messages without consumers:
+//
+//	warren-perf -x 1 -y 0 -C 1000000 -s 1024 -c 1000 -f persistent -u q -ad=false
 package main
 
 import (
@@ -42,6 +52,12 @@ func run(args []string) int {
 	}
 	if len(args) > 0 && args[0] == "idle" {
 		return idle(args[1:])
+	}
+	if len(args) > 0 && args[0] == "restart-probe" {
+		return restartProbe(args[1:])
+	}
+	if len(args) > 0 && args[0] == "restart-report" {
+		return restartReport(args[1:])
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(gcPercent)
@@ -155,5 +171,71 @@ func idle(args []string) int {
 	mib := func(b uint64) float64 { return float64(b) / (1 << 20) }
 	fmt.Printf("broker RSS: %.1f MiB at start, %.1f MiB with %d connections, %.1f MiB with %d queues more\n",
 		mib(res.RSSBefore), mib(res.RSSConnections), res.Connections, mib(res.RSSQueues), res.Queues)
+	return 0
+}
+
+func restartProbe(args []string) int {
+	cli, err := perf.ParseProbeFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "warren-perf restart-probe: %v\n", err)
+		return 2
+	}
+	human := io.Writer(os.Stdout)
+	if cli.JSON {
+		human = os.Stderr
+	}
+	cfg := cli.Config
+	cfg.Progress = human
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := perf.Probe(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "warren-perf restart-probe: %v\n", err)
+		return 1
+	}
+	if err := res.WriteSummary(human); err != nil {
+		fmt.Fprintf(os.Stderr, "warren-perf restart-probe: %v\n", err)
+		return 1
+	}
+	if cli.JSON {
+		if err := res.WriteJSON(os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf restart-probe: %v\n", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+func restartReport(args []string) int {
+	fs := flag.NewFlagSet("warren-perf restart-report", flag.ContinueOnError)
+	baseline := fs.String("baseline", "rabbitmq", "broker the ratios are relative to")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	var all []perf.ProbeResult
+	for _, name := range fs.Args() {
+		f, err := os.Open(name)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf restart-report: %v\n", err)
+			return 1
+		}
+		results, err := perf.ReadProbeResults(f, name)
+		f.Close()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf restart-report: %v\n", err)
+			return 1
+		}
+		all = append(all, results...)
+	}
+	if err := perf.WriteRestartReport(os.Stdout, all, *baseline); err != nil {
+		fmt.Fprintf(os.Stderr, "warren-perf restart-report: %v\n", err)
+		return 1
+	}
 	return 0
 }

@@ -22,4 +22,13 @@
 // process and all its descendants is sampled from /proc at both ends of the
 // same window, so Result.BrokerCPUPerMessage is the broker's cost of one
 // received message.
+//
+// # Restart probe
+//
+// Probe measures a broker's restart rather than its throughput: started
+// alongside a broker process that recovers a queue filled beforehand (with
+// Run, Consumers zero and MessageCount set), it reports how long after the
+// process's start an AMQP handshake first succeeded and the queue's first
+// message arrived, and the queue's depth. WriteRestartReport compares such
+// results between brokers.
 package perf

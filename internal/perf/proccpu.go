@@ -15,12 +15,18 @@ import (
 // reading sysconf(_SC_CLK_TCK) would need cgo.
 const clockTicksPerSecond = 100
 
-// procStat is the part of /proc/<pid>/stat that tree CPU accounting needs.
+// procStat is the part of /proc/<pid>/stat that tree CPU and memory
+// accounting needs.
 type procStat struct {
 	pid, ppid int
+	// state is the one-letter process state: R, S, D, Z (zombie), ...
+	state byte
 	// ticks is utime+stime+cutime+cstime: the process's own CPU time plus
 	// that of its children that have exited and been waited for.
 	ticks uint64
+	// rssPages is the resident set size in pages (field 24), or zero
+	// when the line is too short to have it.
+	rssPages uint64
 }
 
 // parseProcStat parses the contents of a /proc/<pid>/stat file. The command
@@ -41,6 +47,7 @@ func parseProcStat(data []byte) (procStat, error) {
 	if len(rest) < 15 {
 		return procStat{}, fmt.Errorf("only %d fields after the command name", len(rest))
 	}
+	state := rest[0][0]
 	ppid, err := strconv.Atoi(string(rest[4-3]))
 	if err != nil {
 		return procStat{}, fmt.Errorf("ppid: %w", err)
@@ -58,24 +65,60 @@ func parseProcStat(data []byte) (procStat, error) {
 		}
 		ticks += v
 	}
-	return procStat{pid: pid, ppid: ppid, ticks: ticks}, nil
+	var rss uint64
+	if len(rest) > 24-3 {
+		// Negative values do not happen; treat anything unparsable as
+		// unknown rather than failing CPU accounting over it.
+		rss, _ = strconv.ParseUint(string(rest[24-3]), 10, 64)
+	}
+	return procStat{pid: pid, ppid: ppid, state: state, ticks: ticks, rssPages: rss}, nil
 }
 
 // treeCPU returns the CPU time used so far by process root and all its live
 // descendants, read from procRoot (normally "/proc"). Processes that exit
 // while it scans are skipped.
 func treeCPU(procRoot string, root int) (time.Duration, error) {
+	tree, err := processTree(procRoot, root)
+	if err != nil {
+		return 0, err
+	}
+	var total uint64
+	for _, st := range tree {
+		total += st.ticks
+	}
+	return time.Duration(total) * time.Second / clockTicksPerSecond, nil
+}
+
+// treeRSS returns the resident memory in bytes of process root and all its
+// live descendants, read from procRoot. Memory shared between them is
+// counted once per process.
+func treeRSS(procRoot string, root int) (uint64, error) {
+	tree, err := processTree(procRoot, root)
+	if err != nil {
+		return 0, err
+	}
+	var pages uint64
+	for _, st := range tree {
+		pages += st.rssPages
+	}
+	return pages * uint64(os.Getpagesize()), nil
+}
+
+// processTree returns the stat of process root followed by those of all its
+// live descendants, read from procRoot. Processes that exit while it scans
+// are skipped.
+func processTree(procRoot string, root int) ([]procStat, error) {
 	rootData, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(root), "stat"))
 	if err != nil {
-		return 0, fmt.Errorf("read broker process %d: %w", root, err)
+		return nil, fmt.Errorf("read broker process %d: %w", root, err)
 	}
 	rootStat, err := parseProcStat(rootData)
 	if err != nil {
-		return 0, fmt.Errorf("parse %s/%d/stat: %w", procRoot, root, err)
+		return nil, fmt.Errorf("parse %s/%d/stat: %w", procRoot, root, err)
 	}
 	entries, err := os.ReadDir(procRoot)
 	if err != nil {
-		return 0, fmt.Errorf("list %s: %w", procRoot, err)
+		return nil, fmt.Errorf("list %s: %w", procRoot, err)
 	}
 	children := make(map[int][]procStat)
 	for _, e := range entries {
@@ -93,15 +136,9 @@ func treeCPU(procRoot string, root int) (time.Duration, error) {
 		}
 		children[st.ppid] = append(children[st.ppid], st)
 	}
-	total := rootStat.ticks
-	queue := []int{root}
-	for len(queue) > 0 {
-		pid := queue[0]
-		queue = queue[1:]
-		for _, c := range children[pid] {
-			total += c.ticks
-			queue = append(queue, c.pid)
-		}
+	tree := []procStat{rootStat}
+	for i := 0; i < len(tree); i++ {
+		tree = append(tree, children[tree[i].pid]...)
 	}
-	return time.Duration(total) * time.Second / clockTicksPerSecond, nil
+	return tree, nil
 }

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,5 +83,48 @@ func TestTreeCPUOfRealChildProcess(t *testing.T) {
 	// The child has been waited for, so its time is in our cutime/cstime.
 	if after-before < 10*time.Millisecond {
 		t.Fatalf("tree CPU grew by %v after a busy child, want at least 10ms", after-before)
+	}
+}
+
+func TestParseProcStatStateAndRSS(t *testing.T) {
+	st, err := parseProcStat([]byte(statLine(5, 1, "w", 1, 1, 0, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.state != 'S' || st.rssPages != 500 {
+		t.Fatalf("state %q rss %d, want 'S' and 500 pages", st.state, st.rssPages)
+	}
+	zombie := strings.Replace(statLine(6, 1, "z", 0, 0, 0, 0), ") S ", ") Z ", 1)
+	if st, err := parseProcStat([]byte(zombie)); err != nil || st.state != 'Z' {
+		t.Fatalf("zombie: %+v, %v", st, err)
+	}
+	// A line that ends before field 24 has no RSS, which is no error.
+	short := "7 (s) R 1 1 1 0 -1 0 0 0 0 0 10 20 0 0 20\n"
+	if st, err := parseProcStat([]byte(short)); err != nil || st.rssPages != 0 || st.ticks != 30 {
+		t.Fatalf("short line: %+v, %v", st, err)
+	}
+}
+
+func TestTreeRSSSumsDescendants(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []struct{ pid, ppid, rss int }{{1, 0, 9000}, {10, 1, 100}, {11, 10, 20}, {12, 11, 3}, {13, 1, 7000}} {
+		dir := filepath.Join(root, strconv.Itoa(p.pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		line := strings.Replace(statLine(p.pid, p.ppid, "p", 0, 0, 0, 0), " 500 ", " "+strconv.Itoa(p.rss)+" ", 1)
+		if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(line), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := treeRSS(root, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := uint64(123 * os.Getpagesize()); got != want {
+		t.Fatalf("treeRSS = %d, want %d", got, want)
+	}
+	if self, err := treeRSS("/proc", os.Getpid()); err != nil || self == 0 {
+		t.Fatalf("own tree RSS %d, %v", self, err)
 	}
 }

@@ -4,6 +4,13 @@
 # function; rmq_plugins (e.g. rabbitmq_management) and rmq_conf_extra
 # (rabbitmq.conf lines) are optional. start_rabbitmq installs the package
 # if needed (as root) and waits for the node; stop_rabbitmq ends it.
+#
+# The node's data under rmq_dir outlives it, so starting again restarts the
+# same node with its durable queues and persistent messages. For timing a
+# restart, launch_rabbitmq starts the node and returns at once (await_rabbitmq
+# then waits for it: start_rabbitmq is the two; rmq_started is bash's
+# $EPOCHREALTIME just before the launch), shutdown_rabbitmq stops it with
+# `rabbitmqctl stop`, and kill_rabbitmq sends SIGKILL to all of it instead.
 # shellcheck shell=bash
 
 rmq_bin=/usr/lib/rabbitmq/bin
@@ -27,31 +34,45 @@ install_rabbitmq() {
 }
 
 rmq_pid=
-rmq_env() {
-	env HOME="$rmq_dir/home" \
-		RABBITMQ_NODENAME="bench@localhost" \
-		RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-		RABBITMQ_NODE_PORT="$rmq_port" \
-		RABBITMQ_DIST_PORT="$rmq_dist" \
-		ERL_EPMD_PORT="$rmq_epmd" \
-		ERL_EPMD_ADDRESS=127.0.0.1 \
-		RABBITMQ_MNESIA_BASE="$rmq_dir/mnesia" \
-		RABBITMQ_LOG_BASE="$rmq_dir/log" \
-		RABBITMQ_PID_FILE="$rmq_dir/rabbit.pid" \
-		RABBITMQ_CONFIG_FILE="$rmq_dir/rabbitmq" \
-		RABBITMQ_ENABLED_PLUGINS_FILE="$rmq_dir/enabled_plugins" \
-		RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
-		"$@"
+# set_rmq_vars: rmq_vars is the environment of the node and of the CLI
+# tools that talk to it.
+set_rmq_vars() {
+	rmq_vars=(
+		HOME="$rmq_dir/home"
+		RABBITMQ_NODENAME="bench@localhost"
+		RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+		RABBITMQ_NODE_PORT="$rmq_port"
+		RABBITMQ_DIST_PORT="$rmq_dist"
+		ERL_EPMD_PORT="$rmq_epmd"
+		ERL_EPMD_ADDRESS=127.0.0.1
+		RABBITMQ_MNESIA_BASE="$rmq_dir/mnesia"
+		RABBITMQ_LOG_BASE="$rmq_dir/log"
+		RABBITMQ_PID_FILE="$rmq_dir/rabbit.pid"
+		RABBITMQ_CONFIG_FILE="$rmq_dir/rabbitmq"
+		RABBITMQ_ENABLED_PLUGINS_FILE="$rmq_dir/enabled_plugins"
+		RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+	)
 }
-start_rabbitmq() {
+rmq_env() {
+	set_rmq_vars
+	env "${rmq_vars[@]}" "$@"
+}
+launch_rabbitmq() {
 	install_rabbitmq
 	mkdir -p "$rmq_dir/home" "$rmq_dir/mnesia" "$rmq_dir/log"
 	echo "[${rmq_plugins:-}]." >"$rmq_dir/enabled_plugins"
 	printf 'listeners.tcp.default = 127.0.0.1:%s\n' "$rmq_port" >"$rmq_dir/rabbitmq.conf"
 	printf '%s\n' "${rmq_conf_extra:-}" >>"$rmq_dir/rabbitmq.conf"
 	log "starting RabbitMQ on 127.0.0.1:$rmq_port (node bench@localhost, dist $rmq_dist, epmd $rmq_epmd)"
-	rmq_env setsid "$rmq_bin/rabbitmq-server" >"$rmq_dir/server.out" 2>&1 &
+	set_rmq_vars
+	rmq_started=$EPOCHREALTIME
+	# A simple command rather than a function, so that $! is the node's
+	# own process (env and setsid exec), which setsid makes the leader of
+	# a process group of its own, apart from the caller's.
+	env "${rmq_vars[@]}" setsid "$rmq_bin/rabbitmq-server" >"$rmq_dir/server.out" 2>&1 &
 	rmq_pid=$!
+}
+await_rabbitmq() {
 	# await_startup gives up at once while the node is not yet registered
 	# with epmd, so ask again until it answers or the node dies.
 	local tries=0
@@ -66,18 +87,53 @@ start_rabbitmq() {
 	done
 	log "RabbitMQ is up (process tree rooted at pid $rmq_pid)"
 }
-stop_rabbitmq() {
+start_rabbitmq() {
+	launch_rabbitmq
+	await_rabbitmq
+}
+# shutdown_rabbitmq [seconds]: stops the node with `rabbitmqctl stop` and
+# waits up to seconds (default 80) for it to exit. Returns 1, leaving the
+# node to the caller, when it is still running then.
+shutdown_rabbitmq() {
 	[ -n "$rmq_pid" ] || return 0
+	local limit=${1:-80} t0=$SECONDS
 	log "stopping RabbitMQ"
-	rmq_env timeout 60 "$rmq_bin/rabbitmqctl" -n bench@localhost -q stop >/dev/null 2>&1 || true
-	for _ in $(seq 100); do kill -0 "$rmq_pid" 2>/dev/null || break; sleep 0.2; done
-	if kill -0 "$rmq_pid" 2>/dev/null; then
-		# setsid made it a process group of its own: end the whole tree.
-		kill -KILL -- "-$rmq_pid" 2>/dev/null || true
-	fi
+	rmq_env timeout "$limit" "$rmq_bin/rabbitmqctl" -n bench@localhost -q stop >/dev/null 2>&1 || true
+	while kill -0 "$rmq_pid" 2>/dev/null; do
+		[ $((SECONDS - t0)) -lt "$limit" ] || return 1
+		sleep 0.05
+	done
+	rmq_reap
+}
+# kill_rabbitmq: SIGKILL to every process of the node.
+kill_rabbitmq() {
+	[ -n "$rmq_pid" ] || return 0
+	log "killing RabbitMQ"
+	# setsid made it a process group of its own: end the whole tree.
+	kill -KILL -- "-$rmq_pid" 2>/dev/null || true
+	rmq_reap
+}
+stop_rabbitmq() {
+	shutdown_rabbitmq 80 || kill_rabbitmq
+}
+rmq_reap() {
 	wait "$rmq_pid" 2>/dev/null || true
-	# The epmd this node started on its own port.
-	ERL_EPMD_PORT=$rmq_epmd epmd -port "$rmq_epmd" -kill >/dev/null 2>&1 || true
+	# The Erlang VM and its helpers may outlive the script that started
+	# them by a moment; the node is gone once its process group has only
+	# zombies left (exited, their memory and sockets released, but not yet
+	# reaped by init, which took over when the script went first).
+	for _ in $(seq 1000); do
+		ps -e -o pgid=,stat= | awk -v g="$rmq_pid" '$1 == g && $2 !~ /^Z/ { found = 1 } END { exit !found }' || break
+		sleep 0.01
+	done
+	# The epmd this node started on its own port. It refuses -kill while
+	# it still lists the node, which it drops only once it notices a killed
+	# node's connection closed.
+	for _ in $(seq 200); do
+		ERL_EPMD_PORT=$rmq_epmd epmd -port "$rmq_epmd" -kill >/dev/null 2>&1 || true
+		ERL_EPMD_PORT=$rmq_epmd epmd -port "$rmq_epmd" -names >/dev/null 2>&1 || break
+		sleep 0.01
+	done
 	rmq_pid=
 }
 
