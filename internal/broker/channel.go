@@ -468,15 +468,18 @@ func (ch *channel) settle(a txAck) error {
 		}
 		take(&ch.unacked[i])
 	}
-	// Drop the settled prefix.
+	// Drop the settled prefix once it is half the list: acks in order
+	// then cost one copy each, not one of the whole window each.
 	n := 0
 	for n < len(ch.unacked) && ch.unacked[n].done {
 		n++
 	}
 	if n == len(ch.unacked) {
 		ch.unacked = ch.unacked[:0]
-	} else if n > 0 {
-		ch.unacked = append(ch.unacked[:0], ch.unacked[n:]...)
+	} else if n > 0 && 2*n >= len(ch.unacked) {
+		m := copy(ch.unacked, ch.unacked[n:])
+		clear(ch.unacked[m:])
+		ch.unacked = ch.unacked[:m]
 	}
 	ch.mu.Unlock()
 

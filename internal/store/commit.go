@@ -77,6 +77,7 @@ func (s *Store) commit() {
 			s.log.Warn("write release records; those messages may be delivered again after a restart", "segment", seg, "error", err)
 		}
 	}
+	s.recycle(chunks, acks)
 	for _, seg := range doomed {
 		s.retire(seg)
 	}

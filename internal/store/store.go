@@ -47,6 +47,7 @@ type Store struct {
 	mu        sync.Mutex // guards the fields below
 	pending   []chunk
 	acks      map[uint64][]byte // release and delivery records by the segment they are about
+	free      [][]byte          // written buffers, for reuse
 	callbacks []func(error)
 	nextSeg   uint64 // segment the next record goes to
 	nextOff   int64  // its offset there
@@ -364,7 +365,7 @@ func (s *Store) Release(queue string, loc Location) error {
 	if s.closed {
 		return ErrClosed
 	}
-	s.acks[loc.Segment] = appendRecord(s.acks[loc.Segment], kindRelease, queue, nil, loc)
+	s.acks[loc.Segment] = appendRecord(s.ackBufLocked(loc.Segment), kindRelease, queue, nil, loc)
 	if s.live[loc.Segment]--; s.live[loc.Segment] <= 0 {
 		delete(s.live, loc.Segment)
 		if loc.Segment < s.nextSeg && s.recovered {
@@ -384,8 +385,52 @@ func (s *Store) MarkDelivered(queue string, loc Location) error {
 	if s.closed {
 		return ErrClosed
 	}
-	s.acks[loc.Segment] = appendRecord(s.acks[loc.Segment], kindDeliver, queue, nil, loc)
+	s.acks[loc.Segment] = appendRecord(s.ackBufLocked(loc.Segment), kindDeliver, queue, nil, loc)
 	return nil
+}
+
+// Write buffers are reused from commit to commit: grown once to their
+// working size, they are not grown (and copied) again for every batch.
+const (
+	bufStart = 64 << 10 // a new buffer's capacity
+	bufKeep  = 8 << 20  // larger ones are left to the collector
+	freeKeep = 8        // buffers kept for reuse
+)
+
+// bufLocked returns an empty buffer, reused if one is free.
+func (s *Store) bufLocked() []byte {
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free[n-1] = nil
+		s.free = s.free[:n-1]
+		return b
+	}
+	return make([]byte, 0, bufStart)
+}
+
+// ackBufLocked returns the buffer of release records about seg.
+func (s *Store) ackBufLocked(seg uint64) []byte {
+	if b, ok := s.acks[seg]; ok {
+		return b
+	}
+	return s.bufLocked()
+}
+
+// recycle gives written buffers back for reuse.
+func (s *Store) recycle(chunks []chunk, acks map[uint64][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := func(b []byte) {
+		if cap(b) <= bufKeep && len(s.free) < freeKeep {
+			s.free = append(s.free, b[:0])
+		}
+	}
+	for _, c := range chunks {
+		keep(c.data)
+	}
+	for _, b := range acks {
+		keep(b)
+	}
 }
 
 // placeLocked reserves size octets at the end of the log, starting a new
@@ -403,7 +448,7 @@ func (s *Store) placeLocked(size int) Location {
 	loc := Location{Segment: s.nextSeg, Offset: s.nextOff}
 	s.nextOff += int64(size)
 	if n := len(s.pending); n == 0 || s.pending[n-1].seg != s.nextSeg {
-		s.pending = append(s.pending, chunk{seg: s.nextSeg})
+		s.pending = append(s.pending, chunk{seg: s.nextSeg, data: s.bufLocked()})
 	}
 	return loc
 }
