@@ -200,6 +200,7 @@ var errQueueTimeout = errors.New("lb: queue timeout")
 func (b *Backend) acquire(ctx context.Context, avoid int, key uint32) (*Server, time.Duration, error) {
 	start := time.Now()
 	var deadline <-chan time.Time
+	waiting := false
 	for {
 		b.mu.Lock()
 		i := b.balancer.Pick(serverLoad(b.servers), avoid, key)
@@ -220,10 +221,15 @@ func (b *Backend) acquire(ctx context.Context, avoid int, key uint32) (*Server, 
 			b.stats.queueMax.Store(n)
 		}
 		b.mu.Unlock()
-		if deadline == nil {
-			t := time.NewTimer(b.queueTimeout())
-			defer t.Stop()
-			deadline = t.C
+		if deadline == nil && !waiting {
+			// Without "timeout queue" and "timeout connect" the wait has
+			// no limit, as in HAProxy.
+			waiting = true
+			if d := b.cfg.Timeouts.QueueOrConnect(); d > 0 {
+				t := time.NewTimer(d)
+				defer t.Stop()
+				deadline = t.C
+			}
 		}
 		select {
 		case <-wake:
@@ -235,17 +241,6 @@ func (b *Backend) acquire(ctx context.Context, avoid int, key uint32) (*Server, 
 			return nil, time.Since(start), ctx.Err()
 		}
 	}
-}
-
-// queueTimeout is "timeout queue", or "timeout connect" when unset, as in HAProxy.
-func (b *Backend) queueTimeout() time.Duration {
-	switch {
-	case b.cfg.Timeouts.Queue > 0:
-		return b.cfg.Timeouts.Queue
-	case b.cfg.Timeouts.Connect > 0:
-		return b.cfg.Timeouts.Connect
-	}
-	return 5 * time.Second
 }
 
 func (b *Backend) dequeue(wake chan struct{}) {
@@ -322,11 +317,10 @@ func (b *Backend) countsLocked() (act, bck int) {
 }
 
 // dialServer connects to a server, with the backend's connect timeout.
+// Without one the connection attempt lasts until the kernel gives up,
+// as in HAProxy.
 func (b *Backend) dialServer(ctx context.Context, s *Server, clientAddr net.Addr) (*net.TCPConn, error) {
 	timeout := b.cfg.Timeouts.Connect
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
 	addr := s.config().Addr
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		// No port on the server line: use the port the client connected to.

@@ -412,3 +412,39 @@ listen rabbitmq_cluster
 		return nil
 	})
 }
+
+// TestMissingTimeoutsWarning checks that -c and the start print
+// HAProxy's warning for a proxy without timeouts, and -q silences it.
+func TestMissingTimeoutsWarning(t *testing.T) {
+	dir := t.TempDir()
+	a := echoServer(t, "a")
+	port := freePort(t)
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	cfg := fmt.Sprintf("defaults\n    mode tcp\nlisten l\n    bind 127.0.0.1:%d\n    server a %s\n", port, a)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const warning = "[WARNING] config : missing timeouts for proxy 'l'.\n" +
+		"   | While not properly invalid, you will certainly encounter various problems\n" +
+		"   | with such a configuration. To fix this, please ensure that all following\n" +
+		"   | timeouts are set to a non-zero value: 'client', 'connect', 'server'.\n"
+	var out, errb bytes.Buffer
+	if code := Main([]string{"-c", "-f", cfgPath}, &out, &errb); code != 0 || out.String() != "Warnings were found.\nConfiguration file is valid\n" || errb.String() != warning {
+		t.Fatalf("-c: code %d\nstdout %q\nstderr %q", code, out.String(), errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := Main([]string{"-c", "-q", "-f", cfgPath}, &out, &errb); code != 0 || out.Len()+errb.Len() != 0 {
+		t.Fatalf("-c -q: code %d, %q %q", code, out.String(), errb.String())
+	}
+	p := startProcess(t, "-db", "-f", cfgPath)
+	waitFor(t, 5*time.Second, func() error {
+		if got, err := greet(fmt.Sprintf("127.0.0.1:%d", port)); got != "a" {
+			return fmt.Errorf("greeting %q %v", got, err)
+		}
+		return nil
+	})
+	if !strings.Contains(p.stderr.String(), warning) {
+		t.Fatalf("no warning at start:\n%s", p.stderr)
+	}
+}

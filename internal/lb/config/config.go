@@ -69,15 +69,37 @@ func (k ProxyKind) String() string {
 	return [...]string{"defaults", "frontend", "backend", "listen"}[k]
 }
 
+// haproxyType names the kind as HAProxy's messages do: a listen section
+// is a "proxy".
+func (k ProxyKind) haproxyType() string {
+	if k == KindListen {
+		return "proxy"
+	}
+	return k.String()
+}
+
 // HasFrontend reports whether the section accepts connections.
 func (k ProxyKind) HasFrontend() bool { return k == KindFrontend || k == KindListen }
 
 // HasBackend reports whether the section holds servers.
 func (k ProxyKind) HasBackend() bool { return k == KindBackend || k == KindListen }
 
-// Timeouts are a proxy's "timeout" settings; zero means unset.
+// Timeouts are a proxy's "timeout" settings; zero means unset, and an
+// unset timeout is infinite, as in HAProxy: the wait it would bound ends
+// only when the kernel or the peer ends it. "timeout queue" falls back to
+// "timeout connect" (see QueueOrConnect).
 type Timeouts struct {
 	Connect, Client, Server, Check, Queue, ClientFin, ServerFin, Tunnel time.Duration
+}
+
+// QueueOrConnect returns how long a connection may wait in a queue:
+// "timeout queue", else "timeout connect" as in HAProxy, else zero (no
+// limit).
+func (t Timeouts) QueueOrConnect() time.Duration {
+	if t.Queue > 0 {
+		return t.Queue
+	}
+	return t.Connect
 }
 
 // Options are the "option" flags warren-lb acts on.
