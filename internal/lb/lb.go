@@ -60,7 +60,9 @@ type LB struct {
 	actConn   atomic.Int64
 	totalConn atomic.Int64
 	maxConn   chan struct{} // global maxconn slots
-	logs      atomic.Pointer[logSinks]
+	// pendSeq numbers queued connections in order of arrival.
+	pendSeq atomic.Uint64
+	logs    atomic.Pointer[logSinks]
 }
 
 // state is one loaded configuration.
@@ -132,7 +134,8 @@ func (lb *LB) current() *state { return lb.state.Load() }
 
 // Reload switches to a new configuration. Listeners on addresses still
 // bound are kept; established connections continue untouched; servers
-// with the same backend and name keep their health and counters.
+// with the same backend and name keep their health, counters and queued
+// connections.
 func (lb *LB) Reload(cfg *config.Config) error {
 	return lb.apply(cfg)
 }
@@ -213,6 +216,13 @@ func (lb *LB) apply(cfg *config.Config) error {
 		l.handler.Store(fe)
 	}
 	lb.state.Store(st)
+	if old != nil {
+		for name, b := range old.backends {
+			if st.backends[name] == nil {
+				b.retire()
+			}
+		}
+	}
 	for _, l := range fresh {
 		lb.wg.Add(1)
 		go lb.acceptLoop(l)
@@ -235,16 +245,19 @@ func hasListener(ls []*listener, addr string) bool {
 
 // buildBackend creates the runtime backend for px. Servers of prev that
 // keep their name are carried over as the same objects, so their health,
-// administrative state and counters continue; the caller has stopped
+// administrative state, counters and queues continue; prev's own queue
+// moves to the new backend, and prev retires. The caller has stopped
 // prev's health checkers.
 func (lb *LB) buildBackend(px *config.Proxy, prev *Backend) *Backend {
 	b := newBackend(lb, px)
 	b.balancer = balance.New(px.Balance, len(px.Servers), px.Options.AllBackups)
 	if prev != nil {
-		b.stats = prev.stats
+		// Lock order: the old backend, then the new one; only a reload
+		// holds two backends' locks.
 		prev.mu.Lock()
+		defer prev.mu.Unlock()
+		b.stats = prev.stats
 		b.lastChange, b.downSince, b.downtime = prev.lastChange, prev.downSince, prev.downtime
-		prev.mu.Unlock()
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -252,12 +265,10 @@ func (lb *LB) buildBackend(px *config.Proxy, prev *Backend) *Backend {
 		var s *Server
 		if prev != nil {
 			if ps := prev.server(sc.Name); ps != nil {
-				prev.mu.Lock()
 				s = ps
 				if ps.config().Weight != sc.Weight {
 					s.weight = sc.WeightOrDefault() // the new config sets a new weight
 				}
-				prev.mu.Unlock()
 			}
 		}
 		if s == nil {
@@ -277,7 +288,39 @@ func (lb *LB) buildBackend(px *config.Proxy, prev *Backend) *Backend {
 		b.servers = append(b.servers, s)
 		b.syncServerLocked(s)
 	}
+	if prev != nil {
+		// The backend's queue moves over; the queues of servers that go
+		// away are placed again, in the new backend.
+		b.queue, prev.queue = prev.queue, pendQueue{}
+		prev.retired, prev.next = true, b
+		for _, s := range prev.servers {
+			if s.backend.Load() == prev {
+				for _, p := range s.queue.takeAll() {
+					b.replaceLocked(p)
+				}
+			}
+		}
+		// The new configuration may have room for queued connections.
+		for _, s := range b.servers {
+			b.serveQueuesLocked(s)
+		}
+	}
 	return b
+}
+
+// retire marks a backend that a reload removed: the connections queued on
+// it fail.
+func (b *Backend) retire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.retired = true
+	fail := b.queue.takeAll()
+	for _, s := range b.servers {
+		fail = append(fail, s.queue.takeAll()...)
+	}
+	for _, p := range fail {
+		p.ready <- queueOutcome{err: errNoServer}
+	}
 }
 
 // listen binds addr. With ReusePort it sets SO_REUSEPORT so a process

@@ -102,7 +102,7 @@ func TestQueueTimeoutFallsBackToConnect(t *testing.T) {
 	if el := time.Since(start); el < 250*time.Millisecond || el > 2*time.Second {
 		t.Fatalf("queue timeout after %v, want about 300ms", el)
 	}
-	if b := serverStatus(l, "l", "BACKEND"); b["qmax"] != "1" {
-		t.Fatalf("backend qmax=%s", b["qmax"])
+	if b := serverStatus(l, "l", "BACKEND"); b["econ"] != "1" || b["qmax"] != "1" {
+		t.Fatalf("backend econ=%s qmax=%s", b["econ"], b["qmax"])
 	}
 }

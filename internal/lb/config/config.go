@@ -207,8 +207,14 @@ type ServerParams struct {
 	Rise, Fall                  int
 	Weight                      int
 	Backup                      bool
-	MaxConn                     int
-	Disabled                    bool
+	// MaxConn is the most connections the server takes at once; zero means
+	// no limit. Connections beyond it wait in a queue.
+	MaxConn int
+	// MaxQueue is the most connections waiting in the server's own queue;
+	// zero means no limit. Beyond it the balancer looks elsewhere
+	// (leastconn) or the connection is refused (balance source).
+	MaxQueue int
+	Disabled bool
 	// Port and Addr redirect health checks; zero/empty means the server's own.
 	CheckPort   int
 	CheckAddr   string
