@@ -283,4 +283,14 @@ func (qc *probeClient) status(wait time.Duration) string {
 	}
 }
 
+// infoValue returns one line of "show info".
+func infoValue(l *LB, name string) string {
+	for _, kv := range l.infoLines() {
+		if kv[0] == name {
+			return kv[1]
+		}
+	}
+	return ""
+}
+
 var _ = context.Background

@@ -59,7 +59,6 @@ type LB struct {
 
 	actConn   atomic.Int64
 	totalConn atomic.Int64
-	maxConn   chan struct{} // global maxconn slots
 	// pendSeq numbers queued connections in order of arrival.
 	pendSeq atomic.Uint64
 	logs    atomic.Pointer[logSinks]
@@ -72,6 +71,14 @@ type state struct {
 	backends  map[string]*Backend
 	// order lists proxy names in configuration order, for stats.
 	order []*config.Proxy
+	// global holds one slot per connection accepted under this
+	// configuration: the global maxconn. As with HAProxy, where a reload
+	// starts a new process, connections accepted before a reload count
+	// against the limit they were accepted under, not the new one.
+	global chan struct{}
+	// replaced is closed when a reload replaces the configuration, to
+	// wake accept loops waiting for one of its slots.
+	replaced chan struct{}
 }
 
 // Frontend is a runtime frontend or the frontend half of a listen section.
@@ -82,6 +89,8 @@ type Frontend struct {
 	// stats is shared with the frontend of the same name after a reload.
 	stats *counters
 	slots chan struct{} // frontend maxconn
+	// st is the configuration the frontend belongs to.
+	st *state
 	// statsOnly marks a "mode http" proxy with "stats enable": it serves
 	// the stats page. Other mode http proxies are forwarded as TCP.
 	statsOnly bool
@@ -110,7 +119,6 @@ func New(cfg *config.Config, opts Options) (*LB, error) {
 		cancel:    cancel,
 		listeners: map[string]*listener{},
 		conns:     map[*net.TCPConn]struct{}{},
-		maxConn:   make(chan struct{}, cfg.Global.MaxConnOrDefault()),
 	}
 	lb.bufs.New = func() any {
 		b := make([]byte, chunkSize)
@@ -135,7 +143,8 @@ func (lb *LB) current() *state { return lb.state.Load() }
 // Reload switches to a new configuration. Listeners on addresses still
 // bound are kept; established connections continue untouched; servers
 // with the same backend and name keep their health, counters and queued
-// connections.
+// connections. New connections follow the new limits (global and
+// frontend maxconn), counted from zero as in a new HAProxy process.
 func (lb *LB) Reload(cfg *config.Config) error {
 	return lb.apply(cfg)
 }
@@ -171,7 +180,8 @@ func (lb *LB) apply(cfg *config.Config) error {
 	if old != nil {
 		lb.stopCheckers(old)
 	}
-	st := &state{cfg: cfg, frontends: map[string]*Frontend{}, backends: map[string]*Backend{}}
+	st := &state{cfg: cfg, frontends: map[string]*Frontend{}, backends: map[string]*Backend{},
+		global: make(chan struct{}, cfg.Global.MaxConnOrDefault()), replaced: make(chan struct{})}
 	wanted := map[string]*Frontend{}
 	for _, px := range cfg.Proxies {
 		if px.Disabled {
@@ -186,7 +196,7 @@ func (lb *LB) apply(cfg *config.Config) error {
 			st.backends[px.Name] = lb.buildBackend(px, prev)
 		}
 		if px.Kind.HasFrontend() {
-			fe := &Frontend{Name: px.Name, cfg: px, lb: lb, statsOnly: px.Mode == "http" && px.Stats.Enable, stats: &counters{}}
+			fe := &Frontend{Name: px.Name, cfg: px, lb: lb, st: st, statsOnly: px.Mode == "http" && px.Stats.Enable, stats: &counters{}}
 			if old != nil {
 				if pf := old.frontends[px.Name]; pf != nil {
 					fe.stats = pf.stats // keep counters across reloads
@@ -222,6 +232,7 @@ func (lb *LB) apply(cfg *config.Config) error {
 				b.retire()
 			}
 		}
+		close(old.replaced)
 	}
 	for _, l := range fresh {
 		lb.wg.Add(1)
@@ -384,22 +395,15 @@ func (lb *LB) acceptLoop(l *listener) {
 		}
 		// maxconn: hold the accept loop until a slot frees, leaving further
 		// clients in the kernel's backlog as HAProxy does.
-		select {
-		case lb.maxConn <- struct{}{}:
-		case <-lb.ctx.Done():
+		if fe = lb.reserve(l, fe); fe == nil {
 			_ = c.Close()
-			return
-		}
-		select {
-		case fe.slots <- struct{}{}:
-		case <-lb.ctx.Done():
-			<-lb.maxConn
-			_ = c.Close()
-			return
+			if lb.ctx.Err() != nil {
+				return
+			}
+			continue
 		}
 		if !lb.track(c) {
-			<-fe.slots
-			<-lb.maxConn
+			fe.unreserve()
 			_ = c.Close()
 			return
 		}
@@ -410,11 +414,47 @@ func (lb *LB) acceptLoop(l *listener) {
 			defer lb.wg.Done()
 			fe.serve(lb.ctx, c, func() {
 				lb.untrack(c)
-				<-fe.slots
-				<-lb.maxConn
+				fe.unreserve()
 			})
 		}()
 	}
+}
+
+// reserve takes a global and a frontend connection slot for a connection
+// accepted on l for fe, waiting while either limit is reached. A reload
+// while it waits starts it over under the new configuration's limits,
+// with the listener's new frontend. It returns the frontend the slots
+// belong to, or nil when the LB is closing or a reload dropped the
+// listener.
+func (lb *LB) reserve(l *listener, fe *Frontend) *Frontend {
+	for {
+		select {
+		case fe.st.global <- struct{}{}:
+			select {
+			case fe.slots <- struct{}{}:
+				return fe
+			case <-fe.st.replaced:
+				<-fe.st.global
+			case <-lb.ctx.Done():
+				<-fe.st.global
+				return nil
+			}
+		case <-fe.st.replaced:
+		case <-lb.ctx.Done():
+			return nil
+		}
+		next := l.handler.Load()
+		if next == fe || next.statsOnly {
+			return nil
+		}
+		fe = next
+	}
+}
+
+// unreserve gives back the slots reserve took.
+func (fe *Frontend) unreserve() {
+	<-fe.slots
+	<-fe.st.global
 }
 
 // track registers a client connection and counts its goroutine; it
