@@ -61,7 +61,9 @@ type LB struct {
 	totalConn atomic.Int64
 	// pendSeq numbers queued connections in order of arrival.
 	pendSeq atomic.Uint64
-	logs    atomic.Pointer[logSinks]
+	// work hands accepted connections to idle workers.
+	work chan connWork
+	logs atomic.Pointer[logSinks]
 }
 
 // state is one loaded configuration.
@@ -119,6 +121,7 @@ func New(cfg *config.Config, opts Options) (*LB, error) {
 		cancel:    cancel,
 		listeners: map[string]*listener{},
 		conns:     map[*net.TCPConn]struct{}{},
+		work:      make(chan connWork),
 	}
 	lb.bufs.New = func() any {
 		b := make([]byte, chunkSize)
@@ -410,14 +413,63 @@ func (lb *LB) acceptLoop(l *listener) {
 		fe.stats.enter()
 		lb.actConn.Add(1)
 		lb.totalConn.Add(1)
-		go func() {
-			defer lb.wg.Done()
-			fe.serve(lb.ctx, c, func() {
-				lb.untrack(c)
-				fe.unreserve()
-			})
-		}()
+		lb.dispatch(connWork{fe, c})
 	}
+}
+
+// workerIdle is how long a connection worker waits for another connection
+// before it ends.
+const workerIdle = 2 * time.Second
+
+// connWork is an accepted connection for a worker to serve.
+type connWork struct {
+	fe *Frontend
+	c  *net.TCPConn
+}
+
+// dispatch hands an accepted connection to an idle worker, or to a new
+// one. Workers serve one connection after another, so the stack a worker
+// grew while connecting to a server serves the next connection too,
+// instead of every connection growing a fresh goroutine's stack from the
+// minimum again (a tenth of warren-lb's CPU time per short connection
+// went there). The caller is the accept loop, itself counted in lb.wg.
+func (lb *LB) dispatch(w connWork) {
+	select {
+	case lb.work <- w:
+	default:
+		lb.wg.Add(1)
+		go lb.worker(w)
+	}
+}
+
+// worker serves w, then the connections dispatch hands it, until it has
+// been idle for workerIdle or the LB closes.
+func (lb *LB) worker(w connWork) {
+	defer lb.wg.Done()
+	var idle *time.Timer
+	for {
+		w.fe.serve(lb.ctx, w.c, w.finish)
+		if idle == nil {
+			idle = time.NewTimer(workerIdle)
+			defer idle.Stop()
+		} else {
+			idle.Reset(workerIdle)
+		}
+		select {
+		case w = <-lb.work:
+		case <-idle.C:
+			return
+		case <-lb.ctx.Done():
+			return
+		}
+	}
+}
+
+// finish releases what the accept loop took for the connection, once it
+// is over.
+func (w connWork) finish() {
+	w.fe.lb.untrack(w.c)
+	w.fe.unreserve()
 }
 
 // reserve takes a global and a frontend connection slot for a connection
@@ -457,8 +509,7 @@ func (fe *Frontend) unreserve() {
 	<-fe.st.global
 }
 
-// track registers a client connection and counts its goroutine; it
-// refuses once Close has begun.
+// track registers a client connection; it refuses once Close has begun.
 func (lb *LB) track(c *net.TCPConn) bool {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
@@ -466,7 +517,6 @@ func (lb *LB) track(c *net.TCPConn) bool {
 		return false
 	}
 	lb.conns[c] = struct{}{}
-	lb.wg.Add(1)
 	return true
 }
 
