@@ -33,19 +33,33 @@ func (lb *LB) SetAdminState(spec string, state AdminState) error {
 	if err != nil {
 		return err
 	}
-	b.mu.Lock()
+	if b = b.lockCurrent(); b == nil {
+		return apiError("No such backend.")
+	}
 	defer b.mu.Unlock()
+	if b.server(s.Name) != s {
+		return apiError("No such server.") // removed by a reload meanwhile
+	}
 	if s.admin == state {
 		return nil
 	}
 	prev := s.admin
 	s.admin = state
 	b.syncServerLocked(s)
+	// As in HAProxy, MAINT and DRAIN send the server's own queue back to
+	// the balancer with "option redispatch"; READY lets it take queued
+	// connections.
+	requeued := 0
+	if state == AdminReady {
+		b.serveQueuesLocked(s)
+	} else {
+		requeued = b.redistributeLocked(s)
+	}
 	act, bck := b.countsLocked()
 	switch {
 	case state == AdminMaint:
-		lb.event(b.cfg, sevAlert, fmt.Sprintf("Server %s/%s is going DOWN for maintenance. %d active and %d backup servers left. %d sessions active, 0 requeued, %d remaining in queue.",
-			b.Name, s.Name, act, bck, s.stats.cur.Load(), len(b.queue)))
+		lb.event(b.cfg, sevAlert, fmt.Sprintf("Server %s/%s is going DOWN for maintenance. %d active and %d backup servers left. %d sessions active, %d requeued, %d remaining in queue.",
+			b.Name, s.Name, act, bck, s.stats.cur.Load(), requeued, s.queue.len()))
 	case prev == AdminMaint:
 		lb.event(b.cfg, sevNotice, fmt.Sprintf("Server %s/%s is %s (leaving forced maintenance).", b.Name, s.Name, map[bool]string{true: "UP", false: "DOWN"}[s.health.Up()]))
 	case state == AdminDrain:
@@ -53,7 +67,6 @@ func (lb *LB) SetAdminState(spec string, state AdminState) error {
 	default:
 		lb.event(b.cfg, sevNotice, fmt.Sprintf("Server %s/%s is UP (leaving forced drain).", b.Name, s.Name))
 	}
-	b.wakeAllLocked()
 	return nil
 }
 
@@ -75,11 +88,16 @@ func (lb *LB) SetWeight(spec, value string) error {
 	if n > 256 {
 		return apiError("Absolute weight can only be between 0 and 256 inclusive.")
 	}
-	b.mu.Lock()
+	if b = b.lockCurrent(); b == nil {
+		return apiError("No such backend.")
+	}
 	defer b.mu.Unlock()
+	if b.server(s.Name) != s {
+		return apiError("No such server.") // removed by a reload meanwhile
+	}
 	s.weight = n
 	b.syncServerLocked(s)
-	b.wakeAllLocked()
+	b.serveQueuesLocked(s)
 	return nil
 }
 

@@ -2,7 +2,6 @@ package lb
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -81,6 +80,9 @@ type Server struct {
 	downTrans   int64
 	// checkStop stops the health checker; nil when not checking.
 	checkStop context.CancelFunc
+	// queue holds connections that must go to this server and wait for
+	// one of its slots (HAProxy's server queue).
+	queue pendQueue
 
 	// sessMu guards sessions: the live connections through this server,
 	// client side mapped to server side. Lock order: Backend.mu, sessMu.
@@ -150,11 +152,19 @@ type Backend struct {
 	// stats is shared with the backend of the same name after a reload.
 	stats *counters
 
+	// mu guards the fields below, and the queue and the fields marked as
+	// guarded by it of every server the backend owns (Server.backend).
 	mu       sync.Mutex
 	servers  []*Server
 	balancer *balance.Balancer
-	// queue holds connections waiting for a server slot, oldest first.
-	queue      []chan struct{}
+	// queue holds connections waiting for a slot on any server (HAProxy's
+	// backend queue).
+	queue pendQueue
+	// retired is set when a reload replaced the backend: next is the
+	// backend of the same name that took over its queue and servers, nil
+	// when the new configuration has none.
+	retired    bool
+	next       *Backend
 	lastChange time.Time
 	downSince  time.Time
 	downtime   time.Duration
@@ -163,10 +173,21 @@ type Backend struct {
 // serverLoad exposes live server load to the balancer; used under mu.
 type serverLoad []*Server
 
-func (l serverLoad) Conns(i int) int { return int(l[i].stats.cur.Load()) }
+// Conns counts served and queued connections, as HAProxy's leastconn does.
+func (l serverLoad) Conns(i int) int { return int(l[i].stats.cur.Load()) + l[i].queue.len() }
+
+// Full reports that a server with a maxconn is at it or has connections
+// waiting for it, so it takes no new connection ahead of them.
 func (l serverLoad) Full(i int) bool {
 	m := l[i].config().MaxConn
-	return m > 0 && int(l[i].stats.cur.Load()) >= m
+	return m > 0 && (l[i].queue.len() > 0 || int(l[i].stats.cur.Load()) >= m)
+}
+
+// Accepts reports whether leastconn may choose the server, queueing on it
+// if needed: served plus queued connections below maxconn plus maxqueue.
+func (l serverLoad) Accepts(i int) bool {
+	sc := l[i].config()
+	return sc.MaxConn <= 0 || int(l[i].stats.cur.Load())+l[i].queue.len() < sc.MaxConn+max(sc.MaxQueue, 0)
 }
 
 func newBackend(lb *LB, px *config.Proxy) *Backend {
@@ -186,115 +207,6 @@ func (b *Backend) syncServerLocked(s *Server) {
 		b.downSince = time.Time{}
 		b.lastChange = time.Now()
 	}
-}
-
-// errNoServer means no server could take the connection.
-var errNoServer = errors.New("lb: no server available")
-
-// errQueueTimeout means the connection waited in the queue for too long.
-var errQueueTimeout = errors.New("lb: queue timeout")
-
-// acquire picks a server and reserves a connection slot on it, waiting in
-// the backend queue while every usable server is full. avoid is a server
-// to skip if possible (-1 for none).
-func (b *Backend) acquire(ctx context.Context, avoid int, key uint32) (*Server, time.Duration, error) {
-	start := time.Now()
-	var deadline <-chan time.Time
-	for {
-		b.mu.Lock()
-		i := b.balancer.Pick(serverLoad(b.servers), avoid, key)
-		if i >= 0 {
-			s := b.servers[i]
-			s.stats.enter()
-			s.stats.lbTotal.Add(1)
-			b.mu.Unlock()
-			return s, time.Since(start), nil
-		}
-		if b.balancer.ActiveUsable()+b.balancer.BackupUsable() == 0 {
-			b.mu.Unlock()
-			return nil, time.Since(start), errNoServer
-		}
-		wake := make(chan struct{}, 1)
-		b.queue = append(b.queue, wake)
-		if n := int64(len(b.queue)); n > b.stats.queueMax.Load() {
-			b.stats.queueMax.Store(n)
-		}
-		b.mu.Unlock()
-		if deadline == nil {
-			t := time.NewTimer(b.queueTimeout())
-			defer t.Stop()
-			deadline = t.C
-		}
-		select {
-		case <-wake:
-		case <-deadline:
-			b.dequeue(wake)
-			return nil, time.Since(start), errQueueTimeout
-		case <-ctx.Done():
-			b.dequeue(wake)
-			return nil, time.Since(start), ctx.Err()
-		}
-	}
-}
-
-// queueTimeout is "timeout queue", or "timeout connect" when unset, as in HAProxy.
-func (b *Backend) queueTimeout() time.Duration {
-	switch {
-	case b.cfg.Timeouts.Queue > 0:
-		return b.cfg.Timeouts.Queue
-	case b.cfg.Timeouts.Connect > 0:
-		return b.cfg.Timeouts.Connect
-	}
-	return 5 * time.Second
-}
-
-func (b *Backend) dequeue(wake chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for i, w := range b.queue {
-		if w == wake {
-			b.queue = append(b.queue[:i], b.queue[i+1:]...)
-			return
-		}
-	}
-	// Already woken: pass the wake-up on so the slot is not lost.
-	b.wakeOneLocked()
-}
-
-// wakeAllLocked lets every queued connection look for a server again,
-// after a change in which servers are usable.
-func (b *Backend) wakeAllLocked() {
-	for len(b.queue) > 0 {
-		b.wakeOneLocked()
-	}
-}
-
-func (b *Backend) wakeOneLocked() {
-	if len(b.queue) == 0 {
-		return
-	}
-	w := b.queue[0]
-	b.queue = b.queue[1:]
-	w <- struct{}{}
-}
-
-// release frees a slot taken by acquire and lets a queued connection
-// retry, in whichever backend owns the server now.
-func (b *Backend) release(s *Server) {
-	s.stats.leave()
-	if cur := s.backend.Load(); cur != nil {
-		b = cur
-	}
-	b.mu.Lock()
-	b.wakeOneLocked()
-	b.mu.Unlock()
-}
-
-// queueLen returns the number of queued connections.
-func (b *Backend) queueLen() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.queue)
 }
 
 // server returns the named server or nil.
@@ -322,11 +234,10 @@ func (b *Backend) countsLocked() (act, bck int) {
 }
 
 // dialServer connects to a server, with the backend's connect timeout.
+// Without one the connection attempt lasts until the kernel gives up,
+// as in HAProxy.
 func (b *Backend) dialServer(ctx context.Context, s *Server, clientAddr net.Addr) (*net.TCPConn, error) {
 	timeout := b.cfg.Timeouts.Connect
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
 	addr := s.config().Addr
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		// No port on the server line: use the port the client connected to.

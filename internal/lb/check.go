@@ -139,7 +139,6 @@ func (lb *LB) serverChangedLocked(b *Backend, s *Server, up bool, res checkResul
 		s.downTrans++
 	}
 	b.syncServerLocked(s)
-	b.wakeAllLocked()
 	sc := s.config()
 	killed := 0
 	switch {
@@ -155,6 +154,15 @@ func (lb *LB) serverChangedLocked(b *Backend, s *Server, up bool, res checkResul
 	if killed > 0 {
 		b.lb.log.Info("sessions shut down on server state change", "backend", b.Name, "server", s.Name, "sessions", killed)
 	}
+	// Like HAProxy: a server coming UP takes what it can from the queues;
+	// one going DOWN sends its own queue back to the balancer with
+	// "option redispatch".
+	var requeued int
+	if up {
+		requeued = b.serveQueuesLocked(s)
+	} else {
+		requeued = b.redistributeLocked(s)
+	}
 	act, bck := b.countsLocked()
 	reason := res.desc
 	switch {
@@ -169,7 +177,7 @@ func (lb *LB) serverChangedLocked(b *Backend, s *Server, up bool, res checkResul
 	var msg string
 	if up {
 		msg = fmt.Sprintf("Server %s/%s is UP, reason: %s, check duration: %dms. %d active and %d backup servers online. %d sessions requeued, %d total in queue.",
-			b.Name, s.Name, reason, res.dur.Milliseconds(), act, bck, 0, len(b.queue))
+			b.Name, s.Name, reason, res.dur.Milliseconds(), act, bck, requeued, s.queue.len())
 		lb.event(b.cfg, sevNotice, msg)
 		return
 	}
@@ -178,7 +186,7 @@ func (lb *LB) serverChangedLocked(b *Backend, s *Server, up bool, res checkResul
 		running = " Running on backup."
 	}
 	msg = fmt.Sprintf("Server %s/%s is DOWN, reason: %s, check duration: %dms. %d active and %d backup servers left.%s %d sessions active, %d requeued, %d remaining in queue.",
-		b.Name, s.Name, reason, res.dur.Milliseconds(), act, bck, running, s.stats.cur.Load(), 0, len(b.queue))
+		b.Name, s.Name, reason, res.dur.Milliseconds(), act, bck, running, s.stats.cur.Load(), requeued, s.queue.len())
 	lb.event(b.cfg, sevAlert, msg)
 	if act+bck == 0 {
 		lb.event(b.cfg, sevAlert, fmt.Sprintf("backend %s has no server available!", b.Name))

@@ -109,6 +109,55 @@ listen l
 	}
 }
 
+// TestReloadAppliesGlobalMaxconn checks that a reload applies a new global
+// maxconn to new connections, counted from zero as in the new process an
+// HAProxy reload starts: connections accepted before the reload count
+// against the limit they were accepted under.
+func TestReloadAppliesGlobalMaxconn(t *testing.T) {
+	be := startBackend(t, "x")
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cfg := func(n int) string {
+		return fmt.Sprintf("global\n    maxconn %d\n", n) + listenCfg(port, "    server x "+be.addr)
+	}
+	l, _ := startLB(t, cfg(1))
+	old := dialProbe(t, addr)
+	if st := old.status(2 * time.Second); st != "served:x" {
+		t.Fatalf("first client: %s", st)
+	}
+	held := dialProbe(t, addr)
+	if st := held.status(300 * time.Millisecond); st != "waiting" {
+		t.Fatalf("client beyond maxconn 1: %s", st)
+	}
+	if err := l.Reload(mustConfig(t, cfg(2))); err != nil {
+		t.Fatal(err)
+	}
+	if st := held.status(2 * time.Second); st != "served:x" {
+		t.Fatalf("held client after the reload to maxconn 2: %s", st)
+	}
+	second := dialProbe(t, addr)
+	if st := second.status(2 * time.Second); st != "served:x" {
+		t.Fatalf("second client under maxconn 2: %s", st)
+	}
+	third := dialProbe(t, addr)
+	if st := third.status(300 * time.Millisecond); st != "waiting" {
+		t.Fatalf("third client under maxconn 2: %s", st)
+	}
+	if v := infoValue(l, "Maxconn"); v != "2" {
+		t.Fatalf("show info Maxconn %s", v)
+	}
+	// The connection accepted before the reload frees no new slot...
+	_ = old.conn.Close()
+	if st := third.status(300 * time.Millisecond); st != "waiting" {
+		t.Fatalf("third client after an old connection ended: %s", st)
+	}
+	// ...one accepted after it does.
+	_ = second.conn.Close()
+	if st := third.status(2 * time.Second); st != "served:x" {
+		t.Fatalf("third client after a new connection ended: %s", st)
+	}
+}
+
 func TestBackupActivation(t *testing.T) {
 	a, b1, b2 := startBackend(t, "active"), startBackend(t, "bk1"), startBackend(t, "bk2")
 	for _, all := range []bool{false, true} {

@@ -239,4 +239,58 @@ func listenCfg(port int, body string) string {
 	return testDefaults + fmt.Sprintf("listen l\n    bind 127.0.0.1:%d\n%s\n", port, body)
 }
 
+// probeClient is a client connection whose first line (the backend's
+// name) is read in the background, to tell whether the proxy served it,
+// closed it or keeps it waiting.
+type probeClient struct {
+	conn  net.Conn
+	got   chan string
+	state string // "served:NAME" or "closed" once known
+}
+
+func dialProbe(t *testing.T, addr string) *probeClient {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	qc := &probeClient{conn: c, got: make(chan string, 1)}
+	t.Cleanup(func() { _ = c.Close() })
+	go func() {
+		// Ends when the proxy answers or closes, or the test closes c.
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			qc.got <- "closed"
+			return
+		}
+		qc.got <- "served:" + strings.TrimSpace(line)
+	}()
+	return qc
+}
+
+// status returns "served:NAME", "closed", or "waiting" when nothing came
+// within wait.
+func (qc *probeClient) status(wait time.Duration) string {
+	if qc.state != "" {
+		return qc.state
+	}
+	select {
+	case s := <-qc.got:
+		qc.state = s
+		return s
+	case <-time.After(wait):
+		return "waiting"
+	}
+}
+
+// infoValue returns one line of "show info".
+func infoValue(l *LB, name string) string {
+	for _, kv := range l.infoLines() {
+		if kv[0] == name {
+			return kv[1]
+		}
+	}
+	return ""
+}
+
 var _ = context.Background

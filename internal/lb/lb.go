@@ -59,8 +59,11 @@ type LB struct {
 
 	actConn   atomic.Int64
 	totalConn atomic.Int64
-	maxConn   chan struct{} // global maxconn slots
-	logs      atomic.Pointer[logSinks]
+	// pendSeq numbers queued connections in order of arrival.
+	pendSeq atomic.Uint64
+	// work hands accepted connections to idle workers.
+	work chan connWork
+	logs atomic.Pointer[logSinks]
 }
 
 // state is one loaded configuration.
@@ -70,6 +73,14 @@ type state struct {
 	backends  map[string]*Backend
 	// order lists proxy names in configuration order, for stats.
 	order []*config.Proxy
+	// global holds one slot per connection accepted under this
+	// configuration: the global maxconn. As with HAProxy, where a reload
+	// starts a new process, connections accepted before a reload count
+	// against the limit they were accepted under, not the new one.
+	global chan struct{}
+	// replaced is closed when a reload replaces the configuration, to
+	// wake accept loops waiting for one of its slots.
+	replaced chan struct{}
 }
 
 // Frontend is a runtime frontend or the frontend half of a listen section.
@@ -80,6 +91,8 @@ type Frontend struct {
 	// stats is shared with the frontend of the same name after a reload.
 	stats *counters
 	slots chan struct{} // frontend maxconn
+	// st is the configuration the frontend belongs to.
+	st *state
 	// statsOnly marks a "mode http" proxy with "stats enable": it serves
 	// the stats page. Other mode http proxies are forwarded as TCP.
 	statsOnly bool
@@ -108,7 +121,7 @@ func New(cfg *config.Config, opts Options) (*LB, error) {
 		cancel:    cancel,
 		listeners: map[string]*listener{},
 		conns:     map[*net.TCPConn]struct{}{},
-		maxConn:   make(chan struct{}, cfg.Global.MaxConnOrDefault()),
+		work:      make(chan connWork),
 	}
 	lb.bufs.New = func() any {
 		b := make([]byte, chunkSize)
@@ -132,7 +145,9 @@ func (lb *LB) current() *state { return lb.state.Load() }
 
 // Reload switches to a new configuration. Listeners on addresses still
 // bound are kept; established connections continue untouched; servers
-// with the same backend and name keep their health and counters.
+// with the same backend and name keep their health, counters and queued
+// connections. New connections follow the new limits (global and
+// frontend maxconn), counted from zero as in a new HAProxy process.
 func (lb *LB) Reload(cfg *config.Config) error {
 	return lb.apply(cfg)
 }
@@ -168,7 +183,8 @@ func (lb *LB) apply(cfg *config.Config) error {
 	if old != nil {
 		lb.stopCheckers(old)
 	}
-	st := &state{cfg: cfg, frontends: map[string]*Frontend{}, backends: map[string]*Backend{}}
+	st := &state{cfg: cfg, frontends: map[string]*Frontend{}, backends: map[string]*Backend{},
+		global: make(chan struct{}, cfg.Global.MaxConnOrDefault()), replaced: make(chan struct{})}
 	wanted := map[string]*Frontend{}
 	for _, px := range cfg.Proxies {
 		if px.Disabled {
@@ -183,7 +199,7 @@ func (lb *LB) apply(cfg *config.Config) error {
 			st.backends[px.Name] = lb.buildBackend(px, prev)
 		}
 		if px.Kind.HasFrontend() {
-			fe := &Frontend{Name: px.Name, cfg: px, lb: lb, statsOnly: px.Mode == "http" && px.Stats.Enable, stats: &counters{}}
+			fe := &Frontend{Name: px.Name, cfg: px, lb: lb, st: st, statsOnly: px.Mode == "http" && px.Stats.Enable, stats: &counters{}}
 			if old != nil {
 				if pf := old.frontends[px.Name]; pf != nil {
 					fe.stats = pf.stats // keep counters across reloads
@@ -213,6 +229,14 @@ func (lb *LB) apply(cfg *config.Config) error {
 		l.handler.Store(fe)
 	}
 	lb.state.Store(st)
+	if old != nil {
+		for name, b := range old.backends {
+			if st.backends[name] == nil {
+				b.retire()
+			}
+		}
+		close(old.replaced)
+	}
 	for _, l := range fresh {
 		lb.wg.Add(1)
 		go lb.acceptLoop(l)
@@ -235,16 +259,19 @@ func hasListener(ls []*listener, addr string) bool {
 
 // buildBackend creates the runtime backend for px. Servers of prev that
 // keep their name are carried over as the same objects, so their health,
-// administrative state and counters continue; the caller has stopped
+// administrative state, counters and queues continue; prev's own queue
+// moves to the new backend, and prev retires. The caller has stopped
 // prev's health checkers.
 func (lb *LB) buildBackend(px *config.Proxy, prev *Backend) *Backend {
 	b := newBackend(lb, px)
 	b.balancer = balance.New(px.Balance, len(px.Servers), px.Options.AllBackups)
 	if prev != nil {
-		b.stats = prev.stats
+		// Lock order: the old backend, then the new one; only a reload
+		// holds two backends' locks.
 		prev.mu.Lock()
+		defer prev.mu.Unlock()
+		b.stats = prev.stats
 		b.lastChange, b.downSince, b.downtime = prev.lastChange, prev.downSince, prev.downtime
-		prev.mu.Unlock()
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -252,12 +279,10 @@ func (lb *LB) buildBackend(px *config.Proxy, prev *Backend) *Backend {
 		var s *Server
 		if prev != nil {
 			if ps := prev.server(sc.Name); ps != nil {
-				prev.mu.Lock()
 				s = ps
 				if ps.config().Weight != sc.Weight {
 					s.weight = sc.WeightOrDefault() // the new config sets a new weight
 				}
-				prev.mu.Unlock()
 			}
 		}
 		if s == nil {
@@ -277,7 +302,39 @@ func (lb *LB) buildBackend(px *config.Proxy, prev *Backend) *Backend {
 		b.servers = append(b.servers, s)
 		b.syncServerLocked(s)
 	}
+	if prev != nil {
+		// The backend's queue moves over; the queues of servers that go
+		// away are placed again, in the new backend.
+		b.queue, prev.queue = prev.queue, pendQueue{}
+		prev.retired, prev.next = true, b
+		for _, s := range prev.servers {
+			if s.backend.Load() == prev {
+				for _, p := range s.queue.takeAll() {
+					b.replaceLocked(p)
+				}
+			}
+		}
+		// The new configuration may have room for queued connections.
+		for _, s := range b.servers {
+			b.serveQueuesLocked(s)
+		}
+	}
 	return b
+}
+
+// retire marks a backend that a reload removed: the connections queued on
+// it fail.
+func (b *Backend) retire() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.retired = true
+	fail := b.queue.takeAll()
+	for _, s := range b.servers {
+		fail = append(fail, s.queue.takeAll()...)
+	}
+	for _, p := range fail {
+		p.ready <- queueOutcome{err: errNoServer}
+	}
 }
 
 // listen binds addr. With ReusePort it sets SO_REUSEPORT so a process
@@ -341,41 +398,118 @@ func (lb *LB) acceptLoop(l *listener) {
 		}
 		// maxconn: hold the accept loop until a slot frees, leaving further
 		// clients in the kernel's backlog as HAProxy does.
-		select {
-		case lb.maxConn <- struct{}{}:
-		case <-lb.ctx.Done():
+		if fe = lb.reserve(l, fe); fe == nil {
 			_ = c.Close()
-			return
-		}
-		select {
-		case fe.slots <- struct{}{}:
-		case <-lb.ctx.Done():
-			<-lb.maxConn
-			_ = c.Close()
-			return
+			if lb.ctx.Err() != nil {
+				return
+			}
+			continue
 		}
 		if !lb.track(c) {
-			<-fe.slots
-			<-lb.maxConn
+			fe.unreserve()
 			_ = c.Close()
 			return
 		}
 		fe.stats.enter()
 		lb.actConn.Add(1)
 		lb.totalConn.Add(1)
-		go func() {
-			defer lb.wg.Done()
-			fe.serve(lb.ctx, c, func() {
-				lb.untrack(c)
-				<-fe.slots
-				<-lb.maxConn
-			})
-		}()
+		lb.dispatch(connWork{fe, c})
 	}
 }
 
-// track registers a client connection and counts its goroutine; it
-// refuses once Close has begun.
+// workerIdle is how long a connection worker waits for another connection
+// before it ends.
+const workerIdle = 2 * time.Second
+
+// connWork is an accepted connection for a worker to serve.
+type connWork struct {
+	fe *Frontend
+	c  *net.TCPConn
+}
+
+// dispatch hands an accepted connection to an idle worker, or to a new
+// one. Workers serve one connection after another, so the stack a worker
+// grew while connecting to a server serves the next connection too,
+// instead of every connection growing a fresh goroutine's stack from the
+// minimum again (a tenth of warren-lb's CPU time per short connection
+// went there). The caller is the accept loop, itself counted in lb.wg.
+func (lb *LB) dispatch(w connWork) {
+	select {
+	case lb.work <- w:
+	default:
+		lb.wg.Add(1)
+		go lb.worker(w)
+	}
+}
+
+// worker serves w, then the connections dispatch hands it, until it has
+// been idle for workerIdle or the LB closes.
+func (lb *LB) worker(w connWork) {
+	defer lb.wg.Done()
+	var idle *time.Timer
+	for {
+		w.fe.serve(lb.ctx, w.c, w.finish)
+		if idle == nil {
+			idle = time.NewTimer(workerIdle)
+			defer idle.Stop()
+		} else {
+			idle.Reset(workerIdle)
+		}
+		select {
+		case w = <-lb.work:
+		case <-idle.C:
+			return
+		case <-lb.ctx.Done():
+			return
+		}
+	}
+}
+
+// finish releases what the accept loop took for the connection, once it
+// is over.
+func (w connWork) finish() {
+	w.fe.lb.untrack(w.c)
+	w.fe.unreserve()
+}
+
+// reserve takes a global and a frontend connection slot for a connection
+// accepted on l for fe, waiting while either limit is reached. A reload
+// while it waits starts it over under the new configuration's limits,
+// with the listener's new frontend. It returns the frontend the slots
+// belong to, or nil when the LB is closing or a reload dropped the
+// listener.
+func (lb *LB) reserve(l *listener, fe *Frontend) *Frontend {
+	for {
+		select {
+		case fe.st.global <- struct{}{}:
+			select {
+			case fe.slots <- struct{}{}:
+				return fe
+			case <-fe.st.replaced:
+				<-fe.st.global
+			case <-lb.ctx.Done():
+				<-fe.st.global
+				return nil
+			}
+		case <-fe.st.replaced:
+		case <-lb.ctx.Done():
+			return nil
+		}
+		next := l.handler.Load()
+		if next == fe || next.statsOnly {
+			return nil
+		}
+		fe = next
+	}
+}
+
+// unreserve gives back the slots reserve took.
+func (fe *Frontend) unreserve() {
+	<-fe.slots
+	<-fe.st.global
+}
+
+// track registers a client connection; it refuses once Close has begun.
 func (lb *LB) track(c *net.TCPConn) bool {
 	lb.mu.Lock()
 	defer lb.mu.Unlock()
@@ -383,7 +517,6 @@ func (lb *LB) track(c *net.TCPConn) bool {
 		return false
 	}
 	lb.conns[c] = struct{}{}
-	lb.wg.Add(1)
 	return true
 }
 

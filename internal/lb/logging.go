@@ -141,7 +141,7 @@ func formatSession(ss *session) string {
 		tc = ms(ss.connTime)
 	}
 	tw := ms(ss.waitQueue)
-	if ss.result.term == "sQ" {
+	if ss.result.term == "sQ" || ss.result.term == "SQ" {
 		tw = -1
 	}
 	retries := fmt.Sprint(ss.retries)
@@ -151,7 +151,7 @@ func formatSession(ss *session) string {
 	return fmt.Sprintf("%s:%d [%s] %s %s/%s %d/%d/%d %d %s %d/%d/%d/%d/%s %d/%d",
 		ca.IP, ca.Port, ss.accepted.Format("02/Jan/2006:15:04:05.000"), ss.fe.Name, bname, sname,
 		tw, tc, ms(time.Since(ss.accepted)), ss.result.toClient, ss.result.term,
-		ss.actConn, ss.feConn, ss.beConn, ss.srvConn, retries, 0, 0)
+		ss.actConn, ss.feConn, ss.beConn, ss.srvConn, retries, ss.srvQueuePos, ss.beQueuePos)
 }
 
 // event logs a health or administrative event: on warren-lb's logger, and

@@ -3,7 +3,6 @@ package lb
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"runtime/debug"
 	"time"
@@ -22,12 +21,16 @@ type session struct {
 	// redispatched is set when the last retry went to another server.
 	redispatched bool
 	waitQueue    time.Duration
-	connTime     time.Duration // -1 when never connected
-	result       pipeResult
-	feConn       int64
-	beConn       int64
-	srvConn      int64
-	actConn      int64
+	// srvQueuePos and beQueuePos are HAProxy's %sq and %bq: how many
+	// connections left the server's and the backend's queue ahead of
+	// this one, itself included, while it waited there.
+	srvQueuePos, beQueuePos int64
+	connTime                time.Duration // -1 when never connected
+	result                  pipeResult
+	feConn                  int64
+	beConn                  int64
+	srvConn                 int64
+	actConn                 int64
 }
 
 // serve connects one client connection to a server. It owns client:
@@ -69,9 +72,21 @@ func (fe *Frontend) serve(ctx context.Context, client *net.TCPConn, finish func(
 	server, err := be.connect(ctx, ss)
 	if err != nil {
 		be.stats.leave()
+		// As in HAProxy's log, the counts are those at the end: the
+		// process and frontend ones with the session, the backend and
+		// server ones without it.
+		ss.actConn, ss.feConn = fe.lb.actConn.Load(), fe.stats.cur.Load()
+		ss.beConn = be.stats.cur.Load()
+		if ss.srv != nil {
+			ss.srvConn = ss.srv.stats.cur.Load()
+		}
 		switch {
 		case errors.Is(err, errQueueTimeout):
 			ss.result.term = "sQ"
+		case errors.Is(err, errQueueFull):
+			ss.result.term = "SQ"
+		case errors.Is(err, errClientAbort):
+			ss.result.term = "CQ"
 		default:
 			ss.result.term = "SC"
 		}
@@ -83,12 +98,14 @@ func (fe *Frontend) serve(ctx context.Context, client *net.TCPConn, finish func(
 	done := func(res pipeResult) {
 		defer end()
 		ss.srv.removeSession(client)
-		// The log line shows the counts at the end, this session included.
+		// The log line shows the counts at the end: as in HAProxy, the
+		// process and frontend ones with the session, the backend and
+		// server ones without it.
 		ss.actConn, ss.feConn = fe.lb.actConn.Load(), fe.stats.cur.Load()
-		ss.beConn, ss.srvConn = be.stats.cur.Load(), ss.srv.stats.cur.Load()
 		_ = server.Close()
-		be.release(ss.srv)
+		ss.srvConn = be.release(ss.srv)
 		be.stats.leave()
+		ss.beConn = be.stats.cur.Load()
 		ss.result = res
 		fe.stats.bytesIn.Add(res.toServer)
 		fe.stats.bytesOut.Add(res.toClient)
@@ -149,9 +166,9 @@ func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error
 			key = balance.HashSource(ta.IP)
 		}
 	}
-	srv, wait, err := b.acquire(ctx, -1, key)
-	ss.waitQueue = wait
+	srv, err := b.acquire(ctx, ss, -1, key)
 	if err != nil {
+		b.countQueueError(ss, srv, err)
 		return nil, err
 	}
 	retries := b.cfg.RetriesOrDefault()
@@ -185,8 +202,12 @@ func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error
 		b.stats.retries.Add(1)
 		if b.cfg.Options.Redispatch && attempt == retries-1 {
 			b.release(srv)
-			next, _, aerr := b.acquire(ctx, srv.idx(), key)
+			next, aerr := b.acquire(ctx, ss, srv.idx(), key)
 			if aerr != nil {
+				if next != nil {
+					srv = next
+				}
+				b.countQueueError(ss, next, aerr)
 				ss.srv = srv
 				return nil, aerr
 			}
@@ -204,6 +225,24 @@ func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error
 		case <-time.After(10 * time.Millisecond):
 		case <-ctx.Done():
 		}
+	}
+}
+
+// countQueueError counts a connection that found no server slot as a
+// connection error, as HAProxy does: on the backend, and on the server
+// when one was chosen (its queue was full or timed out); a client that
+// left the queue is not counted. srv, when not nil, is logged as the
+// connection's server.
+func (b *Backend) countQueueError(ss *session, srv *Server, err error) {
+	if srv != nil {
+		ss.srv = srv
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, errClientAbort) {
+		return // not the server's doing
+	}
+	b.stats.connErrors.Add(1)
+	if srv != nil {
+		srv.stats.connErrors.Add(1)
 	}
 }
 
@@ -227,5 +266,3 @@ func (fe *Frontend) route() *Backend {
 	}
 	return nil
 }
-
-var _ = slog.LevelInfo

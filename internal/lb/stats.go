@@ -66,7 +66,7 @@ func (lb *LB) statRows() []statRow {
 			sc := s.config()
 			c := &s.stats
 			row := statRow{
-				"pxname": px.Name, "svname": s.Name, "qcur": "0", "qmax": "0",
+				"pxname": px.Name, "svname": s.Name, "qcur": itoa(s.queue.len()), "qmax": itoa(c.queueMax.Load()),
 				"scur": itoa(c.cur.Load()), "smax": itoa(c.max.Load()), "stot": itoa(c.total.Load()),
 				"bin": itoa(c.bytesIn.Load()), "bout": itoa(c.bytesOut.Load()), "dresp": "0",
 				"econ": itoa(c.connErrors.Load()), "eresp": itoa(c.respErrors.Load()),
@@ -80,6 +80,9 @@ func (lb *LB) statRows() []statRow {
 			}
 			if sc.MaxConn > 0 {
 				row["slim"] = itoa(sc.MaxConn)
+			}
+			if sc.MaxQueue > 0 {
+				row["qlimit"] = itoa(sc.MaxQueue)
 			}
 			if sc.Check {
 				down := s.downtime
@@ -114,7 +117,7 @@ func (lb *LB) statRows() []statRow {
 		}
 		c := b.stats
 		rows = append(rows, statRow{
-			"pxname": px.Name, "svname": "BACKEND", "qcur": itoa(len(b.queue)), "qmax": itoa(c.queueMax.Load()),
+			"pxname": px.Name, "svname": "BACKEND", "qcur": itoa(b.queue.len()), "qmax": itoa(c.queueMax.Load()),
 			"scur": itoa(c.cur.Load()), "smax": itoa(c.max.Load()), "slim": itoa(lb.current().cfg.Global.MaxConnOrDefault()),
 			"stot": itoa(c.total.Load()), "bin": itoa(c.bytesIn.Load()), "bout": itoa(c.bytesOut.Load()),
 			"dreq": "0", "dresp": "0", "econ": itoa(c.connErrors.Load()), "eresp": itoa(c.respErrors.Load()),

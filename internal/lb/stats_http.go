@@ -187,7 +187,7 @@ td.n{text-align:left;font-weight:bold}.px{background:#4060a0;color:#fff;text-ali
 `, html.EscapeString(version), lb.pid, time.Since(lb.start).Truncate(time.Second), lb.actConn.Load(),
 		html.EscapeString(uri), html.EscapeString(uri), statusColours["UP"], statusColours["backup"], statusColours["DOWN"], statusColours["MAINT"], statusColours["going-down"], statusColours["going-up"])
 	cols := []struct{ title, key string }{
-		{"Queue Cur", "qcur"}, {"Queue Max", "qmax"}, {"Sessions Cur", "scur"}, {"Sessions Max", "smax"}, {"Limit", "slim"},
+		{"Queue Cur", "qcur"}, {"Queue Max", "qmax"}, {"Queue Limit", "qlimit"}, {"Sessions Cur", "scur"}, {"Sessions Max", "smax"}, {"Limit", "slim"},
 		{"Total", "stot"}, {"LbTot", "lbtot"}, {"Last", "lastsess"}, {"Bytes In", "bin"}, {"Bytes Out", "bout"},
 		{"Denied", "dreq"}, {"Errors Conn", "econ"}, {"Errors Resp", "eresp"}, {"Retr", "wretr"}, {"Redis", "wredis"},
 		{"Status", "status"}, {"LastChk", "check_desc"}, {"Wght", "weight"}, {"Act", "act"}, {"Bck", "bck"},

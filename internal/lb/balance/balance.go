@@ -21,10 +21,17 @@ const weightScale = 16
 
 // Load reports a server's live load for algorithms that need it.
 type Load interface {
-	// Conns returns the server's current connection count.
+	// Conns returns the server's connections, served and waiting in its
+	// own queue (what leastconn compares).
 	Conns(i int) int
-	// Full reports whether the server reached its maxconn.
+	// Full reports whether the server may take no new connection now:
+	// it reached its maxconn or has connections waiting for it.
+	// roundrobin, static-rr and first skip full servers.
 	Full(i int) bool
+	// Accepts reports whether leastconn may choose the server: it has no
+	// maxconn, or its served and queued connections are below maxconn
+	// plus maxqueue (so it may queue the connection).
+	Accepts(i int) bool
 }
 
 type server struct {
@@ -110,7 +117,11 @@ func (b *Balancer) count(backup bool) int {
 }
 
 // Pick returns the server index for a new connection, or -1 when no server
-// can take it (none usable, or all usable ones full). avoid names a server
+// can take it (none usable, or all usable ones full). As in HAProxy, a
+// server is returned whatever its load when the algorithm designates it:
+// source hashes to a server, and while only backups are usable without
+// allbackups the first backup takes every connection; the caller queues
+// the connection on that server when it is full. avoid names a server
 // to skip if another one is available (used by redispatch), -1 for none;
 // key is the source-address hash for the source algorithm.
 func (b *Balancer) Pick(load Load, avoid int, key uint32) int {
@@ -123,9 +134,6 @@ func (b *Balancer) Pick(load Load, avoid int, key uint32) int {
 	if !b.allBackups {
 		for i, s := range b.servers {
 			if s.backup && s.usable && s.weight > 0 {
-				if load != nil && load.Full(i) {
-					return -1
-				}
 				return i
 			}
 		}

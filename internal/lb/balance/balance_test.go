@@ -97,8 +97,9 @@ func TestStaticRRAndFirst(t *testing.T) {
 
 type fakeLoad map[int]int
 
-func (l fakeLoad) Conns(i int) int { return l[i] }
-func (l fakeLoad) Full(i int) bool { return false }
+func (l fakeLoad) Conns(i int) int    { return l[i] }
+func (l fakeLoad) Full(i int) bool    { return false }
+func (l fakeLoad) Accepts(i int) bool { return true }
 
 func TestLeastConn(t *testing.T) {
 	b := New(LeastConn, 3, false)

@@ -94,11 +94,7 @@ func (g *mapGroup) pick(load Load, avoid int, key uint32) int {
 		if g.usableCount() == 1 {
 			key = 0 // HAProxy does not hash when one server is left
 		}
-		i := g.table[key%uint32(n)]
-		if load != nil && load.Full(i) {
-			return -1
-		}
-		return i
+		return g.table[key%uint32(n)]
 	}
 	avoided := -1
 	for tries := 0; tries < n; tries++ {
@@ -116,8 +112,9 @@ func (g *mapGroup) pick(load Load, avoid int, key uint32) int {
 	return avoided
 }
 
-// leastConnGroup picks the usable server with the fewest connections per
-// unit of weight; among equals, the one picked least recently.
+// leastConnGroup picks the usable server with the fewest connections
+// (served and queued) per unit of weight; among equals, the one picked
+// least recently. Servers that do not accept more are skipped.
 type leastConnGroup struct {
 	eweight []int
 	usable  []bool
@@ -137,7 +134,7 @@ func (g *leastConnGroup) pick(load Load, avoid int, _ uint32) int {
 	best, bestKey := -1, 0
 	avoided := -1
 	for i, ok := range g.usable {
-		if !ok || (load != nil && load.Full(i)) {
+		if !ok || (load != nil && !load.Accepts(i)) {
 			continue
 		}
 		if i == avoid {

@@ -129,6 +129,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	cfg := res.Config
 	if flags.Check {
 		if !flags.Quiet {
+			if len(res.Warnings) > 0 {
+				fmt.Fprintln(stdout, "Warnings were found.")
+			}
 			fmt.Fprintln(stdout, "Configuration file is valid")
 		}
 		return 0
@@ -233,6 +236,12 @@ func run(flags *Flags, cfg *config.Config, stderr io.Writer) int {
 		switch sig {
 		case syscall.SIGUSR2:
 			res, err := config.ParseFiles(flags.Files)
+			if res != nil && !flags.Quiet {
+				// HAProxy's new worker prints its warnings at a reload too.
+				for _, w := range res.Warnings {
+					logger.Warn("config: " + w.Error())
+				}
+			}
 			if err != nil {
 				logger.Error("reload failed, keeping the running configuration", "error", err)
 				continue

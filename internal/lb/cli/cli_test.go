@@ -412,3 +412,91 @@ listen rabbitmq_cluster
 		return nil
 	})
 }
+
+// TestMissingTimeoutsWarning checks that -c and the start print
+// HAProxy's warning for a proxy without timeouts, and -q silences it.
+func TestMissingTimeoutsWarning(t *testing.T) {
+	dir := t.TempDir()
+	a := echoServer(t, "a")
+	port := freePort(t)
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	cfg := fmt.Sprintf("defaults\n    mode tcp\nlisten l\n    bind 127.0.0.1:%d\n    server a %s\n", port, a)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const warning = "[WARNING] config : missing timeouts for proxy 'l'.\n" +
+		"   | While not properly invalid, you will certainly encounter various problems\n" +
+		"   | with such a configuration. To fix this, please ensure that all following\n" +
+		"   | timeouts are set to a non-zero value: 'client', 'connect', 'server'.\n"
+	var out, errb bytes.Buffer
+	if code := Main([]string{"-c", "-f", cfgPath}, &out, &errb); code != 0 || out.String() != "Warnings were found.\nConfiguration file is valid\n" || errb.String() != warning {
+		t.Fatalf("-c: code %d\nstdout %q\nstderr %q", code, out.String(), errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := Main([]string{"-c", "-q", "-f", cfgPath}, &out, &errb); code != 0 || out.Len()+errb.Len() != 0 {
+		t.Fatalf("-c -q: code %d, %q %q", code, out.String(), errb.String())
+	}
+	p := startProcess(t, "-db", "-f", cfgPath)
+	waitFor(t, 5*time.Second, func() error {
+		if got, err := greet(fmt.Sprintf("127.0.0.1:%d", port)); got != "a" {
+			return fmt.Errorf("greeting %q %v", got, err)
+		}
+		return nil
+	})
+	if !strings.Contains(p.stderr.String(), warning) {
+		t.Fatalf("no warning at start:\n%s", p.stderr)
+	}
+}
+
+// TestReloadAppliesGlobalMaxconn runs the binary with global maxconn 1: a
+// second client waits, and a SIGUSR2 after raising maxconn to 2 lets it
+// in.
+func TestReloadAppliesGlobalMaxconn(t *testing.T) {
+	dir := t.TempDir()
+	a := echoServer(t, "a")
+	port := freePort(t)
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	writeCfg := func(maxconn int) {
+		cfg := fmt.Sprintf("global\n    maxconn %d\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\nlisten l\n    bind 127.0.0.1:%d\n    server a %s\n", maxconn, port, a)
+		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeCfg(1)
+	p := startProcess(t, "-db", "-f", cfgPath)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	var first net.Conn
+	waitFor(t, 5*time.Second, func() error {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if line, err := bufio.NewReader(c).ReadString('\n'); line != "a\n" {
+			c.Close()
+			return fmt.Errorf("greeting %q %v", line, err)
+		}
+		first = c
+		return nil
+	})
+	defer first.Close()
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	sr := bufio.NewReader(second)
+	_ = second.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if line, err := sr.ReadString('\n'); err == nil {
+		t.Fatalf("second client served beyond maxconn 1: %q", line)
+	}
+	writeCfg(2)
+	if err := p.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	_ = second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := sr.ReadString('\n'); line != "a\n" {
+		t.Fatalf("second client after the reload to maxconn 2: %q %v\n%s", line, err, p.stderr)
+	}
+}

@@ -69,15 +69,37 @@ func (k ProxyKind) String() string {
 	return [...]string{"defaults", "frontend", "backend", "listen"}[k]
 }
 
+// haproxyType names the kind as HAProxy's messages do: a listen section
+// is a "proxy".
+func (k ProxyKind) haproxyType() string {
+	if k == KindListen {
+		return "proxy"
+	}
+	return k.String()
+}
+
 // HasFrontend reports whether the section accepts connections.
 func (k ProxyKind) HasFrontend() bool { return k == KindFrontend || k == KindListen }
 
 // HasBackend reports whether the section holds servers.
 func (k ProxyKind) HasBackend() bool { return k == KindBackend || k == KindListen }
 
-// Timeouts are a proxy's "timeout" settings; zero means unset.
+// Timeouts are a proxy's "timeout" settings; zero means unset, and an
+// unset timeout is infinite, as in HAProxy: the wait it would bound ends
+// only when the kernel or the peer ends it. "timeout queue" falls back to
+// "timeout connect" (see QueueOrConnect).
 type Timeouts struct {
 	Connect, Client, Server, Check, Queue, ClientFin, ServerFin, Tunnel time.Duration
+}
+
+// QueueOrConnect returns how long a connection may wait in a queue:
+// "timeout queue", else "timeout connect" as in HAProxy, else zero (no
+// limit).
+func (t Timeouts) QueueOrConnect() time.Duration {
+	if t.Queue > 0 {
+		return t.Queue
+	}
+	return t.Connect
 }
 
 // Options are the "option" flags warren-lb acts on.
@@ -185,8 +207,14 @@ type ServerParams struct {
 	Rise, Fall                  int
 	Weight                      int
 	Backup                      bool
-	MaxConn                     int
-	Disabled                    bool
+	// MaxConn is the most connections the server takes at once; zero means
+	// no limit. Connections beyond it wait in a queue.
+	MaxConn int
+	// MaxQueue is the most connections waiting in the server's own queue;
+	// zero means no limit. Beyond it the balancer looks elsewhere
+	// (leastconn) or the connection is refused (balance source).
+	MaxQueue int
+	Disabled bool
 	// Port and Addr redirect health checks; zero/empty means the server's own.
 	CheckPort   int
 	CheckAddr   string

@@ -26,9 +26,12 @@ var deliberateDifferences = map[string]struct {
 
 var alertLine = regexp.MustCompile(`\[ALERT\].*?\[([^\]:]+):(\d+)\]`)
 
+// missingTimeoutsLine finds HAProxy's "missing timeouts" warnings.
+var missingTimeoutsLine = regexp.MustCompile(`missing timeouts for \w+ '[^']*'\.`)
+
 // haproxyCheck runs Debian's haproxy -c and returns whether it accepted the
-// file and the line numbers of the errors it reported.
-func haproxyCheck(t *testing.T, bin, dir, file string) (bool, []int) {
+// file, the line numbers of the errors it reported, and its output.
+func haproxyCheck(t *testing.T, bin, dir, file string) (bool, []int, string) {
 	t.Helper()
 	cmd := exec.Command(bin, "-c", "-f", file)
 	cmd.Dir = dir
@@ -42,9 +45,9 @@ func haproxyCheck(t *testing.T, bin, dir, file string) (bool, []int) {
 		if _, ok := err.(*exec.ExitError); !ok {
 			t.Fatalf("running haproxy: %v", err)
 		}
-		return false, lines
+		return false, lines, string(out)
 	}
-	return true, lines
+	return true, lines, string(out)
 }
 
 func haproxyBinary(t *testing.T) string {
@@ -83,12 +86,12 @@ func TestOracleHAProxyCheck(t *testing.T) {
 	for _, path := range files {
 		name := filepath.Base(path)
 		t.Run(name, func(t *testing.T) {
-			hpOK, hpLines := haproxyCheck(t, bin, filepath.Dir(path), name)
+			hpOK, hpLines, hpOut := haproxyCheck(t, bin, filepath.Dir(path), name)
 			data, err := os.ReadFile(path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, perr := ParseWithResolver(name, data, loopbackOnly)
+			res, perr := ParseWithResolver(name, data, loopbackOnly)
 			var ourLines []int
 			if es, ok := perr.(Errors); ok {
 				for _, e := range es {
@@ -111,6 +114,17 @@ func TestOracleHAProxyCheck(t *testing.T) {
 				sort.Ints(ourLines)
 				if !containsInt(ourLines, hpLines[0]) {
 					t.Fatalf("haproxy reports line %d, warren-lb lines %v: %v", hpLines[0], ourLines, perr)
+				}
+			}
+			if hpOK && res != nil {
+				// The same proxies lack timeouts for both.
+				var ours []string
+				for _, w := range res.Warnings {
+					ours = append(ours, missingTimeoutsLine.FindAllString(w.Msg, -1)...)
+				}
+				theirs := missingTimeoutsLine.FindAllString(hpOut, -1)
+				if strings.Join(ours, "\n") != strings.Join(theirs, "\n") {
+					t.Fatalf("missing timeouts warnings differ\nhaproxy:\n%s\nwarren-lb:\n%s", strings.Join(theirs, "\n"), strings.Join(ours, "\n"))
 				}
 			}
 			if strings.HasPrefix(name, "bad_several") && len(ourLines) < 3 {

@@ -285,6 +285,14 @@ func (p *parser) finish() (*Result, error) {
 			p.warnings = append(p.warnings, &Error{Pos: px.Pos, Msg: fmt.Sprintf("'stats' statement ignored for %s '%s' as it requires HTTP mode.", px.Kind, px.Name)})
 		}
 	}
+	for _, px := range c.Proxies {
+		if missingTimeouts(px) {
+			p.warnings = append(p.warnings, &Error{Msg: fmt.Sprintf("missing timeouts for %s '%s'.\n"+
+				"   | While not properly invalid, you will certainly encounter various problems\n"+
+				"   | with such a configuration. To fix this, please ensure that all following\n"+
+				"   | timeouts are set to a non-zero value: 'client', 'connect', 'server'.", px.Kind.haproxyType(), px.Name)})
+		}
+	}
 	listeners := p.ignoredBinds
 	for _, px := range c.Proxies {
 		if px.Kind.HasFrontend() && !px.Disabled {
@@ -298,6 +306,22 @@ func (p *parser) finish() (*Result, error) {
 		return &Result{Config: c, Warnings: p.warnings}, p.errs
 	}
 	return &Result{Config: c, Warnings: p.warnings}, nil
+}
+
+// missingTimeouts reports whether HAProxy 2.6 warns that px lacks
+// timeouts: a frontend without "timeout client", or a backend with servers
+// without "timeout connect" or without "timeout server" (which "timeout
+// tunnel" replaces in TCP mode). Disabled proxies are not checked.
+func missingTimeouts(px *Proxy) bool {
+	if px.Disabled {
+		return false
+	}
+	t := px.Timeouts
+	if px.Kind.HasFrontend() && t.Client == 0 {
+		return true
+	}
+	return px.Kind.HasBackend() && len(px.Servers) > 0 &&
+		(t.Connect == 0 || t.Server == 0 && (px.Mode == "http" || t.Tunnel == 0))
 }
 
 func (p *parser) checkBackendRef(px *Proxy, name, kw string, pos Pos) {

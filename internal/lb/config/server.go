@@ -237,6 +237,10 @@ func (p *parser) serverParams(w []string, start int, sp *ServerParams, srv *Serv
 			if a, has := arg(); has {
 				sp.MaxConn = p.laxInt(kw, a)
 			}
+		case "maxqueue":
+			if a, has := arg(); has {
+				sp.MaxQueue = p.laxInt(kw, a)
+			}
 		case "disabled":
 			sp.Disabled = true
 		case "enabled":
@@ -283,7 +287,7 @@ func (p *parser) serverParams(w []string, start int, sp *ServerParams, srv *Serv
 				sp.ShutdownBackupsOnUp = true
 			}
 		case "minconn", "slowstart", "observe", "on-error", "error-limit",
-			"resolvers", "maxqueue", "namespace", "agent-check", "agent-port", "agent-inter", "agent-send",
+			"resolvers", "namespace", "agent-check", "agent-port", "agent-inter", "agent-send",
 			"check-send-proxy", "ssl", "check-ssl", "redir", "track", "source", "usesrc":
 			p.errorf("'%s' : '%s' is not supported by warren-lb.", what, kw)
 			return false
