@@ -97,17 +97,49 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "warren-perf: %v\n", err)
 		return 1
 	}
+	return emit("warren-perf", &res, human, cli.JSON)
+}
+
+// outcome is what a run or a probe reports.
+type outcome interface {
+	WriteSummary(io.Writer) error
+	WriteJSON(io.Writer) error
+}
+
+// emit writes res for people to human and, with asJSON, as a JSON line to
+// standard output; it returns the exit code.
+func emit(cmd string, res outcome, human io.Writer, asJSON bool) int {
 	if err := res.WriteSummary(human); err != nil {
-		fmt.Fprintf(os.Stderr, "warren-perf: %v\n", err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
 		return 1
 	}
-	if cli.JSON {
+	if asJSON {
 		if err := res.WriteJSON(os.Stdout); err != nil {
-			fmt.Fprintf(os.Stderr, "warren-perf: %v\n", err)
+			fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
 			return 1
 		}
 	}
 	return 0
+}
+
+// readFiles reads results from every named file with read.
+func readFiles[T any](cmd string, names []string, read func(io.Reader, string) ([]T, error)) ([]T, bool) {
+	var all []T
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
+			return nil, false
+		}
+		results, err := read(f, name)
+		f.Close()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
+			return nil, false
+		}
+		all = append(all, results...)
+	}
+	return all, true
 }
 
 func report(args []string) int {
@@ -119,20 +151,9 @@ func report(args []string) int {
 		}
 		return 2
 	}
-	var all []perf.Result
-	for _, name := range fs.Args() {
-		f, err := os.Open(name)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "warren-perf report: %v\n", err)
-			return 1
-		}
-		results, err := perf.ReadResults(f, name)
-		f.Close()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "warren-perf report: %v\n", err)
-			return 1
-		}
-		all = append(all, results...)
+	all, ok := readFiles("warren-perf report", fs.Args(), perf.ReadResults)
+	if !ok {
+		return 1
 	}
 	if err := perf.WriteReport(os.Stdout, all, *baseline); err != nil {
 		fmt.Fprintf(os.Stderr, "warren-perf report: %v\n", err)
@@ -196,17 +217,7 @@ func restartProbe(args []string) int {
 		fmt.Fprintf(os.Stderr, "warren-perf restart-probe: %v\n", err)
 		return 1
 	}
-	if err := res.WriteSummary(human); err != nil {
-		fmt.Fprintf(os.Stderr, "warren-perf restart-probe: %v\n", err)
-		return 1
-	}
-	if cli.JSON {
-		if err := res.WriteJSON(os.Stdout); err != nil {
-			fmt.Fprintf(os.Stderr, "warren-perf restart-probe: %v\n", err)
-			return 1
-		}
-	}
-	return 0
+	return emit("warren-perf restart-probe", &res, human, cli.JSON)
 }
 
 func restartReport(args []string) int {
@@ -218,20 +229,9 @@ func restartReport(args []string) int {
 		}
 		return 2
 	}
-	var all []perf.ProbeResult
-	for _, name := range fs.Args() {
-		f, err := os.Open(name)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "warren-perf restart-report: %v\n", err)
-			return 1
-		}
-		results, err := perf.ReadProbeResults(f, name)
-		f.Close()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "warren-perf restart-report: %v\n", err)
-			return 1
-		}
-		all = append(all, results...)
+	all, ok := readFiles("warren-perf restart-report", fs.Args(), perf.ReadProbeResults)
+	if !ok {
+		return 1
 	}
 	if err := perf.WriteRestartReport(os.Stdout, all, *baseline); err != nil {
 		fmt.Fprintf(os.Stderr, "warren-perf restart-report: %v\n", err)

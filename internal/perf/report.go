@@ -12,7 +12,12 @@ import (
 // ReadResults reads results written by Result.WriteJSON, one per line,
 // skipping blank lines. name is used in errors (name:line).
 func ReadResults(r io.Reader, name string) ([]Result, error) {
-	var out []Result
+	return readJSONLines[Result](r, name)
+}
+
+// readJSONLines decodes one T per non-blank line, refusing unknown fields.
+func readJSONLines[T any](r io.Reader, name string) ([]T, error) {
+	var out []T
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for line := 1; sc.Scan(); line++ {
@@ -20,7 +25,7 @@ func ReadResults(r io.Reader, name string) ([]Result, error) {
 		if text == "" {
 			continue
 		}
-		var res Result
+		var res T
 		dec := json.NewDecoder(strings.NewReader(text))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&res); err != nil {

@@ -1,7 +1,6 @@
 package perf
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -43,25 +42,7 @@ func (r *ProbeResult) WriteSummary(w io.Writer) error {
 // ReadProbeResults reads results written by ProbeResult.WriteJSON, one per
 // line, skipping blank lines. name is used in errors (name:line).
 func ReadProbeResults(r io.Reader, name string) ([]ProbeResult, error) {
-	var out []ProbeResult
-	sc := bufio.NewScanner(r)
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
-		}
-		var res ProbeResult
-		dec := json.NewDecoder(strings.NewReader(text))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&res); err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
-		}
-		out = append(out, res)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	return out, nil
+	return readJSONLines[ProbeResult](r, name)
 }
 
 // WriteRestartReport writes probe results as two Markdown tables: every
