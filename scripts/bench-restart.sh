@@ -63,21 +63,8 @@ done
 base=${BENCH_PORT_BASE:-26740}
 rmq_port=$base rmq_dist=$((base + 1)) rmq_epmd=$((base + 2))
 w_amqp=$((base + 10)) w_mgmt=$((base + 11)) w_cluster=$((base + 12))
-read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range
-for p in $rmq_port $rmq_dist $rmq_epmd $w_amqp $w_mgmt $w_cluster; do
-	if [ "$p" -ge 35672 ] && [ "$p" -le 35682 ]; then
-		echo "bench-restart: port $p is in 35672-35682, which RabbitMQ's CLI tools use; pick another BENCH_PORT_BASE" >&2
-		exit 2
-	fi
-	if [ "$p" -ge "$eph_lo" ] && [ "$p" -le "$eph_hi" ]; then
-		echo "bench-restart: port $p is in the ephemeral range $eph_lo-$eph_hi, where an outgoing connection can take it first; pick another BENCH_PORT_BASE" >&2
-		exit 2
-	fi
-	if ss -Htln "sport = :$p" | grep -q .; then
-		echo "bench-restart: port $p is already in use; pick another BENCH_PORT_BASE" >&2
-		exit 2
-	fi
-done
+. scripts/lib/rabbitmq.sh
+check_ports bench-restart $rmq_port $rmq_dist $rmq_epmd $w_amqp $w_mgmt $w_cluster
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 if awk -v n="$(nproc)" '{ exit !($1 > n / 2) }' /proc/loadavg; then
@@ -117,7 +104,6 @@ fi
 
 # ---- RabbitMQ ---------------------------------------------------------------
 rmq_dir=$work/rabbitmq
-. scripts/lib/rabbitmq.sh
 
 # ---- warren -----------------------------------------------------------------
 warren_pid=

@@ -1,7 +1,7 @@
 # A RabbitMQ node from Debian's rabbitmq-server, run as a reference peer on
-# ports of the caller's choosing, never the package's own service. Source
-# it after setting rmq_dir, rmq_port, rmq_dist and rmq_epmd, and a log
-# function; rmq_plugins (e.g. rabbitmq_management) and rmq_conf_extra
+# ports of the caller's choosing, never the package's own service. Set
+# rmq_dir, rmq_port, rmq_dist and rmq_epmd, and a log function, before
+# calling its functions; rmq_plugins (e.g. rabbitmq_management) and rmq_conf_extra
 # (rabbitmq.conf lines) are optional. start_rabbitmq installs the package
 # if needed (as root) and waits for the node; stop_rabbitmq ends it.
 #
@@ -137,3 +137,26 @@ rmq_reap() {
 	rmq_pid=
 }
 
+# check_ports NAME PORT... exits with a message (prefixed NAME) unless every
+# port is free, outside the kernel's ephemeral range (where an outgoing
+# connection could take it first) and outside 35672-35682, which RabbitMQ's
+# CLI tools use for their own distribution ports.
+check_ports() {
+	local name=$1 p eph_lo eph_hi
+	shift
+	read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range
+	for p in "$@"; do
+		if [ "$p" -ge 35672 ] && [ "$p" -le 35682 ]; then
+			echo "$name: port $p is in 35672-35682, which RabbitMQ's CLI tools use; pick another BENCH_PORT_BASE" >&2
+			exit 2
+		fi
+		if [ "$p" -ge "$eph_lo" ] && [ "$p" -le "$eph_hi" ]; then
+			echo "$name: port $p is in the ephemeral range $eph_lo-$eph_hi, where an outgoing connection can take it first; pick another BENCH_PORT_BASE" >&2
+			exit 2
+		fi
+		if ss -Htln "sport = :$p" | grep -q .; then
+			echo "$name: port $p is already in use; pick another BENCH_PORT_BASE" >&2
+			exit 2
+		fi
+	done
+}
