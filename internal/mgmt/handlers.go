@@ -406,13 +406,7 @@ func (s *Server) putVHost(w http.ResponseWriter, r *http.Request, u *user) error
 }
 
 func (s *Server) deleteVHost(w http.ResponseWriter, r *http.Request, u *user) error {
-	if err := s.b.Meta().DeleteVHost(r.Context(), r.PathValue("vhost")); err != nil {
-		if errors.Is(err, meta.ErrNotFound) {
-			return errNotFound()
-		}
-		return err
-	}
-	return noContent(w)
+	return deleted(w, s.b.Meta().DeleteVHost(r.Context(), r.PathValue("vhost")))
 }
 
 func (s *Server) permissionItems(keep func(meta.Permission) bool) []obj {
@@ -487,13 +481,7 @@ func (s *Server) putUser(w http.ResponseWriter, r *http.Request, u *user) error 
 }
 
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, u *user) error {
-	if err := s.b.Meta().DeleteUser(r.Context(), r.PathValue("user")); err != nil {
-		if errors.Is(err, meta.ErrNotFound) {
-			return errNotFound()
-		}
-		return err
-	}
-	return noContent(w)
+	return deleted(w, s.b.Meta().DeleteUser(r.Context(), r.PathValue("user")))
 }
 
 func (s *Server) bulkDeleteUsers(w http.ResponseWriter, r *http.Request, u *user) error {
@@ -563,13 +551,7 @@ func (s *Server) putPermission(w http.ResponseWriter, r *http.Request, u *user) 
 }
 
 func (s *Server) deletePermission(w http.ResponseWriter, r *http.Request, u *user) error {
-	if err := s.b.Meta().ClearPermission(r.Context(), r.PathValue("user"), r.PathValue("vhost")); err != nil {
-		if errors.Is(err, meta.ErrNotFound) {
-			return errNotFound()
-		}
-		return err
-	}
-	return noContent(w)
+	return deleted(w, s.b.Meta().ClearPermission(r.Context(), r.PathValue("user"), r.PathValue("vhost")))
 }
 
 // ---- exchanges
@@ -1430,13 +1412,7 @@ func (s *Server) putGlobalParameter(w http.ResponseWriter, r *http.Request, u *u
 }
 
 func (s *Server) deleteGlobalParameter(w http.ResponseWriter, r *http.Request, u *user) error {
-	if err := s.b.Meta().ClearGlobalParameter(r.Context(), r.PathValue("name")); err != nil {
-		if errors.Is(err, meta.ErrNotFound) {
-			return errNotFound()
-		}
-		return err
-	}
-	return noContent(w)
+	return deleted(w, s.b.Meta().ClearGlobalParameter(r.Context(), r.PathValue("name")))
 }
 
 func (s *Server) putClusterName(w http.ResponseWriter, r *http.Request, u *user) error {
@@ -1520,14 +1496,7 @@ func (s *Server) putTopicPermission(w http.ResponseWriter, r *http.Request, u *u
 }
 
 func (s *Server) deleteTopicPermissions(w http.ResponseWriter, r *http.Request, u *user) error {
-	err := s.b.Meta().ClearTopicPermissions(r.Context(), r.PathValue("user"), r.PathValue("vhost"), r.PathValue("exchange"))
-	if errors.Is(err, meta.ErrNotFound) {
-		return errNotFound()
-	}
-	if err != nil {
-		return err
-	}
-	return noContent(w)
+	return deleted(w, s.b.Meta().ClearTopicPermissions(r.Context(), r.PathValue("user"), r.PathValue("vhost"), r.PathValue("exchange")))
 }
 
 // ---- vhost and user limits

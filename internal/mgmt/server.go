@@ -341,6 +341,18 @@ func noContent(w http.ResponseWriter) error {
 	return nil
 }
 
+// deleted answers a DELETE whose definitions command returned err: 204
+// when it went, 404 when there was nothing to delete.
+func deleted(w http.ResponseWriter, err error) error {
+	if errors.Is(err, meta.ErrNotFound) {
+		return errNotFound()
+	}
+	if err != nil {
+		return err
+	}
+	return noContent(w)
+}
+
 // msTime is a time in milliseconds since the epoch, as the API reports
 // connected_at.
 func msTime(t time.Time) int64 { return t.UnixMilli() }
