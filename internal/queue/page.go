@@ -348,17 +348,3 @@ func (q *Queue) ramCostOf(es []Entry) int64 {
 	}
 	return n
 }
-
-// Paged returns how many ready messages are in the tails, out of memory
-// or on their way out.
-func (q *Queue) Paged() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	n := 0
-	for i := range q.levels {
-		if t := q.levels[i].tail; t != nil {
-			n += t.n
-		}
-	}
-	return n
-}
