@@ -24,6 +24,7 @@ import (
 type conn struct {
 	s   *Server
 	nc  net.Conn
+	in  io.Reader // nc's input; see socketInput
 	id  string
 	log *slog.Logger
 	fr  *amqp.FrameReader
@@ -83,6 +84,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.connName = fmt.Sprintf("%s -> %s", nc.RemoteAddr(), nc.LocalAddr())
 	c.log = s.log.With("conn", c.connName)
 	c.out = newOutbox(nc)
+	c.in = socketInput(nc)
 	return c
 }
 
@@ -112,7 +114,7 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 			c.noDeadline = true
 		}
 	}
-	n, err := c.nc.Read(p)
+	n, err := c.in.Read(p)
 	c.recvOct.Add(uint64(n))
 	c.recvCnt.Add(1)
 	return n, err

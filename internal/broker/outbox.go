@@ -7,8 +7,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/queue"
 )
@@ -181,7 +179,7 @@ func (o *outbox) flushInline(fs *flushSet) {
 
 	n := 0
 	o.raw.Write(func(fd uintptr) bool {
-		if m, err := unix.Write(int(fd), b); err == nil {
+		if m, errno := sysWrite(fd, b); errno == 0 {
 			n = m
 		}
 		return true // one attempt; never wait for the socket here
