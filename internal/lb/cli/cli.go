@@ -113,6 +113,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		for _, w := range res.Warnings {
 			fmt.Fprintf(stderr, "[WARNING] config : %s\n", w.Error())
 		}
+		for _, a := range res.Alerts {
+			fmt.Fprintf(stderr, "[ALERT] config : %s\n", a.Error())
+		}
 	}
 	if err != nil {
 		var es config.Errors
@@ -240,6 +243,9 @@ func run(flags *Flags, cfg *config.Config, stderr io.Writer) int {
 				// HAProxy's new worker prints its warnings at a reload too.
 				for _, w := range res.Warnings {
 					logger.Warn("config: " + w.Error())
+				}
+				for _, a := range res.Alerts {
+					logger.Error("config: " + a.Error())
 				}
 			}
 			if err != nil {

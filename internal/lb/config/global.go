@@ -36,11 +36,22 @@ func (p *parser) globalKeyword(w []string) {
 	case "daemon":
 		g.Daemon = true
 	case "maxconn":
+		// As HAProxy: extra arguments are fatal, a second maxconn is an
+		// alert that keeps the first value, and the value is read with
+		// atol (so "10k" is 10 and a word is 0) without a warning.
+		if len(w) > 2 {
+			p.errorf("'%s' cannot handle unexpected argument '%s'.", kw, w[2])
+			return
+		}
+		if g.MaxConn != 0 {
+			p.alertf("'%s' already specified. Continuing.", kw)
+			return
+		}
 		if len(w) < 2 {
 			p.errorf("'%s' expects an integer argument.", kw)
 			return
 		}
-		g.MaxConn = p.laxInt(kw, w[1])
+		g.MaxConn = atol(w[1])
 	case "pidfile":
 		if len(w) < 2 {
 			p.errorf("'%s' expects a file name as an argument.", kw)
@@ -140,12 +151,10 @@ func (p *parser) globalStats(w []string) {
 			p.errorf("'stats timeout' : %v", err)
 		}
 	case "maxconn":
-		if len(w) < 3 {
-			p.errorf("'stats maxconn' expects an integer value")
-			return
-		}
-		if _, err := parseInt("stats maxconn", w[2]); err != nil {
-			p.errorf("%v", err)
+		// HAProxy reads the value with atol: a missing or non-numeric
+		// value is 0, which it refuses, and "5x" is 5.
+		if len(w) < 3 || atol(w[2]) <= 0 {
+			p.errorf("'stats maxconn' expects a positive value")
 		}
 	case "bind-process":
 	default:

@@ -11,11 +11,13 @@ import (
 	"strings"
 )
 
-// Result is what Parse returns besides the Config: warnings that do not stop
-// the configuration from loading.
+// Result is what Parse returns besides the Config: warnings, and alerts
+// that HAProxy reports as such but that do not stop the configuration
+// from loading (a second global maxconn).
 type Result struct {
 	Config   *Config
 	Warnings []*Error
+	Alerts   []*Error
 }
 
 // Resolver turns a host name into addresses, as net.LookupHost does.
@@ -70,6 +72,7 @@ type parser struct {
 	cfg      *Config
 	errs     Errors
 	warnings []*Error
+	alerts   []*Error
 
 	pos     Pos
 	section string // "", "global", "defaults", "frontend", "backend", "listen", "unsupported"
@@ -110,6 +113,12 @@ func (p *parser) errorf(format string, args ...any) {
 
 func (p *parser) warnf(format string, args ...any) {
 	p.warnings = append(p.warnings, &Error{Pos: p.pos, Msg: fmt.Sprintf(format, args...)})
+}
+
+// alertf records a problem HAProxy reports as an alert without refusing
+// the configuration.
+func (p *parser) alertf(format string, args ...any) {
+	p.alerts = append(p.alerts, &Error{Pos: p.pos, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (p *parser) parse(name string, data []byte) {
@@ -303,9 +312,9 @@ func (p *parser) finish() (*Result, error) {
 		p.errs = append(p.errs, &Error{Msg: "configuration file has no error but will not start (no listener)"})
 	}
 	if len(p.errs) > 0 {
-		return &Result{Config: c, Warnings: p.warnings}, p.errs
+		return &Result{Config: c, Warnings: p.warnings, Alerts: p.alerts}, p.errs
 	}
-	return &Result{Config: c, Warnings: p.warnings}, nil
+	return &Result{Config: c, Warnings: p.warnings, Alerts: p.alerts}, nil
 }
 
 // missingTimeouts reports whether HAProxy 2.6 warns that px lacks

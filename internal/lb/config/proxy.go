@@ -150,14 +150,23 @@ func (p *parser) proxyKeyword(w []string) {
 		}
 		px.Retries = p.laxInt(kw, w[1])
 	case "maxconn":
-		if !allowed(capDef | capFE) {
-			return
+		// HAProxy warns about a backend's maxconn and then checks the
+		// line all the same: no value, or more than one, is fatal.
+		capable := p.capOf()&(capDef|capFE) != 0
+		if !capable {
+			p.warnf("'%s' ignored because %s '%s' has no frontend capability. Maybe you want 'fullconn' instead ?", kw, section, px.Name)
 		}
 		if len(w) < 2 {
-			p.errorf("'maxconn' expects an integer value.")
+			p.errorf("'%s' expects an integer argument.", kw)
 			return
 		}
-		px.MaxConn = p.laxInt(kw, w[1])
+		if len(w) > 2 {
+			p.errorf("'%s' cannot handle unexpected argument '%s'.", kw, w[2])
+			return
+		}
+		if capable {
+			px.MaxConn = atol(w[1])
+		}
 	case "timeout":
 		p.timeout(w)
 	case "contimeout", "clitimeout", "srvtimeout":

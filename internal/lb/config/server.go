@@ -97,10 +97,16 @@ func (p *parser) bindParams(w []string) {
 		case flags[w[i]]:
 		case withArg[w[i]]:
 			if i+1 >= len(w) {
-				p.errorf("'bind %s' : '%s' : missing value.", w[1], w[i])
+				p.errorf("'bind %s' in section '%s' : '%s' : missing value", w[1], p.section, w[i])
 				return
 			}
 			i++
+			if w[i-1] == "maxconn" {
+				if n := atol(w[i]); n < 0 {
+					p.errorf("'bind %s' in section '%s' : 'maxconn' : invalid value %d, must be >= 0", w[1], p.section, n)
+					return
+				}
+			}
 		case w[i] == "ssl" || w[i] == "crt":
 			p.errorf("'bind %s' : TLS ('%s') is not supported by warren-lb", w[1], w[i])
 			return
@@ -233,13 +239,20 @@ func (p *parser) serverParams(w []string, start int, sp *ServerParams, srv *Serv
 			sp.Backup = true
 		case "non-stick", "no-backup":
 			sp.Backup = sp.Backup && kw != "no-backup"
-		case "maxconn":
-			if a, has := arg(); has {
-				sp.MaxConn = p.laxInt(kw, a)
+		case "maxconn", "maxqueue":
+			// HAProxy takes the next word, whatever it is, and reads it
+			// with atol: at the end of the line the value is 0 (no
+			// limit), and "maxconn check" sets 0 and swallows "check".
+			// Neither case is reported.
+			var n int
+			if i+1 < len(w) {
+				i++
+				n = atol(w[i])
 			}
-		case "maxqueue":
-			if a, has := arg(); has {
-				sp.MaxQueue = p.laxInt(kw, a)
+			if kw == "maxconn" {
+				sp.MaxConn = n
+			} else {
+				sp.MaxQueue = n
 			}
 		case "disabled":
 			sp.Disabled = true

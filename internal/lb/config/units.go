@@ -52,3 +52,29 @@ func parseInt(kw, s string) (int, error) {
 	}
 	return n, nil
 }
+
+// atol reads an integer the way C's atol does, as HAProxy reads most
+// numeric keywords: leading blanks, an optional sign, then as many digits
+// as there are. Anything else ends the number, so "" and "check" are 0
+// and "10k" is 10. The result is clamped to the range of a C int.
+func atol(s string) int {
+	i := 0
+	for i < len(s) && (s[i] == ' ' || s[i] >= '\t' && s[i] <= '\r') {
+		i++
+	}
+	neg := false
+	if i < len(s) && (s[i] == '+' || s[i] == '-') {
+		neg = s[i] == '-'
+		i++
+	}
+	n := 0
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		if n < 1<<31 {
+			n = n*10 + int(s[i]-'0')
+		}
+	}
+	if neg {
+		return max(-n, -1<<31)
+	}
+	return min(n, 1<<31-1)
+}
