@@ -51,6 +51,13 @@ func (c *counters) enter() {
 
 func (c *counters) leave() { c.cur.Add(-1) }
 
+// attempt counts another connection attempt of a session that already
+// holds its slot: HAProxy counts every attempt in the total (stot).
+func (c *counters) attempt() {
+	c.total.Add(1)
+	c.lastSess.Store(time.Now().UnixNano())
+}
+
 // Server is a runtime server. Fields below the line are guarded by the
 // owning backend's mu.
 type Server struct {

@@ -11,41 +11,91 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestRetriesAndRedispatch(t *testing.T) {
-	alive := startBackend(t, "alive")
-	dead := freePort(t) // nothing listens here: connections are refused
-	port := freePort(t)
-	l, _ := startLB(t, listenCfg(port, fmt.Sprintf(`    retries 2
-    option redispatch
-    balance first
-    server dead 127.0.0.1:%d
-    server alive %s
-`, dead, alive.addr)))
-	// "first" always picks dead first; the last retry is redispatched.
-	if got := hello(t, fmt.Sprintf("127.0.0.1:%d", port)); got != "alive" {
-		t.Fatalf("got %q, want redispatch to alive", got)
+// retryStats returns the session, error, retry, redispatch and balancer
+// columns of "show stat" for every server and the backend of proxy l.
+func retryStats(t *testing.T, sock string) string {
+	t.Helper()
+	out := runtimeCmd(t, sock, "show stat")
+	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(out, "# ")))
+	r.FieldsPerRecord = -1
+	recs, err := r.ReadAll()
+	if err != nil || len(recs) < 2 {
+		t.Fatalf("show stat: %v\n%s", err, out)
 	}
-	d := serverStatus(l, "l", "dead")
-	if d["econ"] != "2" || d["wretr"] != "2" {
-		t.Fatalf("dead server: econ=%s wretr=%s, want 2 connection errors and 2 retries", d["econ"], d["wretr"])
+	col := map[string]int{}
+	for i, name := range recs[0] {
+		col[name] = i
 	}
-	if a := serverStatus(l, "l", "alive"); a["wredis"] != "1" {
-		t.Fatalf("alive redispatches = %s", a["wredis"])
+	var sb strings.Builder
+	for _, rec := range recs[1:] {
+		if rec[0] != "l" || rec[1] == "FRONTEND" {
+			continue
+		}
+		fmt.Fprintf(&sb, "%s:", rec[1])
+		for _, c := range []string{"stot", "econ", "wretr", "wredis", "lbtot"} {
+			fmt.Fprintf(&sb, " %s=%s", c, rec[col[c]])
+		}
+		sb.WriteString("\n")
 	}
+	return sb.String()
+}
 
-	// Without redispatch the connection fails after retries+1 attempts.
-	port2 := freePort(t)
-	l2, _ := startLB(t, listenCfg(port2, fmt.Sprintf("    retries 1\n    balance first\n    server dead 127.0.0.1:%d\n    server alive %s\n", dead, alive.addr)))
-	if got := hello(t, fmt.Sprintf("127.0.0.1:%d", port2)); got != "" {
-		t.Fatalf("got %q without redispatch", got)
-	}
-	if d := serverStatus(l2, "l", "dead"); d["econ"] != "2" {
-		t.Fatalf("econ = %s, want 2", d["econ"])
+// TestRetriesAndRedispatchMatchHAProxy sends the same clients through
+// haproxy and warren-lb to a backend whose first server refuses
+// connections, and compares which server each client reaches and the
+// retry, redispatch, error, session and balancer counters of every
+// server and of the backend. With "option redispatch", HAProxy goes back
+// to the balancer at the first failure when more than one active server
+// is usable and the algorithm does not hash, and only on the last retry
+// otherwise.
+func TestRetriesAndRedispatchMatchHAProxy(t *testing.T) {
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	dead := freePort(t) // nothing listens here: connections are refused
+	const defaults = `defaults
+    mode tcp
+    timeout connect 100ms
+    timeout client 5s
+    timeout server 5s`
+	for _, tc := range []struct{ name, body string }{
+		{"first", "    retries 2\n    balance first"},
+		{"first with redispatch", "    retries 2\n    option redispatch\n    balance first"},
+		{"roundrobin with redispatch", "    retries 1\n    option redispatch\n    balance roundrobin"},
+		{"source with redispatch", "    retries 2\n    option redispatch\n    balance source"},
+		{"first with redispatch and no retries", "    retries 0\n    option redispatch\n    balance first"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// source hashes 127.0.0.1 onto the third of three servers:
+			// put the dead one there too.
+			servers := fmt.Sprintf("    server dead 127.0.0.1:%d\n    server a %s\n    server b %s\n", dead, a.addr, b.addr)
+			if strings.Contains(tc.body, "source") {
+				servers = fmt.Sprintf("    server a %s\n    server b %s\n    server dead 127.0.0.1:%d\n", a.addr, b.addr, dead)
+			}
+			tw := startTwins(t, defaults, tc.body+"\n"+servers)
+			var hp, ours []string
+			for i := 0; i < 3; i++ {
+				hp = append(hp, hello(t, tw.hpAddr))
+				ours = append(ours, hello(t, tw.ouAddr))
+			}
+			if !slices.Equal(hp, ours) {
+				t.Fatalf("clients reached\n haproxy:   %q\n warren-lb: %q", hp, ours)
+			}
+			var hs, os string
+			for try := 0; try < 20; try++ {
+				hs, os = retryStats(t, tw.hpSock), retryStats(t, tw.ouSock)
+				if hs == os {
+					t.Logf("clients reached %q\n%s", ours, os)
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Fatalf("counters differ\nhaproxy:\n%swarren-lb:\n%s", hs, os)
+		})
 	}
 }
 

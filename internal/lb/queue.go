@@ -170,17 +170,23 @@ func (b *Backend) lockCurrent() *Backend {
 // connection waits until a server hands it a slot, for at most "timeout
 // queue" (else "timeout connect"; without either, as long as it takes),
 // until the client leaves (closes or resets the connection without
-// having sent anything, as HAProxy checks), or until ctx ends. avoid is
-// a server to skip if possible (-1 for none),
-// key the source address hash. The time spent queued and the queue
-// positions are added to ss for the log. With errQueueFull, and with
-// errQueueTimeout from a server's queue, the chosen server is returned
-// too, without a slot.
-func (b *Backend) acquire(ctx context.Context, ss *session, avoid int, key uint32) (*Server, error) {
+// having sent anything, as HAProxy checks), or until ctx ends. prev is
+// the server a failed connection attempt leaves (nil for a new
+// connection): the balancer avoids it if it can, and the choice counts
+// as a redispatch on prev, or as a retry when the balancer picks prev
+// again. key is the source address hash. The time spent queued and the
+// queue positions are added to ss for the log. With errQueueFull, and
+// with errQueueTimeout from a server's queue, the chosen server is
+// returned too, without a slot.
+func (b *Backend) acquire(ctx context.Context, ss *session, prev *Server, key uint32) (*Server, error) {
 	if b = b.lockCurrent(); b == nil {
 		return nil, errNoServer
 	}
-	p := &pendconn{key: key}
+	p := &pendconn{key: key, prev: prev}
+	avoid := -1
+	if prev != nil {
+		avoid = prev.idx()
+	}
 	srv, err, queued := b.placeLocked(p, avoid)
 	b.mu.Unlock()
 	if !queued {
@@ -224,8 +230,11 @@ func (b *Backend) placeLocked(p *pendconn, avoid int) (srv *Server, err error, q
 	if usable && !b.queueAheadLocked() {
 		if i := b.balancer.Pick(serverLoad(b.servers), avoid, p.key); i >= 0 {
 			s = b.servers[i]
-			s.stats.lbTotal.Add(1)
-			b.stats.lbTotal.Add(1)
+			if s != p.prev {
+				// HAProxy counts a choice only when it changes the server.
+				s.stats.lbTotal.Add(1)
+				b.stats.lbTotal.Add(1)
+			}
 		}
 	}
 	if p.prev != nil {
@@ -319,18 +328,24 @@ func (b *Backend) queueAheadLocked() bool {
 	return int64(n) != b.stats.cur.Load()
 }
 
+// lockOwner locks and returns the backend that owns s now, which a
+// reload may change.
+func lockOwner(s *Server) *Backend {
+	for {
+		b := s.backend.Load()
+		b.mu.Lock()
+		if s.backend.Load() == b {
+			return b
+		}
+		b.mu.Unlock() // moved by a reload meanwhile
+	}
+}
+
 // release frees a slot taken by acquire, in whichever backend owns the
 // server now, and hands it to a waiting connection. It returns the
 // server's connection count in between, for the log.
 func (b *Backend) release(s *Server) int64 {
-	for {
-		b = s.backend.Load()
-		b.mu.Lock()
-		if s.backend.Load() == b {
-			break
-		}
-		b.mu.Unlock() // moved by a reload meanwhile
-	}
+	b = lockOwner(s)
 	s.stats.leave()
 	n := s.stats.cur.Load()
 	b.serveQueuesLocked(s)

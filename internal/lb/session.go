@@ -155,8 +155,14 @@ func (b *Backend) pipeTimeouts(fe *Frontend) pipeTimeouts {
 }
 
 // connect picks a server and connects to it, retrying failed connections
-// up to "retries" times; with "option redispatch" the last retry goes to
-// another server. On success ss.srv holds the server with a slot reserved.
+// up to "retries" times as HAProxy does (see retryPlan). On success
+// ss.srv holds the server with a slot reserved.
+//
+// The counters follow HAProxy's: every attempt counts as a session on
+// its server (stot), a retry on the same server counts a retry (wretr)
+// on it, going back to the balancer counts a redispatch (wredis) on the
+// server left, or a retry when the balancer picks it again, and only the
+// attempt that ends the connection counts a connection error (econ).
 func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error) {
 	var key uint32
 	if ta, ok := ss.client.RemoteAddr().(*net.TCPAddr); ok {
@@ -166,13 +172,13 @@ func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error
 			key = balance.HashSource(ta.IP)
 		}
 	}
-	srv, err := b.acquire(ctx, ss, -1, key)
+	srv, err := b.acquire(ctx, ss, nil, key)
 	if err != nil {
 		b.countQueueError(ss, srv, err)
 		return nil, err
 	}
 	retries := b.cfg.RetriesOrDefault()
-	for attempt := 0; ; attempt++ {
+	for attempt := 0; ; {
 		connStart := time.Now()
 		conn, err := b.dialServer(ctx, srv, ss.client.LocalAddr())
 		if err == nil {
@@ -189,20 +195,20 @@ func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error
 			ss.retries = attempt
 			return conn, nil
 		}
-		srv.stats.connErrors.Add(1)
-		b.stats.connErrors.Add(1)
 		b.lb.log.Debug("server connection failed", "backend", b.Name, "server", srv.Name, "error", err)
 		if attempt >= retries || ctx.Err() != nil {
+			srv.stats.connErrors.Add(1)
+			b.stats.connErrors.Add(1)
 			b.release(srv)
 			ss.srv = srv
 			ss.retries = attempt
 			return nil, err
 		}
-		srv.stats.retries.Add(1)
-		b.stats.retries.Add(1)
-		if b.cfg.Options.Redispatch && attempt == retries-1 {
+		attempt++
+		redispatch, wait := b.retryPlan(srv, attempt, retries, err)
+		if redispatch {
 			b.release(srv)
-			next, aerr := b.acquire(ctx, ss, srv.idx(), key)
+			next, aerr := b.acquire(ctx, ss, srv, key)
 			if aerr != nil {
 				if next != nil {
 					srv = next
@@ -211,21 +217,54 @@ func (b *Backend) connect(ctx context.Context, ss *session) (*net.TCPConn, error
 				ss.srv = srv
 				return nil, aerr
 			}
-			if next != srv {
-				next.stats.redispatch.Add(1)
-				b.stats.redispatch.Add(1)
-				ss.redispatched = true
-			}
 			srv = next
-			continue
+		} else {
+			srv.stats.retries.Add(1)
+			b.stats.retries.Add(1)
+			srv.stats.attempt()
 		}
-		// Wait a little before retrying the same server, as HAProxy's
-		// turn-around timer does, so a refusing server is not hammered.
-		select {
-		case <-time.After(10 * time.Millisecond):
-		case <-ctx.Done():
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
 		}
 	}
+}
+
+// maxTurnAround is the longest pause before retrying a refused
+// connection, HAProxy's turn-around time; a shorter "timeout connect"
+// shortens it.
+const maxTurnAround = time.Second
+
+// retryPlan decides the retry numbered retry (from 1) of a connection
+// whose attempt on s failed with err, as HAProxy's
+// stream_choose_redispatch does. With "option redispatch" the connection
+// goes back to the balancer when s is down, on the last retry, or at
+// once when more than one active server is usable and the algorithm does
+// not hash (any of them will do); otherwise it retries s. wait is the
+// turn-around pause before the next attempt, taken after a refused or
+// failed connection (not a timeout) when the retry goes to the same
+// server or when at most one active server is usable.
+func (b *Backend) retryPlan(s *Server, retry, retries int, err error) (redispatch bool, wait time.Duration) {
+	owner := lockOwner(s)
+	down := s.admin == AdminMaint || !s.health.Up()
+	active := owner.balancer.ActiveUsable()
+	owner.mu.Unlock()
+	if b.cfg.Options.Redispatch {
+		redispatch = down || retry%retries == 0 || active > 1 && b.cfg.Balance != balance.Source
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || redispatch && active > 1 {
+		return redispatch, 0
+	}
+	wait = maxTurnAround
+	if c := b.cfg.Timeouts.Connect; c > 0 && c < wait {
+		wait = c
+	}
+	return redispatch, wait
 }
 
 // countQueueError counts a connection that found no server slot as a
