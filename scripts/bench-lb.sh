@@ -7,12 +7,16 @@
 #   memory           RSS growth per idle proxied connection (1,000 connections)
 # Prints a markdown table with warren-lb / haproxy ratios.
 #   BENCH_BYTES=268435456 ./scripts/bench-lb.sh   smaller bulk transfers
+#   BENCH_ONLY=rate ./scripts/bench-lb.sh         only some rows (bulk, rate,
+#                                                 latency, idle; comma-separated)
 # Not part of CI: run it with `make bench-lb`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bytes=${BENCH_BYTES:-1073741824}
 rate_secs=${BENCH_RATE_SECONDS:-5}
+only=${BENCH_ONLY:-bulk,rate,latency,idle}
+want() { [[ ",$only," == *",$1,"* ]]; }
 
 command -v haproxy >/dev/null || { echo "bench-lb: Debian's haproxy is needed (apt-get install haproxy)" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -82,19 +86,27 @@ echo "| measure | warren-lb | haproxy 2.6 | ratio |"
 echo "|---|---|---|---|"
 
 # Alternate which proxy goes first to spread the machine's noise.
-w=$("$bt" bulk -addr "$wl" -bytes "$bytes" -conns 1)
-h=$("$bt" bulk -addr "$hp" -bytes "$bytes" -conns 1)
-row "bulk, 1 connection (MiB/s)" "$w" "$h"
-h=$("$bt" bulk -addr "$hp" -bytes "$bytes" -conns 50)
-w=$("$bt" bulk -addr "$wl" -bytes "$bytes" -conns 50)
-row "bulk, 50 connections (MiB/s)" "$w" "$h"
-w=$("$bt" rate -addr "$wl" -duration "${rate_secs}s")
-h=$("$bt" rate -addr "$hp" -duration "${rate_secs}s")
-row "connection rate (conn/s)" "$w" "$h"
-read -r hp50 hp99 < <("$bt" latency -addr "$hp" -direct "$backend")
-read -r wl50 wl99 < <("$bt" latency -addr "$wl" -direct "$backend")
-row "added latency p50 (µs)" "$wl50" "$hp50"
-row "added latency p99 (µs)" "$wl99" "$hp99"
-w=$("$bt" idle -addr "$wl" -pid "$wl_pid" -n 1000)
-h=$("$bt" idle -addr "$hp" -pid "$hp_pid" -n 1000)
-row "RSS per idle connection (KiB)" "$w" "$h"
+if want bulk; then
+	w=$("$bt" bulk -addr "$wl" -bytes "$bytes" -conns 1)
+	h=$("$bt" bulk -addr "$hp" -bytes "$bytes" -conns 1)
+	row "bulk, 1 connection (MiB/s)" "$w" "$h"
+	h=$("$bt" bulk -addr "$hp" -bytes "$bytes" -conns 50)
+	w=$("$bt" bulk -addr "$wl" -bytes "$bytes" -conns 50)
+	row "bulk, 50 connections (MiB/s)" "$w" "$h"
+fi
+if want rate; then
+	w=$("$bt" rate -addr "$wl" -duration "${rate_secs}s")
+	h=$("$bt" rate -addr "$hp" -duration "${rate_secs}s")
+	row "connection rate (conn/s)" "$w" "$h"
+fi
+if want latency; then
+	read -r hp50 hp99 < <("$bt" latency -addr "$hp" -direct "$backend")
+	read -r wl50 wl99 < <("$bt" latency -addr "$wl" -direct "$backend")
+	row "added latency p50 (µs)" "$wl50" "$hp50"
+	row "added latency p99 (µs)" "$wl99" "$hp99"
+fi
+if want idle; then
+	w=$("$bt" idle -addr "$wl" -pid "$wl_pid" -n 1000)
+	h=$("$bt" idle -addr "$hp" -pid "$hp_pid" -n 1000)
+	row "RSS per idle connection (KiB)" "$w" "$h"
+fi
