@@ -252,8 +252,15 @@ func (b *Backend) dialServer(ctx context.Context, s *Server, clientAddr net.Addr
 			addr = net.JoinHostPort(addr, fmt.Sprint(ta.Port))
 		}
 	}
-	d := net.Dialer{Timeout: timeout, KeepAlive: -1}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	// The server address is one literal IP (the configuration resolved
+	// names), so Happy Eyeballs has nothing to race: FallbackDelay < 0
+	// skips sorting the address list.
+	d := net.Dialer{KeepAlive: -1, FallbackDelay: -1}
+	cctx := connectContext{Context: ctx}
+	if timeout > 0 {
+		cctx.deadline = time.Now().Add(timeout)
+	}
+	c, err := d.DialContext(&cctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -262,4 +269,22 @@ func (b *Backend) dialServer(ctx context.Context, s *Server, clientAddr net.Addr
 		_ = tc.SetKeepAlive(true)
 	}
 	return tc, nil
+}
+
+// connectContext is the context of one connection attempt to a server:
+// the LB's context (Done, Err and Value, so the dial registers directly
+// with it to stop when the LB closes) plus the connect deadline, which
+// the runtime poller enforces as the connecting socket's write deadline.
+// It spares each attempt what context.WithDeadline costs the Dialer's
+// Timeout: a runtime timer, and a child context of its own registered
+// with the LB's context under its lock.
+type connectContext struct {
+	context.Context
+	// deadline is zero when the attempt has no time limit.
+	deadline time.Time
+}
+
+// Deadline returns the connect deadline, if any.
+func (c *connectContext) Deadline() (time.Time, bool) {
+	return c.deadline, !c.deadline.IsZero()
 }

@@ -443,24 +443,29 @@ func (lb *LB) dispatch(w connWork) {
 }
 
 // worker serves w, then the connections dispatch hands it, until it has
-// been idle for workerIdle or the LB closes.
+// served none for a whole workerIdle period or the LB closes. The idle
+// timer runs freely, one tick per period, rather than being reset after
+// every connection: a busy worker then costs no timer update per
+// connection, and an idle one ends within two periods.
 func (lb *LB) worker(w connWork) {
 	defer lb.wg.Done()
-	var idle *time.Timer
+	idle := time.NewTicker(workerIdle)
+	defer idle.Stop()
 	for {
 		w.fe.serve(lb.ctx, w.c, w.finish)
-		if idle == nil {
-			idle = time.NewTimer(workerIdle)
-			defer idle.Stop()
-		} else {
-			idle.Reset(workerIdle)
-		}
-		select {
-		case w = <-lb.work:
-		case <-idle.C:
-			return
-		case <-lb.ctx.Done():
-			return
+		served := true
+		for received := false; !received; {
+			select {
+			case w = <-lb.work:
+				received = true
+			case <-idle.C:
+				if !served {
+					return
+				}
+				served = false
+			case <-lb.ctx.Done():
+				return
+			}
 		}
 	}
 }

@@ -106,3 +106,49 @@ func TestQueueTimeoutFallsBackToConnect(t *testing.T) {
 		t.Fatalf("backend econ=%s qmax=%s", b["econ"], b["qmax"])
 	}
 }
+
+// TestConnectTimeoutMatchesHAProxy sends a client through haproxy and
+// warren-lb to a server that never completes the handshake: with
+// "timeout connect 300ms" and one retry, both give up after two attempts,
+// with the same counters.
+func TestConnectTimeoutMatchesHAProxy(t *testing.T) {
+	silent := silentServer(t)
+	const defaults = `defaults
+    mode tcp
+    timeout connect 300ms
+    timeout client 5s
+    timeout server 5s`
+	tw := startTwins(t, defaults, "    retries 1\n    server s "+silent+"\n")
+	start := time.Now()
+	ours := dialProbe(t, tw.ouAddr)
+	hp := dialProbe(t, tw.hpAddr)
+	if st := ours.status(3 * time.Second); st != "closed" {
+		t.Fatalf("warren-lb client: %s", st)
+	}
+	if el := time.Since(start); el < 500*time.Millisecond || el > 2*time.Second {
+		t.Fatalf("warren-lb gave up after %v, want about 2 x 300ms", el)
+	}
+	if st := hp.status(3 * time.Second); st != "closed" {
+		t.Fatalf("haproxy client: %s", st)
+	}
+	if hs, os := retryStats(t, tw.hpSock), retryStats(t, tw.ouSock); hs != os {
+		t.Fatalf("counters differ\nhaproxy:\n%swarren-lb:\n%s", hs, os)
+	}
+}
+
+// TestCloseInterruptsConnect checks that closing the LB ends a connection
+// attempt that has no time limit at once.
+func TestCloseInterruptsConnect(t *testing.T) {
+	silent := silentServer(t)
+	port := freePort(t)
+	l, _ := startLB(t, fmt.Sprintf("defaults\n    mode tcp\nlisten l\n    bind 127.0.0.1:%d\n    server s %s\n", port, silent))
+	c := dialProbe(t, fmt.Sprintf("127.0.0.1:%d", port))
+	if st := c.status(300 * time.Millisecond); st != "waiting" {
+		t.Fatalf("client: %s", st)
+	}
+	start := time.Now()
+	l.Close()
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("Close took %v with a connection attempt under way", el)
+	}
+}
