@@ -101,7 +101,17 @@ type InstanceConfig struct {
 	UnicastPeers []netip.Addr
 	AuthType     AuthType
 	AuthPass     string
-	VIPs         []VIP
+	// VIPs are the virtual_ipaddress lines: addresses of the instance's
+	// family only, listed in its adverts.
+	VIPs []VIP
+	// ExcludedVIPs are virtual_ipaddress_excluded: added and removed with
+	// the VIPs, of either family, never listed in adverts.
+	ExcludedVIPs []VIP
+	// IPv6 is the instance's family: VRRPv3 over IPv6 to ff02::12. As in
+	// keepalived, the first of unicast_src_ip, native_ipv6, a unicast_peer
+	// or a virtual_ipaddress decides it; later addresses of the other
+	// family are refused (unicast) or ignored (virtual_ipaddress).
+	IPv6         bool
 	TrackScripts []TrackScript
 	TrackIfaces  []TrackInterface
 	Notify       Notify
@@ -114,6 +124,8 @@ type InstanceConfig struct {
 	// CheckUnicastSrc is check_unicast_src (or the global
 	// vrrp_check_unicast_src): drop adverts from unlisted addresses.
 	CheckUnicastSrc bool
+
+	versionSet bool // version given in the instance itself
 }
 
 // SyncGroupConfig is one vrrp_sync_group.

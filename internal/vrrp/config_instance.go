@@ -14,8 +14,39 @@ const (
 	maxV3IntervalD  = 40950 * time.Millisecond
 )
 
+// family fixes an instance's address family the way keepalived does: the
+// first address-bearing keyword decides (see InstanceConfig.IPv6).
+type family struct {
+	set  bool
+	ipv6 bool
+	by   Pos
+}
+
+// admit reports whether a fits the family, fixing the family when a is the
+// first address seen.
+func (f *family) admit(a netip.Addr, pos Pos) bool {
+	if !f.set {
+		f.set, f.ipv6, f.by = true, a.Is6(), pos
+		return true
+	}
+	return f.ipv6 == a.Is6()
+}
+
+// describe names the family and where it was fixed, relative to at.
+func (f *family) describe(at Pos) string {
+	name := "IPv4"
+	if f.ipv6 {
+		name = "IPv6"
+	}
+	if f.by.File == at.File {
+		return fmt.Sprintf("%s since line %d", name, f.by.Line)
+	}
+	return fmt.Sprintf("%s since %s", name, f.by)
+}
+
 func (c *configParser) instance(n *node) {
 	in := &InstanceConfig{Pos: n.pos, Name: n.args[0], Priority: defaultPriority, AdvertInt: time.Second}
+	var fam family
 	seen := map[string]Pos{}
 	for _, k := range n.block {
 		if p, dup := seen[k.keyword]; dup && k.keyword != "include" {
@@ -52,8 +83,17 @@ func (c *configParser) instance(n *node) {
 			}
 		case "version", "vrrp_version":
 			if v, ok := c.intArg(k, 2, 3); ok {
-				in.Version = v
+				in.Version, in.versionSet = v, true
 			}
+		case "native_ipv6":
+			if !c.noBlock(k) {
+				continue
+			}
+			if fam.set && !fam.ipv6 {
+				c.errorf(k.pos, "native_ipv6 in an IPv4 instance (%s)", fam.describe(k.pos))
+				continue
+			}
+			fam.admit(netip.IPv6Unspecified(), k.pos)
 		case "nopreempt":
 			in.NoPreempt = c.flag(k)
 		case "preempt":
@@ -65,8 +105,12 @@ func (c *configParser) instance(n *node) {
 		case "unicast_src_ip":
 			if v, ok := c.oneArg(k); ok {
 				a, err := netip.ParseAddr(v)
-				if err != nil || !a.Is4() {
-					c.errorf(k.pos, "unicast_src_ip %q is not an IPv4 address", v)
+				if err != nil || a.Zone() != "" || a.Is4In6() {
+					c.errorf(k.pos, "unicast_src_ip %q is not an IP address", v)
+					continue
+				}
+				if !fam.admit(a, k.pos) {
+					c.errorf(k.pos, "unicast_src_ip %s is not of the instance's family (%s)", a, fam.describe(k.pos))
 					continue
 				}
 				in.UnicastSrc = a
@@ -78,8 +122,12 @@ func (c *configParser) instance(n *node) {
 			}
 			for _, p := range k.block {
 				a, err := netip.ParseAddr(p.keyword)
-				if err != nil || !a.Is4() {
-					c.errorf(p.pos, "unicast_peer %q is not an IPv4 address", p.keyword)
+				if err != nil || a.Zone() != "" || a.Is4In6() {
+					c.errorf(p.pos, "unicast_peer %q is not an IP address", p.keyword)
+					continue
+				}
+				if !fam.admit(a, p.pos) {
+					c.errorf(p.pos, "unicast_peer %s is not of the instance's family (%s)", a, fam.describe(p.pos))
 					continue
 				}
 				if len(p.args) > 0 {
@@ -95,11 +143,28 @@ func (c *configParser) instance(n *node) {
 				continue
 			}
 			for _, v := range k.block {
+				vip, ok := c.vip(v)
+				if !ok {
+					continue
+				}
+				if !fam.admit(vip.Prefix.Addr(), v.pos) {
+					// keepalived: "address family must match VRRP instance - ignoring".
+					c.warnf(v.pos, "virtual_ipaddress %s ignored: not of the instance's family (%s); use virtual_ipaddress_excluded for the other family", vip.Prefix, fam.describe(v.pos))
+					continue
+				}
+				in.VIPs = append(in.VIPs, vip)
+			}
+		case "virtual_ipaddress_excluded":
+			if !k.hasBlock {
+				c.errorf(k.pos, "virtual_ipaddress_excluded needs a { } block")
+				continue
+			}
+			for _, v := range k.block {
 				if vip, ok := c.vip(v); ok {
-					in.VIPs = append(in.VIPs, vip)
+					in.ExcludedVIPs = append(in.ExcludedVIPs, vip)
 				}
 			}
-		case "virtual_ipaddress_excluded", "virtual_routes", "virtual_rules":
+		case "virtual_routes", "virtual_rules":
 			c.warnf(k.pos, "%s is not supported by warren-vrrp; ignored", k.keyword)
 		case "track_script":
 			if !k.hasBlock {
@@ -164,6 +229,7 @@ func (c *configParser) instance(n *node) {
 			c.errorf(k.pos, "unknown keyword %q in vrrp_instance", k.keyword)
 		}
 	}
+	in.IPv6 = fam.ipv6
 	c.cfg.Instances = append(c.cfg.Instances, in)
 }
 
@@ -262,6 +328,7 @@ func (c *configParser) validate() {
 		iface   string
 		vrid    int
 		version int
+		ipv6    bool
 	}
 	vrids := map[key]*InstanceConfig{}
 	names := map[string]*InstanceConfig{}
@@ -277,13 +344,21 @@ func (c *configParser) validate() {
 		if in.Version == 0 {
 			in.Version = 2
 		}
+		if in.IPv6 && in.Version != 3 {
+			// keepalived's IPv6 instances always run version 3; say so when
+			// the instance itself asked for 2 (a global default is silent).
+			if in.versionSet {
+				c.warnf(in.Pos, "vrrp_instance %s: VRRPv2 cannot carry IPv6; using version 3", in.Name)
+			}
+			in.Version = 3
+		}
 		if in.Interface == "" {
 			c.errorf(in.Pos, "vrrp_instance %s: no interface", in.Name)
 		}
 		if in.VRID == 0 {
 			c.errorf(in.Pos, "vrrp_instance %s: virtual_router_id is not set", in.Name)
 		}
-		k := key{in.Interface, in.VRID, in.Version}
+		k := key{in.Interface, in.VRID, in.Version, in.IPv6}
 		if o, dup := vrids[k]; dup && in.VRID != 0 {
 			c.errorf(in.Pos, "vrrp_instance %s: virtual_router_id %d on %s already used by %s", in.Name, in.VRID, in.Interface, o.Name)
 		}
@@ -332,21 +407,21 @@ func (c *configParser) validate() {
 				c.errorf(in.Pos, "vrrp_instance %s: vrrp_strict needs at least one virtual_ipaddress", in.Name)
 			}
 		}
-		if len(in.VIPs) == 0 {
+		switch {
+		case len(in.VIPs) == 0 && in.IPv6:
+			// keepalived refuses to run an IPv6 instance without one.
+			c.errorf(in.Pos, "vrrp_instance %s: an IPv6 instance needs at least one virtual_ipaddress", in.Name)
+		case len(in.VIPs) == 0:
 			c.warnf(in.Pos, "vrrp_instance %s: no virtual_ipaddress", in.Name)
-		}
-		v4, v6 := 0, 0
-		for _, v := range in.VIPs {
-			if v.Prefix.Addr().Is4() {
-				v4++
+		case in.IPv6 && !in.VIPs[0].Prefix.Addr().IsLinkLocalUnicast():
+			// RFC 5798 section 5.2.9: the first IPv6 address is the
+			// virtual router's link-local one. keepalived warns, and
+			// refuses it under vrrp_strict.
+			if cfg.Global.Strict {
+				c.errorf(in.Pos, "vrrp_instance %s: vrrp_strict: the first IPv6 virtual_ipaddress must be link-local (fe80::/10)", in.Name)
 			} else {
-				v6++
+				c.warnf(in.Pos, "vrrp_instance %s: the first IPv6 virtual_ipaddress should be link-local (fe80::/10)", in.Name)
 			}
-		}
-		if v6 > 0 && v4 == 0 {
-			c.errorf(in.Pos, "vrrp_instance %s: only IPv6 virtual addresses: VRRP over IPv6 is not supported by warren-vrrp; add an IPv4 address to advertise", in.Name)
-		} else if v6 > 0 {
-			c.warnf(in.Pos, "vrrp_instance %s: IPv6 virtual addresses move with the instance but are not listed in its adverts (as keepalived treats addresses of the other family)", in.Name)
 		}
 		if in.UnicastSrc.IsValid() && len(in.UnicastPeers) == 0 {
 			c.warnf(in.Pos, "vrrp_instance %s: unicast_src_ip without unicast_peer; adverts go to the multicast group", in.Name)

@@ -116,7 +116,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"strict auth", "global_defs {\n vrrp_strict\n}\n" + strings.Replace(goodInstance, "advert_int 1", "authentication {\n auth_type PASS\n auth_pass x\n }", 1),
 			[]string{"keepalived.conf:4: vrrp_instance VI_1: authentication is not allowed with vrrp_strict"}},
 		{"bad peer", strings.Replace(goodInstance, "advert_int 1", "unicast_peer {\n 10.0.0.300\n }", 1),
-			[]string{`keepalived.conf:7: unicast_peer "10.0.0.300" is not an IPv4 address`}},
+			[]string{`keepalived.conf:7: unicast_peer "10.0.0.300" is not an IP address`}},
 		{"bad vip", strings.Replace(goodInstance, "10.0.0.100/24", "10.0.0/24", 1),
 			[]string{`keepalived.conf:8: virtual_ipaddress "10.0.0/24" is not an address`}},
 		{"unknown script", strings.Replace(goodInstance, "advert_int 1", "track_script {\n nope\n }", 1),

@@ -30,7 +30,7 @@ type Options struct {
 type Daemon struct {
 	opts      Options
 	log       *slog.Logger
-	links     map[string]*link
+	links     map[linkKey]*link
 	instances []*instance
 	trackers  []*scriptTracker
 	notify    *notifier
@@ -40,10 +40,27 @@ type Daemon struct {
 	ifUp map[string]bool // guarded by ifMu; interface name -> up and running
 }
 
-// link is one interface's raw socket and the instances on it.
+// linkKey names a link: an interface and an address family. IPv4 and IPv6
+// instances on one interface have separate sockets and VRID spaces, as in
+// keepalived.
+type linkKey struct {
+	name string
+	ipv6 bool
+}
+
+// String is how the status dump names the link: "eth0", or "eth0 ipv6".
+func (k linkKey) String() string {
+	if k.ipv6 {
+		return k.name + " ipv6"
+	}
+	return k.name
+}
+
+// link is one interface's raw socket of one family and the instances on it.
 type link struct {
 	name  string
-	sock  *rawSocket
+	key   linkKey
+	sock  advertConn
 	local []netip.Addr // our own addresses there, to drop our own adverts
 	byID  map[uint8]*instance
 
@@ -64,7 +81,7 @@ func New(opts Options) (*Daemon, error) {
 		opts.NotifyGrace = 5 * time.Second
 	}
 	cfg := opts.Config
-	d := &Daemon{opts: opts, log: opts.Logger, links: map[string]*link{}, ifUp: map[string]bool{}, started: time.Now()}
+	d := &Daemon{opts: opts, log: opts.Logger, links: map[linkKey]*link{}, ifUp: map[string]bool{}, started: time.Now()}
 	runner, err := newScriptRunner(cfg.Global.ScriptSecurity, cfg.Global.ScriptUser)
 	if err != nil {
 		return nil, err
@@ -119,31 +136,51 @@ func (d *Daemon) newInstance(ic *InstanceConfig, g *Global, trackers map[string]
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", ic.Interface, err)
 	}
-	vips, err := resolveVIPs(ic.VIPs, ic.Interface)
+	vips, err := resolveVIPs(append(slices.Clone(ic.VIPs), ic.ExcludedVIPs...), ic.Interface)
 	if err != nil {
 		return nil, err
 	}
-	addrs := vips.ipv4Addrs()
+	// The advert lists virtual_ipaddress only (all of the instance's
+	// family), not virtual_ipaddress_excluded.
+	addrs := make([]netip.Addr, 0, len(ic.VIPs))
+	for _, v := range ic.VIPs {
+		addrs = append(addrs, v.Prefix.Addr())
+	}
 	src := ic.UnicastSrc
-	if !src.IsValid() {
+	switch {
+	case src.IsValid():
+	case ic.IPv6:
+		if src, err = linkLocal6(ic.Interface); err != nil {
+			return nil, err
+		}
+	default:
 		if src, err = primaryIPv4(ic.Interface, addrs); err != nil {
 			return nil, err
 		}
 	}
-	l := d.links[ic.Interface]
+	key := linkKey{name: ic.Interface, ipv6: ic.IPv6}
+	l := d.links[key]
 	if l == nil {
-		sock, err := openRawSocket(ifi)
+		var sock advertConn
+		if ic.IPv6 {
+			sock, err = openRawSocket6(ifi)
+		} else {
+			sock, err = openRawSocket(ifi)
+		}
 		if err != nil {
 			return nil, err
 		}
-		l = &link{name: ic.Interface, sock: sock, byID: map[uint8]*instance{}, bad: map[DropReason]uint64{}}
-		d.links[ic.Interface] = l
+		l = &link{name: ic.Interface, key: key, sock: sock, byID: map[uint8]*instance{}, bad: map[DropReason]uint64{}}
+		d.links[key] = l
 	}
 	l.local = append(l.local, src)
 	if _, dup := l.byID[uint8(ic.VRID)]; dup {
-		return nil, fmt.Errorf("virtual_router_id %d already used on %s", ic.VRID, ic.Interface)
+		return nil, fmt.Errorf("virtual_router_id %d already used on %s", ic.VRID, key)
 	}
 	dsts := []netip.Addr{MulticastGroup}
+	if ic.IPv6 {
+		dsts = []netip.Addr{MulticastGroup6}
+	}
 	if len(ic.UnicastPeers) > 0 {
 		dsts = ic.UnicastPeers
 	}
@@ -381,14 +418,14 @@ func (d *Daemon) Status() ([]InstanceStatus, map[string]map[DropReason]uint64) {
 		out = append(out, in.snapshot())
 	}
 	links := map[string]map[DropReason]uint64{}
-	for name, l := range d.links {
+	for key, l := range d.links {
 		l.mu.Lock()
 		m := map[DropReason]uint64{}
 		for k, v := range l.bad {
 			m[k] = v
 		}
 		l.mu.Unlock()
-		links[name] = m
+		links[key.String()] = m
 	}
 	return out, links
 }

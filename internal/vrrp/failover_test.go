@@ -222,9 +222,10 @@ func TestInterfaceDownFault(t *testing.T) {
 	l.waitHolder(vip, 0, 5*time.Second)
 }
 
-// TestIPv6VIPMovesWithInstance gives an IPv4 instance an IPv6 address too:
-// it moves with the master (added without duplicate detection, announced
-// with unsolicited neighbour adverts) though only IPv4 goes in adverts.
+// TestIPv6VIPMovesWithInstance gives an IPv4 instance an IPv6 address in
+// virtual_ipaddress_excluded, keepalived's place for the other family: it
+// moves with the master (added without duplicate detection, announced with
+// unsolicited neighbour adverts) though only IPv4 goes in adverts.
 func TestIPv6VIPMovesWithInstance(t *testing.T) {
 	l := newLab(t, 2)
 	has6 := func(n *labNode) bool {
@@ -232,7 +233,7 @@ func TestIPv6VIPMovesWithInstance(t *testing.T) {
 		return err == nil && strings.Contains(string(out), " fd00:77::100/64 ")
 	}
 	conf := func(p int) string {
-		return vrrpConf{Version: 3, AdvertInt: "0.2", Priority: p, MoreVIPs: []string{"fd00:77::100/64"}}.String()
+		return vrrpConf{Version: 3, AdvertInt: "0.2", Priority: p, Excluded: []string{"fd00:77::100/64"}}.String()
 	}
 	a := l.nodes[0].startWarren(t, conf(150))
 	l.nodes[1].startWarren(t, conf(100))

@@ -22,7 +22,7 @@ type instance struct {
 	cfg     *InstanceConfig
 	global  *Global
 	log     *slog.Logger
-	sock    *rawSocket
+	sock    advertConn
 	src     netip.Addr   // source of our adverts
 	dsts    []netip.Addr // the multicast group or the unicast peers
 	vips    *vipSet

@@ -22,15 +22,32 @@ func TestInteropKeepalived(t *testing.T) {
 	for _, version := range []int{2, 3} {
 		for _, warrenMaster := range []bool{true, false} {
 			name := fmt.Sprintf("v%d/warren_master=%t", version, warrenMaster)
-			t.Run(name, func(t *testing.T) { interop(t, version, warrenMaster) })
+			t.Run(name, func(t *testing.T) { interop(t, version, false, warrenMaster) })
 		}
 	}
 }
 
-func interop(t *testing.T, version int, warrenMaster bool) {
+// TestInteropKeepalivedIPv6 runs the same scenario as TestInteropKeepalived
+// with an IPv6 instance: VRRPv3 over IPv6 to ff02::12 from the link-local
+// addresses, a link-local virtual address first and a global one after it.
+// keepalived must accept warren-vrrp's adverts (hop limit, pseudo-header
+// checksum, address list) and the reverse, either one being master.
+func TestInteropKeepalivedIPv6(t *testing.T) {
+	for _, warrenMaster := range []bool{true, false} {
+		t.Run(fmt.Sprintf("warren_master=%t", warrenMaster), func(t *testing.T) { interop(t, 3, true, warrenMaster) })
+	}
+}
+
+func interop(t *testing.T, version int, v6, warrenMaster bool) {
 	l := newLab(t, 2)
 	conf := func(prio int) string {
 		return vrrpConf{Version: version, Priority: prio, AuthPass: "interop"}.String()
+	}
+	vip, masterAddr := vip, "10.77.0.1"
+	if v6 {
+		l.addIPv6(t)
+		conf = func(prio int) string { return v6Conf(prio, "1") }
+		vip, masterAddr = vip6, l.nodes[0].linkLocal(t, false)
 	}
 	start := func(idx int) *speaker {
 		prio := 100
@@ -50,7 +67,7 @@ func interop(t *testing.T, version int, warrenMaster bool) {
 	l.waitHolder(vip, 0, 8*time.Second)
 	time.Sleep(1500 * time.Millisecond) // let a few adverts cross
 	st := warren.status(t)
-	if got := field(st, "instance VI_1", "master"); got != "10.77.0.1" {
+	if got := field(st, "instance VI_1", "master"); got != masterAddr {
 		t.Fatalf("warren-vrrp sees master %q\n%s", got, st)
 	}
 	if !warrenMaster && counter(t, st, "instance VI_1", "adverts_received") == 0 {

@@ -136,10 +136,51 @@ func newLab(t *testing.T, n int) *lab {
 	return l
 }
 
-// hasAddr reports whether addr is on the node's eth0.
+// hasAddr reports whether addr (IPv4 or IPv6) is on the node's eth0.
 func (n *labNode) hasAddr(addr string) bool {
-	out, err := exec.Command("ip", "-n", n.ns, "-4", "-o", "addr", "show", "dev", n.iface).Output()
+	fam := "-4"
+	if strings.Contains(addr, ":") {
+		fam = "-6"
+	}
+	out, err := exec.Command("ip", "-n", n.ns, fam, "-o", "addr", "show", "dev", n.iface).Output()
 	return err == nil && strings.Contains(string(out), " "+addr+"/")
+}
+
+// addIPv6 gives node i the address fd00:77::(i+1)/64 too (without
+// duplicate address detection, so it is usable at once). The nodes'
+// link-local addresses may still be tentative: the daemons must cope.
+func (l *lab) addIPv6(t testing.TB) {
+	t.Helper()
+	for i, n := range l.nodes {
+		run(t, "ip", "-n", n.ns, "-6", "addr", "add", fmt.Sprintf("fd00:77::%d/64", i+1), "dev", n.iface, "nodad")
+	}
+}
+
+// linkLocal waits for the node's IPv6 link-local address and returns it;
+// with settled it also waits for duplicate address detection to end.
+func (n *labNode) linkLocal(t testing.TB, settled bool) string {
+	t.Helper()
+	var addr string
+	waitFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		out, err := exec.Command("ip", "-n", n.ns, "-6", "-o", "addr", "show", "dev", n.iface, "scope", "link").Output()
+		if err != nil {
+			return err
+		}
+		f := strings.Fields(string(out))
+		for i, w := range f {
+			if w == "inet6" && i+1 < len(f) {
+				addr, _, _ = strings.Cut(f[i+1], "/")
+			}
+		}
+		switch {
+		case addr == "":
+			return fmt.Errorf("%s has no link-local address", n.ns)
+		case settled && strings.Contains(string(out), "tentative"):
+			return fmt.Errorf("%s: link-local %s still tentative", n.ns, addr)
+		}
+		return nil
+	})
+	return addr
 }
 
 // holders returns the indexes of the nodes holding addr.
@@ -404,7 +445,7 @@ func (n *labNode) serveName(t testing.TB, port int) {
 	t.Helper()
 	var ln net.Listener
 	if err := inNS(n.ns, func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port)) // IPv4 and IPv6
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -430,7 +471,7 @@ func (n *labNode) askName(addr string, port int) (string, error) {
 	var c net.Conn
 	err := inNS(n.ns, func() (err error) {
 		d := net.Dialer{Timeout: 500 * time.Millisecond}
-		c, err = d.DialContext(context.Background(), "tcp4", fmt.Sprintf("%s:%d", addr, port))
+		c, err = d.DialContext(context.Background(), "tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
 		return err
 	})
 	if err != nil {
@@ -457,6 +498,7 @@ type vrrpConf struct {
 	AuthPass  string
 	VIP       string
 	MoreVIPs  []string // more virtual_ipaddress lines
+	Excluded  []string // virtual_ipaddress_excluded lines
 	Extra     string   // more lines inside vrrp_instance
 	Top       string   // more sections (vrrp_script ...)
 	Global    string   // more lines in global_defs
@@ -488,10 +530,22 @@ func (c vrrpConf) String() string {
 	if c.AuthPass != "" && c.Version == 2 {
 		fmt.Fprintf(&sb, "  authentication {\n    auth_type PASS\n    auth_pass %s\n  }\n", c.AuthPass)
 	}
-	fmt.Fprintf(&sb, "  virtual_ipaddress {\n    %s/24 dev eth0 label eth0:vip\n", c.VIP)
+	if strings.Contains(c.VIP, ":") {
+		fmt.Fprintf(&sb, "  virtual_ipaddress {\n    %s/64 dev eth0\n", c.VIP)
+	} else {
+		fmt.Fprintf(&sb, "  virtual_ipaddress {\n    %s/24 dev eth0 label eth0:vip\n", c.VIP)
+	}
 	for _, v := range c.MoreVIPs {
 		fmt.Fprintf(&sb, "    %s\n", v)
 	}
-	fmt.Fprintf(&sb, "  }\n%s}\n", c.Extra)
+	sb.WriteString("  }\n")
+	if len(c.Excluded) > 0 {
+		sb.WriteString("  virtual_ipaddress_excluded {\n")
+		for _, v := range c.Excluded {
+			fmt.Fprintf(&sb, "    %s\n", v)
+		}
+		sb.WriteString("  }\n")
+	}
+	fmt.Fprintf(&sb, "%s}\n", c.Extra)
 	return sb.String()
 }

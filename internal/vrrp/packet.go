@@ -31,6 +31,10 @@ const (
 // MulticastGroup is the IPv4 group adverts are sent to unless unicast peers are set.
 var MulticastGroup = netip.AddrFrom4([4]byte{224, 0, 0, 18})
 
+// MulticastGroup6 is the IPv6 group (RFC 5798 section 5.1.2.2) adverts of
+// an IPv6 instance are sent to unless unicast peers are set.
+var MulticastGroup6 = netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x12})
+
 // AuthType is the VRRPv2 authentication type.
 type AuthType uint8
 
@@ -40,7 +44,9 @@ const (
 	AuthPass AuthType = v2AuthPassword
 )
 
-// Packet is one decoded VRRP advertisement. Addrs holds IPv4 addresses only.
+// Packet is one decoded VRRP advertisement. Addrs holds addresses of one
+// family: IPv4 when the packet travels over IPv4, IPv6 over IPv6 (VRRPv3
+// only).
 type Packet struct {
 	Version  int // 2 or 3
 	VRID     uint8
@@ -96,10 +102,17 @@ func ReasonOf(err error) DropReason {
 }
 
 // Marshal appends the wire form of p to b and returns it. src and dst are the
-// IPv4 source and destination used for the v3 pseudo-header checksum; v2 ignores them.
+// IP source and destination used for the v3 pseudo-header checksum (IPv4 or
+// IPv6, RFC 5798 section 5.2.8); v2 ignores them. Over IPv6 (src is IPv6)
+// only v3 exists and every address must be IPv6; over IPv4 every address
+// must be IPv4.
 func (p *Packet) Marshal(b []byte, src, dst netip.Addr) ([]byte, error) {
 	if p.Version != 2 && p.Version != 3 {
 		return b, fmt.Errorf("vrrp: marshal: version %d", p.Version)
+	}
+	v6 := src.Is6() && !src.Is4In6()
+	if v6 && p.Version != 3 {
+		return b, fmt.Errorf("vrrp: marshal: VRRPv%d over IPv6", p.Version)
 	}
 	if len(p.Addrs) > maxAddrs {
 		return b, fmt.Errorf("vrrp: marshal: %d addresses, at most %d", len(p.Addrs), maxAddrs)
@@ -121,11 +134,16 @@ func (p *Packet) Marshal(b []byte, src, dst netip.Addr) ([]byte, error) {
 		b = append(b, 0, 0)
 	}
 	for _, a := range p.Addrs {
-		if !a.Is4() {
-			return b[:start], fmt.Errorf("vrrp: marshal: %s is not IPv4", a)
+		switch {
+		case v6 && a.Is6() && !a.Is4In6():
+			a16 := a.As16()
+			b = append(b, a16[:]...)
+		case !v6 && a.Is4():
+			a4 := a.As4()
+			b = append(b, a4[:]...)
+		default:
+			return b[:start], fmt.Errorf("vrrp: marshal: %s in an advert sent from %s", a, src)
 		}
-		a4 := a.As4()
-		b = append(b, a4[:]...)
 	}
 	if p.Version == 2 {
 		b = append(b, p.AuthData[:]...)
@@ -142,9 +160,11 @@ func (p *Packet) Marshal(b []byte, src, dst netip.Addr) ([]byte, error) {
 }
 
 // Decode parses one VRRP message (the IP payload). src and dst are the IP
-// addresses the message came with, used for the v3 checksum. On error the
-// returned *DecodeError names the drop reason. The returned packet does not
-// retain b.
+// addresses the message came with, used for the v3 checksum; their family
+// says whether the address list holds IPv4 or IPv6 addresses. VRRPv2 over
+// IPv6 does not exist (RFC 5798 only) and is dropped as bad_version. On
+// error the returned *DecodeError names the drop reason. The returned
+// packet does not retain b.
 func Decode(b []byte, src, dst netip.Addr) (Packet, error) {
 	var p Packet
 	if len(b) < headerLen {
@@ -157,10 +177,18 @@ func Decode(b []byte, src, dst netip.Addr) (Packet, error) {
 	if t := b[0] & 0x0f; t != typeAdvert {
 		return p, decodeErr(DropType, "type %d", t)
 	}
+	v6 := src.Is6() && !src.Is4In6()
+	if v6 && p.Version != 3 {
+		return p, decodeErr(DropVersion, "VRRPv%d over IPv6", p.Version)
+	}
+	addrLen := 4
+	if v6 {
+		addrLen = 16
+	}
 	p.VRID = b[1]
 	p.Priority = b[2]
 	n := int(b[3])
-	want := headerLen + 4*n
+	want := headerLen + addrLen*n
 	if p.Version == 2 {
 		want += authDataLen
 	}
@@ -186,7 +214,12 @@ func Decode(b []byte, src, dst netip.Addr) (Packet, error) {
 	if n > 0 {
 		p.Addrs = make([]netip.Addr, n)
 		for i := range n {
-			p.Addrs[i] = netip.AddrFrom4([4]byte(b[headerLen+4*i : headerLen+4*i+4]))
+			off := headerLen + addrLen*i
+			if v6 {
+				p.Addrs[i] = netip.AddrFrom16([16]byte(b[off : off+16]))
+			} else {
+				p.Addrs[i] = netip.AddrFrom4([4]byte(b[off : off+4]))
+			}
 		}
 	}
 	return p, nil
@@ -208,8 +241,21 @@ func checksum(b []byte, initial uint32) uint16 {
 	return ^uint16(sum)
 }
 
+// pseudoHeaderSum returns the partial sum of the pseudo-header: RFC 768's
+// for IPv4 (addresses, protocol, length) and RFC 8200 section 8.1's for
+// IPv6 (addresses, 32-bit length, next header).
 func pseudoHeaderSum(src, dst netip.Addr, length int) uint32 {
 	var sum uint32
+	if src.Is6() && !src.Is4In6() {
+		s, d := src.As16(), dst.As16()
+		for i := 0; i < 16; i += 2 {
+			sum += uint32(s[i])<<8 | uint32(s[i+1])
+			sum += uint32(d[i])<<8 | uint32(d[i+1])
+		}
+		sum += uint32(length>>16) + uint32(length&0xffff)
+		sum += IPProto
+		return sum
+	}
 	if src.Is4() {
 		s := src.As4()
 		sum += uint32(s[0])<<8 | uint32(s[1])

@@ -148,3 +148,64 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// keepalivedV6Advert is a VRRPv3 advert over IPv6 as Debian's keepalived
+// 2.2.7 sent it (captured with tcpdump): VRID 51, priority 255, 1 s, two
+// addresses, from the interface's link-local address to ff02::12.
+var (
+	keepalivedV6Src    = netip.MustParseAddr("fe80::d8be:3eff:fe17:fcc8")
+	keepalivedV6Advert = []byte{
+		0x31, 0x33, 0xff, 0x02, 0x00, 0x64, 0xc2, 0x95,
+		0xfd, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00,
+		0xfd, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x01,
+	}
+)
+
+// TestPacketIPv6 checks the IPv6 codec against keepalived's own bytes: the
+// decoder accepts them (the checksum covers the IPv6 pseudo-header) and
+// the encoder produces the same bytes from the decoded fields.
+func TestPacketIPv6(t *testing.T) {
+	p, err := Decode(keepalivedV6Advert, keepalivedV6Src, MulticastGroup6)
+	if err != nil {
+		t.Fatalf("decode keepalived's advert: %v", err)
+	}
+	want := []netip.Addr{netip.MustParseAddr("fd00::100"), netip.MustParseAddr("fd00::101")}
+	if p.Version != 3 || p.VRID != 51 || p.Priority != 255 || p.Interval != time.Second || len(p.Addrs) != 2 ||
+		p.Addrs[0] != want[0] || p.Addrs[1] != want[1] {
+		t.Fatalf("decoded %+v", p)
+	}
+	b, err := p.Marshal(nil, keepalivedV6Src, MulticastGroup6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, keepalivedV6Advert) {
+		t.Fatalf("re-encoded\n got %x\nwant %x", b, keepalivedV6Advert)
+	}
+	// Another source address changes the pseudo-header: the sum must fail.
+	if _, err := Decode(b, netip.MustParseAddr("fe80::1"), MulticastGroup6); ReasonOf(err) != DropChecksum {
+		t.Fatalf("wrong pseudo-header: %v", err)
+	}
+	// The same message read as IPv4 is a different (short) packet.
+	if _, err := Decode(b, testSrc, testDst); err == nil {
+		t.Fatal("IPv6 advert decoded as IPv4")
+	}
+	// keepalived 2.2.7 sends VRRPv2 over IPv6 when "version 2" precedes an
+	// IPv6 address in an instance; no RFC defines it, so it is dropped.
+	v2 := []byte{0x21, 0x33, 0xff, 0x01, 0x00, 0x01, 0xd1, 0x0b,
+		0xfd, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00}
+	if _, err := Decode(v2, keepalivedV6Src, MulticastGroup6); ReasonOf(err) != DropVersion {
+		t.Fatalf("v2 over IPv6: %v", err)
+	}
+	for _, bad := range []Packet{
+		{Version: 2, VRID: 1, Priority: 100, Interval: time.Second},
+		{Version: 3, VRID: 1, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}},
+	} {
+		if _, err := bad.Marshal(nil, keepalivedV6Src, MulticastGroup6); err == nil {
+			t.Errorf("marshal %+v over IPv6 succeeded", bad)
+		}
+	}
+	if _, err := (&Packet{Version: 3, VRID: 1, Priority: 100, Interval: time.Second,
+		Addrs: want}).Marshal(nil, testSrc, testDst); err == nil {
+		t.Error("IPv6 addresses in an IPv4 advert marshalled")
+	}
+}

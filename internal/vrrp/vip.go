@@ -4,10 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -71,6 +73,11 @@ func (v resolvedVIP) addr() *netlink.Addr {
 	}, Label: v.Label}
 	if v.Prefix.Addr().Is6() {
 		a.Flags = unix.IFA_F_NODAD // the address moves between hosts: no duplicate detection delay
+		if v.Prefix.Bits() == 128 {
+			// As keepalived: a /128 is deprecated (preferred lifetime 0)
+			// so the kernel does not pick it as a source address.
+			a.ValidLft, a.PreferedLft = math.MaxUint32, 0
+		}
 	}
 	switch v.Scope {
 	case "host":
@@ -124,17 +131,6 @@ func (s *vipSet) present() ([]netip.Prefix, error) {
 		}
 	}
 	return out, nil
-}
-
-// ipv4Addrs returns the IPv4 VIPs, the address list of an advert.
-func (s *vipSet) ipv4Addrs() []netip.Addr {
-	var out []netip.Addr
-	for _, v := range s.vips {
-		if v.Prefix.Addr().Is4() {
-			out = append(out, v.Prefix.Addr())
-		}
-	}
-	return out
 }
 
 // sendGARP sends one gratuitous ARP (an ARP request for the address from
@@ -242,6 +238,40 @@ func sendGratuitousARP(fd int, attrs *netlink.LinkAttrs, ip netip.Addr) error {
 		return fmt.Errorf("vrrp: gratuitous ARP for %s on %s: %w", ip, attrs.Name, err)
 	}
 	return nil
+}
+
+// linkLocalWait bounds how long an IPv6 instance waits at start for its
+// interface's link-local address, which the kernel adds a moment after the
+// link comes up.
+const linkLocalWait = 3 * time.Second
+
+// linkLocal6 returns the interface's IPv6 link-local address, the source of
+// an IPv6 instance's adverts (RFC 5798 section 5.1.2.1). It may still be
+// tentative (duplicate address detection running): sends fail until DAD
+// ends, and are counted as send errors. It waits up to linkLocalWait for
+// the address to appear.
+func linkLocal6(name string) (netip.Addr, error) {
+	deadline := time.Now().Add(linkLocalWait)
+	for {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("vrrp: interface %s: %w", name, err)
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V6)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("vrrp: addresses of %s: %w", name, err)
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if ok && ip.IsLinkLocalUnicast() {
+				return ip, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return netip.Addr{}, fmt.Errorf("vrrp: interface %s has no IPv6 link-local address (down, or IPv6 disabled?)", name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // primaryIPv4 returns the first IPv4 address of an interface that is not one
