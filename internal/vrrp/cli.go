@@ -124,7 +124,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
-				log.Warn("reload on SIGHUP is not supported; restart warren-vrrp to apply a new configuration")
+				reload(d, file, log)
 				continue
 			}
 			if err := d.WriteStatusFile(statusFile); err != nil {
@@ -133,6 +133,31 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				log.Info("status dump written", "file", statusFile)
 			}
 		}
+	}
+}
+
+// reload re-reads the configuration (with its includes) and applies it, as
+// keepalived does on SIGHUP. A configuration with errors, or one that
+// cannot run here, is logged with every problem and its file:line, and the
+// running configuration stays.
+func reload(d *Daemon, file string, log *slog.Logger) {
+	log.Info("reloading", "file", file)
+	cfg, err := ParseConfigFile(file)
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		for _, e := range ce.Diags {
+			log.Error("reload: config: "+e.Msg, "at", e.Pos.String())
+		}
+	}
+	if err != nil {
+		log.Error("reload refused: the configuration has errors; keeping the running one", "file", file)
+		return
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn("config: "+w.Msg, "at", w.Pos.String())
+	}
+	if err := d.Reload(cfg); err != nil {
+		log.Error("reload refused; keeping the running configuration", "err", err)
 	}
 }
 

@@ -25,16 +25,34 @@ type Options struct {
 	NotifyGrace time.Duration
 }
 
-// Daemon runs every vrrp_instance of a configuration. Create it with New,
-// run it with Run; Status may be called from any goroutine.
+// Daemon runs every vrrp_instance of a configuration and applies reloaded
+// ones. Create it with New and run it with Run; Status and Reload may be
+// called from any goroutine while it runs.
+//
+// The goroutine running Run owns the running set (instances, links,
+// trackers): it starts them, stops them, and changes the set on Reload.
+// Other goroutines read the set under mu. Lock order: mu, then a link's mu
+// or ifMu; an instance's mu is never held while taking another lock.
 type Daemon struct {
-	opts      Options
-	log       *slog.Logger
-	links     map[linkKey]*link
-	instances []*instance
-	trackers  []*scriptTracker
-	notify    *notifier
-	started   time.Time
+	opts    Options
+	log     *slog.Logger
+	notify  *notifier
+	started time.Time
+
+	initial *plan              // built by New, applied by Run
+	reloads chan reloadRequest // served by Run
+	done    chan struct{}      // closed when Run returns
+
+	// Owned by Run's goroutine.
+	trackers map[string]*scriptTracker // the running trackers by script name
+	iwg      sync.WaitGroup            // instance goroutines
+	twg      sync.WaitGroup            // tracker goroutines
+	rwg      sync.WaitGroup            // receiver goroutines
+
+	mu        sync.Mutex
+	cfg       *Config           // guarded by mu; the configuration running
+	links     map[linkKey]*link // guarded by mu
+	instances []*instance       // guarded by mu
 
 	ifMu sync.Mutex
 	ifUp map[string]bool // guarded by ifMu; interface name -> up and running
@@ -57,15 +75,53 @@ func (k linkKey) String() string {
 }
 
 // link is one interface's raw socket of one family and the instances on it.
+// Its receiver goroutine runs until the socket is closed.
 type link struct {
-	name  string
-	key   linkKey
-	sock  advertConn
-	local []netip.Addr // our own addresses there, to drop our own adverts
-	byID  map[uint8]*instance
+	name string
+	key  linkKey
+	sock advertConn
 
-	mu  sync.Mutex
-	bad map[DropReason]uint64 // guarded by mu; drops not tied to an instance
+	mu    sync.Mutex
+	local []netip.Addr          // guarded by mu; our own addresses there, to drop our own adverts
+	byID  map[uint8]*instance   // guarded by mu
+	bad   map[DropReason]uint64 // guarded by mu; drops not tied to an instance
+}
+
+// lookup returns the instance for vrid and whether src is one of ours.
+func (l *link) lookup(vrid uint8, src netip.Addr) (*instance, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.byID[vrid], slices.Contains(l.local, src)
+}
+
+// attach and detach register an instance on the link; Run's goroutine only.
+func (l *link) attach(in *instance) {
+	l.mu.Lock()
+	l.byID[uint8(in.cfg.VRID)] = in
+	l.local = append(l.local, in.src)
+	l.mu.Unlock()
+}
+
+func (l *link) detach(in *instance) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.byID[uint8(in.cfg.VRID)] == in {
+		delete(l.byID, uint8(in.cfg.VRID))
+	}
+	if i := slices.Index(l.local, in.src); i >= 0 {
+		l.local = slices.Delete(l.local, i, i+1)
+	}
+}
+
+func (l *link) empty() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.byID) == 0
+}
+
+type reloadRequest struct {
+	cfg  *Config
+	errc chan error
 }
 
 // New checks the configuration against the system (interfaces, scripts,
@@ -80,163 +136,19 @@ func New(opts Options) (*Daemon, error) {
 	if opts.NotifyGrace == 0 {
 		opts.NotifyGrace = 5 * time.Second
 	}
-	cfg := opts.Config
-	d := &Daemon{opts: opts, log: opts.Logger, links: map[linkKey]*link{}, ifUp: map[string]bool{}, started: time.Now()}
-	runner, err := newScriptRunner(cfg.Global.ScriptSecurity, cfg.Global.ScriptUser)
+	d := &Daemon{opts: opts, log: opts.Logger, links: map[linkKey]*link{}, ifUp: map[string]bool{},
+		started: time.Now(), reloads: make(chan reloadRequest), done: make(chan struct{}),
+		trackers: map[string]*scriptTracker{}}
+	// Instances and sync groups keep the notifier; apply gives it the
+	// plan's script runner.
+	d.notify = newNotifier(nil, d.log)
+	p, err := d.build(opts.Config)
 	if err != nil {
+		d.notify.close(0)
 		return nil, err
 	}
-	d.notify = newNotifier(runner, d.log)
-	ok := false
-	defer func() {
-		if !ok {
-			d.closeSockets()
-			d.notify.close(0)
-		}
-	}()
-	trackers := map[string]*scriptTracker{}
-	var errs []error
-	for _, sc := range cfg.Scripts {
-		t, err := newScriptTracker(sc, runner, d.log)
-		if err != nil {
-			// keepalived disables a script it cannot run (missing, or
-			// insecure under enable_script_security) and carries on.
-			d.log.Error("vrrp_script disabled: instances tracking it ignore it", "script", sc.Name, "at", sc.Pos.String(), "err", err)
-			continue
-		}
-		trackers[sc.Name] = t
-		d.trackers = append(d.trackers, t)
-	}
-	for _, ic := range cfg.Instances {
-		in, err := d.newInstance(ic, &cfg.Global, trackers)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: vrrp_instance %s: %w", ic.Pos, ic.Name, err))
-			continue
-		}
-		d.instances = append(d.instances, in)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	for _, gc := range cfg.SyncGroups {
-		g := newSyncGroup(gc, d.notify)
-		for _, in := range d.instances {
-			if in.cfg.SyncGroup == gc.Name {
-				g.members = append(g.members, in)
-				in.group = g
-			}
-		}
-	}
-	ok = true
+	d.initial = p
 	return d, nil
-}
-
-func (d *Daemon) newInstance(ic *InstanceConfig, g *Global, trackers map[string]*scriptTracker) (*instance, error) {
-	ifi, err := net.InterfaceByName(ic.Interface)
-	if err != nil {
-		return nil, fmt.Errorf("interface %s: %w", ic.Interface, err)
-	}
-	vips, err := resolveVIPs(append(slices.Clone(ic.VIPs), ic.ExcludedVIPs...), ic.Interface)
-	if err != nil {
-		return nil, err
-	}
-	// The advert lists virtual_ipaddress only (all of the instance's
-	// family), not virtual_ipaddress_excluded.
-	addrs := make([]netip.Addr, 0, len(ic.VIPs))
-	for _, v := range ic.VIPs {
-		addrs = append(addrs, v.Prefix.Addr())
-	}
-	src := ic.UnicastSrc
-	switch {
-	case src.IsValid():
-	case ic.IPv6:
-		if src, err = linkLocal6(ic.Interface); err != nil {
-			return nil, err
-		}
-	default:
-		if src, err = primaryIPv4(ic.Interface, addrs); err != nil {
-			return nil, err
-		}
-	}
-	key := linkKey{name: ic.Interface, ipv6: ic.IPv6}
-	l := d.links[key]
-	if l == nil {
-		var sock advertConn
-		if ic.IPv6 {
-			sock, err = openRawSocket6(ifi)
-		} else {
-			sock, err = openRawSocket(ifi)
-		}
-		if err != nil {
-			return nil, err
-		}
-		l = &link{name: ic.Interface, key: key, sock: sock, byID: map[uint8]*instance{}, bad: map[DropReason]uint64{}}
-		d.links[key] = l
-	}
-	l.local = append(l.local, src)
-	if _, dup := l.byID[uint8(ic.VRID)]; dup {
-		return nil, fmt.Errorf("virtual_router_id %d already used on %s", ic.VRID, key)
-	}
-	dsts := []netip.Addr{MulticastGroup}
-	if ic.IPv6 {
-		dsts = []netip.Addr{MulticastGroup6}
-	}
-	if len(ic.UnicastPeers) > 0 {
-		dsts = ic.UnicastPeers
-	}
-	in := &instance{
-		cfg: ic, global: g, sock: l.sock, src: src, dsts: dsts, vips: vips, addrs: addrs,
-		origin: d.started, notify: d.notify,
-		log:     d.log.With("instance", ic.Name),
-		inbox:   make(chan Event, instanceQueueLen),
-		trackCh: make(chan struct{}, 1),
-		syncCh:  make(chan struct{}, 1),
-		heard:   map[netip.Addr]time.Time{},
-		stats:   instanceStats{Bad: map[DropReason]uint64{}, BasePriority: ic.Priority, Priority: ic.Priority, State: StateInit},
-	}
-	if ic.AuthType == AuthPass {
-		in.auth = PassAuthData(ic.AuthPass)
-	}
-	in.machine = NewMachine(MachineConfig{
-		VRID: uint8(ic.VRID), Version: ic.Version, Priority: uint8(ic.Priority), Interval: ic.AdvertInt,
-		NoPreempt: ic.NoPreempt, PreemptDelay: ic.PreemptDelay, LocalAddr: src,
-		Sync: ic.SyncGroup != "",
-	})
-	for _, ts := range ic.TrackScripts {
-		t := trackers[ts.Name]
-		if t == nil {
-			continue // disabled, logged above
-		}
-		w, rev := t.cfg.Weight, t.cfg.Reverse
-		if ts.WeightSet {
-			w, rev = ts.Weight, ts.Reverse
-		}
-		in.tracks = append(in.tracks, trackRef{t: t, weight: w, reverse: rev})
-		t.subscribe(func(bool) { in.trackChanged() })
-	}
-	// The instance's own interface is always tracked: down means FAULT.
-	names := []TrackInterface{{Name: ic.Interface}}
-	for _, ti := range ic.TrackIfaces {
-		if ti.Name != ic.Interface {
-			names = append(names, ti)
-		}
-	}
-	for _, ti := range names {
-		if _, err := net.InterfaceByName(ti.Name); err != nil {
-			return nil, fmt.Errorf("track_interface %s: %w", ti.Name, err)
-		}
-		name := ti.Name
-		d.ifMu.Lock()
-		d.ifUp[name] = linkUp(name)
-		d.ifMu.Unlock()
-		in.ifaces = append(in.ifaces, ifaceRef{name: name, weight: ti.Weight, up: func() bool {
-			d.ifMu.Lock()
-			defer d.ifMu.Unlock()
-			return d.ifUp[name]
-		}})
-	}
-	l.byID[uint8(ic.VRID)] = in
-	return in, nil
 }
 
 func linkUp(name string) bool {
@@ -253,54 +165,91 @@ func linkAttrsUp(a *netlink.LinkAttrs) bool {
 
 // Run runs the instances until ctx is done, then stops them gracefully:
 // masters send priority 0 and remove their addresses, and notify scripts get
-// NotifyGrace to finish. Run may be called once.
+// NotifyGrace to finish. Between, it applies the configurations passed to
+// Reload. Run may be called once.
 func (d *Daemon) Run(ctx context.Context) error {
+	defer close(d.done)
 	updates := make(chan netlink.LinkUpdate, 64)
-	done := make(chan struct{})
-	if err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+	subDone := make(chan struct{})
+	if err := netlink.LinkSubscribeWithOptions(updates, subDone, netlink.LinkSubscribeOptions{
 		ErrorCallback: func(err error) {
 			select {
-			case <-done: // closing the subscription makes its last read fail
+			case <-subDone: // closing the subscription makes its last read fail
 			default:
 				d.log.Warn("link watch", "err", err)
 			}
 		},
 	}); err != nil {
-		close(done)
-		d.closeSockets()
+		close(subDone)
+		d.initial.discard(d.log)
 		d.notify.close(0)
 		return fmt.Errorf("vrrp: watch interfaces: %w", err)
 	}
-	// Receivers run until their socket closes, which happens only after the
-	// instances stopped, so a master's last advert goes out on an open socket.
-	var rwg sync.WaitGroup
-	for _, l := range d.links {
-		rwg.Add(1)
-		go func() { defer rwg.Done(); d.receive(l) }()
-	}
 	var wg sync.WaitGroup
-	tctx, tcancel := context.WithCancel(context.Background())
-	for _, t := range d.trackers {
-		wg.Add(1)
-		go func() { defer wg.Done(); t.run(tctx) }()
-	}
+	wctx, wcancel := context.WithCancel(context.Background())
 	wg.Add(1)
-	go func() { defer wg.Done(); d.watchLinks(tctx, updates, done) }()
+	go func() { defer wg.Done(); d.watchLinks(wctx, updates, subDone) }()
 
-	var iwg sync.WaitGroup
-	for _, in := range d.instances {
-		iwg.Add(1)
-		go func() { defer iwg.Done(); in.run(ctx) }()
-	}
+	d.apply(ctx, d.initial)
+	d.initial = nil
 	d.log.Info("started", "instances", len(d.instances))
-	<-ctx.Done()
-	iwg.Wait()
-	tcancel()
+	for {
+		select {
+		case req := <-d.reloads:
+			req.errc <- d.reload(ctx, req.cfg)
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	// The instances stop on ctx. Receivers run until their socket closes,
+	// which happens only after the instances stopped, so a master's last
+	// advert goes out on an open socket.
+	d.iwg.Wait()
+	for _, t := range d.trackers {
+		t.stop()
+	}
+	d.twg.Wait()
+	wcancel()
 	wg.Wait()
-	d.closeSockets()
-	rwg.Wait()
+	d.mu.Lock()
+	for key, l := range d.links {
+		if err := l.sock.close(); err != nil {
+			d.log.Warn("closing socket", "interface", key.String(), "err", err)
+		}
+	}
+	d.mu.Unlock()
+	d.rwg.Wait()
 	d.notify.close(d.opts.NotifyGrace)
 	d.log.Info("stopped")
+	return nil
+}
+
+// Reload applies cfg to the running daemon, as keepalived does on SIGHUP:
+// instances that keep their name keep their state and take the new
+// settings (a master adjusts its addresses: removed ones deleted, added ones
+// added and announced), removed instances stop (priority 0 if master, their
+// addresses removed), new ones start, and changed scripts, priorities and
+// intervals take effect. If cfg cannot run here (a missing interface, an
+// address that cannot be resolved) nothing changes and the error says why.
+// Reload waits for Run to take the request; after Run returned it fails.
+func (d *Daemon) Reload(cfg *Config) error {
+	req := reloadRequest{cfg: cfg, errc: make(chan error, 1)}
+	select {
+	case d.reloads <- req:
+	case <-d.done:
+		return errors.New("vrrp: reload: the daemon is not running")
+	}
+	return <-req.errc
+}
+
+func (d *Daemon) reload(ctx context.Context, cfg *Config) error {
+	p, err := d.build(cfg)
+	if err != nil {
+		return fmt.Errorf("vrrp: reload: %w", err)
+	}
+	d.apply(ctx, p)
+	d.log.Info("configuration reloaded", "kept", len(p.update), "stopped", len(p.stop), "started", len(p.start))
 	return nil
 }
 
@@ -330,21 +279,13 @@ func (d *Daemon) watchLinks(ctx context.Context, updates chan netlink.LinkUpdate
 				continue
 			}
 			d.log.Warn("tracked interface changed", "interface", a.Name, "up", up)
+			// Every instance re-reads its trackers; those not tracking
+			// this interface find nothing changed.
+			d.mu.Lock()
 			for _, in := range d.instances {
-				for _, f := range in.ifaces {
-					if f.name == a.Name {
-						in.trackChanged()
-					}
-				}
+				in.trackChanged()
 			}
-		}
-	}
-}
-
-func (d *Daemon) closeSockets() {
-	for _, l := range d.links {
-		if err := l.sock.close(); err != nil {
-			d.log.Warn("closing socket", "interface", l.name, "err", err)
+			d.mu.Unlock()
 		}
 	}
 }
@@ -367,16 +308,20 @@ func (d *Daemon) receive(l *link) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			d.log.Debug("read", "interface", l.name, "err", err)
+			d.log.Debug("read", "interface", l.key.String(), "err", err)
 			l.countBad(DropMalformed)
 			continue
 		}
-		if slices.Contains(l.local, r.src) {
+		var vrid uint8
+		if len(r.payload) >= 2 {
+			vrid = r.payload[1]
+		}
+		in, own := l.lookup(vrid, r.src)
+		if own {
 			continue // our own advert, looped back
 		}
-		var in *instance
-		if len(r.payload) >= 2 {
-			in = l.byID[r.payload[1]]
+		if len(r.payload) < 2 {
+			in = nil
 		}
 		p, err := Decode(r.payload, r.src, r.dst)
 		if err != nil {
@@ -407,12 +352,15 @@ type InstanceStatus struct {
 	VRID      int
 	Version   int
 	Src       netip.Addr
+	AdvertInt time.Duration
 	instanceStats
 }
 
 // Status returns a snapshot of every instance and of the per-interface
 // counters of packets that matched no instance.
 func (d *Daemon) Status() ([]InstanceStatus, map[string]map[DropReason]uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	out := make([]InstanceStatus, 0, len(d.instances))
 	for _, in := range d.instances {
 		out = append(out, in.snapshot())

@@ -17,6 +17,9 @@
 //   - track.go, notify.go: vrrp_script checks and notify scripts.
 //   - daemon.go, instance.go, status.go: the owner goroutine per instance that
 //     holds the sockets, feeds the machines and writes the status dump.
+//   - plan.go: turning a configuration into a running set and, on reload
+//     (SIGHUP), changing the running set in place: kept instances keep
+//     their state, removed ones stop, new ones start.
 //
 // Time in a Machine is a time.Duration since an origin chosen by its owner;
 // the daemon uses the monotonic clock since start.

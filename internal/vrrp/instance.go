@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,34 +17,66 @@ import (
 const instanceQueueLen = 256
 
 // instance runs one vrrp_instance: its goroutine owns the Machine and carries
-// out its actions. Other goroutines talk to it through inbox, trackCh and syncCh,
-// and read its status through stats.
+// out its actions. Other goroutines talk to it through inbox, trackCh,
+// syncCh and updates, and read it through view and stats. The daemon starts
+// it with start and ends it with stop.
 type instance struct {
-	cfg     *InstanceConfig
-	global  *Global
+	// instanceSettings belong to the instance's goroutine, which replaces
+	// them on a reload; other goroutines read view instead.
+	instanceSettings
 	log     *slog.Logger
 	sock    advertConn
-	src     netip.Addr   // source of our adverts
-	dsts    []netip.Addr // the multicast group or the unicast peers
-	vips    *vipSet
-	addrs   []netip.Addr // IPv4 VIPs, the advert's address list
-	machine *Machine     // owned by run
+	machine *Machine // owned by run
 	origin  time.Time
 	notify  *notifier
-	auth    [authDataLen]byte
+	group   *syncGroup // nil unless in a vrrp_sync_group; fixed for the instance's life
 
-	tracks []trackRef
-	ifaces []ifaceRef
-	group  *syncGroup // nil unless in a vrrp_sync_group
+	cancel context.CancelFunc // set by start
+	done   chan struct{}      // closed when run returns
 
 	inbox   chan Event
 	trackCh chan struct{} // capacity 1: "re-read the trackers"
 	syncCh  chan struct{} // capacity 1: "the sync group has an event for you"
+	updates chan *instanceUpdate
+
+	// view is what the receiver and the status read of the settings,
+	// replaced whole (never modified) when they change.
+	view atomic.Pointer[instanceView]
 
 	mu    sync.Mutex
 	stats instanceStats // guarded by mu
 	// heard records when each unicast peer was last heard; guarded by mu.
 	heard map[netip.Addr]time.Time
+}
+
+// instanceSettings is an instance's configuration resolved against the
+// system. A reload replaces it in place; src never changes (a new source
+// address makes a new instance).
+type instanceSettings struct {
+	cfg    *InstanceConfig
+	global *Global
+	src    netip.Addr   // source of our adverts
+	dsts   []netip.Addr // the multicast group or the unicast peers
+	vips   *vipSet      // virtual_ipaddress and virtual_ipaddress_excluded
+	addrs  []netip.Addr // virtual_ipaddress: the advert's address list
+	auth   [authDataLen]byte
+	tracks []trackRef
+	ifaces []ifaceRef
+}
+
+// instanceView is the part of the settings other goroutines read.
+type instanceView struct {
+	cfg    *InstanceConfig
+	global *Global
+	addrs  []netip.Addr
+	auth   [authDataLen]byte
+}
+
+// instanceUpdate carries reloaded settings to the instance's goroutine;
+// done is closed once they are in effect.
+type instanceUpdate struct {
+	settings *instanceSettings
+	done     chan struct{}
 }
 
 type trackRef struct {
@@ -80,6 +113,54 @@ type instanceStats struct {
 
 func (in *instance) now() time.Duration { return time.Since(in.origin) }
 
+func (in *instance) publishView() {
+	in.view.Store(&instanceView{cfg: in.cfg, global: in.global, addrs: in.addrs, auth: in.auth})
+}
+
+func (in *instance) machineConfig() MachineConfig {
+	ic := in.cfg
+	return MachineConfig{
+		VRID: uint8(ic.VRID), Version: ic.Version, Priority: uint8(ic.Priority), Interval: ic.AdvertInt,
+		NoPreempt: ic.NoPreempt, PreemptDelay: ic.PreemptDelay, LocalAddr: in.src,
+		Sync: ic.SyncGroup != "",
+	}
+}
+
+// start runs the instance on a goroutine counted by wg until stop, or
+// until parent is done.
+func (in *instance) start(parent context.Context, wg *sync.WaitGroup) {
+	ctx, cancel := context.WithCancel(parent)
+	in.cancel, in.done = cancel, make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(in.done)
+		in.run(ctx)
+	}()
+}
+
+// stop ends a started instance gracefully (a master sends priority 0 and
+// removes its addresses) and waits for its goroutine.
+func (in *instance) stop() {
+	in.cancel()
+	<-in.done
+}
+
+// update hands reloaded settings to the running instance and waits until
+// they are in effect, or until the instance has stopped.
+func (in *instance) update(s *instanceSettings) {
+	u := &instanceUpdate{settings: s, done: make(chan struct{})}
+	select {
+	case in.updates <- u:
+	case <-in.done:
+		return
+	}
+	select {
+	case <-u.done:
+	case <-in.done:
+	}
+}
+
 func (in *instance) countBad(r DropReason) {
 	in.mu.Lock()
 	in.stats.Bad[r]++
@@ -88,10 +169,11 @@ func (in *instance) countBad(r DropReason) {
 
 // deliver hands a validated advert to the instance without blocking.
 func (in *instance) deliver(src netip.Addr, p Packet) {
+	cfg := in.view.Load().cfg
 	in.mu.Lock()
 	in.stats.AdvertsReceived++
-	if len(in.cfg.UnicastPeers) > 0 {
-		if slices.Contains(in.cfg.UnicastPeers, src) {
+	if len(cfg.UnicastPeers) > 0 {
+		if slices.Contains(cfg.UnicastPeers, src) {
 			in.heard[src] = time.Now()
 		} else {
 			in.stats.UnknownPeer++
@@ -99,9 +181,9 @@ func (in *instance) deliver(src netip.Addr, p Packet) {
 			in.mu.Unlock()
 			if n&(n-1) == 0 { // log the 1st, 2nd, 4th, 8th... so a storm stays readable
 				in.log.Warn("advert for our VRID from an address not in unicast_peer: check both sides' unicast_peer (split brain risk)",
-					"from", src, "count", n, "dropped", in.cfg.CheckUnicastSrc)
+					"from", src, "count", n, "dropped", cfg.CheckUnicastSrc)
 			}
-			if in.cfg.CheckUnicastSrc {
+			if cfg.CheckUnicastSrc {
 				return
 			}
 			in.mu.Lock()
@@ -120,24 +202,25 @@ func (in *instance) deliver(src netip.Addr, p Packet) {
 // check applies the per-instance checks of a decoded advert and returns the
 // drop reason, or "" when the advert is acceptable.
 func (in *instance) check(r received, p Packet) DropReason {
-	if p.Version != in.cfg.Version {
+	v := in.view.Load()
+	if p.Version != v.cfg.Version {
 		return DropWrongVersion
 	}
-	if len(in.cfg.UnicastPeers) == 0 && r.ttl != TTL {
+	if len(v.cfg.UnicastPeers) == 0 && r.ttl != TTL {
 		return DropTTL
 	}
 	if p.Version == 2 {
-		if p.AuthType != in.cfg.AuthType {
+		if p.AuthType != v.cfg.AuthType {
 			return DropAuthType
 		}
-		if p.AuthType == AuthPass && p.AuthData != in.auth {
+		if p.AuthType == AuthPass && p.AuthData != v.auth {
 			return DropAuthPass
 		}
-		if p.Interval != in.cfg.AdvertInt {
+		if p.Interval != v.cfg.AdvertInt {
 			return DropInterval
 		}
 	}
-	if !in.global.SkipCheckAdvAddr && p.Priority != PriorityStop && !sameAddrs(p.Addrs, in.addrs) {
+	if !v.global.SkipCheckAdvAddr && p.Priority != PriorityStop && !sameAddrs(p.Addrs, v.addrs) {
 		return DropAddrList
 	}
 	return ""
@@ -213,7 +296,7 @@ func (in *instance) run(ctx context.Context) {
 	}
 	in.exec(in.machine.Step(in.now(), Event{Kind: EventStart}))
 	in.publish()
-	defer in.vips.close()
+	defer func() { in.vips.close() }() // the set in use at exit: a reload replaces it
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -232,6 +315,7 @@ func (in *instance) run(ctx context.Context) {
 	warned := map[netip.Addr]bool{}
 
 	for {
+		var updated chan struct{}
 		wasMaster := in.machine.State() == StateMaster
 		if d, ok := in.machine.Deadline(); ok {
 			timer.Reset(max(d-in.now(), 0))
@@ -285,6 +369,10 @@ func (in *instance) run(ctx context.Context) {
 			if wasMaster {
 				in.checkPeers(masterSince, warned)
 			}
+		case u := <-in.updates:
+			acts = in.reconfigure(u.settings)
+			peerCheck.Reset(in.peerCheckInterval())
+			updated = u.done
 		}
 		in.exec(acts)
 		isMaster := in.machine.State() == StateMaster
@@ -303,7 +391,52 @@ func (in *instance) run(ctx context.Context) {
 			stopGARP()
 		}
 		in.publish()
+		if updated != nil {
+			close(updated)
+		}
 	}
+}
+
+// reconfigure puts reloaded settings in effect, keeping the state. A master
+// removes the addresses no longer configured, adds the new ones and, when
+// there are new ones, announces them all, as keepalived does after a
+// reload; then it advertises at once (the returned actions). The trackers
+// and priorities are re-read.
+func (in *instance) reconfigure(s *instanceSettings) []Action {
+	old := in.instanceSettings
+	master := in.machine.State() == StateMaster
+	var added bool
+	if master {
+		if err := old.vips.without(s.vips).remove(); err != nil {
+			in.log.Error("removing virtual addresses", "err", err)
+		}
+		fresh := s.vips.without(old.vips)
+		added = len(fresh.vips) > 0
+		if err := s.vips.add(); err != nil {
+			in.log.Error("adding virtual addresses", "err", err)
+		}
+	}
+	old.vips.close()
+	in.instanceSettings = *s
+	in.publishView()
+	in.mu.Lock()
+	in.stats.BasePriority = s.cfg.Priority
+	in.mu.Unlock()
+	if added {
+		in.garpBurst()
+	}
+	prio, fault := in.effective()
+	var acts []Action
+	if fault != in.machine.fault {
+		k := EventFaultClear
+		if fault {
+			k = EventFault
+		}
+		acts = in.machine.Step(in.now(), Event{Kind: k})
+	}
+	acts = append(acts, in.machine.Reconfigure(in.now(), in.machineConfig(), prio)...)
+	in.log.Info("configuration reloaded", "state", in.machine.State().String(), "priority", prio)
+	return acts
 }
 
 // BasePriority is the configured priority as a uint8.
@@ -475,8 +608,9 @@ func (in *instance) publish() {
 func (in *instance) snapshot() InstanceStatus {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	s := InstanceStatus{Name: in.cfg.Name, Interface: in.cfg.Interface, VRID: in.cfg.VRID,
-		Version: in.cfg.Version, Src: in.src, instanceStats: in.stats}
+	cfg := in.view.Load().cfg
+	s := InstanceStatus{Name: cfg.Name, Interface: cfg.Interface, VRID: cfg.VRID,
+		Version: cfg.Version, Src: in.src, AdvertInt: cfg.AdvertInt, instanceStats: in.stats}
 	s.Bad = make(map[DropReason]uint64, len(in.stats.Bad))
 	for k, v := range in.stats.Bad {
 		s.Bad[k] = v

@@ -171,3 +171,29 @@ func (j *injector6) send(t *testing.T, src netip.Addr, hops int, msg []byte) {
 		t.Fatalf("inject: %v", err)
 	}
 }
+
+// TestIPv6Unicast runs an IPv6 instance with unicast_src_ip and
+// unicast_peer: adverts go to the peer's global address instead of
+// ff02::12. The higher priority wins, the backup hears every advert from
+// its listed peer (no unknown_peer), and a graceful stop hands over.
+func TestIPv6Unicast(t *testing.T) {
+	l := newLab(t, 2)
+	l.addIPv6(t)
+	conf := func(prio int, self, peer string) string {
+		return vrrpConf{Version: 3, Priority: prio, AdvertInt: "0.2", VIP: vip6LinkLocal, MoreVIPs: []string{vip6 + "/64"},
+			Extra: fmt.Sprintf("  unicast_src_ip %s\n  unicast_peer {\n    %s\n  }\n", self, peer)}.String()
+	}
+	a := l.nodes[0].startWarren(t, conf(150, "fd00:77::1", "fd00:77::2"))
+	b := l.nodes[1].startWarren(t, conf(100, "fd00:77::2", "fd00:77::1"))
+	l.waitHolder(vip6, 0, 3*time.Second)
+	waitFor(t, 2*time.Second, 50*time.Millisecond, func() error {
+		st := b.status(t)
+		if field(st, "instance VI_1", "master") != "fd00:77::1" || counter(t, st, "instance VI_1", "adverts_received") < 3 ||
+			counter(t, st, "instance VI_1", "unknown_peer") != 0 || counter(t, st, "instance VI_1", "bad_packets") != 0 {
+			return fmt.Errorf("backup status:\n%s", st)
+		}
+		return nil
+	})
+	a.stop(t)
+	l.waitHolder(vip6, 1, 2*time.Second)
+}

@@ -262,6 +262,26 @@ func (m *Machine) Step(now time.Duration, ev Event) []Action {
 	return out
 }
 
+// Reconfigure applies a reloaded configuration without a new election: the
+// state, the master heard and the timers stay. cfg must keep VRID,
+// Version, LocalAddr and Sync (a change there makes another instance);
+// Priority, Interval, NoPreempt and PreemptDelay take effect, and priority
+// is the new effective priority. A master advertises at once with its new
+// priority and interval, as keepalived does after a reload, so a backup
+// that now outranks it preempts; a backup keeps its master down timer.
+func (m *Machine) Reconfigure(now time.Duration, cfg MachineConfig, priority uint8) []Action {
+	m.cfg = cfg
+	m.priority = priority
+	if cfg.Version == 2 {
+		m.masterInterval = cfg.Interval // v2 speakers must share one interval
+	}
+	if m.state != StateMaster {
+		return nil
+	}
+	m.advertAt = now + cfg.Interval
+	return []Action{{Kind: ActSendAdvert, Priority: m.priority}}
+}
+
 func (m *Machine) tick(now time.Duration, out []Action) []Action {
 	switch m.state {
 	case StateBackup:

@@ -22,6 +22,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testda
 //	<time> start|tick|stop|fault|fault-clear|sync-master|sync-backup
 //	<time> advert from=ADDR prio=N [int=D]
 //	<time> priority N
+//	<time> reconfigure [prio=N] [int=D] [nopreempt] [delay=D] [effective=N]
 //
 // The output lists the actions, then the state and the running timer.
 func TestMachineScripts(t *testing.T) {
@@ -129,6 +130,38 @@ func machineCommand(mp **Machine, cmd string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if f[1] == "reconfigure" {
+		c := m.cfg
+		c.NoPreempt = false
+		eff := -1
+		for k, v := range args {
+			var err error
+			switch k {
+			case "reconfigure":
+			case "prio":
+				var n int
+				n, err = strconv.Atoi(v)
+				c.Priority = uint8(n)
+			case "int":
+				c.Interval, err = time.ParseDuration(v)
+			case "nopreempt":
+				c.NoPreempt = true
+			case "delay":
+				c.PreemptDelay, err = time.ParseDuration(v)
+			case "effective":
+				eff, err = strconv.Atoi(v)
+			default:
+				err = fmt.Errorf("unknown reconfigure key %q", k)
+			}
+			if err != nil {
+				return "", err
+			}
+		}
+		if eff < 0 {
+			eff = int(c.Priority)
+		}
+		return describe(m, m.Reconfigure(now, c, uint8(eff))), nil
+	}
 	var ev Event
 	switch f[1] {
 	case "start":
@@ -170,8 +203,14 @@ func machineCommand(mp **Machine, cmd string) (string, error) {
 	default:
 		return "", fmt.Errorf("unknown event %q", f[1])
 	}
+	return describe(m, m.Step(now, ev)), nil
+}
+
+// describe renders actions and then the machine's state, as the scripts
+// expect them.
+func describe(m *Machine, acts []Action) string {
 	var sb strings.Builder
-	sb.WriteString(FormatActions(m.Step(now, ev)))
+	sb.WriteString(FormatActions(acts))
 	fmt.Fprintf(&sb, "state=%s prio=%d", m.State(), m.Priority())
 	if d, ok := m.Deadline(); ok {
 		fmt.Fprintf(&sb, " timer=%s", d)
@@ -183,5 +222,5 @@ func machineCommand(mp **Machine, cmd string) (string, error) {
 		sb.WriteString(" want-master")
 	}
 	sb.WriteByte('\n')
-	return sb.String(), nil
+	return sb.String()
 }

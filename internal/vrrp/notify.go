@@ -12,20 +12,35 @@ import (
 // instance run in order on that instance's queue; different instances do
 // not wait for each other.
 type notifier struct {
-	runner *scriptRunner
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu     sync.Mutex
-	queues map[string]chan []string // guarded by mu
-	closed bool                     // guarded by mu
+	runner *scriptRunner             // guarded by mu; replaced by a reload
+	queues map[string]chan notifyJob // guarded by mu
+	closed bool                      // guarded by mu
 	wg     sync.WaitGroup
+}
+
+// notifyJob is one queued script run, with the runner (user, security
+// checks) of the configuration that queued it.
+type notifyJob struct {
+	argv   []string
+	runner *scriptRunner
 }
 
 func newNotifier(runner *scriptRunner, log *slog.Logger) *notifier {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &notifier{runner: runner, log: log, ctx: ctx, cancel: cancel, queues: map[string]chan []string{}}
+	return &notifier{runner: runner, log: log, ctx: ctx, cancel: cancel, queues: map[string]chan notifyJob{}}
+}
+
+// setRunner makes later notifications run with r (a reloaded script_user
+// or enable_script_security); queued ones keep theirs.
+func (n *notifier) setRunner(r *scriptRunner) {
+	n.mu.Lock()
+	n.runner = r
+	n.mu.Unlock()
 }
 
 // notifyQueueLen bounds the notifications waiting per instance; beyond it
@@ -42,7 +57,7 @@ func (n *notifier) run(key string, commands []string, extra [][]string) {
 	}
 	q, ok := n.queues[key]
 	if !ok {
-		q = make(chan []string, notifyQueueLen)
+		q = make(chan notifyJob, notifyQueueLen)
 		n.queues[key] = q
 		n.wg.Add(1)
 		go n.worker(key, q)
@@ -58,21 +73,21 @@ func (n *notifier) run(key string, commands []string, extra [][]string) {
 		}
 		argv = append(argv, extra[i]...)
 		select {
-		case q <- argv:
+		case q <- notifyJob{argv: argv, runner: n.runner}:
 		default:
 			n.log.Error("notify queue full; notification dropped", "name", key, "command", c)
 		}
 	}
 }
 
-func (n *notifier) worker(key string, q chan []string) {
+func (n *notifier) worker(key string, q chan notifyJob) {
 	defer n.wg.Done()
-	for argv := range q {
+	for job := range q {
 		start := time.Now()
-		if err := n.runner.run(n.ctx, argv, nil, 0); err != nil {
-			n.log.Error("notify script failed", "name", key, "argv", fmt.Sprint(argv), "err", err)
+		if err := job.runner.run(n.ctx, job.argv, nil, 0); err != nil {
+			n.log.Error("notify script failed", "name", key, "argv", fmt.Sprint(job.argv), "err", err)
 		} else {
-			n.log.Debug("notify script done", "name", key, "argv", fmt.Sprint(argv), "took", time.Since(start))
+			n.log.Debug("notify script done", "name", key, "argv", fmt.Sprint(job.argv), "took", time.Since(start))
 		}
 	}
 }

@@ -25,7 +25,7 @@ func (d *Daemon) WriteStatus(w io.Writer) error {
 		}
 		pr.printf("instance %s\n", s.Name)
 		pr.printf("  state=%s interface=%s vrid=%d version=%d source=%s\n", s.State, s.Interface, s.VRID, s.Version, s.Src)
-		pr.printf("  priority=%d effective_priority=%d fault=%t\n", s.BasePriority, s.Priority, s.Fault)
+		pr.printf("  priority=%d effective_priority=%d fault=%t advert_int=%s\n", s.BasePriority, s.Priority, s.Fault, s.AdvertInt)
 		pr.printf("  master=%s master_priority=%d\n", master, s.MasterPriority)
 		if !s.Since.IsZero() {
 			pr.printf("  last_transition=%s\n", s.Since.UTC().Format(time.RFC3339Nano))

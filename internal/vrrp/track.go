@@ -9,7 +9,9 @@ import (
 )
 
 // scriptTracker runs one vrrp_script on its interval and reports when its
-// result changes after fall failures or rise successes in a row.
+// result changes after fall failures or rise successes in a row. The daemon
+// starts it with start and ends it with stop; a reload keeps a tracker whose
+// script did not change, so its result carries over.
 type scriptTracker struct {
 	cfg    *ScriptConfig
 	argv   []string
@@ -17,9 +19,12 @@ type scriptTracker struct {
 	runner *scriptRunner
 	log    *slog.Logger
 
+	cancel context.CancelFunc // set by start
+	done   chan struct{}      // closed when run returns
+
 	mu        sync.Mutex
-	ok        bool // guarded by mu
-	listeners []func(ok bool)
+	ok        bool                     // guarded by mu
+	listeners map[*instance]func(bool) // guarded by mu
 }
 
 func newScriptTracker(cfg *ScriptConfig, runner *scriptRunner, log *slog.Logger) (*scriptTracker, error) {
@@ -36,12 +41,46 @@ func newScriptTracker(cfg *ScriptConfig, runner *scriptRunner, log *slog.Logger)
 		return nil, err
 	}
 	return &scriptTracker{cfg: cfg, argv: argv, cred: cred, runner: runner, ok: !cfg.InitFail,
-		log: log.With("script", cfg.Name)}, nil
+		log: log.With("script", cfg.Name), listeners: map[*instance]func(bool){}}, nil
 }
 
-// subscribe registers f to be called (from the tracker's goroutine) on
-// every change. Call before run starts.
-func (t *scriptTracker) subscribe(f func(ok bool)) { t.listeners = append(t.listeners, f) }
+// subscribe registers f, under key, to be called from the tracker's
+// goroutine on every change. It may be called while the tracker runs.
+func (t *scriptTracker) subscribe(key *instance, f func(ok bool)) {
+	t.mu.Lock()
+	t.listeners[key] = f
+	t.mu.Unlock()
+}
+
+// unsubscribe removes key's listener; after it returns no new call starts.
+func (t *scriptTracker) unsubscribe(key *instance) {
+	t.mu.Lock()
+	delete(t.listeners, key)
+	t.mu.Unlock()
+}
+
+// start runs the tracker on a goroutine counted by wg until stop, or until
+// parent is done.
+func (t *scriptTracker) start(parent context.Context, wg *sync.WaitGroup) {
+	ctx, cancel := context.WithCancel(parent)
+	t.cancel, t.done = cancel, make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(t.done)
+		t.run(ctx)
+	}()
+}
+
+// stop ends a started tracker and waits for its goroutine, killing a
+// script still running.
+func (t *scriptTracker) stop() {
+	if t.cancel == nil {
+		return
+	}
+	t.cancel()
+	<-t.done
+}
 
 // result returns the current state.
 func (t *scriptTracker) result() bool {
@@ -50,7 +89,7 @@ func (t *scriptTracker) result() bool {
 	return t.ok
 }
 
-// run checks until ctx is done. It is started and waited for by the daemon.
+// run checks until ctx is done.
 func (t *scriptTracker) run(ctx context.Context) {
 	ticker := time.NewTicker(t.cfg.Interval)
 	defer ticker.Stop()
@@ -74,6 +113,12 @@ func (t *scriptTracker) run(ctx context.Context) {
 			t.ok, changed = true, true
 		}
 		ok := t.ok
+		var notify []func(bool)
+		if changed {
+			for _, f := range t.listeners {
+				notify = append(notify, f)
+			}
+		}
 		t.mu.Unlock()
 		if changed {
 			if ok {
@@ -81,7 +126,7 @@ func (t *scriptTracker) run(ctx context.Context) {
 			} else {
 				t.log.Warn("track script failed", "fall", t.cfg.Fall, "err", err)
 			}
-			for _, f := range t.listeners {
+			for _, f := range notify {
 				f(ok)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -86,6 +87,18 @@ func (v resolvedVIP) addr() *netlink.Addr {
 		a.Scope = unix.RT_SCOPE_LINK
 	}
 	return a
+}
+
+// without returns the addresses of s that are not in o (same address,
+// prefix and interface), as a set without sockets of its own.
+func (s *vipSet) without(o *vipSet) *vipSet {
+	out := &vipSet{arpFD: -1, naFD: -1}
+	for _, v := range s.vips {
+		if !slices.ContainsFunc(o.vips, func(w resolvedVIP) bool { return w.Prefix == v.Prefix && w.Dev == v.Dev }) {
+			out.vips = append(out.vips, v)
+		}
+	}
+	return out
 }
 
 // add puts every address on its interface; one already there is fine.
