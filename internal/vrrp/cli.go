@@ -150,6 +150,9 @@ func reload(d *Daemon, file string, log *slog.Logger) {
 		}
 	}
 	if err != nil {
+		if ce == nil {
+			log.Error("reload: config", "err", err)
+		}
 		log.Error("reload refused: the configuration has errors; keeping the running one", "file", file)
 		return
 	}

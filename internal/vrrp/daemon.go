@@ -97,7 +97,7 @@ func (l *link) lookup(vrid uint8, src netip.Addr) (*instance, bool) {
 // attach and detach register an instance on the link; Run's goroutine only.
 func (l *link) attach(in *instance) {
 	l.mu.Lock()
-	l.byID[uint8(in.cfg.VRID)] = in
+	l.byID[uint8(in.config().VRID)] = in
 	l.local = append(l.local, in.src)
 	l.mu.Unlock()
 }
@@ -105,8 +105,8 @@ func (l *link) attach(in *instance) {
 func (l *link) detach(in *instance) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.byID[uint8(in.cfg.VRID)] == in {
-		delete(l.byID, uint8(in.cfg.VRID))
+	if l.byID[uint8(in.config().VRID)] == in {
+		delete(l.byID, uint8(in.config().VRID))
 	}
 	if i := slices.Index(l.local, in.src); i >= 0 {
 		l.local = slices.Delete(l.local, i, i+1)

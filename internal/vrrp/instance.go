@@ -113,6 +113,9 @@ type instanceStats struct {
 
 func (in *instance) now() time.Duration { return time.Since(in.origin) }
 
+// config returns the configuration in effect; any goroutine may call it.
+func (in *instance) config() *InstanceConfig { return in.view.Load().cfg }
+
 func (in *instance) publishView() {
 	in.view.Store(&instanceView{cfg: in.cfg, global: in.global, addrs: in.addrs, auth: in.auth})
 }
@@ -435,7 +438,7 @@ func (in *instance) reconfigure(s *instanceSettings) []Action {
 		acts = in.machine.Step(in.now(), Event{Kind: k})
 	}
 	acts = append(acts, in.machine.Reconfigure(in.now(), in.machineConfig(), prio)...)
-	in.log.Info("configuration reloaded", "state", in.machine.State().String(), "priority", prio)
+	in.log.Info("settings reloaded", "state", in.machine.State().String(), "priority", prio)
 	return acts
 }
 

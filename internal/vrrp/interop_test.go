@@ -186,3 +186,50 @@ func TestInteropKeepalivedSyncGroup(t *testing.T) {
 		})
 	}
 }
+
+// TestInteropKeepalivedReload reloads both speakers of a group, warren-vrrp
+// master and keepalived backup, with a changed address list: keepalived
+// keeps following the master through the reloads (it accepts the new list
+// and the advert warren-vrrp sends at once) and complains about nothing;
+// warren-vrrp stays master without an election and holds the new address.
+// A second reload lowers warren-vrrp's priority below keepalived's, which
+// then takes over.
+func TestInteropKeepalivedReload(t *testing.T) {
+	l := newLab(t, 2)
+	conf := func(prio int, more ...string) string {
+		return vrrpConf{Version: 3, Priority: prio, MoreVIPs: more}.String()
+	}
+	const added = "10.77.0.103"
+	w := l.nodes[0].startWarren(t, conf(150))
+	k := l.nodes[1].startKeepalived(t, conf(100))
+	l.waitHolder(vip, 0, 8*time.Second)
+	time.Sleep(1500 * time.Millisecond)
+	transitions := counter(t, w.status(t), "instance VI_1", "transitions")
+
+	k.rewrite(t, conf(100, added+"/24"))
+	w.rewrite(t, conf(150, added+"/24"))
+	k.sighup(t, "Reload complete")
+	w.sighup(t, "configuration reloaded")
+	l.waitHolder(added, 0, 2*time.Second)
+	// Longer than keepalived's master down interval: it must not take over.
+	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		for _, a := range []string{vip, added} {
+			if h := l.holders(a); len(h) != 1 || h[0] != 0 {
+				t.Fatalf("%s held by %v after the reloads", a, h)
+			}
+		}
+	}
+	st := w.status(t)
+	if field(st, "instance VI_1", "state") != "MASTER" || counter(t, st, "instance VI_1", "transitions") != transitions ||
+		counter(t, st, "instance VI_1", "bad_packets") != 0 {
+		t.Fatalf("warren-vrrp after the reloads (had %d transitions):\n%s", transitions, st)
+	}
+	if m := keepalivedComplaints.FindString(k.log.String()); m != "" {
+		t.Fatalf("keepalived complained (%q):\n%s", m, k.log.String())
+	}
+
+	w.rewrite(t, conf(90, added+"/24"))
+	w.sighup(t, "configuration reloaded")
+	l.waitHolder(vip, 1, 5*time.Second)
+	l.waitHolder(added, 1, time.Second)
+}

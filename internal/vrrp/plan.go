@@ -72,7 +72,7 @@ func (d *Daemon) build(cfg *Config) (*plan, error) {
 
 	running := map[string]*instance{}
 	for _, in := range d.instances {
-		running[in.cfg.Name] = in
+		running[in.config().Name] = in
 	}
 	groupOf := func(c *Config, name string) string {
 		for _, g := range c.SyncGroups {
@@ -101,7 +101,7 @@ func (d *Daemon) build(cfg *Config) (*plan, error) {
 		if old == nil {
 			continue
 		}
-		o := old.cfg
+		o := old.config()
 		if o.Interface != ic.Interface || o.IPv6 != ic.IPv6 || o.VRID != ic.VRID || o.Version != ic.Version ||
 			old.src != s.src || o.SyncGroup != ic.SyncGroup ||
 			(ic.SyncGroup != "" && groupOf(d.cfg, ic.SyncGroup) != groupOf(cfg, ic.SyncGroup)) {
@@ -115,8 +115,8 @@ func (d *Daemon) build(cfg *Config) (*plan, error) {
 	}
 	delete(changedGroups, "")
 	for _, in := range d.instances {
-		if settings[in.cfg.Name] == nil || changedGroups[in.cfg.SyncGroup] {
-			restart[in.cfg.Name] = true
+		if settings[in.config().Name] == nil || changedGroups[in.config().SyncGroup] {
+			restart[in.config().Name] = true
 		}
 	}
 	for _, ic := range cfg.Instances {
@@ -126,10 +126,10 @@ func (d *Daemon) build(cfg *Config) (*plan, error) {
 	}
 
 	for _, in := range d.instances {
-		if restart[in.cfg.Name] {
+		if restart[in.config().Name] {
 			p.stop = append(p.stop, in)
 		} else {
-			p.update[in] = settings[in.cfg.Name]
+			p.update[in] = settings[in.config().Name]
 		}
 	}
 	stopping := map[*instance]bool{}
@@ -165,7 +165,7 @@ func (d *Daemon) build(cfg *Config) (*plan, error) {
 			p.links[key] = l
 		}
 		if o := l.byID[uint8(ic.VRID)]; o != nil && !stopping[o] {
-			return nil, fmt.Errorf("%s: vrrp_instance %s: virtual_router_id %d already used on %s by %s", ic.Pos, ic.Name, ic.VRID, key, o.cfg.Name)
+			return nil, fmt.Errorf("%s: vrrp_instance %s: virtual_router_id %d already used on %s by %s", ic.Pos, ic.Name, ic.VRID, key, o.config().Name)
 		}
 		in := d.newInstance(s, l)
 		if gc := ic.SyncGroup; gc != "" {
@@ -368,5 +368,5 @@ func (d *Daemon) apply(ctx context.Context, p *plan) {
 
 // linkOf returns the link an instance runs on; Run's goroutine only.
 func (d *Daemon) linkOf(in *instance) *link {
-	return d.links[linkKey{name: in.cfg.Interface, ipv6: in.cfg.IPv6}]
+	return d.links[linkKey{name: in.config().Interface, ipv6: in.config().IPv6}]
 }
