@@ -185,12 +185,20 @@ func finishFrame(b []byte, payloadAt int) []byte {
 // AppendMethodFrame appends m as a method frame on channel ch.
 func AppendMethodFrame(b []byte, ch uint16, m Method) []byte {
 	b, at := appendFrameStart(b, FrameMethod, ch)
-	e := encoder{buf: b}
 	class, id := m.ID()
-	e.short(class)
-	e.short(id)
-	m.write(&e)
-	return finishFrame(e.buf, at)
+	b = binary.BigEndian.AppendUint16(b, class)
+	b = binary.BigEndian.AppendUint16(b, id)
+	return finishFrame(m.write(b), at)
+}
+
+// AppendDeliverFrame is AppendMethodFrame for basic.deliver, which the
+// broker sends once per message: with the concrete type, m need not
+// escape to the heap.
+func AppendDeliverFrame(b []byte, ch uint16, m *BasicDeliver) []byte {
+	b, at := appendFrameStart(b, FrameMethod, ch)
+	b = binary.BigEndian.AppendUint16(b, ClassBasic)
+	b = binary.BigEndian.AppendUint16(b, 60)
+	return finishFrame(m.write(b), at)
 }
 
 // AppendHeaderFrame appends a content header frame whose property list

@@ -12,8 +12,11 @@ type Method interface {
 	// HasContent reports whether a content header and body follow.
 	HasContent() bool
 
-	read(*decoder)
-	write(*encoder)
+	// read and write take and return their decoder and buffer by value,
+	// so that decoding or encoding a method allocates nothing for them: a
+	// pointer passed through an interface method always escapes.
+	read(decoder) decoder
+	write([]byte) []byte
 }
 
 // UnknownMethodError is returned by DecodeMethod for class and method ids
@@ -38,7 +41,7 @@ func DecodeMethod(p []byte) (Method, error) {
 	if m == nil {
 		return nil, &UnknownMethodError{Class: class, Method: id}
 	}
-	m.read(&d)
+	d = m.read(d)
 	if d.err != nil {
 		return nil, fmt.Errorf("decode %s: %w", m.Name(), d.err)
 	}

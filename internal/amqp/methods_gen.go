@@ -36,20 +36,23 @@ func (*ConnectionStart) Name() string { return "connection.start" }
 // HasContent reports whether content frames follow connection.start.
 func (*ConnectionStart) HasContent() bool { return false }
 
-func (m *ConnectionStart) read(d *decoder) {
+func (m *ConnectionStart) read(d decoder) decoder {
 	m.VersionMajor = d.octet()
 	m.VersionMinor = d.octet()
 	m.ServerProperties = d.table()
 	m.Mechanisms = d.longstr()
 	m.Locales = d.longstr()
+	return d
 }
 
-func (m *ConnectionStart) write(e *encoder) {
+func (m *ConnectionStart) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.octet(m.VersionMajor)
 	e.octet(m.VersionMinor)
 	e.table(m.ServerProperties)
 	e.longstr(m.Mechanisms)
 	e.longstr(m.Locales)
+	return e.buf
 }
 
 // ConnectionStartOk is connection.start-ok (10, 11).
@@ -69,18 +72,21 @@ func (*ConnectionStartOk) Name() string { return "connection.start-ok" }
 // HasContent reports whether content frames follow connection.start-ok.
 func (*ConnectionStartOk) HasContent() bool { return false }
 
-func (m *ConnectionStartOk) read(d *decoder) {
+func (m *ConnectionStartOk) read(d decoder) decoder {
 	m.ClientProperties = d.table()
 	m.Mechanism = d.shortstr()
 	m.Response = d.longstr()
 	m.Locale = d.shortstr()
+	return d
 }
 
-func (m *ConnectionStartOk) write(e *encoder) {
+func (m *ConnectionStartOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.table(m.ClientProperties)
 	e.shortstr(m.Mechanism)
 	e.longstr(m.Response)
 	e.shortstr(m.Locale)
+	return e.buf
 }
 
 // ConnectionSecure is connection.secure (10, 20).
@@ -97,12 +103,15 @@ func (*ConnectionSecure) Name() string { return "connection.secure" }
 // HasContent reports whether content frames follow connection.secure.
 func (*ConnectionSecure) HasContent() bool { return false }
 
-func (m *ConnectionSecure) read(d *decoder) {
+func (m *ConnectionSecure) read(d decoder) decoder {
 	m.Challenge = d.longstr()
+	return d
 }
 
-func (m *ConnectionSecure) write(e *encoder) {
+func (m *ConnectionSecure) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.longstr(m.Challenge)
+	return e.buf
 }
 
 // ConnectionSecureOk is connection.secure-ok (10, 21).
@@ -119,12 +128,15 @@ func (*ConnectionSecureOk) Name() string { return "connection.secure-ok" }
 // HasContent reports whether content frames follow connection.secure-ok.
 func (*ConnectionSecureOk) HasContent() bool { return false }
 
-func (m *ConnectionSecureOk) read(d *decoder) {
+func (m *ConnectionSecureOk) read(d decoder) decoder {
 	m.Response = d.longstr()
+	return d
 }
 
-func (m *ConnectionSecureOk) write(e *encoder) {
+func (m *ConnectionSecureOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.longstr(m.Response)
+	return e.buf
 }
 
 // ConnectionTune is connection.tune (10, 30).
@@ -143,16 +155,19 @@ func (*ConnectionTune) Name() string { return "connection.tune" }
 // HasContent reports whether content frames follow connection.tune.
 func (*ConnectionTune) HasContent() bool { return false }
 
-func (m *ConnectionTune) read(d *decoder) {
+func (m *ConnectionTune) read(d decoder) decoder {
 	m.ChannelMax = d.short()
 	m.FrameMax = d.long()
 	m.Heartbeat = d.short()
+	return d
 }
 
-func (m *ConnectionTune) write(e *encoder) {
+func (m *ConnectionTune) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.ChannelMax)
 	e.long(m.FrameMax)
 	e.short(m.Heartbeat)
+	return e.buf
 }
 
 // ConnectionTuneOk is connection.tune-ok (10, 31).
@@ -171,16 +186,19 @@ func (*ConnectionTuneOk) Name() string { return "connection.tune-ok" }
 // HasContent reports whether content frames follow connection.tune-ok.
 func (*ConnectionTuneOk) HasContent() bool { return false }
 
-func (m *ConnectionTuneOk) read(d *decoder) {
+func (m *ConnectionTuneOk) read(d decoder) decoder {
 	m.ChannelMax = d.short()
 	m.FrameMax = d.long()
 	m.Heartbeat = d.short()
+	return d
 }
 
-func (m *ConnectionTuneOk) write(e *encoder) {
+func (m *ConnectionTuneOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.ChannelMax)
 	e.long(m.FrameMax)
 	e.short(m.Heartbeat)
+	return e.buf
 }
 
 // ConnectionOpen is connection.open (10, 40).
@@ -199,15 +217,17 @@ func (*ConnectionOpen) Name() string { return "connection.open" }
 // HasContent reports whether content frames follow connection.open.
 func (*ConnectionOpen) HasContent() bool { return false }
 
-func (m *ConnectionOpen) read(d *decoder) {
+func (m *ConnectionOpen) read(d decoder) decoder {
 	m.VirtualHost = d.shortstr()
 	m.Capabilities = d.shortstr()
 	bits := d.octet()
 	m.Insist = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *ConnectionOpen) write(e *encoder) {
+func (m *ConnectionOpen) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.VirtualHost)
 	e.shortstr(m.Capabilities)
 	var bits uint8
@@ -215,6 +235,7 @@ func (m *ConnectionOpen) write(e *encoder) {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // ConnectionOpenOk is connection.open-ok (10, 41).
@@ -231,12 +252,15 @@ func (*ConnectionOpenOk) Name() string { return "connection.open-ok" }
 // HasContent reports whether content frames follow connection.open-ok.
 func (*ConnectionOpenOk) HasContent() bool { return false }
 
-func (m *ConnectionOpenOk) read(d *decoder) {
+func (m *ConnectionOpenOk) read(d decoder) decoder {
 	m.KnownHosts = d.shortstr()
+	return d
 }
 
-func (m *ConnectionOpenOk) write(e *encoder) {
+func (m *ConnectionOpenOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.KnownHosts)
+	return e.buf
 }
 
 // ConnectionClose is connection.close (10, 50).
@@ -256,18 +280,21 @@ func (*ConnectionClose) Name() string { return "connection.close" }
 // HasContent reports whether content frames follow connection.close.
 func (*ConnectionClose) HasContent() bool { return false }
 
-func (m *ConnectionClose) read(d *decoder) {
+func (m *ConnectionClose) read(d decoder) decoder {
 	m.ReplyCode = d.short()
 	m.ReplyText = d.shortstr()
 	m.ClassID = d.short()
 	m.MethodID = d.short()
+	return d
 }
 
-func (m *ConnectionClose) write(e *encoder) {
+func (m *ConnectionClose) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.ReplyCode)
 	e.shortstr(m.ReplyText)
 	e.short(m.ClassID)
 	e.short(m.MethodID)
+	return e.buf
 }
 
 // ConnectionCloseOk is connection.close-ok (10, 51).
@@ -283,11 +310,9 @@ func (*ConnectionCloseOk) Name() string { return "connection.close-ok" }
 // HasContent reports whether content frames follow connection.close-ok.
 func (*ConnectionCloseOk) HasContent() bool { return false }
 
-func (_ *ConnectionCloseOk) read(d *decoder) {
-}
+func (*ConnectionCloseOk) read(d decoder) decoder { return d }
 
-func (_ *ConnectionCloseOk) write(_ *encoder) {
-}
+func (*ConnectionCloseOk) write(b []byte) []byte { return b }
 
 // ConnectionBlocked is connection.blocked (10, 60).
 type ConnectionBlocked struct {
@@ -303,12 +328,15 @@ func (*ConnectionBlocked) Name() string { return "connection.blocked" }
 // HasContent reports whether content frames follow connection.blocked.
 func (*ConnectionBlocked) HasContent() bool { return false }
 
-func (m *ConnectionBlocked) read(d *decoder) {
+func (m *ConnectionBlocked) read(d decoder) decoder {
 	m.Reason = d.shortstr()
+	return d
 }
 
-func (m *ConnectionBlocked) write(e *encoder) {
+func (m *ConnectionBlocked) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.Reason)
+	return e.buf
 }
 
 // ConnectionUnblocked is connection.unblocked (10, 61).
@@ -324,11 +352,9 @@ func (*ConnectionUnblocked) Name() string { return "connection.unblocked" }
 // HasContent reports whether content frames follow connection.unblocked.
 func (*ConnectionUnblocked) HasContent() bool { return false }
 
-func (_ *ConnectionUnblocked) read(d *decoder) {
-}
+func (*ConnectionUnblocked) read(d decoder) decoder { return d }
 
-func (_ *ConnectionUnblocked) write(_ *encoder) {
-}
+func (*ConnectionUnblocked) write(b []byte) []byte { return b }
 
 // ConnectionUpdateSecret is connection.update-secret (10, 70).
 type ConnectionUpdateSecret struct {
@@ -345,14 +371,17 @@ func (*ConnectionUpdateSecret) Name() string { return "connection.update-secret"
 // HasContent reports whether content frames follow connection.update-secret.
 func (*ConnectionUpdateSecret) HasContent() bool { return false }
 
-func (m *ConnectionUpdateSecret) read(d *decoder) {
+func (m *ConnectionUpdateSecret) read(d decoder) decoder {
 	m.NewSecret = d.longstr()
 	m.Reason = d.shortstr()
+	return d
 }
 
-func (m *ConnectionUpdateSecret) write(e *encoder) {
+func (m *ConnectionUpdateSecret) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.longstr(m.NewSecret)
 	e.shortstr(m.Reason)
+	return e.buf
 }
 
 // ConnectionUpdateSecretOk is connection.update-secret-ok (10, 71).
@@ -368,11 +397,9 @@ func (*ConnectionUpdateSecretOk) Name() string { return "connection.update-secre
 // HasContent reports whether content frames follow connection.update-secret-ok.
 func (*ConnectionUpdateSecretOk) HasContent() bool { return false }
 
-func (_ *ConnectionUpdateSecretOk) read(d *decoder) {
-}
+func (*ConnectionUpdateSecretOk) read(d decoder) decoder { return d }
 
-func (_ *ConnectionUpdateSecretOk) write(_ *encoder) {
-}
+func (*ConnectionUpdateSecretOk) write(b []byte) []byte { return b }
 
 // ChannelOpen is channel.open (20, 10).
 type ChannelOpen struct {
@@ -388,12 +415,15 @@ func (*ChannelOpen) Name() string { return "channel.open" }
 // HasContent reports whether content frames follow channel.open.
 func (*ChannelOpen) HasContent() bool { return false }
 
-func (m *ChannelOpen) read(d *decoder) {
+func (m *ChannelOpen) read(d decoder) decoder {
 	m.OutOfBand = d.shortstr()
+	return d
 }
 
-func (m *ChannelOpen) write(e *encoder) {
+func (m *ChannelOpen) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.OutOfBand)
+	return e.buf
 }
 
 // ChannelOpenOk is channel.open-ok (20, 11).
@@ -410,12 +440,15 @@ func (*ChannelOpenOk) Name() string { return "channel.open-ok" }
 // HasContent reports whether content frames follow channel.open-ok.
 func (*ChannelOpenOk) HasContent() bool { return false }
 
-func (m *ChannelOpenOk) read(d *decoder) {
+func (m *ChannelOpenOk) read(d decoder) decoder {
 	m.ChannelID = d.longstr()
+	return d
 }
 
-func (m *ChannelOpenOk) write(e *encoder) {
+func (m *ChannelOpenOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.longstr(m.ChannelID)
+	return e.buf
 }
 
 // ChannelFlow is channel.flow (20, 20).
@@ -432,18 +465,21 @@ func (*ChannelFlow) Name() string { return "channel.flow" }
 // HasContent reports whether content frames follow channel.flow.
 func (*ChannelFlow) HasContent() bool { return false }
 
-func (m *ChannelFlow) read(d *decoder) {
+func (m *ChannelFlow) read(d decoder) decoder {
 	bits := d.octet()
 	m.Active = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *ChannelFlow) write(e *encoder) {
+func (m *ChannelFlow) write(b []byte) []byte {
+	e := encoder{buf: b}
 	var bits uint8
 	if m.Active {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // ChannelFlowOk is channel.flow-ok (20, 21).
@@ -460,18 +496,21 @@ func (*ChannelFlowOk) Name() string { return "channel.flow-ok" }
 // HasContent reports whether content frames follow channel.flow-ok.
 func (*ChannelFlowOk) HasContent() bool { return false }
 
-func (m *ChannelFlowOk) read(d *decoder) {
+func (m *ChannelFlowOk) read(d decoder) decoder {
 	bits := d.octet()
 	m.Active = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *ChannelFlowOk) write(e *encoder) {
+func (m *ChannelFlowOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	var bits uint8
 	if m.Active {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // ChannelClose is channel.close (20, 40).
@@ -491,18 +530,21 @@ func (*ChannelClose) Name() string { return "channel.close" }
 // HasContent reports whether content frames follow channel.close.
 func (*ChannelClose) HasContent() bool { return false }
 
-func (m *ChannelClose) read(d *decoder) {
+func (m *ChannelClose) read(d decoder) decoder {
 	m.ReplyCode = d.short()
 	m.ReplyText = d.shortstr()
 	m.ClassID = d.short()
 	m.MethodID = d.short()
+	return d
 }
 
-func (m *ChannelClose) write(e *encoder) {
+func (m *ChannelClose) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.ReplyCode)
 	e.shortstr(m.ReplyText)
 	e.short(m.ClassID)
 	e.short(m.MethodID)
+	return e.buf
 }
 
 // ChannelCloseOk is channel.close-ok (20, 41).
@@ -518,11 +560,9 @@ func (*ChannelCloseOk) Name() string { return "channel.close-ok" }
 // HasContent reports whether content frames follow channel.close-ok.
 func (*ChannelCloseOk) HasContent() bool { return false }
 
-func (_ *ChannelCloseOk) read(d *decoder) {
-}
+func (*ChannelCloseOk) read(d decoder) decoder { return d }
 
-func (_ *ChannelCloseOk) write(_ *encoder) {
-}
+func (*ChannelCloseOk) write(b []byte) []byte { return b }
 
 // AccessRequest is access.request (30, 10).
 type AccessRequest struct {
@@ -543,7 +583,7 @@ func (*AccessRequest) Name() string { return "access.request" }
 // HasContent reports whether content frames follow access.request.
 func (*AccessRequest) HasContent() bool { return false }
 
-func (m *AccessRequest) read(d *decoder) {
+func (m *AccessRequest) read(d decoder) decoder {
 	m.Realm = d.shortstr()
 	bits := d.octet()
 	m.Exclusive = bits&(1<<0) != 0
@@ -552,9 +592,11 @@ func (m *AccessRequest) read(d *decoder) {
 	m.Write = bits&(1<<3) != 0
 	m.Read = bits&(1<<4) != 0
 	_ = bits
+	return d
 }
 
-func (m *AccessRequest) write(e *encoder) {
+func (m *AccessRequest) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.Realm)
 	var bits uint8
 	if m.Exclusive {
@@ -573,6 +615,7 @@ func (m *AccessRequest) write(e *encoder) {
 		bits |= 1 << 4
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // AccessRequestOk is access.request-ok (30, 11).
@@ -589,12 +632,15 @@ func (*AccessRequestOk) Name() string { return "access.request-ok" }
 // HasContent reports whether content frames follow access.request-ok.
 func (*AccessRequestOk) HasContent() bool { return false }
 
-func (m *AccessRequestOk) read(d *decoder) {
+func (m *AccessRequestOk) read(d decoder) decoder {
 	m.Ticket = d.short()
+	return d
 }
 
-func (m *AccessRequestOk) write(e *encoder) {
+func (m *AccessRequestOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
+	return e.buf
 }
 
 // ExchangeDeclare is exchange.declare (40, 10).
@@ -619,7 +665,7 @@ func (*ExchangeDeclare) Name() string { return "exchange.declare" }
 // HasContent reports whether content frames follow exchange.declare.
 func (*ExchangeDeclare) HasContent() bool { return false }
 
-func (m *ExchangeDeclare) read(d *decoder) {
+func (m *ExchangeDeclare) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Exchange = d.shortstr()
 	m.Type = d.shortstr()
@@ -631,9 +677,11 @@ func (m *ExchangeDeclare) read(d *decoder) {
 	m.NoWait = bits&(1<<4) != 0
 	m.Arguments = d.table()
 	_ = bits
+	return d
 }
 
-func (m *ExchangeDeclare) write(e *encoder) {
+func (m *ExchangeDeclare) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Exchange)
 	e.shortstr(m.Type)
@@ -655,6 +703,7 @@ func (m *ExchangeDeclare) write(e *encoder) {
 	}
 	e.octet(bits)
 	e.table(m.Arguments)
+	return e.buf
 }
 
 // ExchangeDeclareOk is exchange.declare-ok (40, 11).
@@ -670,11 +719,9 @@ func (*ExchangeDeclareOk) Name() string { return "exchange.declare-ok" }
 // HasContent reports whether content frames follow exchange.declare-ok.
 func (*ExchangeDeclareOk) HasContent() bool { return false }
 
-func (_ *ExchangeDeclareOk) read(d *decoder) {
-}
+func (*ExchangeDeclareOk) read(d decoder) decoder { return d }
 
-func (_ *ExchangeDeclareOk) write(_ *encoder) {
-}
+func (*ExchangeDeclareOk) write(b []byte) []byte { return b }
 
 // ExchangeDelete is exchange.delete (40, 20).
 type ExchangeDelete struct {
@@ -693,16 +740,18 @@ func (*ExchangeDelete) Name() string { return "exchange.delete" }
 // HasContent reports whether content frames follow exchange.delete.
 func (*ExchangeDelete) HasContent() bool { return false }
 
-func (m *ExchangeDelete) read(d *decoder) {
+func (m *ExchangeDelete) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Exchange = d.shortstr()
 	bits := d.octet()
 	m.IfUnused = bits&(1<<0) != 0
 	m.NoWait = bits&(1<<1) != 0
 	_ = bits
+	return d
 }
 
-func (m *ExchangeDelete) write(e *encoder) {
+func (m *ExchangeDelete) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Exchange)
 	var bits uint8
@@ -713,6 +762,7 @@ func (m *ExchangeDelete) write(e *encoder) {
 		bits |= 1 << 1
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // ExchangeDeleteOk is exchange.delete-ok (40, 21).
@@ -728,11 +778,9 @@ func (*ExchangeDeleteOk) Name() string { return "exchange.delete-ok" }
 // HasContent reports whether content frames follow exchange.delete-ok.
 func (*ExchangeDeleteOk) HasContent() bool { return false }
 
-func (_ *ExchangeDeleteOk) read(d *decoder) {
-}
+func (*ExchangeDeleteOk) read(d decoder) decoder { return d }
 
-func (_ *ExchangeDeleteOk) write(_ *encoder) {
-}
+func (*ExchangeDeleteOk) write(b []byte) []byte { return b }
 
 // ExchangeBind is exchange.bind (40, 30).
 type ExchangeBind struct {
@@ -753,7 +801,7 @@ func (*ExchangeBind) Name() string { return "exchange.bind" }
 // HasContent reports whether content frames follow exchange.bind.
 func (*ExchangeBind) HasContent() bool { return false }
 
-func (m *ExchangeBind) read(d *decoder) {
+func (m *ExchangeBind) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Destination = d.shortstr()
 	m.Source = d.shortstr()
@@ -762,9 +810,11 @@ func (m *ExchangeBind) read(d *decoder) {
 	m.NoWait = bits&(1<<0) != 0
 	m.Arguments = d.table()
 	_ = bits
+	return d
 }
 
-func (m *ExchangeBind) write(e *encoder) {
+func (m *ExchangeBind) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Destination)
 	e.shortstr(m.Source)
@@ -775,6 +825,7 @@ func (m *ExchangeBind) write(e *encoder) {
 	}
 	e.octet(bits)
 	e.table(m.Arguments)
+	return e.buf
 }
 
 // ExchangeBindOk is exchange.bind-ok (40, 31).
@@ -790,11 +841,9 @@ func (*ExchangeBindOk) Name() string { return "exchange.bind-ok" }
 // HasContent reports whether content frames follow exchange.bind-ok.
 func (*ExchangeBindOk) HasContent() bool { return false }
 
-func (_ *ExchangeBindOk) read(d *decoder) {
-}
+func (*ExchangeBindOk) read(d decoder) decoder { return d }
 
-func (_ *ExchangeBindOk) write(_ *encoder) {
-}
+func (*ExchangeBindOk) write(b []byte) []byte { return b }
 
 // ExchangeUnbind is exchange.unbind (40, 40).
 type ExchangeUnbind struct {
@@ -815,7 +864,7 @@ func (*ExchangeUnbind) Name() string { return "exchange.unbind" }
 // HasContent reports whether content frames follow exchange.unbind.
 func (*ExchangeUnbind) HasContent() bool { return false }
 
-func (m *ExchangeUnbind) read(d *decoder) {
+func (m *ExchangeUnbind) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Destination = d.shortstr()
 	m.Source = d.shortstr()
@@ -824,9 +873,11 @@ func (m *ExchangeUnbind) read(d *decoder) {
 	m.NoWait = bits&(1<<0) != 0
 	m.Arguments = d.table()
 	_ = bits
+	return d
 }
 
-func (m *ExchangeUnbind) write(e *encoder) {
+func (m *ExchangeUnbind) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Destination)
 	e.shortstr(m.Source)
@@ -837,6 +888,7 @@ func (m *ExchangeUnbind) write(e *encoder) {
 	}
 	e.octet(bits)
 	e.table(m.Arguments)
+	return e.buf
 }
 
 // ExchangeUnbindOk is exchange.unbind-ok (40, 51).
@@ -852,11 +904,9 @@ func (*ExchangeUnbindOk) Name() string { return "exchange.unbind-ok" }
 // HasContent reports whether content frames follow exchange.unbind-ok.
 func (*ExchangeUnbindOk) HasContent() bool { return false }
 
-func (_ *ExchangeUnbindOk) read(d *decoder) {
-}
+func (*ExchangeUnbindOk) read(d decoder) decoder { return d }
 
-func (_ *ExchangeUnbindOk) write(_ *encoder) {
-}
+func (*ExchangeUnbindOk) write(b []byte) []byte { return b }
 
 // QueueDeclare is queue.declare (50, 10).
 type QueueDeclare struct {
@@ -879,7 +929,7 @@ func (*QueueDeclare) Name() string { return "queue.declare" }
 // HasContent reports whether content frames follow queue.declare.
 func (*QueueDeclare) HasContent() bool { return false }
 
-func (m *QueueDeclare) read(d *decoder) {
+func (m *QueueDeclare) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Queue = d.shortstr()
 	bits := d.octet()
@@ -890,9 +940,11 @@ func (m *QueueDeclare) read(d *decoder) {
 	m.NoWait = bits&(1<<4) != 0
 	m.Arguments = d.table()
 	_ = bits
+	return d
 }
 
-func (m *QueueDeclare) write(e *encoder) {
+func (m *QueueDeclare) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Queue)
 	var bits uint8
@@ -913,6 +965,7 @@ func (m *QueueDeclare) write(e *encoder) {
 	}
 	e.octet(bits)
 	e.table(m.Arguments)
+	return e.buf
 }
 
 // QueueDeclareOk is queue.declare-ok (50, 11).
@@ -931,16 +984,19 @@ func (*QueueDeclareOk) Name() string { return "queue.declare-ok" }
 // HasContent reports whether content frames follow queue.declare-ok.
 func (*QueueDeclareOk) HasContent() bool { return false }
 
-func (m *QueueDeclareOk) read(d *decoder) {
+func (m *QueueDeclareOk) read(d decoder) decoder {
 	m.Queue = d.shortstr()
 	m.MessageCount = d.long()
 	m.ConsumerCount = d.long()
+	return d
 }
 
-func (m *QueueDeclareOk) write(e *encoder) {
+func (m *QueueDeclareOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.Queue)
 	e.long(m.MessageCount)
 	e.long(m.ConsumerCount)
+	return e.buf
 }
 
 // QueueBind is queue.bind (50, 20).
@@ -962,7 +1018,7 @@ func (*QueueBind) Name() string { return "queue.bind" }
 // HasContent reports whether content frames follow queue.bind.
 func (*QueueBind) HasContent() bool { return false }
 
-func (m *QueueBind) read(d *decoder) {
+func (m *QueueBind) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Queue = d.shortstr()
 	m.Exchange = d.shortstr()
@@ -971,9 +1027,11 @@ func (m *QueueBind) read(d *decoder) {
 	m.NoWait = bits&(1<<0) != 0
 	m.Arguments = d.table()
 	_ = bits
+	return d
 }
 
-func (m *QueueBind) write(e *encoder) {
+func (m *QueueBind) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Queue)
 	e.shortstr(m.Exchange)
@@ -984,6 +1042,7 @@ func (m *QueueBind) write(e *encoder) {
 	}
 	e.octet(bits)
 	e.table(m.Arguments)
+	return e.buf
 }
 
 // QueueBindOk is queue.bind-ok (50, 21).
@@ -999,11 +1058,9 @@ func (*QueueBindOk) Name() string { return "queue.bind-ok" }
 // HasContent reports whether content frames follow queue.bind-ok.
 func (*QueueBindOk) HasContent() bool { return false }
 
-func (_ *QueueBindOk) read(d *decoder) {
-}
+func (*QueueBindOk) read(d decoder) decoder { return d }
 
-func (_ *QueueBindOk) write(_ *encoder) {
-}
+func (*QueueBindOk) write(b []byte) []byte { return b }
 
 // QueuePurge is queue.purge (50, 30).
 type QueuePurge struct {
@@ -1021,15 +1078,17 @@ func (*QueuePurge) Name() string { return "queue.purge" }
 // HasContent reports whether content frames follow queue.purge.
 func (*QueuePurge) HasContent() bool { return false }
 
-func (m *QueuePurge) read(d *decoder) {
+func (m *QueuePurge) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Queue = d.shortstr()
 	bits := d.octet()
 	m.NoWait = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *QueuePurge) write(e *encoder) {
+func (m *QueuePurge) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Queue)
 	var bits uint8
@@ -1037,6 +1096,7 @@ func (m *QueuePurge) write(e *encoder) {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // QueuePurgeOk is queue.purge-ok (50, 31).
@@ -1053,12 +1113,15 @@ func (*QueuePurgeOk) Name() string { return "queue.purge-ok" }
 // HasContent reports whether content frames follow queue.purge-ok.
 func (*QueuePurgeOk) HasContent() bool { return false }
 
-func (m *QueuePurgeOk) read(d *decoder) {
+func (m *QueuePurgeOk) read(d decoder) decoder {
 	m.MessageCount = d.long()
+	return d
 }
 
-func (m *QueuePurgeOk) write(e *encoder) {
+func (m *QueuePurgeOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.long(m.MessageCount)
+	return e.buf
 }
 
 // QueueDelete is queue.delete (50, 40).
@@ -1079,7 +1142,7 @@ func (*QueueDelete) Name() string { return "queue.delete" }
 // HasContent reports whether content frames follow queue.delete.
 func (*QueueDelete) HasContent() bool { return false }
 
-func (m *QueueDelete) read(d *decoder) {
+func (m *QueueDelete) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Queue = d.shortstr()
 	bits := d.octet()
@@ -1087,9 +1150,11 @@ func (m *QueueDelete) read(d *decoder) {
 	m.IfEmpty = bits&(1<<1) != 0
 	m.NoWait = bits&(1<<2) != 0
 	_ = bits
+	return d
 }
 
-func (m *QueueDelete) write(e *encoder) {
+func (m *QueueDelete) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Queue)
 	var bits uint8
@@ -1103,6 +1168,7 @@ func (m *QueueDelete) write(e *encoder) {
 		bits |= 1 << 2
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // QueueDeleteOk is queue.delete-ok (50, 41).
@@ -1119,12 +1185,15 @@ func (*QueueDeleteOk) Name() string { return "queue.delete-ok" }
 // HasContent reports whether content frames follow queue.delete-ok.
 func (*QueueDeleteOk) HasContent() bool { return false }
 
-func (m *QueueDeleteOk) read(d *decoder) {
+func (m *QueueDeleteOk) read(d decoder) decoder {
 	m.MessageCount = d.long()
+	return d
 }
 
-func (m *QueueDeleteOk) write(e *encoder) {
+func (m *QueueDeleteOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.long(m.MessageCount)
+	return e.buf
 }
 
 // QueueUnbind is queue.unbind (50, 50).
@@ -1145,20 +1214,23 @@ func (*QueueUnbind) Name() string { return "queue.unbind" }
 // HasContent reports whether content frames follow queue.unbind.
 func (*QueueUnbind) HasContent() bool { return false }
 
-func (m *QueueUnbind) read(d *decoder) {
+func (m *QueueUnbind) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Queue = d.shortstr()
 	m.Exchange = d.shortstr()
 	m.RoutingKey = d.shortstr()
 	m.Arguments = d.table()
+	return d
 }
 
-func (m *QueueUnbind) write(e *encoder) {
+func (m *QueueUnbind) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Queue)
 	e.shortstr(m.Exchange)
 	e.shortstr(m.RoutingKey)
 	e.table(m.Arguments)
+	return e.buf
 }
 
 // QueueUnbindOk is queue.unbind-ok (50, 51).
@@ -1174,11 +1246,9 @@ func (*QueueUnbindOk) Name() string { return "queue.unbind-ok" }
 // HasContent reports whether content frames follow queue.unbind-ok.
 func (*QueueUnbindOk) HasContent() bool { return false }
 
-func (_ *QueueUnbindOk) read(d *decoder) {
-}
+func (*QueueUnbindOk) read(d decoder) decoder { return d }
 
-func (_ *QueueUnbindOk) write(_ *encoder) {
-}
+func (*QueueUnbindOk) write(b []byte) []byte { return b }
 
 // BasicQos is basic.qos (60, 10).
 type BasicQos struct {
@@ -1196,15 +1266,17 @@ func (*BasicQos) Name() string { return "basic.qos" }
 // HasContent reports whether content frames follow basic.qos.
 func (*BasicQos) HasContent() bool { return false }
 
-func (m *BasicQos) read(d *decoder) {
+func (m *BasicQos) read(d decoder) decoder {
 	m.PrefetchSize = d.long()
 	m.PrefetchCount = d.short()
 	bits := d.octet()
 	m.Global = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *BasicQos) write(e *encoder) {
+func (m *BasicQos) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.long(m.PrefetchSize)
 	e.short(m.PrefetchCount)
 	var bits uint8
@@ -1212,6 +1284,7 @@ func (m *BasicQos) write(e *encoder) {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // BasicQosOk is basic.qos-ok (60, 11).
@@ -1227,11 +1300,9 @@ func (*BasicQosOk) Name() string { return "basic.qos-ok" }
 // HasContent reports whether content frames follow basic.qos-ok.
 func (*BasicQosOk) HasContent() bool { return false }
 
-func (_ *BasicQosOk) read(d *decoder) {
-}
+func (*BasicQosOk) read(d decoder) decoder { return d }
 
-func (_ *BasicQosOk) write(_ *encoder) {
-}
+func (*BasicQosOk) write(b []byte) []byte { return b }
 
 // BasicConsume is basic.consume (60, 20).
 type BasicConsume struct {
@@ -1254,7 +1325,7 @@ func (*BasicConsume) Name() string { return "basic.consume" }
 // HasContent reports whether content frames follow basic.consume.
 func (*BasicConsume) HasContent() bool { return false }
 
-func (m *BasicConsume) read(d *decoder) {
+func (m *BasicConsume) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Queue = d.shortstr()
 	m.ConsumerTag = d.shortstr()
@@ -1265,9 +1336,11 @@ func (m *BasicConsume) read(d *decoder) {
 	m.NoWait = bits&(1<<3) != 0
 	m.Arguments = d.table()
 	_ = bits
+	return d
 }
 
-func (m *BasicConsume) write(e *encoder) {
+func (m *BasicConsume) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Queue)
 	e.shortstr(m.ConsumerTag)
@@ -1286,6 +1359,7 @@ func (m *BasicConsume) write(e *encoder) {
 	}
 	e.octet(bits)
 	e.table(m.Arguments)
+	return e.buf
 }
 
 // BasicConsumeOk is basic.consume-ok (60, 21).
@@ -1302,12 +1376,15 @@ func (*BasicConsumeOk) Name() string { return "basic.consume-ok" }
 // HasContent reports whether content frames follow basic.consume-ok.
 func (*BasicConsumeOk) HasContent() bool { return false }
 
-func (m *BasicConsumeOk) read(d *decoder) {
+func (m *BasicConsumeOk) read(d decoder) decoder {
 	m.ConsumerTag = d.shortstr()
+	return d
 }
 
-func (m *BasicConsumeOk) write(e *encoder) {
+func (m *BasicConsumeOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.ConsumerTag)
+	return e.buf
 }
 
 // BasicCancel is basic.cancel (60, 30).
@@ -1325,20 +1402,23 @@ func (*BasicCancel) Name() string { return "basic.cancel" }
 // HasContent reports whether content frames follow basic.cancel.
 func (*BasicCancel) HasContent() bool { return false }
 
-func (m *BasicCancel) read(d *decoder) {
+func (m *BasicCancel) read(d decoder) decoder {
 	m.ConsumerTag = d.shortstr()
 	bits := d.octet()
 	m.NoWait = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *BasicCancel) write(e *encoder) {
+func (m *BasicCancel) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.ConsumerTag)
 	var bits uint8
 	if m.NoWait {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // BasicCancelOk is basic.cancel-ok (60, 31).
@@ -1355,12 +1435,15 @@ func (*BasicCancelOk) Name() string { return "basic.cancel-ok" }
 // HasContent reports whether content frames follow basic.cancel-ok.
 func (*BasicCancelOk) HasContent() bool { return false }
 
-func (m *BasicCancelOk) read(d *decoder) {
+func (m *BasicCancelOk) read(d decoder) decoder {
 	m.ConsumerTag = d.shortstr()
+	return d
 }
 
-func (m *BasicCancelOk) write(e *encoder) {
+func (m *BasicCancelOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.ConsumerTag)
+	return e.buf
 }
 
 // BasicPublish is basic.publish (60, 40).
@@ -1381,7 +1464,7 @@ func (*BasicPublish) Name() string { return "basic.publish" }
 // HasContent reports whether content frames follow basic.publish.
 func (*BasicPublish) HasContent() bool { return true }
 
-func (m *BasicPublish) read(d *decoder) {
+func (m *BasicPublish) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Exchange = d.shortstr()
 	m.RoutingKey = d.shortstr()
@@ -1389,9 +1472,11 @@ func (m *BasicPublish) read(d *decoder) {
 	m.Mandatory = bits&(1<<0) != 0
 	m.Immediate = bits&(1<<1) != 0
 	_ = bits
+	return d
 }
 
-func (m *BasicPublish) write(e *encoder) {
+func (m *BasicPublish) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Exchange)
 	e.shortstr(m.RoutingKey)
@@ -1403,6 +1488,7 @@ func (m *BasicPublish) write(e *encoder) {
 		bits |= 1 << 1
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // BasicReturn is basic.return (60, 50).
@@ -1422,18 +1508,21 @@ func (*BasicReturn) Name() string { return "basic.return" }
 // HasContent reports whether content frames follow basic.return.
 func (*BasicReturn) HasContent() bool { return true }
 
-func (m *BasicReturn) read(d *decoder) {
+func (m *BasicReturn) read(d decoder) decoder {
 	m.ReplyCode = d.short()
 	m.ReplyText = d.shortstr()
 	m.Exchange = d.shortstr()
 	m.RoutingKey = d.shortstr()
+	return d
 }
 
-func (m *BasicReturn) write(e *encoder) {
+func (m *BasicReturn) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.ReplyCode)
 	e.shortstr(m.ReplyText)
 	e.shortstr(m.Exchange)
 	e.shortstr(m.RoutingKey)
+	return e.buf
 }
 
 // BasicDeliver is basic.deliver (60, 60).
@@ -1454,7 +1543,7 @@ func (*BasicDeliver) Name() string { return "basic.deliver" }
 // HasContent reports whether content frames follow basic.deliver.
 func (*BasicDeliver) HasContent() bool { return true }
 
-func (m *BasicDeliver) read(d *decoder) {
+func (m *BasicDeliver) read(d decoder) decoder {
 	m.ConsumerTag = d.shortstr()
 	m.DeliveryTag = d.longlong()
 	bits := d.octet()
@@ -1462,9 +1551,11 @@ func (m *BasicDeliver) read(d *decoder) {
 	m.Exchange = d.shortstr()
 	m.RoutingKey = d.shortstr()
 	_ = bits
+	return d
 }
 
-func (m *BasicDeliver) write(e *encoder) {
+func (m *BasicDeliver) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.ConsumerTag)
 	e.longlong(m.DeliveryTag)
 	var bits uint8
@@ -1474,6 +1565,7 @@ func (m *BasicDeliver) write(e *encoder) {
 	e.octet(bits)
 	e.shortstr(m.Exchange)
 	e.shortstr(m.RoutingKey)
+	return e.buf
 }
 
 // BasicGet is basic.get (60, 70).
@@ -1492,15 +1584,17 @@ func (*BasicGet) Name() string { return "basic.get" }
 // HasContent reports whether content frames follow basic.get.
 func (*BasicGet) HasContent() bool { return false }
 
-func (m *BasicGet) read(d *decoder) {
+func (m *BasicGet) read(d decoder) decoder {
 	m.Ticket = d.short()
 	m.Queue = d.shortstr()
 	bits := d.octet()
 	m.NoAck = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *BasicGet) write(e *encoder) {
+func (m *BasicGet) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.short(m.Ticket)
 	e.shortstr(m.Queue)
 	var bits uint8
@@ -1508,6 +1602,7 @@ func (m *BasicGet) write(e *encoder) {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // BasicGetOk is basic.get-ok (60, 71).
@@ -1528,7 +1623,7 @@ func (*BasicGetOk) Name() string { return "basic.get-ok" }
 // HasContent reports whether content frames follow basic.get-ok.
 func (*BasicGetOk) HasContent() bool { return true }
 
-func (m *BasicGetOk) read(d *decoder) {
+func (m *BasicGetOk) read(d decoder) decoder {
 	m.DeliveryTag = d.longlong()
 	bits := d.octet()
 	m.Redelivered = bits&(1<<0) != 0
@@ -1536,9 +1631,11 @@ func (m *BasicGetOk) read(d *decoder) {
 	m.RoutingKey = d.shortstr()
 	m.MessageCount = d.long()
 	_ = bits
+	return d
 }
 
-func (m *BasicGetOk) write(e *encoder) {
+func (m *BasicGetOk) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.longlong(m.DeliveryTag)
 	var bits uint8
 	if m.Redelivered {
@@ -1548,6 +1645,7 @@ func (m *BasicGetOk) write(e *encoder) {
 	e.shortstr(m.Exchange)
 	e.shortstr(m.RoutingKey)
 	e.long(m.MessageCount)
+	return e.buf
 }
 
 // BasicGetEmpty is basic.get-empty (60, 72).
@@ -1564,12 +1662,15 @@ func (*BasicGetEmpty) Name() string { return "basic.get-empty" }
 // HasContent reports whether content frames follow basic.get-empty.
 func (*BasicGetEmpty) HasContent() bool { return false }
 
-func (m *BasicGetEmpty) read(d *decoder) {
+func (m *BasicGetEmpty) read(d decoder) decoder {
 	m.ClusterID = d.shortstr()
+	return d
 }
 
-func (m *BasicGetEmpty) write(e *encoder) {
+func (m *BasicGetEmpty) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.shortstr(m.ClusterID)
+	return e.buf
 }
 
 // BasicAck is basic.ack (60, 80).
@@ -1587,20 +1688,23 @@ func (*BasicAck) Name() string { return "basic.ack" }
 // HasContent reports whether content frames follow basic.ack.
 func (*BasicAck) HasContent() bool { return false }
 
-func (m *BasicAck) read(d *decoder) {
+func (m *BasicAck) read(d decoder) decoder {
 	m.DeliveryTag = d.longlong()
 	bits := d.octet()
 	m.Multiple = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *BasicAck) write(e *encoder) {
+func (m *BasicAck) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.longlong(m.DeliveryTag)
 	var bits uint8
 	if m.Multiple {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // BasicReject is basic.reject (60, 90).
@@ -1618,20 +1722,23 @@ func (*BasicReject) Name() string { return "basic.reject" }
 // HasContent reports whether content frames follow basic.reject.
 func (*BasicReject) HasContent() bool { return false }
 
-func (m *BasicReject) read(d *decoder) {
+func (m *BasicReject) read(d decoder) decoder {
 	m.DeliveryTag = d.longlong()
 	bits := d.octet()
 	m.Requeue = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *BasicReject) write(e *encoder) {
+func (m *BasicReject) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.longlong(m.DeliveryTag)
 	var bits uint8
 	if m.Requeue {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // BasicRecoverAsync is basic.recover-async (60, 100).
@@ -1648,18 +1755,21 @@ func (*BasicRecoverAsync) Name() string { return "basic.recover-async" }
 // HasContent reports whether content frames follow basic.recover-async.
 func (*BasicRecoverAsync) HasContent() bool { return false }
 
-func (m *BasicRecoverAsync) read(d *decoder) {
+func (m *BasicRecoverAsync) read(d decoder) decoder {
 	bits := d.octet()
 	m.Requeue = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *BasicRecoverAsync) write(e *encoder) {
+func (m *BasicRecoverAsync) write(b []byte) []byte {
+	e := encoder{buf: b}
 	var bits uint8
 	if m.Requeue {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // BasicRecover is basic.recover (60, 110).
@@ -1676,18 +1786,21 @@ func (*BasicRecover) Name() string { return "basic.recover" }
 // HasContent reports whether content frames follow basic.recover.
 func (*BasicRecover) HasContent() bool { return false }
 
-func (m *BasicRecover) read(d *decoder) {
+func (m *BasicRecover) read(d decoder) decoder {
 	bits := d.octet()
 	m.Requeue = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *BasicRecover) write(e *encoder) {
+func (m *BasicRecover) write(b []byte) []byte {
+	e := encoder{buf: b}
 	var bits uint8
 	if m.Requeue {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // BasicRecoverOk is basic.recover-ok (60, 111).
@@ -1703,11 +1816,9 @@ func (*BasicRecoverOk) Name() string { return "basic.recover-ok" }
 // HasContent reports whether content frames follow basic.recover-ok.
 func (*BasicRecoverOk) HasContent() bool { return false }
 
-func (_ *BasicRecoverOk) read(d *decoder) {
-}
+func (*BasicRecoverOk) read(d decoder) decoder { return d }
 
-func (_ *BasicRecoverOk) write(_ *encoder) {
-}
+func (*BasicRecoverOk) write(b []byte) []byte { return b }
 
 // BasicNack is basic.nack (60, 120).
 type BasicNack struct {
@@ -1725,15 +1836,17 @@ func (*BasicNack) Name() string { return "basic.nack" }
 // HasContent reports whether content frames follow basic.nack.
 func (*BasicNack) HasContent() bool { return false }
 
-func (m *BasicNack) read(d *decoder) {
+func (m *BasicNack) read(d decoder) decoder {
 	m.DeliveryTag = d.longlong()
 	bits := d.octet()
 	m.Multiple = bits&(1<<0) != 0
 	m.Requeue = bits&(1<<1) != 0
 	_ = bits
+	return d
 }
 
-func (m *BasicNack) write(e *encoder) {
+func (m *BasicNack) write(b []byte) []byte {
+	e := encoder{buf: b}
 	e.longlong(m.DeliveryTag)
 	var bits uint8
 	if m.Multiple {
@@ -1743,6 +1856,7 @@ func (m *BasicNack) write(e *encoder) {
 		bits |= 1 << 1
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // ConfirmSelect is confirm.select (85, 10).
@@ -1759,18 +1873,21 @@ func (*ConfirmSelect) Name() string { return "confirm.select" }
 // HasContent reports whether content frames follow confirm.select.
 func (*ConfirmSelect) HasContent() bool { return false }
 
-func (m *ConfirmSelect) read(d *decoder) {
+func (m *ConfirmSelect) read(d decoder) decoder {
 	bits := d.octet()
 	m.NoWait = bits&(1<<0) != 0
 	_ = bits
+	return d
 }
 
-func (m *ConfirmSelect) write(e *encoder) {
+func (m *ConfirmSelect) write(b []byte) []byte {
+	e := encoder{buf: b}
 	var bits uint8
 	if m.NoWait {
 		bits |= 1 << 0
 	}
 	e.octet(bits)
+	return e.buf
 }
 
 // ConfirmSelectOk is confirm.select-ok (85, 11).
@@ -1786,11 +1903,9 @@ func (*ConfirmSelectOk) Name() string { return "confirm.select-ok" }
 // HasContent reports whether content frames follow confirm.select-ok.
 func (*ConfirmSelectOk) HasContent() bool { return false }
 
-func (_ *ConfirmSelectOk) read(d *decoder) {
-}
+func (*ConfirmSelectOk) read(d decoder) decoder { return d }
 
-func (_ *ConfirmSelectOk) write(_ *encoder) {
-}
+func (*ConfirmSelectOk) write(b []byte) []byte { return b }
 
 // TxSelect is tx.select (90, 10).
 type TxSelect struct {
@@ -1805,11 +1920,9 @@ func (*TxSelect) Name() string { return "tx.select" }
 // HasContent reports whether content frames follow tx.select.
 func (*TxSelect) HasContent() bool { return false }
 
-func (_ *TxSelect) read(d *decoder) {
-}
+func (*TxSelect) read(d decoder) decoder { return d }
 
-func (_ *TxSelect) write(_ *encoder) {
-}
+func (*TxSelect) write(b []byte) []byte { return b }
 
 // TxSelectOk is tx.select-ok (90, 11).
 type TxSelectOk struct {
@@ -1824,11 +1937,9 @@ func (*TxSelectOk) Name() string { return "tx.select-ok" }
 // HasContent reports whether content frames follow tx.select-ok.
 func (*TxSelectOk) HasContent() bool { return false }
 
-func (_ *TxSelectOk) read(d *decoder) {
-}
+func (*TxSelectOk) read(d decoder) decoder { return d }
 
-func (_ *TxSelectOk) write(_ *encoder) {
-}
+func (*TxSelectOk) write(b []byte) []byte { return b }
 
 // TxCommit is tx.commit (90, 20).
 type TxCommit struct {
@@ -1843,11 +1954,9 @@ func (*TxCommit) Name() string { return "tx.commit" }
 // HasContent reports whether content frames follow tx.commit.
 func (*TxCommit) HasContent() bool { return false }
 
-func (_ *TxCommit) read(d *decoder) {
-}
+func (*TxCommit) read(d decoder) decoder { return d }
 
-func (_ *TxCommit) write(_ *encoder) {
-}
+func (*TxCommit) write(b []byte) []byte { return b }
 
 // TxCommitOk is tx.commit-ok (90, 21).
 type TxCommitOk struct {
@@ -1862,11 +1971,9 @@ func (*TxCommitOk) Name() string { return "tx.commit-ok" }
 // HasContent reports whether content frames follow tx.commit-ok.
 func (*TxCommitOk) HasContent() bool { return false }
 
-func (_ *TxCommitOk) read(d *decoder) {
-}
+func (*TxCommitOk) read(d decoder) decoder { return d }
 
-func (_ *TxCommitOk) write(_ *encoder) {
-}
+func (*TxCommitOk) write(b []byte) []byte { return b }
 
 // TxRollback is tx.rollback (90, 30).
 type TxRollback struct {
@@ -1881,11 +1988,9 @@ func (*TxRollback) Name() string { return "tx.rollback" }
 // HasContent reports whether content frames follow tx.rollback.
 func (*TxRollback) HasContent() bool { return false }
 
-func (_ *TxRollback) read(d *decoder) {
-}
+func (*TxRollback) read(d decoder) decoder { return d }
 
-func (_ *TxRollback) write(_ *encoder) {
-}
+func (*TxRollback) write(b []byte) []byte { return b }
 
 // TxRollbackOk is tx.rollback-ok (90, 31).
 type TxRollbackOk struct {
@@ -1900,11 +2005,9 @@ func (*TxRollbackOk) Name() string { return "tx.rollback-ok" }
 // HasContent reports whether content frames follow tx.rollback-ok.
 func (*TxRollbackOk) HasContent() bool { return false }
 
-func (_ *TxRollbackOk) read(d *decoder) {
-}
+func (*TxRollbackOk) read(d decoder) decoder { return d }
 
-func (_ *TxRollbackOk) write(_ *encoder) {
-}
+func (*TxRollbackOk) write(b []byte) []byte { return b }
 
 // newMethod returns an empty method struct for the ids, or nil.
 func newMethod(class, method uint16) Method {

@@ -57,7 +57,7 @@ func (k *consumer) Deliver(q *queue.Queue, e queue.Entry, b queue.Batch) bool {
 	m := e.Msg
 	fs, _ := b.(*flushSet)
 	ok := ch.c.out.tryAppend(q, fs, func(b []byte) []byte {
-		b = amqp.AppendMethodFrame(b, ch.id, &amqp.BasicDeliver{ConsumerTag: k.tag, DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: m.Exchange, RoutingKey: m.RoutingKey})
+		b = amqp.AppendDeliverFrame(b, ch.id, &amqp.BasicDeliver{ConsumerTag: k.tag, DeliveryTag: tag, Redelivered: e.Redelivered, Exchange: m.Exchange, RoutingKey: m.RoutingKey})
 		b = amqp.AppendHeaderFrame(b, ch.id, amqp.ClassBasic, uint64(len(m.Body)), m.Properties)
 		return amqp.AppendBodyFrames(b, ch.id, m.Body, ch.c.frameMax)
 	})
@@ -104,6 +104,7 @@ type channel struct {
 	topicGen    uint64
 	permGen     uint64
 	routeBuf    []*localQueue
+	settled     []delivery     // settle's list of what it settles, kept for reuse
 	reply       *replyConsumer // direct reply-to consumer, if any
 	// lastQueue is the queue last declared on the channel, which an empty
 	// queue name means in later methods (AMQP 0-9-1, as RabbitMQ does).
@@ -436,7 +437,11 @@ func (ch *channel) findLocked(tag uint64) int {
 
 func (ch *channel) settle(a txAck) error {
 	ch.mu.Lock()
-	var picked []delivery
+	picked := ch.settled[:0]
+	defer func() {
+		clear(picked)
+		ch.settled = picked[:0]
+	}()
 	take := func(d *delivery) {
 		picked = append(picked, *d)
 		d.done = true

@@ -48,6 +48,12 @@ type outbox struct {
 	spare  []byte    // guarded by wmu
 	lastTx time.Time // guarded by wmu
 
+	// flushInline's write: the callback is bound once, so that the write
+	// allocates nothing; inline and inlineN are its input and result.
+	writeInline func(fd uintptr) bool
+	inline      []byte // guarded by wmu
+	inlineN     int    // guarded by wmu
+
 	raw syscall.RawConn // for non-blocking writes; nil if the conn has none
 
 	// Octets and write calls to the socket, for statistics.
@@ -56,6 +62,7 @@ type outbox struct {
 
 func newOutbox(nc net.Conn) *outbox {
 	o := &outbox{nc: nc, signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+	o.writeInline = o.writeInlineFD
 	if sc, ok := nc.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			o.raw = raw
@@ -177,13 +184,10 @@ func (o *outbox) flushInline(fs *flushSet) {
 	o.waiters = nil
 	o.mu.Unlock()
 
-	n := 0
-	o.raw.Write(func(fd uintptr) bool {
-		if m, errno := sysWrite(fd, b); errno == 0 {
-			n = m
-		}
-		return true // one attempt; never wait for the socket here
-	})
+	o.inline, o.inlineN = b, 0
+	o.raw.Write(o.writeInline)
+	n := o.inlineN
+	o.inline = nil
 	if n > 0 {
 		o.lastTx = time.Now()
 		o.sendOct.Add(uint64(n))
@@ -210,6 +214,15 @@ func (o *outbox) flushInline(fs *flushSet) {
 	for _, q := range waiters {
 		q.Kick(fs)
 	}
+}
+
+// writeInlineFD makes flushInline's one attempt to write o.inline; it
+// never waits for the socket.
+func (o *outbox) writeInlineFD(fd uintptr) bool {
+	if n, errno := sysWrite(fd, o.inline); errno == 0 {
+		o.inlineN = n
+	}
+	return true
 }
 
 // startWriter starts the writer goroutine; heartbeat > 0 makes it send a

@@ -48,29 +48,37 @@ func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 
 // socketReader reads a socket through its RawConn with sysRead: deadlines
 // and closing behave as for net.Conn's Read, which the poller enforces.
+// It belongs to the connection's reader goroutine; the callback is bound
+// once so that a read allocates nothing.
 type socketReader struct {
-	raw syscall.RawConn
+	raw   syscall.RawConn
+	read  func(fd uintptr) bool // r.readFD
+	p     []byte
+	n     int
+	errno syscall.Errno
 }
 
-func (r socketReader) Read(p []byte) (int, error) {
+func (r *socketReader) readFD(fd uintptr) bool {
+	r.n, r.errno = sysRead(fd, r.p)
+	return r.errno != unix.EAGAIN
+}
+
+func (r *socketReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := r.raw.Read(func(fd uintptr) bool {
-		n, errno = sysRead(fd, p)
-		return errno != unix.EAGAIN
-	})
+	r.p = p
+	err := r.raw.Read(r.read)
+	r.p = nil
 	switch {
 	case err != nil:
 		return 0, err
-	case errno != 0:
-		return 0, os.NewSyscallError("read", errno)
-	case n == 0:
+	case r.errno != 0:
+		return 0, os.NewSyscallError("read", r.errno)
+	case r.n == 0:
 		return 0, io.EOF
 	}
-	return n, nil
+	return r.n, nil
 }
 
 // socketInput is what a connection's frames are read from: the socket
@@ -84,5 +92,7 @@ func socketInput(nc io.Reader) io.Reader {
 	if err != nil {
 		return nc
 	}
-	return socketReader{raw}
+	r := &socketReader{raw: raw}
+	r.read = r.readFD
+	return r
 }

@@ -173,11 +173,11 @@ func generate(classes []*class) []byte {
 }
 
 func genRead(b *bytes.Buffer, m *method) {
-	recv := "_"
-	if len(m.fields) > 0 {
-		recv = "m"
+	if len(m.fields) == 0 {
+		fmt.Fprintf(b, "func (*%s) read(d decoder) decoder { return d }\n\n", m.goName())
+		return
 	}
-	fmt.Fprintf(b, "func (%s *%s) read(d *decoder) {\n", recv, m.goName())
+	fmt.Fprintf(b, "func (m *%s) read(d decoder) decoder {\n", m.goName())
 	bit := 0
 	for _, f := range m.fields {
 		if f.typ == "bit" {
@@ -195,7 +195,7 @@ func genRead(b *bytes.Buffer, m *method) {
 		// bits may be declared and reused; keep vet quiet when only one group exists.
 		fmt.Fprintf(b, "\t_ = bits\n")
 	}
-	fmt.Fprintf(b, "}\n\n")
+	fmt.Fprintf(b, "\treturn d\n}\n\n")
 }
 
 func hasBits(m *method) bool {
@@ -208,11 +208,12 @@ func hasBits(m *method) bool {
 }
 
 func genWrite(b *bytes.Buffer, m *method) {
-	recv, enc := "_", "_"
-	if len(m.fields) > 0 {
-		recv, enc = "m", "e"
+	if len(m.fields) == 0 {
+		fmt.Fprintf(b, "func (*%s) write(b []byte) []byte { return b }\n\n", m.goName())
+		return
 	}
-	fmt.Fprintf(b, "func (%s *%s) write(%s *encoder) {\n", recv, m.goName(), enc)
+	fmt.Fprintf(b, "func (m *%s) write(b []byte) []byte {\n", m.goName())
+	fmt.Fprintf(b, "\te := encoder{buf: b}\n")
 	inBits := false
 	bit := 0
 	flush := func() {
@@ -243,5 +244,5 @@ func genWrite(b *bytes.Buffer, m *method) {
 		fmt.Fprintf(b, "\te.%s(m.%s)\n", f.typ, camel(f.name))
 	}
 	flush()
-	fmt.Fprintf(b, "}\n\n")
+	fmt.Fprintf(b, "\treturn e.buf\n}\n\n")
 }
