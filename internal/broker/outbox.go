@@ -9,6 +9,7 @@ import (
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/queue"
+	"github.com/warren-mq/warren/internal/sockio"
 )
 
 // outboxHighWater is how many octets may wait for the socket before
@@ -219,7 +220,7 @@ func (o *outbox) flushInline(fs *flushSet) {
 // writeInlineFD makes flushInline's one attempt to write o.inline; it
 // never waits for the socket.
 func (o *outbox) writeInlineFD(fd uintptr) bool {
-	if n, errno := sysWrite(fd, o.inline); errno == 0 {
+	if n, errno := sockio.Write(fd, o.inline); errno == 0 {
 		o.inlineN = n
 	}
 	return true

@@ -4,49 +4,16 @@ import (
 	"io"
 	"os"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/warren-mq/warren/internal/sockio"
 )
 
-// The hot path reads and writes a client's socket with raw system calls
-// inside syscall.RawConn callbacks. The socket is non-blocking, so neither
-// call can block, and the runtime's poller still does all the waiting.
-// Going around the runtime's system-call bookkeeping matters on a lightly
-// loaded node: the first ordinary system call after an idle spell wakes the
-// runtime's monitor thread, which then polls every 20 µs until the node is
-// idle again. At a few thousand messages a second, every message paid for
-// that wake-up and the monitor's context switches.
+// The hot path reads and writes a client's socket with package sockio's
+// raw system calls inside syscall.RawConn callbacks: see sockio for why.
 
-// sysRead reads once from the non-blocking socket fd into p.
-func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
-	for {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), 0
-	}
-}
-
-// sysWrite writes once to the non-blocking socket fd from p.
-func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
-	for {
-		n, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), 0
-	}
-}
-
-// socketReader reads a socket through its RawConn with sysRead: deadlines
+// socketReader reads a socket through its RawConn with sockio.Read: deadlines
 // and closing behave as for net.Conn's Read, which the poller enforces.
 // It belongs to the connection's reader goroutine; the callback is bound
 // once so that a read allocates nothing.
@@ -59,7 +26,7 @@ type socketReader struct {
 }
 
 func (r *socketReader) readFD(fd uintptr) bool {
-	r.n, r.errno = sysRead(fd, r.p)
+	r.n, r.errno = sockio.Read(fd, r.p)
 	return r.errno != unix.EAGAIN
 }
 

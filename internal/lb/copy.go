@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/warren-mq/warren/internal/sockio"
 )
 
 // pipeTimeouts are the idle limits of a proxied connection. Zero means none.
@@ -49,11 +51,22 @@ type halfPipe struct {
 	buf    *[]byte
 	n      int
 	rerr   error
+	// rawDst and writeFn are set up on the first chunk written; wbuf, wn
+	// and werr carry one write's input and result through writeFn.
+	rawDst  syscall.RawConn
+	writeFn func(fd uintptr) bool
+	wbuf    []byte
+	wn      int
+	werr    syscall.Errno
 	// idle is the current idle limit in nanoseconds; the other direction
 	// lowers it when its side half-closes.
-	idle  atomic.Int64
-	bytes int64
-	err   error
+	idle atomic.Int64
+	// armedAt and armedIdle say when src's read deadline was last set and
+	// for which limit (0: none).
+	armedAt   time.Time
+	armedIdle time.Duration
+	bytes     int64
+	err       error
 	// done is set once this direction has finished.
 	done atomic.Bool
 }
@@ -114,13 +127,7 @@ func termination(up, down *halfPipe) string {
 func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duration) {
 	var quiet time.Duration // how long the connection had been idle at the last check
 	for {
-		idle := time.Duration(h.idle.Load())
-		if idle > 0 {
-			// Expire idle after data last moved, not idle after now.
-			_ = h.src.SetReadDeadline(time.Now().Add(idle - quiet))
-		} else {
-			_ = h.src.SetReadDeadline(time.Time{})
-		}
+		h.armDeadline(time.Duration(h.idle.Load()), quiet)
 		var n int64
 		var err error
 		if h.spliced {
@@ -141,7 +148,7 @@ func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duratio
 			break
 		}
 		quiet = 0
-		if isTimeout(err) && idle > 0 {
+		if idle := time.Duration(h.idle.Load()); isTimeout(err) && idle > 0 {
 			quiet = sinceLastData(client, server)
 			if quiet < time.Duration(h.idle.Load()) {
 				continue // data moved recently (maybe the other way): keep going
@@ -170,6 +177,27 @@ func proxyCopy(h, other *halfPipe, client, server *net.TCPConn, fin time.Duratio
 			_ = other.src.SetReadDeadline(time.Now()) // wake it to apply the new limit
 		}
 	}
+}
+
+// armDeadline sets src's read deadline to expire the idle limit after
+// data last moved, quiet ago. Moving a deadline costs a timer update, so
+// while data flows it moves at most every quarter of the limit: one that
+// fires early is checked against TCP_INFO by proxyCopy and set again from
+// when data last moved, so the limit holds all the same.
+func (h *halfPipe) armDeadline(idle, quiet time.Duration) {
+	if idle <= 0 {
+		if h.armedIdle != 0 {
+			_ = h.src.SetReadDeadline(time.Time{})
+			h.armedIdle = 0
+		}
+		return
+	}
+	now := time.Now()
+	if quiet == 0 && idle == h.armedIdle && now.Sub(h.armedAt) < idle/4 {
+		return
+	}
+	_ = h.src.SetReadDeadline(now.Add(idle - quiet))
+	h.armedAt, h.armedIdle = now, idle
 }
 
 // copyChunk moves what one read returns from src to dst. The buffer is
@@ -203,27 +231,62 @@ func (h *halfPipe) copyChunk() (int64, error) {
 	if n == len(*buf) {
 		h.spliced = true // a full buffer: bulk data follows, splice it
 	}
-	w, err := h.dst.Write((*buf)[:n])
-	return int64(w), err
+	return h.write((*buf)[:n])
+}
+
+// write writes all of p to dst through its RawConn with sockio.Write,
+// waiting for the socket when it is full; the write deadline applies as
+// for net.Conn's Write.
+func (h *halfPipe) write(p []byte) (int64, error) {
+	if h.rawDst == nil {
+		rc, err := h.dst.SyscallConn()
+		if err != nil {
+			return 0, err
+		}
+		h.rawDst = rc
+		h.writeFn = h.writeReady
+	}
+	h.wbuf, h.wn, h.werr = p, 0, 0
+	err := h.rawDst.Write(h.writeFn)
+	n, werr := h.wn, h.werr
+	h.wbuf = nil
+	if err == nil && werr != 0 {
+		err = &net.OpError{Op: "write", Net: "tcp", Source: h.dst.LocalAddr(), Addr: h.dst.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
+	}
+	return int64(n), err
+}
+
+// writeReady is called by the runtime poller when dst may be writable: it
+// writes what is left, or asks to wait.
+func (h *halfPipe) writeReady(fd uintptr) bool {
+	for len(h.wbuf) > 0 {
+		n, errno := sockio.Write(fd, h.wbuf)
+		if errno == syscall.EAGAIN {
+			return false
+		}
+		if errno != 0 {
+			h.werr = errno
+			return true
+		}
+		h.wbuf = h.wbuf[n:]
+		h.wn += n
+	}
+	return true
 }
 
 // readReady is called by the runtime poller when src may be readable: it
 // borrows a buffer and reads, or gives the buffer back and asks to wait.
 func (h *halfPipe) readReady(fd uintptr) bool {
 	b := h.bufs.Get().(*[]byte)
-	var n int
-	var err error
-	for {
-		n, err = syscall.Read(int(fd), *b)
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err == syscall.EAGAIN {
+	n, errno := sockio.Read(fd, *b)
+	if errno == syscall.EAGAIN {
 		h.bufs.Put(b)
 		return false // wait for data without holding the buffer
 	}
-	h.buf, h.n, h.rerr = b, n, err
+	h.buf, h.n, h.rerr = b, n, nil
+	if errno != 0 {
+		h.rerr = errno
+	}
 	return true
 }
 

@@ -229,6 +229,7 @@ listen l
 	if _, err := r2.ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
+	var lastData time.Time
 	for i := 0; i < 16; i++ {
 		if _, err := c2.Write([]byte("tick\n")); err != nil {
 			t.Fatalf("write %d: %v", i, err)
@@ -236,7 +237,16 @@ listen l
 		if line, err := r2.ReadString('\n'); err != nil || line != "tick\n" {
 			t.Fatalf("echo %d: %q %v", i, line, err)
 		}
+		lastData = time.Now()
 		time.Sleep(150 * time.Millisecond)
+	}
+
+	// Once the data stops, the timeout counts from the last data.
+	if _, err := r2.ReadByte(); err == nil {
+		t.Fatal("connection idle after the ticks got data")
+	}
+	if el := time.Since(lastData); el < 700*time.Millisecond || el > 2*time.Second {
+		t.Fatalf("connection closed %v after its last data, want about 800ms", el)
 	}
 }
 
