@@ -21,29 +21,7 @@ import (
 // columns of "show stat" for every server and the backend of proxy l.
 func retryStats(t *testing.T, sock string) string {
 	t.Helper()
-	out := runtimeCmd(t, sock, "show stat")
-	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(out, "# ")))
-	r.FieldsPerRecord = -1
-	recs, err := r.ReadAll()
-	if err != nil || len(recs) < 2 {
-		t.Fatalf("show stat: %v\n%s", err, out)
-	}
-	col := map[string]int{}
-	for i, name := range recs[0] {
-		col[name] = i
-	}
-	var sb strings.Builder
-	for _, rec := range recs[1:] {
-		if rec[0] != "l" || rec[1] == "FRONTEND" {
-			continue
-		}
-		fmt.Fprintf(&sb, "%s:", rec[1])
-		for _, c := range []string{"stot", "econ", "wretr", "wredis", "lbtot"} {
-			fmt.Fprintf(&sb, " %s=%s", c, rec[col[c]])
-		}
-		sb.WriteString("\n")
-	}
-	return sb.String()
+	return statColumns(t, sock, "l", "stot", "econ", "wretr", "wredis", "lbtot")
 }
 
 // TestRetriesAndRedispatchMatchHAProxy sends the same clients through

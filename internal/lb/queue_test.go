@@ -16,6 +16,13 @@ import (
 // queue and session columns of "show stat".
 func queueStats(t *testing.T, sock, px string) string {
 	t.Helper()
+	return statColumns(t, sock, px, "qcur", "qmax", "qlimit", "scur", "econ", "lbtot", "wredis")
+}
+
+// statColumns returns the named columns of "show stat" on the runtime
+// socket sock, a line for every server and the backend of proxy px.
+func statColumns(t *testing.T, sock, px string, cols ...string) string {
+	t.Helper()
 	out := runtimeCmd(t, sock, "show stat")
 	r := csv.NewReader(strings.NewReader(strings.TrimPrefix(out, "# ")))
 	r.FieldsPerRecord = -1
@@ -33,7 +40,7 @@ func queueStats(t *testing.T, sock, px string) string {
 			continue
 		}
 		fmt.Fprintf(&sb, "%s:", rec[1])
-		for _, c := range []string{"qcur", "qmax", "qlimit", "scur", "econ", "lbtot", "wredis"} {
+		for _, c := range cols {
 			fmt.Fprintf(&sb, " %s=%s", c, rec[col[c]])
 		}
 		sb.WriteString("\n")

@@ -36,18 +36,25 @@ type rawSocket struct {
 	pc   net.PacketConn
 }
 
-// openRawSocket opens the socket for ifi and joins 224.0.0.18 on it.
-func openRawSocket(ifi *net.Interface) (*rawSocket, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+// bindToDevice is a ListenConfig.Control that binds the socket to the
+// interface named name (SO_BINDTODEVICE), so it sends and receives there
+// only.
+func bindToDevice(name string) func(_, _ string, c syscall.RawConn) error {
+	return func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
+			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, name)
 		})
 		if err != nil {
 			return err
 		}
 		return serr
-	}}
+	}
+}
+
+// openRawSocket opens the socket for ifi and joins 224.0.0.18 on it.
+func openRawSocket(ifi *net.Interface) (*rawSocket, error) {
+	lc := net.ListenConfig{Control: bindToDevice(ifi.Name)}
 	pc, err := lc.ListenPacket(context.Background(), fmt.Sprintf("ip4:%d", IPProto), "0.0.0.0")
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: raw socket on %s: %w", ifi.Name, err)
@@ -138,16 +145,7 @@ type rawSocket6 struct {
 
 // openRawSocket6 opens the IPv6 socket for ifi and joins ff02::12 on it.
 func openRawSocket6(ifi *net.Interface) (*rawSocket6, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptString(int(fd), unix.SOL_SOCKET, unix.SO_BINDTODEVICE, ifi.Name)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
+	lc := net.ListenConfig{Control: bindToDevice(ifi.Name)}
 	pc, err := lc.ListenPacket(context.Background(), fmt.Sprintf("ip6:%d", IPProto), "::")
 	if err != nil {
 		return nil, fmt.Errorf("vrrp: raw IPv6 socket on %s: %w", ifi.Name, err)
