@@ -106,15 +106,11 @@ func TestParseConfigFamilies(t *testing.T) {
 			case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
 				t.Fatalf("want error %q, got %v", c.err, err)
 			}
-			var warns []string
-			for _, w := range cfg.Warnings {
-				warns = append(warns, w.String())
-			}
-			all := strings.Join(warns, "\n")
+			all := warningsText(cfg)
 			if c.warn != "" && !strings.Contains(all, c.warn) {
 				t.Errorf("warnings lack %q:\n%s", c.warn, all)
 			}
-			if c.warn == "" && c.err == "" && len(warns) > 0 {
+			if c.warn == "" && c.err == "" && len(cfg.Warnings) > 0 {
 				t.Errorf("unexpected warnings:\n%s", all)
 			}
 			if c.check != nil {

@@ -202,15 +202,11 @@ func TestParseConfigKeepalivedLenient(t *testing.T) {
 			if err != nil {
 				t.Fatalf("keepalived accepts this configuration; got %v", err)
 			}
-			var warns []string
-			for _, w := range cfg.Warnings {
-				warns = append(warns, w.String())
-			}
-			all := strings.Join(warns, "\n")
+			all := warningsText(cfg)
 			if c.warn != "" && !strings.Contains(all, c.warn) {
 				t.Errorf("warnings lack %q:\n%s", c.warn, all)
 			}
-			if c.warn == "" && len(warns) > 0 {
+			if c.warn == "" && len(cfg.Warnings) > 0 {
 				t.Errorf("unexpected warnings:\n%s", all)
 			}
 			if err := c.check(cfg); err != nil {
@@ -341,4 +337,13 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("whole: %v\nsplit: %v", errWhole, errSplit)
 		}
 	})
+}
+
+// warningsText returns cfg's warnings, one a line, for tests to search.
+func warningsText(cfg *Config) string {
+	var warns []string
+	for _, w := range cfg.Warnings {
+		warns = append(warns, w.String())
+	}
+	return strings.Join(warns, "\n")
 }
