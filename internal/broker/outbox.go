@@ -64,11 +64,7 @@ type outbox struct {
 func newOutbox(nc net.Conn) *outbox {
 	o := &outbox{nc: nc, signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
 	o.writeInline = o.writeInlineFD
-	if sc, ok := nc.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			o.raw = raw
-		}
-	}
+	o.raw = socketRaw(nc)
 	return o
 }
 

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"io"
+	"net"
 	"os"
 	"syscall"
 
@@ -49,17 +50,34 @@ func (r *socketReader) Read(p []byte) (int, error) {
 }
 
 // socketInput is what a connection's frames are read from: the socket
-// itself through socketReader where it has a file descriptor, else nc.
-func socketInput(nc io.Reader) io.Reader {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nc
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+// itself through socketReader where socketRaw gives its RawConn, else nc.
+func socketInput(nc net.Conn) io.Reader {
+	raw := socketRaw(nc)
+	if raw == nil {
 		return nc
 	}
 	r := &socketReader{raw: raw}
 	r.read = r.readFD
 	return r
+}
+
+// socketRaw returns the RawConn of a TCP or Unix socket, or nil for any
+// other net.Conn. Only those two concrete types qualify: a wrapper that
+// embeds one may buffer input it has already read, or output it has not
+// yet written, which going to the file descriptor would skip or reorder.
+func socketRaw(nc net.Conn) syscall.RawConn {
+	var sc syscall.Conn
+	switch c := nc.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
 }
