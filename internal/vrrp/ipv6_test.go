@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -196,4 +197,44 @@ func TestIPv6Unicast(t *testing.T) {
 	})
 	a.stop(t)
 	l.waitHolder(vip6, 1, 2*time.Second)
+}
+
+// TestIPv6ReloadKeepsMaster reloads the master of an IPv6 instance whose
+// first virtual address is link-local (fe80::100, listed by the kernel
+// before the interface's own link-local address once added) with an
+// unrelated change. The source stays the interface's own link-local
+// address, so the instance is kept: no transition on either node, and no
+// priority 0 that would hand the addresses to the backup.
+func TestIPv6ReloadKeepsMaster(t *testing.T) {
+	l := newLab(t, 2)
+	l.addIPv6(t)
+	a := l.nodes[0].startWarren(t, v6Conf(150, "0.5"))
+	b := l.nodes[1].startWarren(t, v6Conf(100, "0.5"))
+	l.waitHolder(vip6LinkLocal, 0, 5*time.Second)
+	ll0 := l.nodes[0].linkLocal(t, false)
+	waitFor(t, 3*time.Second, 50*time.Millisecond, func() error {
+		if st := b.status(t); field(st, "instance VI_1", "master") != ll0 {
+			return fmt.Errorf("backup does not follow %s:\n%s", ll0, st)
+		}
+		return nil
+	})
+	before := map[*speaker]int{}
+	for _, s := range []*speaker{a, b} {
+		before[s] = counter(t, s.status(t), "instance VI_1", "transitions")
+	}
+
+	a.rewrite(t, v6Conf(160, "0.5"))
+	a.sighup(t, "configuration reloaded")
+	time.Sleep(2 * time.Second) // four advert intervals: time for a backup to take over
+	st := a.status(t)
+	if field(st, "instance VI_1", "state") != "MASTER" || field(st, "instance VI_1", "source") != ll0 ||
+		counter(t, st, "instance VI_1", "transitions") != before[a] {
+		t.Fatalf("master after the reload (source was %s, transitions %d):\n%s", ll0, before[a], st)
+	}
+	if st := b.status(t); counter(t, st, "instance VI_1", "transitions") != before[b] {
+		t.Fatalf("backup changed state during the master's reload (transitions were %d):\n%s", before[b], st)
+	}
+	if got := l.holders(vip6LinkLocal); !slices.Equal(got, []int{0}) {
+		t.Fatalf("%s held by nodes %v after the reload", vip6LinkLocal, got)
+	}
 }

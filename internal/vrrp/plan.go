@@ -88,10 +88,25 @@ func (d *Daemon) build(cfg *Config) (*plan, error) {
 	// and changedGroups the sync groups whose members must all restart.
 	restart := map[string]bool{}
 	changedGroups := map[string]bool{}
+	// No virtual address may become a source address: neither one of the
+	// new configuration nor one a running master still holds (or a killed
+	// daemon left behind) until apply removes it.
+	virtual := map[netip.Addr]bool{}
+	addVirtual := func(ic *InstanceConfig) {
+		for _, v := range slices.Concat(ic.VIPs, ic.ExcludedVIPs) {
+			virtual[v.Prefix.Addr().WithZone("")] = true
+		}
+	}
+	for _, ic := range cfg.Instances {
+		addVirtual(ic)
+	}
+	for _, in := range d.instances {
+		addVirtual(in.config())
+	}
 	var errs []error
 	settings := map[string]*instanceSettings{}
 	for _, ic := range cfg.Instances {
-		s, err := d.settingsFor(ic, &cfg.Global, p.trackers)
+		s, err := d.settingsFor(ic, &cfg.Global, p.trackers, virtual)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: vrrp_instance %s: %w", ic.Pos, ic.Name, err))
 			continue
@@ -196,8 +211,9 @@ func sameScript(a, b *ScriptConfig) bool {
 }
 
 // settingsFor resolves an instance's configuration against the system:
-// interfaces, addresses, its source address and its trackers.
-func (d *Daemon) settingsFor(ic *InstanceConfig, g *Global, trackers map[string]*scriptTracker) (*instanceSettings, error) {
+// interfaces, addresses, its source address and its trackers. The source is
+// never one of the virtual addresses.
+func (d *Daemon) settingsFor(ic *InstanceConfig, g *Global, trackers map[string]*scriptTracker, virtual map[netip.Addr]bool) (*instanceSettings, error) {
 	if _, err := net.InterfaceByName(ic.Interface); err != nil {
 		return nil, fmt.Errorf("interface %s: %w", ic.Interface, err)
 	}
@@ -216,15 +232,11 @@ func (d *Daemon) settingsFor(ic *InstanceConfig, g *Global, trackers map[string]
 	switch {
 	case s.src.IsValid():
 	case ic.IPv6:
-		if s.src, err = linkLocal6(ic.Interface); err != nil {
+		if s.src, err = linkLocal6(ic.Interface, virtual); err != nil {
 			return nil, err
 		}
 	default:
-		var exclude []netip.Addr
-		for _, v := range vips.vips {
-			exclude = append(exclude, v.Prefix.Addr())
-		}
-		if s.src, err = primaryIPv4(ic.Interface, exclude); err != nil {
+		if s.src, err = primaryIPv4(ic.Interface, virtual); err != nil {
 			return nil, err
 		}
 	}

@@ -262,8 +262,10 @@ const linkLocalWait = 3 * time.Second
 // an IPv6 instance's adverts (RFC 5798 section 5.1.2.1). It may still be
 // tentative (duplicate address detection running): sends fail until DAD
 // ends, and are counted as send errors. It waits up to linkLocalWait for
-// the address to appear.
-func linkLocal6(name string) (netip.Addr, error) {
+// the address to appear. Addresses in virtual are skipped: a link-local VIP
+// (fe80::100) is listed before the interface's own address once added, and
+// must not become the source, for it leaves with the master state.
+func linkLocal6(name string, virtual map[netip.Addr]bool) (netip.Addr, error) {
 	deadline := time.Now().Add(linkLocalWait)
 	for {
 		l, err := netlink.LinkByName(name)
@@ -276,7 +278,7 @@ func linkLocal6(name string) (netip.Addr, error) {
 		}
 		for _, a := range addrs {
 			ip, ok := netip.AddrFromSlice(a.IP)
-			if ok && ip.IsLinkLocalUnicast() {
+			if ok && ip.IsLinkLocalUnicast() && !virtual[ip.WithZone("")] {
 				return ip, nil
 			}
 		}
@@ -287,9 +289,9 @@ func linkLocal6(name string) (netip.Addr, error) {
 	}
 }
 
-// primaryIPv4 returns the first IPv4 address of an interface that is not one
-// of the excluded (virtual) addresses.
-func primaryIPv4(name string, exclude []netip.Addr) (netip.Addr, error) {
+// primaryIPv4 returns the first IPv4 address of an interface that is not in
+// virtual.
+func primaryIPv4(name string, virtual map[netip.Addr]bool) (netip.Addr, error) {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("vrrp: interface %s: %w", name, err)
@@ -298,18 +300,11 @@ func primaryIPv4(name string, exclude []netip.Addr) (netip.Addr, error) {
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("vrrp: addresses of %s: %w", name, err)
 	}
-next:
 	for _, a := range addrs {
 		ip, ok := netip.AddrFromSlice(a.IP.To4())
-		if !ok {
-			continue
+		if ok && !virtual[ip] {
+			return ip, nil
 		}
-		for _, x := range exclude {
-			if x == ip {
-				continue next
-			}
-		}
-		return ip, nil
 	}
 	return netip.Addr{}, fmt.Errorf("vrrp: interface %s has no IPv4 address", name)
 }
