@@ -68,6 +68,7 @@ type instanceSettings struct {
 type instanceView struct {
 	cfg    *InstanceConfig
 	global *Global
+	src    netip.Addr
 	addrs  []netip.Addr
 	auth   [authDataLen]byte
 }
@@ -117,7 +118,7 @@ func (in *instance) now() time.Duration { return time.Since(in.origin) }
 func (in *instance) config() *InstanceConfig { return in.view.Load().cfg }
 
 func (in *instance) publishView() {
-	in.view.Store(&instanceView{cfg: in.cfg, global: in.global, addrs: in.addrs, auth: in.auth})
+	in.view.Store(&instanceView{cfg: in.cfg, global: in.global, src: in.src, addrs: in.addrs, auth: in.auth})
 }
 
 func (in *instance) machineConfig() MachineConfig {
@@ -611,9 +612,10 @@ func (in *instance) publish() {
 func (in *instance) snapshot() InstanceStatus {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	cfg := in.view.Load().cfg
+	v := in.view.Load()
+	cfg := v.cfg
 	s := InstanceStatus{Name: cfg.Name, Interface: cfg.Interface, VRID: cfg.VRID,
-		Version: cfg.Version, Src: in.src, AdvertInt: cfg.AdvertInt, instanceStats: in.stats}
+		Version: cfg.Version, Src: v.src, AdvertInt: cfg.AdvertInt, instanceStats: in.stats}
 	s.Bad = make(map[DropReason]uint64, len(in.stats.Bad))
 	for k, v := range in.stats.Bad {
 		s.Bad[k] = v

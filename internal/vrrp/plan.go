@@ -118,7 +118,7 @@ func (d *Daemon) build(cfg *Config) (*plan, error) {
 		}
 		o := old.config()
 		if o.Interface != ic.Interface || o.IPv6 != ic.IPv6 || o.VRID != ic.VRID || o.Version != ic.Version ||
-			old.src != s.src || o.SyncGroup != ic.SyncGroup ||
+			old.view.Load().src != s.src || o.SyncGroup != ic.SyncGroup ||
 			(ic.SyncGroup != "" && groupOf(d.cfg, ic.SyncGroup) != groupOf(cfg, ic.SyncGroup)) {
 			restart[ic.Name] = true
 			changedGroups[o.SyncGroup] = true
