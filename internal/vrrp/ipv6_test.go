@@ -238,3 +238,37 @@ func TestIPv6ReloadKeepsMaster(t *testing.T) {
 		t.Fatalf("%s held by nodes %v after the reload", vip6LinkLocal, got)
 	}
 }
+
+// TestIPv6ReloadWhileLinkDown reloads an IPv6 instance in FAULT because its
+// interface is down, which takes the link-local address with it. The
+// instance keeps its source address, so the reload is not refused for
+// want of one, and when the link comes back the instance is master again
+// with the new priority, from the same address.
+func TestIPv6ReloadWhileLinkDown(t *testing.T) {
+	l := newLab(t, 1)
+	l.addIPv6(t)
+	n := l.nodes[0]
+	a := n.startWarren(t, v6Conf(150, "0.5"))
+	l.waitHolder(vip6LinkLocal, 0, 5*time.Second)
+	ll0 := n.linkLocal(t, false)
+
+	run(t, "ip", "-n", n.ns, "link", "set", n.iface, "down")
+	waitFor(t, 3*time.Second, 50*time.Millisecond, func() error {
+		if st := a.status(t); field(st, "instance VI_1", "state") != "FAULT" {
+			return fmt.Errorf("not in FAULT with the link down:\n%s", st)
+		}
+		return nil
+	})
+	a.rewrite(t, v6Conf(160, "0.5"))
+	a.sighup(t, "configuration reloaded")
+
+	run(t, "ip", "-n", n.ns, "link", "set", n.iface, "up")
+	waitFor(t, 5*time.Second, 50*time.Millisecond, func() error {
+		st := a.status(t)
+		if field(st, "instance VI_1", "state") != "MASTER" || field(st, "instance VI_1", "source") != ll0 ||
+			field(st, "instance VI_1", "priority") != "160" {
+			return fmt.Errorf("after the link came back (source was %s):\n%s", ll0, st)
+		}
+		return nil
+	})
+}

@@ -36,7 +36,7 @@ func (p *plan) discard(log *slog.Logger) {
 
 // build makes a plan for cfg against the running set (empty before Run).
 // An instance whose name still exists keeps running with the new settings
-// unless its interface, family, VRID, version, source address or sync group
+// unless its interface, family, VRID, version, unicast_src_ip or sync group
 // changed: then it is stopped and started again, as are all members of a
 // sync group whose definition changed. On error nothing is left open.
 func (d *Daemon) build(cfg *Config) (*plan, error) {
@@ -106,7 +106,16 @@ func (d *Daemon) build(cfg *Config) (*plan, error) {
 	var errs []error
 	settings := map[string]*instanceSettings{}
 	for _, ic := range cfg.Instances {
-		s, err := d.settingsFor(ic, &cfg.Global, p.trackers, virtual)
+		// A kept instance keeps its source address unless unicast_src_ip
+		// changed: looking it up again would refuse the reload while an
+		// IPv6 interface is down (no link-local address then).
+		var keep netip.Addr
+		if old := running[ic.Name]; old != nil {
+			if o := old.config(); o.Interface == ic.Interface && o.IPv6 == ic.IPv6 && o.UnicastSrc == ic.UnicastSrc {
+				keep = old.view.Load().src
+			}
+		}
+		s, err := d.settingsFor(ic, &cfg.Global, p.trackers, virtual, keep)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: vrrp_instance %s: %w", ic.Pos, ic.Name, err))
 			continue
@@ -212,8 +221,9 @@ func sameScript(a, b *ScriptConfig) bool {
 
 // settingsFor resolves an instance's configuration against the system:
 // interfaces, addresses, its source address and its trackers. The source is
-// never one of the virtual addresses.
-func (d *Daemon) settingsFor(ic *InstanceConfig, g *Global, trackers map[string]*scriptTracker, virtual map[netip.Addr]bool) (*instanceSettings, error) {
+// src when valid, else unicast_src_ip, else looked up on the interface
+// and never one of the virtual addresses.
+func (d *Daemon) settingsFor(ic *InstanceConfig, g *Global, trackers map[string]*scriptTracker, virtual map[netip.Addr]bool, src netip.Addr) (*instanceSettings, error) {
 	if _, err := net.InterfaceByName(ic.Interface); err != nil {
 		return nil, fmt.Errorf("interface %s: %w", ic.Interface, err)
 	}
@@ -228,9 +238,11 @@ func (d *Daemon) settingsFor(ic *InstanceConfig, g *Global, trackers map[string]
 	for _, v := range ic.VIPs {
 		s.addrs = append(s.addrs, v.Prefix.Addr())
 	}
-	s.src = ic.UnicastSrc
+	s.src = src
 	switch {
 	case s.src.IsValid():
+	case ic.UnicastSrc.IsValid():
+		s.src = ic.UnicastSrc
 	case ic.IPv6:
 		if s.src, err = linkLocal6(ic.Interface, virtual); err != nil {
 			return nil, err
