@@ -324,11 +324,12 @@ func (c *configParser) validate() {
 	for _, s := range cfg.Scripts {
 		scripts[s.Name] = s
 	}
+	// keepalived refuses a VRID used twice on one interface and family,
+	// whatever the versions: both instances would receive the same adverts.
 	type key struct {
-		iface   string
-		vrid    int
-		version int
-		ipv6    bool
+		iface string
+		vrid  int
+		ipv6  bool
 	}
 	vrids := map[key]*InstanceConfig{}
 	names := map[string]*InstanceConfig{}
@@ -358,7 +359,7 @@ func (c *configParser) validate() {
 		if in.VRID == 0 {
 			c.errorf(in.Pos, "vrrp_instance %s: virtual_router_id is not set", in.Name)
 		}
-		k := key{in.Interface, in.VRID, in.Version, in.IPv6}
+		k := key{in.Interface, in.VRID, in.IPv6}
 		if o, dup := vrids[k]; dup && in.VRID != 0 {
 			c.errorf(in.Pos, "vrrp_instance %s: virtual_router_id %d on %s already used by %s", in.Name, in.VRID, in.Interface, o.Name)
 		}

@@ -127,6 +127,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"quote", "global_defs {\n router_id \"x\n}\n", []string{"keepalived.conf:2: unterminated quoted string"}},
 		{"dup vrid", goodInstance + strings.Replace(goodInstance, "VI_1", "VI_2", 1),
 			[]string{"keepalived.conf:11: vrrp_instance VI_2: virtual_router_id 51 on eth0 already used by VI_1"}},
+		{"dup vrid across versions", goodInstance + strings.Replace(strings.Replace(goodInstance, "VI_1", "VI_2", 1), "advert_int 1", "version 3\n advert_int 1", 1),
+			[]string{"keepalived.conf:11: vrrp_instance VI_2: virtual_router_id 51 on eth0 already used by VI_1"}},
 		{"many at once", "global_defs {\n bogus\n}\nvrrp_script s {\n interval x\n}\n",
 			[]string{`keepalived.conf:2: unknown keyword "bogus"`, `keepalived.conf:5: interval: "x" is not`, "keepalived.conf:4: vrrp_script s has no script"}},
 		{"missing include", "include nothere.conf\n", []string{"keepalived.conf:1: include nothere.conf: no such file"}},

@@ -161,6 +161,9 @@ func (d *Daemon) build(cfg *Config) (*plan, error) {
 		stopping[in] = true
 	}
 	groups := map[string]*syncGroup{}
+	// claimed holds the VRIDs the new instances take on each link: a link's
+	// byID knows only the running ones until apply.
+	claimed := map[linkKey]map[uint8]string{}
 	for _, ic := range cfg.Instances {
 		if running[ic.Name] != nil && !restart[ic.Name] {
 			continue
@@ -191,6 +194,13 @@ func (d *Daemon) build(cfg *Config) (*plan, error) {
 		if o := l.byID[uint8(ic.VRID)]; o != nil && !stopping[o] {
 			return nil, fmt.Errorf("%s: vrrp_instance %s: virtual_router_id %d already used on %s by %s", ic.Pos, ic.Name, ic.VRID, key, o.config().Name)
 		}
+		if claimed[key] == nil {
+			claimed[key] = map[uint8]string{}
+		}
+		if o, dup := claimed[key][uint8(ic.VRID)]; dup {
+			return nil, fmt.Errorf("%s: vrrp_instance %s: virtual_router_id %d already used on %s by %s", ic.Pos, ic.Name, ic.VRID, key, o)
+		}
+		claimed[key][uint8(ic.VRID)] = ic.Name
 		in := d.newInstance(s, l)
 		if gc := ic.SyncGroup; gc != "" {
 			g := groups[gc]

@@ -363,3 +363,25 @@ func TestReloadKeepsRunningOnBadConfig(t *testing.T) {
 	a.sighup(t, "configuration reloaded")
 	l.waitHolder(vip, 1, 3*time.Second)
 }
+
+// TestPlanRefusesDuplicateVRID hands New a configuration (not from a file,
+// so the parser's check does not run) whose two new instances claim VRID
+// 51 on the same interface and family, one VRRPv2 and one VRRPv3: the
+// plan must refuse it rather than let one silently replace the other.
+func TestPlanRefusesDuplicateVRID(t *testing.T) {
+	l := newLab(t, 1)
+	cfg, err := ParseConfigFile(writeConf(t, map[string]string{"keepalived.conf": reloadConf("",
+		reloadInstance("VI_1", 51, 100, "1", []string{"10.77.0.100/24"}, "  version 2\n"),
+		reloadInstance("VI_2", 52, 100, "1", []string{"10.77.0.101/24"}, ""))}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Instances[1].VRID = 51
+	err = inNS(l.nodes[0].ns, func() error {
+		_, err := New(Options{Config: cfg})
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "vrrp_instance VI_2: virtual_router_id 51 already used on") {
+		t.Fatalf("New: %v", err)
+	}
+}
