@@ -74,9 +74,11 @@ type instanceView struct {
 }
 
 // instanceUpdate carries reloaded settings to the instance's goroutine;
-// done is closed once they are in effect.
+// done is closed once they are in effect. With release set only the
+// addresses the settings no longer have are given up.
 type instanceUpdate struct {
 	settings *instanceSettings
+	release  bool
 	done     chan struct{}
 }
 
@@ -153,7 +155,19 @@ func (in *instance) stop() {
 // update hands reloaded settings to the running instance and waits until
 // they are in effect, or until the instance has stopped.
 func (in *instance) update(s *instanceSettings) {
-	u := &instanceUpdate{settings: s, done: make(chan struct{})}
+	in.send(&instanceUpdate{settings: s, done: make(chan struct{})})
+}
+
+// release has the running instance give up the addresses s no longer has
+// (a master takes them off its interfaces) and waits until it has. A
+// reload releases for every kept instance before any adds its new
+// addresses, so an address moving from one instance to another is never
+// removed after the other added it.
+func (in *instance) release(s *instanceSettings) {
+	in.send(&instanceUpdate{settings: s, release: true, done: make(chan struct{})})
+}
+
+func (in *instance) send(u *instanceUpdate) {
 	select {
 	case in.updates <- u:
 	case <-in.done:
@@ -374,8 +388,12 @@ func (in *instance) run(ctx context.Context) {
 				in.checkPeers(masterSince, warned)
 			}
 		case u := <-in.updates:
-			acts = in.reconfigure(u.settings)
-			peerCheck.Reset(in.peerCheckInterval())
+			if u.release {
+				in.releaseVIPs(u.settings)
+			} else {
+				acts = in.reconfigure(u.settings)
+				peerCheck.Reset(in.peerCheckInterval())
+			}
 			updated = u.done
 		}
 		in.exec(acts)
@@ -399,6 +417,25 @@ func (in *instance) run(ctx context.Context) {
 			close(updated)
 		}
 	}
+}
+
+// releaseVIPs takes the addresses s does not have out of the running set
+// and, on a master, off the interfaces: the set in use holds from then on
+// only addresses the instance keeps, whatever state it enters before
+// reconfigure.
+func (in *instance) releaseVIPs(s *instanceSettings) {
+	gone := in.vips.without(s.vips)
+	if len(gone.vips) == 0 {
+		return
+	}
+	if in.machine.State() == StateMaster {
+		if err := gone.remove(); err != nil {
+			in.log.Error("removing virtual addresses", "err", err)
+		}
+	}
+	in.vips.vips = slices.DeleteFunc(in.vips.vips, func(v resolvedVIP) bool {
+		return slices.ContainsFunc(gone.vips, func(w resolvedVIP) bool { return w.Prefix == v.Prefix && w.Dev == v.Dev })
+	})
 }
 
 // reconfigure puts reloaded settings in effect, keeping the state. A master

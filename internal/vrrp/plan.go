@@ -331,7 +331,8 @@ func (d *Daemon) newInstance(s *instanceSettings, l *link) *instance {
 // apply makes p the running set; Run's goroutine only. Removed (and
 // restarted) instances stop first, so a master's priority 0 and address
 // removal come before anything new takes the same addresses; then kept
-// instances take their new settings, then new instances start.
+// instances give up the addresses they lose, then take their new settings,
+// then new instances start.
 func (d *Daemon) apply(ctx context.Context, p *plan) {
 	d.mu.Lock()
 	for key, l := range p.links {
@@ -357,6 +358,11 @@ func (d *Daemon) apply(ctx context.Context, p *plan) {
 		d.mu.Lock()
 		d.instances = slices.DeleteFunc(d.instances, func(x *instance) bool { return x == in })
 		d.mu.Unlock()
+	}
+	// All kept instances give up their dropped addresses before any adds
+	// new ones: an address moving between two of them must end up added.
+	for in, s := range p.update {
+		in.release(s)
 	}
 	for in, s := range p.update {
 		for _, tr := range in.tracks {
