@@ -468,14 +468,15 @@ func (in *instance) reconfigure(s *instanceSettings) []Action {
 	}
 	prio, fault := in.effective()
 	var acts []Action
-	if fault != in.machine.fault {
-		k := EventFaultClear
-		if fault {
-			k = EventFault
-		}
-		acts = in.machine.Step(in.now(), Event{Kind: k})
+	if fault && !in.machine.fault {
+		acts = in.machine.Step(in.now(), Event{Kind: EventFault})
 	}
 	acts = append(acts, in.machine.Reconfigure(in.now(), in.machineConfig(), prio)...)
+	// Leaving FAULT after the new settings: the backup timer it starts
+	// uses the new interval and priority.
+	if !fault && in.machine.fault {
+		acts = append(acts, in.machine.Step(in.now(), Event{Kind: EventFaultClear})...)
+	}
 	in.log.Info("settings reloaded", "state", in.machine.State().String(), "priority", prio)
 	return acts
 }
