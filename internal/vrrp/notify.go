@@ -17,10 +17,20 @@ type notifier struct {
 	cancel context.CancelFunc
 
 	mu     sync.Mutex
-	runner *scriptRunner             // guarded by mu; replaced by a reload
-	queues map[string]chan notifyJob // guarded by mu
-	closed bool                      // guarded by mu
-	wg     sync.WaitGroup
+	runner *scriptRunner           // guarded by mu; replaced by a reload
+	queues map[string]*notifyQueue // guarded by mu
+	// retired maps a key to the done channel of its last released queue
+	// whose worker may still run; guarded by mu. A new queue for the key
+	// waits for it, so scripts of one name still run in order.
+	retired map[string]chan struct{}
+	closed  bool // guarded by mu
+	wg      sync.WaitGroup
+}
+
+// notifyQueue is the queue of one key and its worker.
+type notifyQueue struct {
+	jobs chan notifyJob
+	done chan struct{} // closed when the worker returns
 }
 
 // notifyJob is one queued script run, with the runner (user, security
@@ -32,7 +42,8 @@ type notifyJob struct {
 
 func newNotifier(runner *scriptRunner, log *slog.Logger) *notifier {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &notifier{runner: runner, log: log, ctx: ctx, cancel: cancel, queues: map[string]chan notifyJob{}}
+	return &notifier{runner: runner, log: log, ctx: ctx, cancel: cancel,
+		queues: map[string]*notifyQueue{}, retired: map[string]chan struct{}{}}
 }
 
 // setRunner makes later notifications run with r (a reloaded script_user
@@ -57,10 +68,10 @@ func (n *notifier) run(key string, commands []string, extra [][]string) {
 	}
 	q, ok := n.queues[key]
 	if !ok {
-		q = make(chan notifyJob, notifyQueueLen)
+		q = &notifyQueue{jobs: make(chan notifyJob, notifyQueueLen), done: make(chan struct{})}
 		n.queues[key] = q
 		n.wg.Add(1)
-		go n.worker(key, q)
+		go n.worker(key, q, n.retired[key])
 	}
 	for i, c := range commands {
 		if c == "" {
@@ -73,16 +84,44 @@ func (n *notifier) run(key string, commands []string, extra [][]string) {
 		}
 		argv = append(argv, extra[i]...)
 		select {
-		case q <- notifyJob{argv: argv, runner: n.runner}:
+		case q.jobs <- notifyJob{argv: argv, runner: n.runner}:
 		default:
 			n.log.Error("notify queue full; notification dropped", "name", key, "command", c)
 		}
 	}
 }
 
-func (n *notifier) worker(key string, q chan notifyJob) {
+// release ends key's queue once its queued scripts have run; the daemon
+// calls it when an instance stops, so a stopped instance leaves no
+// goroutine behind. A later run for key starts a new queue.
+func (n *notifier) release(key string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	q, ok := n.queues[key]
+	if !ok || n.closed {
+		return
+	}
+	close(q.jobs)
+	delete(n.queues, key)
+	n.retired[key] = q.done
+}
+
+// worker runs q's jobs in order, after the worker of the key's previous
+// queue (prev, nil if none) has returned.
+func (n *notifier) worker(key string, q *notifyQueue, prev chan struct{}) {
 	defer n.wg.Done()
-	for job := range q {
+	defer func() {
+		n.mu.Lock()
+		if n.retired[key] == q.done {
+			delete(n.retired, key)
+		}
+		n.mu.Unlock()
+		close(q.done)
+	}()
+	if prev != nil {
+		<-prev
+	}
+	for job := range q.jobs {
 		start := time.Now()
 		if err := job.runner.run(n.ctx, job.argv, nil, 0); err != nil {
 			n.log.Error("notify script failed", "name", key, "argv", fmt.Sprint(job.argv), "err", err)
@@ -101,7 +140,7 @@ func (n *notifier) close(grace time.Duration) {
 	}
 	n.closed = true
 	for _, q := range n.queues {
-		close(q)
+		close(q.jobs)
 	}
 	n.mu.Unlock()
 	done := make(chan struct{})

@@ -351,6 +351,7 @@ func (d *Daemon) apply(ctx context.Context, p *plan) {
 
 	for _, in := range p.stop {
 		in.stop()
+		d.notify.release(in.config().Name)
 		d.linkOf(in).detach(in)
 		for _, tr := range in.tracks {
 			tr.t.unsubscribe(in)

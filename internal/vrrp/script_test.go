@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,5 +77,38 @@ func TestScriptSecurity(t *testing.T) {
 	start := time.Now()
 	if err := r.run(context.Background(), slow, nil, 100*time.Millisecond); err == nil || time.Since(start) > 3*time.Second {
 		t.Fatalf("timeout not enforced: %v after %s", err, time.Since(start))
+	}
+}
+
+// TestNotifierRelease checks that releasing a stopped instance's queue ends
+// its worker once the queued scripts have run, and that a new queue for the
+// same name runs its scripts after those of the released one.
+func TestNotifierRelease(t *testing.T) {
+	r, err := newScriptRunner(false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNotifier(r, slog.New(slog.DiscardHandler))
+	defer n.close(0)
+	out := filepath.Join(t.TempDir(), "order")
+	n.run("VI_1", []string{"/bin/sh -c 'sleep 0.3; echo first >>" + out + "'"}, [][]string{nil})
+	n.release("VI_1")
+	n.run("VI_1", []string{"/bin/sh -c 'echo second >>" + out + "'"}, [][]string{nil})
+	n.release("VI_1")
+	done := make(chan struct{})
+	go func() { n.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("workers of released queues still running")
+	}
+	b, err := os.ReadFile(out)
+	if err != nil || string(b) != "first\nsecond\n" {
+		t.Fatalf("scripts ran as %q, %v; want first, then second", b, err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.queues) != 0 || len(n.retired) != 0 {
+		t.Fatalf("left behind: %d queues, %d retired", len(n.queues), len(n.retired))
 	}
 }
