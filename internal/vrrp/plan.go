@@ -42,7 +42,7 @@ func (p *plan) discard(log *slog.Logger) {
 func (d *Daemon) build(cfg *Config) (*plan, error) {
 	runner, err := newScriptRunner(cfg.Global.ScriptSecurity, cfg.Global.ScriptUser)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("global_defs: %w", err)
 	}
 	p := &plan{cfg: cfg, runner: runner, trackers: map[string]*scriptTracker{},
 		links: map[linkKey]*link{}, update: map[*instance]*instanceSettings{}}
@@ -255,11 +255,11 @@ func (d *Daemon) settingsFor(ic *InstanceConfig, g *Global, trackers map[string]
 		s.src = ic.UnicastSrc
 	case ic.IPv6:
 		if s.src, err = linkLocal6(ic.Interface, virtual); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("source address: %w", err)
 		}
 	default:
 		if s.src, err = primaryIPv4(ic.Interface, virtual); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("source address: %w", err)
 		}
 	}
 	s.dsts = []netip.Addr{MulticastGroup}

@@ -198,7 +198,6 @@ func (s *rawSocket6) send(src, dst netip.Addr, msg []byte) error {
 	to := &net.IPAddr{IP: dst.AsSlice()}
 	if dst.IsLinkLocalMulticast() || dst.IsLinkLocalUnicast() {
 		to.Zone = strconv.Itoa(s.ifi.Index) // numeric: no lookup by name
-
 	}
 	if _, err := s.conn.WriteTo(msg, cm, to); err != nil {
 		return fmt.Errorf("vrrp: send to %s on %s: %w", dst, s.ifi.Name, err)
@@ -208,8 +207,8 @@ func (s *rawSocket6) send(src, dst netip.Addr, msg []byte) error {
 
 func (s *rawSocket6) close() error {
 	err := s.conn.Close()
-	if errors.Is(err, net.ErrClosed) {
+	if err == nil || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
-	return err
+	return fmt.Errorf("vrrp: close IPv6 socket on %s: %w", s.ifi.Name, err)
 }

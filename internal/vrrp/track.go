@@ -52,7 +52,10 @@ func (t *scriptTracker) subscribe(key *instance, f func(ok bool)) {
 	t.mu.Unlock()
 }
 
-// unsubscribe removes key's listener; after it returns no new call starts.
+// unsubscribe removes key's listener. The tracker calls its listeners
+// without holding mu, from a copy taken when it saw a change, so a call may
+// still be running, or may yet start, after unsubscribe returns: a listener
+// must be harmless then (instances only signal a channel of capacity 1).
 func (t *scriptTracker) unsubscribe(key *instance) {
 	t.mu.Lock()
 	delete(t.listeners, key)
