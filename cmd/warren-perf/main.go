@@ -48,7 +48,7 @@ const gcPercent = 400
 
 func run(args []string) int {
 	if len(args) > 0 && args[0] == "report" {
-		return report(args[1:])
+		return reportFiles("warren-perf report", args[1:], perf.ReadResults, perf.WriteReport)
 	}
 	if len(args) > 0 && args[0] == "idle" {
 		return idle(args[1:])
@@ -57,7 +57,7 @@ func run(args []string) int {
 		return restartProbe(args[1:])
 	}
 	if len(args) > 0 && args[0] == "restart-report" {
-		return restartReport(args[1:])
+		return reportFiles("warren-perf restart-report", args[1:], perf.ReadProbeResults, perf.WriteRestartReport)
 	}
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(gcPercent)
@@ -142,8 +142,11 @@ func readFiles[T any](cmd string, names []string, read func(io.Reader, string) (
 	return all, true
 }
 
-func report(args []string) int {
-	fs := flag.NewFlagSet("warren-perf report", flag.ContinueOnError)
+// reportFiles runs a report subcommand: it reads the result files named
+// in args with read and writes the table with write, ratios relative to
+// -baseline.
+func reportFiles[T any](cmd string, args []string, read func(io.Reader, string) ([]T, error), write func(io.Writer, []T, string) error) int {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	baseline := fs.String("baseline", "rabbitmq", "broker the ratios are relative to")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -151,12 +154,12 @@ func report(args []string) int {
 		}
 		return 2
 	}
-	all, ok := readFiles("warren-perf report", fs.Args(), perf.ReadResults)
+	all, ok := readFiles(cmd, fs.Args(), read)
 	if !ok {
 		return 1
 	}
-	if err := perf.WriteReport(os.Stdout, all, *baseline); err != nil {
-		fmt.Fprintf(os.Stderr, "warren-perf report: %v\n", err)
+	if err := write(os.Stdout, all, *baseline); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", cmd, err)
 		return 1
 	}
 	return 0
@@ -218,24 +221,4 @@ func restartProbe(args []string) int {
 		return 1
 	}
 	return emit("warren-perf restart-probe", &res, human, cli.JSON)
-}
-
-func restartReport(args []string) int {
-	fs := flag.NewFlagSet("warren-perf restart-report", flag.ContinueOnError)
-	baseline := fs.String("baseline", "rabbitmq", "broker the ratios are relative to")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	all, ok := readFiles("warren-perf restart-report", fs.Args(), perf.ReadProbeResults)
-	if !ok {
-		return 1
-	}
-	if err := perf.WriteRestartReport(os.Stdout, all, *baseline); err != nil {
-		fmt.Fprintf(os.Stderr, "warren-perf restart-report: %v\n", err)
-		return 1
-	}
-	return 0
 }
