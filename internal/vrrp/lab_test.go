@@ -504,7 +504,9 @@ type vrrpConf struct {
 	Global    string   // more lines in global_defs
 }
 
-func (c vrrpConf) String() string {
+// withDefaults fills in what the configuration leaves unset: version 2,
+// VRID 51, advert_int 1, state BACKUP and VIP 10.77.0.100.
+func (c vrrpConf) withDefaults() vrrpConf {
 	if c.Version == 0 {
 		c.Version = 2
 	}
@@ -520,6 +522,11 @@ func (c vrrpConf) String() string {
 	if c.VIP == "" {
 		c.VIP = "10.77.0.100"
 	}
+	return c
+}
+
+func (c vrrpConf) String() string {
+	c = c.withDefaults()
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "global_defs {\n  router_id lab\n  vrrp_version %d\n  vrrp_garp_master_delay 1\n%s}\n%s\n", c.Version, c.Global, c.Top)
 	fmt.Fprintf(&sb, "vrrp_instance VI_1 {\n  state %s\n  interface eth0\n  virtual_router_id %d\n  priority %d\n  advert_int %s\n",

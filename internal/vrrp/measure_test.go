@@ -70,12 +70,8 @@ func failoverOnce(t *testing.T, kind string, c vrrpConf, hard bool) (fromSignal,
 		return nil
 	})
 	took := time.Now()
-	vrid := c.VRID
-	if vrid == 0 {
-		vrid = 51 // vrrpConf's default
-	}
 	var last time.Time
-	for _, a := range obs.since(t0.Add(-2*time.Duration(interval)), l.nodes[0].addr.String(), uint8(vrid)) {
+	for _, a := range obs.since(t0.Add(-2*time.Duration(interval)), l.nodes[0].addr.String(), uint8(c.withDefaults().VRID)) {
 		if a.at.Before(took) {
 			last = a.at
 		}
