@@ -1,6 +1,6 @@
 # Broker benchmarks: warren against RabbitMQ 3.10 in one run (not in CI).
-#   make bench-broker                         every scenario, 15 s each
-#   make bench-broker BENCH_ARGS='-d 30 -o bench-out'
+#   make bench-broker                         every scenario, 3 rounds of 10 s
+#   make bench-broker BENCH_ARGS='-d 30 -r 5 -o bench-out'
 .PHONY: bench-broker
 bench-broker:
 	./scripts/bench-broker.sh $(BENCH_ARGS)

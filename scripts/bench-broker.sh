@@ -2,10 +2,14 @@
 # Benchmarks warren against RabbitMQ 3.10 (Debian's rabbitmq-server) in one
 # run: the same warren-perf scenarios against each broker, then a table of
 # receive rates, latencies and broker CPU time per message, with
-# warren/RabbitMQ ratios. Not part of CI: it takes a few minutes.
+# warren/RabbitMQ ratios. Both brokers run side by side, and the scenarios
+# run in rounds: each round runs every scenario against one broker and
+# then the other, in alternating order, so both see the machine in the same
+# state; the tables show medians over the rounds and the spread of the
+# ratios. Not part of CI: it takes about 7 minutes.
 #
-#   ./scripts/bench-broker.sh                 every scenario, 15 s each
-#   ./scripts/bench-broker.sh -d 30 -o out    30 s each, results kept in out/
+#   ./scripts/bench-broker.sh                 every scenario, 3 rounds of 10 s
+#   ./scripts/bench-broker.sh -d 30 -r 5 -o out  5 rounds of 30 s, results in out/
 #   ./scripts/bench-broker.sh -s s1,s5        only some scenarios (s5: s5a, s5b)
 #   ./scripts/bench-broker.sh -b rabbitmq     only one broker
 #
@@ -16,14 +20,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds=15
+seconds=10
+rounds=3
 outdir=
 only=
 brokers="rabbitmq,warren"
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
-while getopts "d:o:s:b:h" opt; do
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+while getopts "d:r:o:s:b:h" opt; do
 	case $opt in
 	d) seconds=$OPTARG ;;
+	r) rounds=$OPTARG ;;
 	o) outdir=$OPTARG ;;
 	s) only=$OPTARG ;;
 	b) brokers=$OPTARG ;;
@@ -32,6 +38,7 @@ while getopts "d:o:s:b:h" opt; do
 	esac
 done
 case $seconds in '' | *[!0-9]*) echo "bench-broker: -d wants whole seconds, got '$seconds'" >&2; exit 2 ;; esac
+case $rounds in '' | 0 | *[!0-9]*) echo "bench-broker: -r wants a whole number of rounds, got '$rounds'" >&2; exit 2 ;; esac
 
 base=${BENCH_PORT_BASE:-26700}
 rmq_port=$base rmq_dist=$((base + 1)) rmq_epmd=$((base + 2))
@@ -48,14 +55,15 @@ results=$outdir/results.jsonl
 log() { printf '%s bench-broker: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
 # The scenarios: label and warren-perf flags. Every scenario uses one queue
-# that its producers publish to and its consumers share.
+# that its producers publish to and its consumers share; {round} in a
+# durable queue's name keeps what one round leaves from the next.
 scenarios=(
 	"s1-1p1c-100B-autoack|-x 1 -y 1 -s 100 -a"
 	"s2-1p1c-100B-confirm-ack|-x 1 -y 1 -s 100 -c 100 -q 100"
 	"s3-4p4c-1KiB-confirm-ack|-x 4 -y 4 -s 1024 -c 100 -q 100"
 	"s4-1p1c-100B-rate5000|-x 1 -y 1 -s 100 -r 5000 -q 100"
-	"s5a-1p1c-1KiB-persistent|-x 1 -y 1 -s 1024 -c 100 -q 100 -f persistent -u bench-durable-1"
-	"s5b-4p4c-1KiB-persistent|-x 4 -y 4 -s 1024 -c 100 -q 100 -f persistent -u bench-durable-4"
+	"s5a-1p1c-1KiB-persistent|-x 1 -y 1 -s 1024 -c 100 -q 100 -f persistent -u bench-durable-1-r{round}"
+	"s5b-4p4c-1KiB-persistent|-x 4 -y 4 -s 1024 -c 100 -q 100 -f persistent -u bench-durable-4-r{round}"
 )
 
 # ---- build ------------------------------------------------------------------
@@ -136,47 +144,58 @@ wanted() {
 	return 1
 }
 
-# run_scenarios broker uri pid
-run_scenarios() {
-	local broker=$1 uri=$2 pid=$3 entry label flags
-	for entry in "${scenarios[@]}"; do
-		label=${entry%%|*}
-		flags=${entry#*|}
-		if ! wanted "${label%%-*}"; then
-			continue
-		fi
-		log "$broker: $label ($flags, ${seconds}s)"
-		# shellcheck disable=SC2086 # flags are words on purpose
-		if ! bin/warren-perf --json --broker "$broker" --id "$label" --broker-pid "$pid" \
-			-h "$uri" -z "$seconds" $flags >>"$results" 2>"$outdir/$broker-$label.log"; then
-			log "$broker: $label FAILED:"
-			problems+=("$broker: $label failed (see $outdir/$broker-$label.log)")
-			tail -5 "$outdir/$broker-$label.log" >&2
-		fi
-		sleep 2 # let the broker settle before the next scenario
-	done
+# run_scenario broker uri pid label flags round
+run_scenario() {
+	local broker=$1 uri=$2 pid=$3 label=$4 flags=${5//\{round\}/$6} round=$6
+	log "$broker: $label round $round/$rounds ($flags, ${seconds}s)"
+	# shellcheck disable=SC2086 # flags are words on purpose
+	if ! bin/warren-perf --json --broker "$broker" --id "$label" --broker-pid "$pid" \
+		-h "$uri" -z "$seconds" $flags >>"$results" 2>"$outdir/$broker-$label-r$round.log"; then
+		log "$broker: $label round $round FAILED:"
+		problems+=("$broker: $label round $round failed (see $outdir/$broker-$label-r$round.log)")
+		tail -5 "$outdir/$broker-$label-r$round.log" >&2
+	fi
+	sleep 2 # let the broker settle before the next run
 }
 
+running=()
 if [[ ",$brokers," == *",rabbitmq,"* ]]; then
 	if start_rabbitmq; then
-		run_scenarios rabbitmq "amqp://guest:guest@127.0.0.1:$rmq_port/" "$rmq_pid"
+		running+=(rabbitmq)
 	else
 		problems+=("RabbitMQ did not start")
 	fi
-	stop_rabbitmq
 fi
 if [[ ",$brokers," == *",warren,"* ]]; then
 	if start_warren; then
-		run_scenarios warren "amqp://guest:guest@127.0.0.1:$w_amqp/" "$warren_pid"
+		running+=(warren)
 	else
 		echo "bench-broker: warren did not start; the table shows RabbitMQ's figures only" >&2
 		problems+=("warren did not start (see $outdir/warren.out or $outdir/warren-build.log)")
 	fi
-	stop_warren
 fi
+for round in $(seq "$rounds"); do
+	order=("${running[@]}")
+	if ((round % 2 == 0)); then
+		order=()
+		for ((i = ${#running[@]} - 1; i >= 0; i--)); do order+=("${running[i]}"); done
+	fi
+	for entry in "${scenarios[@]}"; do
+		label=${entry%%|*}
+		wanted "${label%%-*}" || continue
+		for broker in "${order[@]}"; do
+			case $broker in
+			rabbitmq) run_scenario rabbitmq "amqp://guest:guest@127.0.0.1:$rmq_port/" "$rmq_pid" "$label" "${entry#*|}" "$round" ;;
+			warren) run_scenario warren "amqp://guest:guest@127.0.0.1:$w_amqp/" "$warren_pid" "$label" "${entry#*|}" "$round" ;;
+			esac
+		done
+	done
+done
+stop_rabbitmq
+stop_warren
 
 echo
-echo "warren-perf, ${seconds} s per scenario, $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)," \
+echo "warren-perf, $rounds rounds of ${seconds} s per scenario and broker, $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)," \
 	"load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; results in $results"
 echo
 bin/warren-perf report -baseline rabbitmq "$results"

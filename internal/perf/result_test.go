@@ -72,8 +72,8 @@ func TestWriteReportRatios(t *testing.T) {
 	}
 	got := buf.String()
 	for _, want := range []string{
-		"| s1 | rabbitmq | 50000 | 50000 | 90 µs | 200 µs | 2.00 ms | 26.0 µs | 4.0 µs |",
-		"| s1 | warren | 125000 | 125000 |",
+		"| s1 | rabbitmq | 1 | 50000 | 50000 | 90 µs | 200 µs | 2.00 ms | 26.0 µs | 4.0 µs |",
+		"| s1 | warren | 1 | 125000 | 125000 |",
 		"| s1 | warren/rabbitmq | 2.50× | 0.50× | 0.25× |",
 		"| s2 | warren/rabbitmq | n/a | n/a | n/a |",
 	} {
@@ -88,6 +88,46 @@ func TestWriteReportRatios(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "ratio") {
 		t.Errorf("ratio table without a second broker:\n%s", buf.String())
+	}
+}
+
+func TestWriteReportRounds(t *testing.T) {
+	// Three rounds per broker: medians in both tables, and the ratio of
+	// each round (warren's i-th against RabbitMQ's i-th) as a range.
+	results := []Result{
+		sampleResult("s1", "rabbitmq", 50000, 2000, 26),
+		sampleResult("s1", "warren", 100000, 1000, 6),
+		sampleResult("s1", "rabbitmq", 40000, 3000, 30),
+		sampleResult("s1", "warren", 140000, 900, 5),
+		sampleResult("s1", "rabbitmq", 60000, 1000, 20),
+		sampleResult("s1", "warren", 120000, 2000, 8),
+	}
+	var buf bytes.Buffer
+	if err := WriteReport(&buf, results, "rabbitmq"); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.String()
+	for _, want := range []string{
+		"| s1 | rabbitmq | 3 | 50000 | 50000 |",
+		"| s1 | warren | 3 | 120000 | 120000 |",
+		// receive 120000/50000; rounds 2.00, 3.50, 2.00. p99 1000/2000;
+		// rounds 0.50, 0.30, 2.00. CPU 6/26; rounds 0.23, 0.17, 0.40.
+		"| s1 | warren/rabbitmq | 2.40× (2.00–3.50) | 0.50× (0.30–2.00) | 0.23× (0.17–0.40) |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+func TestMedianOfEvenCount(t *testing.T) {
+	rs := []Result{sampleResult("s", "b", 10, 0, 0), sampleResult("s", "b", 40, 0, 0),
+		sampleResult("s", "b", 20, 0, 0), sampleResult("s", "b", 30, 0, 0)}
+	if got := medianOf(rs, receiveRate); got != 25 {
+		t.Fatalf("median of 10, 40, 20, 30 = %v, want 25", got)
+	}
+	if got := medianOf(nil, receiveRate); got != 0 {
+		t.Fatalf("median of nothing = %v, want 0", got)
 	}
 }
 
