@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"go.uber.org/goleak"
@@ -178,5 +179,31 @@ func TestDurableLogSurvivesRestart(t *testing.T) {
 	// The observer saw the replay, so a broker rebuilds its view from it.
 	if rec.count(QueueAdded) != 1 || rec.count(BindingAdded) != 1 {
 		t.Fatalf("replayed events: %+v", rec.events)
+	}
+}
+
+// TestOpenElectsWithoutWaitingForTimeout checks that a node, new or
+// restarted, leads as soon as it starts rather than after the heartbeat
+// timeout it starts with (twice the lease), and then runs with timeouts
+// as long as the lease, so that an idle leader wakes up rarely.
+func TestOpenElectsWithoutWaitingForTimeout(t *testing.T) {
+	dir := t.TempDir()
+	for _, run := range []string{"new", "restarted"} {
+		start := time.Now()
+		n, err := Open(context.Background(), Config{NodeID: "test@localhost", Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		rc := n.raft.ReloadableConfig()
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if took >= 2*leaseTimeout {
+			t.Errorf("%s node took %v to lead: it waited for the initial heartbeat timeout", run, took)
+		}
+		if rc.HeartbeatTimeout != leaseTimeout || rc.ElectionTimeout != leaseTimeout {
+			t.Errorf("%s node runs with heartbeat timeout %v and election timeout %v, want %v", run, rc.HeartbeatTimeout, rc.ElectionTimeout, leaseTimeout)
+		}
 	}
 }

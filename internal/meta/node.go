@@ -44,6 +44,10 @@ type Node struct {
 	restored  bool
 }
 
+// leaseTimeout is the single voter's leader lease, and its heartbeat and
+// election timeouts once it runs.
+const leaseTimeout = time.Second
+
 // Open starts a Node as the single voter of a new group and waits until it
 // leads, so that Apply works as soon as Open returns.
 func Open(ctx context.Context, cfg Config) (*Node, error) {
@@ -56,10 +60,15 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	f := &fsm{st: newState(), observer: cfg.Observer}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
-	// One voter: there is nobody to wait for, so elect at once.
-	rc.HeartbeatTimeout = 50 * time.Millisecond
-	rc.ElectionTimeout = 50 * time.Millisecond
-	rc.LeaderLeaseTimeout = 50 * time.Millisecond
+	// One voter: its leader lease always holds, so check it rarely. The
+	// leader wakes up once per lease to check it, and at 50 ms that was
+	// most of what an idle node did. Raft refuses a heartbeat timeout
+	// shorter than the lease, so the node starts with a longer one and
+	// shortens it at once below, which makes the follower check for a
+	// leader immediately and elect itself.
+	rc.HeartbeatTimeout = 2 * leaseTimeout
+	rc.ElectionTimeout = 2 * leaseTimeout
+	rc.LeaderLeaseTimeout = leaseTimeout
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: io.Discard, Level: hclog.Off})
 	addr, transport := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
@@ -112,6 +121,12 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("start meta raft: %w", err)
 	}
 	n := &Node{cfg: cfg, fsm: f, raft: r, transport: transport, closeLogs: closeLogs, restored: existing}
+	short := r.ReloadableConfig()
+	short.HeartbeatTimeout, short.ElectionTimeout = leaseTimeout, leaseTimeout
+	if err := r.ReloadConfig(short); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("start meta raft: %w", err)
+	}
 	for r.State() != raft.Leader {
 		select {
 		case <-ctx.Done():
