@@ -9,15 +9,15 @@
 #   BENCH_BYTES=268435456 ./scripts/bench-lb.sh   smaller bulk transfers
 #   BENCH_ONLY=rate ./scripts/bench-lb.sh         only some rows (bulk, rate,
 #                                                 latency, idle; comma-separated)
-#   BENCH_ROUNDS=9 ./scripts/bench-lb.sh          rounds for the rate and latency
-#                                                 rows (medians; default 5)
+#   BENCH_ROUNDS=15 ./scripts/bench-lb.sh         rounds for the rate and latency
+#                                                 rows (medians; default 9)
 # Not part of CI: run it with `make bench-lb`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bytes=${BENCH_BYTES:-1073741824}
 rate_secs=${BENCH_RATE_SECONDS:-2}
-rounds=${BENCH_ROUNDS:-5}
+rounds=${BENCH_ROUNDS:-9}
 only=${BENCH_ONLY:-bulk,rate,latency,idle}
 want() { [[ ",$only," == *",$1,"* ]]; }
 
