@@ -389,6 +389,42 @@ func TestTransactions(t *testing.T) {
 	}
 }
 
+// TestTransactionKeepsEachPublish commits several publishes with different
+// routing keys, properties and bodies at once: each must arrive as it was
+// published and in order, though a channel assembles every publish in the
+// same place.
+func TestTransactionKeepsEachPublish(t *testing.T) {
+	_, url := startNode(t, broker.Config{})
+	ch := openChannel(t, dial(t, url))
+	for _, q := range []string{"tx-a", "tx-b"} {
+		if _, err := ch.QueueDeclare(q, false, true, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.Tx(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"tx-a": {"a1", "a2", "a3"}, "tx-b": {"b1", "b2"}}
+	for _, body := range []string{"a1", "b1", "a2", "b2", "a3"} {
+		q := "tx-" + body[:1]
+		publish(t, ch, "", q, amqp091.Publishing{Body: []byte(body), CorrelationId: "c-" + body})
+	}
+	if err := ch.TxCommit(); err != nil {
+		t.Fatal(err)
+	}
+	for q, bodies := range want {
+		for _, body := range bodies {
+			d, ok, err := ch.Get(q, true)
+			if err != nil || !ok {
+				t.Fatalf("get from %s: ok %v, %v", q, ok, err)
+			}
+			if string(d.Body) != body || d.CorrelationId != "c-"+body || d.RoutingKey != q {
+				t.Fatalf("from %s got body %q, correlation id %q, routing key %q; want %q", q, d.Body, d.CorrelationId, d.RoutingKey, body)
+			}
+		}
+	}
+}
+
 func TestServerCloseSendsConnectionForced(t *testing.T) {
 	s, url := startNode(t, broker.Config{})
 	c := dial(t, url)

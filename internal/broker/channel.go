@@ -97,15 +97,18 @@ type channel struct {
 	txAcks      []txAck
 	txDisk      *txSync // while tx.commit publishes: the writes to wait for
 	publishing  *pendingPublish
-	consumers   map[string]*consumer
-	prefetch    int // for consumers created from now on
-	permCache   map[permKey]bool
-	topicCache  map[topicKey]bool
-	topicGen    uint64
-	permGen     uint64
-	routeBuf    []*localQueue
-	settled     []delivery     // settle's list of what it settles, kept for reuse
-	reply       *replyConsumer // direct reply-to consumer, if any
+	// pub is the storage publishing points to: one publish at a time is
+	// assembled on a channel, so it need not be allocated for each.
+	pub        pendingPublish
+	consumers  map[string]*consumer
+	prefetch   int // for consumers created from now on
+	permCache  map[permKey]bool
+	topicCache map[topicKey]bool
+	topicGen   uint64
+	permGen    uint64
+	routeBuf   []*localQueue
+	settled    []delivery     // settle's list of what it settles, kept for reuse
+	reply      *replyConsumer // direct reply-to consumer, if any
 	// lastQueue is the queue last declared on the channel, which an empty
 	// queue name means in later methods (AMQP 0-9-1, as RabbitMQ does).
 	lastQueue string

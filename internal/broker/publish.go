@@ -18,7 +18,8 @@ func (ch *channel) startPublish(m *amqp.BasicPublish) error {
 	if err := ch.checkPerm(permWrite, "exchange", m.Exchange); err != nil {
 		return err
 	}
-	ch.publishing = &pendingPublish{method: m}
+	ch.pub = pendingPublish{method: m}
+	ch.publishing = &ch.pub
 	ch.c.published = true
 	return nil
 }
@@ -47,12 +48,17 @@ func (ch *channel) handleContent(f amqp.Frame) error {
 			ch.publishing = nil
 			return chanErr(codePreconditionFail, "message size %d is larger than configured max size %d", h.BodySize, ch.c.s.cfg.MaxMessageSize)
 		}
-		p.props = append([]byte(nil), h.Properties...)
+		// One allocation for the properties and the body: they live and
+		// die together.
+		n := uint64(len(h.Properties))
+		buf := make([]byte, n, n+h.BodySize)
+		copy(buf, h.Properties)
+		p.props = buf[:n:n]
 		// Scan our copy: the summary's slices must not point into the
 		// frame, whose buffer is reused.
 		p.summary, _ = amqp.ScanProperties(p.props)
 		p.size = h.BodySize
-		p.body = make([]byte, 0, h.BodySize)
+		p.body = buf[n:n]
 		if h.BodySize == 0 {
 			return ch.finishPublish()
 		}
@@ -78,7 +84,8 @@ func (ch *channel) finishPublish() error {
 		if _, ok := ch.lookupExchange(p.method.Exchange); !ok {
 			return notFound("exchange", ch.c.vhostName, p.method.Exchange)
 		}
-		ch.txPublishes = append(ch.txPublishes, p)
+		kept := *p // p is the channel's pub, reused by the next publish
+		ch.txPublishes = append(ch.txPublishes, &kept)
 		return nil
 	}
 	var seq uint64
