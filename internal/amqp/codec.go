@@ -91,6 +91,17 @@ func (d *decoder) shortstr() string {
 	return string(d.bytes(n, "shortstr"))
 }
 
+// shortstrAgain reads a shortstr and returns prev, without allocating,
+// when it has the same bytes.
+func (d *decoder) shortstrAgain(prev string) string {
+	n := int(d.octet())
+	b := d.bytes(n, "shortstr")
+	if string(b) == prev {
+		return prev
+	}
+	return string(b)
+}
+
 func (d *decoder) longstr() string {
 	n := d.long()
 	if uint64(n) > uint64(len(d.buf)) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+	"unsafe"
 )
 
 func TestTableRoundTrip(t *testing.T) {
@@ -192,4 +193,39 @@ func FuzzFrameDecoder(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDecodeMethodInto(t *testing.T) {
+	payload := func(m Method) []byte {
+		b := AppendMethodFrame(nil, 1, m)
+		return b[7 : len(b)-1] // strip the frame header and end octet
+	}
+	var p BasicPublish
+	ok, err := DecodeMethodInto(payload(&BasicPublish{Exchange: "ex", RoutingKey: "rk", Mandatory: true}), &p)
+	if !ok || err != nil || p.Exchange != "ex" || p.RoutingKey != "rk" || !p.Mandatory || p.Immediate {
+		t.Fatalf("first publish: ok %v, err %v, %+v", ok, err, p)
+	}
+	// The same routing key keeps its string; a new one replaces it, and
+	// every field is decoded afresh.
+	rk := unsafe.StringData(p.RoutingKey)
+	ok, err = DecodeMethodInto(payload(&BasicPublish{Exchange: "ex2", RoutingKey: "rk"}), &p)
+	if !ok || err != nil || p.Exchange != "ex2" || p.RoutingKey != "rk" || p.Mandatory {
+		t.Fatalf("second publish: ok %v, err %v, %+v", ok, err, p)
+	}
+	if unsafe.StringData(p.RoutingKey) != rk {
+		t.Error("an unchanged routing key was allocated again")
+	}
+	// Another method leaves the value alone.
+	before := p
+	ok, err = DecodeMethodInto(payload(&BasicAck{DeliveryTag: 7}), &p)
+	if ok || err != nil || p != before {
+		t.Fatalf("basic.ack into a publish: ok %v, err %v, %+v", ok, err, p)
+	}
+	// A truncated publish is an error, reported as DecodeMethod does.
+	full := payload(&BasicPublish{Exchange: "ex", RoutingKey: "rk"})
+	_, want := DecodeMethod(full[:len(full)-2])
+	ok, err = DecodeMethodInto(full[:len(full)-2], &p)
+	if !ok || err == nil || want == nil || err.Error() != want.Error() {
+		t.Fatalf("truncated publish: ok %v, err %v, want %v", ok, err, want)
+	}
 }

@@ -47,3 +47,25 @@ func DecodeMethod(p []byte) (Method, error) {
 	}
 	return m, nil
 }
+
+// DecodeMethodInto decodes the method frame payload p into m if p holds
+// the method m is, and reports whether it did; it leaves m alone for any
+// other method. A caller that receives the same method over and over,
+// basic.publish above all, can so reuse one value rather than allocate
+// one per frame, and strings that repeat (an exchange, a routing key)
+// keep the ones m already holds.
+func DecodeMethodInto(p []byte, m Method) (bool, error) {
+	d := decoder{buf: p}
+	class, id := d.short(), d.short()
+	if d.err != nil {
+		return false, nil // DecodeMethod reports it
+	}
+	if c, i := m.ID(); c != class || i != id {
+		return false, nil
+	}
+	d = m.read(d)
+	if d.err != nil {
+		return true, fmt.Errorf("decode %s: %w", m.Name(), d.err)
+	}
+	return true, nil
+}

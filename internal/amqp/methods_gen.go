@@ -74,9 +74,9 @@ func (*ConnectionStartOk) HasContent() bool { return false }
 
 func (m *ConnectionStartOk) read(d decoder) decoder {
 	m.ClientProperties = d.table()
-	m.Mechanism = d.shortstr()
+	m.Mechanism = d.shortstrAgain(m.Mechanism)
 	m.Response = d.longstr()
-	m.Locale = d.shortstr()
+	m.Locale = d.shortstrAgain(m.Locale)
 	return d
 }
 
@@ -218,8 +218,8 @@ func (*ConnectionOpen) Name() string { return "connection.open" }
 func (*ConnectionOpen) HasContent() bool { return false }
 
 func (m *ConnectionOpen) read(d decoder) decoder {
-	m.VirtualHost = d.shortstr()
-	m.Capabilities = d.shortstr()
+	m.VirtualHost = d.shortstrAgain(m.VirtualHost)
+	m.Capabilities = d.shortstrAgain(m.Capabilities)
 	bits := d.octet()
 	m.Insist = bits&(1<<0) != 0
 	_ = bits
@@ -253,7 +253,7 @@ func (*ConnectionOpenOk) Name() string { return "connection.open-ok" }
 func (*ConnectionOpenOk) HasContent() bool { return false }
 
 func (m *ConnectionOpenOk) read(d decoder) decoder {
-	m.KnownHosts = d.shortstr()
+	m.KnownHosts = d.shortstrAgain(m.KnownHosts)
 	return d
 }
 
@@ -282,7 +282,7 @@ func (*ConnectionClose) HasContent() bool { return false }
 
 func (m *ConnectionClose) read(d decoder) decoder {
 	m.ReplyCode = d.short()
-	m.ReplyText = d.shortstr()
+	m.ReplyText = d.shortstrAgain(m.ReplyText)
 	m.ClassID = d.short()
 	m.MethodID = d.short()
 	return d
@@ -329,7 +329,7 @@ func (*ConnectionBlocked) Name() string { return "connection.blocked" }
 func (*ConnectionBlocked) HasContent() bool { return false }
 
 func (m *ConnectionBlocked) read(d decoder) decoder {
-	m.Reason = d.shortstr()
+	m.Reason = d.shortstrAgain(m.Reason)
 	return d
 }
 
@@ -373,7 +373,7 @@ func (*ConnectionUpdateSecret) HasContent() bool { return false }
 
 func (m *ConnectionUpdateSecret) read(d decoder) decoder {
 	m.NewSecret = d.longstr()
-	m.Reason = d.shortstr()
+	m.Reason = d.shortstrAgain(m.Reason)
 	return d
 }
 
@@ -416,7 +416,7 @@ func (*ChannelOpen) Name() string { return "channel.open" }
 func (*ChannelOpen) HasContent() bool { return false }
 
 func (m *ChannelOpen) read(d decoder) decoder {
-	m.OutOfBand = d.shortstr()
+	m.OutOfBand = d.shortstrAgain(m.OutOfBand)
 	return d
 }
 
@@ -532,7 +532,7 @@ func (*ChannelClose) HasContent() bool { return false }
 
 func (m *ChannelClose) read(d decoder) decoder {
 	m.ReplyCode = d.short()
-	m.ReplyText = d.shortstr()
+	m.ReplyText = d.shortstrAgain(m.ReplyText)
 	m.ClassID = d.short()
 	m.MethodID = d.short()
 	return d
@@ -584,7 +584,7 @@ func (*AccessRequest) Name() string { return "access.request" }
 func (*AccessRequest) HasContent() bool { return false }
 
 func (m *AccessRequest) read(d decoder) decoder {
-	m.Realm = d.shortstr()
+	m.Realm = d.shortstrAgain(m.Realm)
 	bits := d.octet()
 	m.Exclusive = bits&(1<<0) != 0
 	m.Passive = bits&(1<<1) != 0
@@ -667,8 +667,8 @@ func (*ExchangeDeclare) HasContent() bool { return false }
 
 func (m *ExchangeDeclare) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Exchange = d.shortstr()
-	m.Type = d.shortstr()
+	m.Exchange = d.shortstrAgain(m.Exchange)
+	m.Type = d.shortstrAgain(m.Type)
 	bits := d.octet()
 	m.Passive = bits&(1<<0) != 0
 	m.Durable = bits&(1<<1) != 0
@@ -742,7 +742,7 @@ func (*ExchangeDelete) HasContent() bool { return false }
 
 func (m *ExchangeDelete) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Exchange = d.shortstr()
+	m.Exchange = d.shortstrAgain(m.Exchange)
 	bits := d.octet()
 	m.IfUnused = bits&(1<<0) != 0
 	m.NoWait = bits&(1<<1) != 0
@@ -803,9 +803,9 @@ func (*ExchangeBind) HasContent() bool { return false }
 
 func (m *ExchangeBind) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Destination = d.shortstr()
-	m.Source = d.shortstr()
-	m.RoutingKey = d.shortstr()
+	m.Destination = d.shortstrAgain(m.Destination)
+	m.Source = d.shortstrAgain(m.Source)
+	m.RoutingKey = d.shortstrAgain(m.RoutingKey)
 	bits := d.octet()
 	m.NoWait = bits&(1<<0) != 0
 	m.Arguments = d.table()
@@ -866,9 +866,9 @@ func (*ExchangeUnbind) HasContent() bool { return false }
 
 func (m *ExchangeUnbind) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Destination = d.shortstr()
-	m.Source = d.shortstr()
-	m.RoutingKey = d.shortstr()
+	m.Destination = d.shortstrAgain(m.Destination)
+	m.Source = d.shortstrAgain(m.Source)
+	m.RoutingKey = d.shortstrAgain(m.RoutingKey)
 	bits := d.octet()
 	m.NoWait = bits&(1<<0) != 0
 	m.Arguments = d.table()
@@ -931,7 +931,7 @@ func (*QueueDeclare) HasContent() bool { return false }
 
 func (m *QueueDeclare) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Queue = d.shortstr()
+	m.Queue = d.shortstrAgain(m.Queue)
 	bits := d.octet()
 	m.Passive = bits&(1<<0) != 0
 	m.Durable = bits&(1<<1) != 0
@@ -985,7 +985,7 @@ func (*QueueDeclareOk) Name() string { return "queue.declare-ok" }
 func (*QueueDeclareOk) HasContent() bool { return false }
 
 func (m *QueueDeclareOk) read(d decoder) decoder {
-	m.Queue = d.shortstr()
+	m.Queue = d.shortstrAgain(m.Queue)
 	m.MessageCount = d.long()
 	m.ConsumerCount = d.long()
 	return d
@@ -1020,9 +1020,9 @@ func (*QueueBind) HasContent() bool { return false }
 
 func (m *QueueBind) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Queue = d.shortstr()
-	m.Exchange = d.shortstr()
-	m.RoutingKey = d.shortstr()
+	m.Queue = d.shortstrAgain(m.Queue)
+	m.Exchange = d.shortstrAgain(m.Exchange)
+	m.RoutingKey = d.shortstrAgain(m.RoutingKey)
 	bits := d.octet()
 	m.NoWait = bits&(1<<0) != 0
 	m.Arguments = d.table()
@@ -1080,7 +1080,7 @@ func (*QueuePurge) HasContent() bool { return false }
 
 func (m *QueuePurge) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Queue = d.shortstr()
+	m.Queue = d.shortstrAgain(m.Queue)
 	bits := d.octet()
 	m.NoWait = bits&(1<<0) != 0
 	_ = bits
@@ -1144,7 +1144,7 @@ func (*QueueDelete) HasContent() bool { return false }
 
 func (m *QueueDelete) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Queue = d.shortstr()
+	m.Queue = d.shortstrAgain(m.Queue)
 	bits := d.octet()
 	m.IfUnused = bits&(1<<0) != 0
 	m.IfEmpty = bits&(1<<1) != 0
@@ -1216,9 +1216,9 @@ func (*QueueUnbind) HasContent() bool { return false }
 
 func (m *QueueUnbind) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Queue = d.shortstr()
-	m.Exchange = d.shortstr()
-	m.RoutingKey = d.shortstr()
+	m.Queue = d.shortstrAgain(m.Queue)
+	m.Exchange = d.shortstrAgain(m.Exchange)
+	m.RoutingKey = d.shortstrAgain(m.RoutingKey)
 	m.Arguments = d.table()
 	return d
 }
@@ -1327,8 +1327,8 @@ func (*BasicConsume) HasContent() bool { return false }
 
 func (m *BasicConsume) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Queue = d.shortstr()
-	m.ConsumerTag = d.shortstr()
+	m.Queue = d.shortstrAgain(m.Queue)
+	m.ConsumerTag = d.shortstrAgain(m.ConsumerTag)
 	bits := d.octet()
 	m.NoLocal = bits&(1<<0) != 0
 	m.NoAck = bits&(1<<1) != 0
@@ -1377,7 +1377,7 @@ func (*BasicConsumeOk) Name() string { return "basic.consume-ok" }
 func (*BasicConsumeOk) HasContent() bool { return false }
 
 func (m *BasicConsumeOk) read(d decoder) decoder {
-	m.ConsumerTag = d.shortstr()
+	m.ConsumerTag = d.shortstrAgain(m.ConsumerTag)
 	return d
 }
 
@@ -1403,7 +1403,7 @@ func (*BasicCancel) Name() string { return "basic.cancel" }
 func (*BasicCancel) HasContent() bool { return false }
 
 func (m *BasicCancel) read(d decoder) decoder {
-	m.ConsumerTag = d.shortstr()
+	m.ConsumerTag = d.shortstrAgain(m.ConsumerTag)
 	bits := d.octet()
 	m.NoWait = bits&(1<<0) != 0
 	_ = bits
@@ -1436,7 +1436,7 @@ func (*BasicCancelOk) Name() string { return "basic.cancel-ok" }
 func (*BasicCancelOk) HasContent() bool { return false }
 
 func (m *BasicCancelOk) read(d decoder) decoder {
-	m.ConsumerTag = d.shortstr()
+	m.ConsumerTag = d.shortstrAgain(m.ConsumerTag)
 	return d
 }
 
@@ -1466,8 +1466,8 @@ func (*BasicPublish) HasContent() bool { return true }
 
 func (m *BasicPublish) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Exchange = d.shortstr()
-	m.RoutingKey = d.shortstr()
+	m.Exchange = d.shortstrAgain(m.Exchange)
+	m.RoutingKey = d.shortstrAgain(m.RoutingKey)
 	bits := d.octet()
 	m.Mandatory = bits&(1<<0) != 0
 	m.Immediate = bits&(1<<1) != 0
@@ -1510,9 +1510,9 @@ func (*BasicReturn) HasContent() bool { return true }
 
 func (m *BasicReturn) read(d decoder) decoder {
 	m.ReplyCode = d.short()
-	m.ReplyText = d.shortstr()
-	m.Exchange = d.shortstr()
-	m.RoutingKey = d.shortstr()
+	m.ReplyText = d.shortstrAgain(m.ReplyText)
+	m.Exchange = d.shortstrAgain(m.Exchange)
+	m.RoutingKey = d.shortstrAgain(m.RoutingKey)
 	return d
 }
 
@@ -1544,12 +1544,12 @@ func (*BasicDeliver) Name() string { return "basic.deliver" }
 func (*BasicDeliver) HasContent() bool { return true }
 
 func (m *BasicDeliver) read(d decoder) decoder {
-	m.ConsumerTag = d.shortstr()
+	m.ConsumerTag = d.shortstrAgain(m.ConsumerTag)
 	m.DeliveryTag = d.longlong()
 	bits := d.octet()
 	m.Redelivered = bits&(1<<0) != 0
-	m.Exchange = d.shortstr()
-	m.RoutingKey = d.shortstr()
+	m.Exchange = d.shortstrAgain(m.Exchange)
+	m.RoutingKey = d.shortstrAgain(m.RoutingKey)
 	_ = bits
 	return d
 }
@@ -1586,7 +1586,7 @@ func (*BasicGet) HasContent() bool { return false }
 
 func (m *BasicGet) read(d decoder) decoder {
 	m.Ticket = d.short()
-	m.Queue = d.shortstr()
+	m.Queue = d.shortstrAgain(m.Queue)
 	bits := d.octet()
 	m.NoAck = bits&(1<<0) != 0
 	_ = bits
@@ -1627,8 +1627,8 @@ func (m *BasicGetOk) read(d decoder) decoder {
 	m.DeliveryTag = d.longlong()
 	bits := d.octet()
 	m.Redelivered = bits&(1<<0) != 0
-	m.Exchange = d.shortstr()
-	m.RoutingKey = d.shortstr()
+	m.Exchange = d.shortstrAgain(m.Exchange)
+	m.RoutingKey = d.shortstrAgain(m.RoutingKey)
 	m.MessageCount = d.long()
 	_ = bits
 	return d
@@ -1663,7 +1663,7 @@ func (*BasicGetEmpty) Name() string { return "basic.get-empty" }
 func (*BasicGetEmpty) HasContent() bool { return false }
 
 func (m *BasicGetEmpty) read(d decoder) decoder {
-	m.ClusterID = d.shortstr()
+	m.ClusterID = d.shortstrAgain(m.ClusterID)
 	return d
 }
 

@@ -99,7 +99,11 @@ type channel struct {
 	publishing  *pendingPublish
 	// pub is the storage publishing points to: one publish at a time is
 	// assembled on a channel, so it need not be allocated for each.
+	// pubMethod and ackMethod are what basic.publish and basic.ack, the
+	// methods a busy channel receives most, decode into (decodeReused).
 	pub        pendingPublish
+	pubMethod  amqp.BasicPublish
+	ackMethod  amqp.BasicAck
 	consumers  map[string]*consumer
 	prefetch   int // for consumers created from now on
 	permCache  map[permKey]bool
@@ -399,6 +403,21 @@ func (ch *channel) recover() {
 }
 
 // ack settles deliveries for basic.ack, nack and reject.
+// decodeReused decodes the method frame payload p into pubMethod or
+// ackMethod when it holds basic.publish or basic.ack, and returns nil,
+// nil for any other method. The caller must not decode a basic.publish
+// this way while the previous one is still being assembled (publishing
+// set), nor keep the result past handling it.
+func (ch *channel) decodeReused(p []byte) (amqp.Method, error) {
+	if ok, err := amqp.DecodeMethodInto(p, &ch.pubMethod); ok {
+		return &ch.pubMethod, err
+	}
+	if ok, err := amqp.DecodeMethodInto(p, &ch.ackMethod); ok {
+		return &ch.ackMethod, err
+	}
+	return nil, nil
+}
+
 func (ch *channel) ack(a txAck, m amqp.Method) error {
 	if ch.tx {
 		if err := ch.checkTag(a.tag, a.multiple); err != nil {

@@ -553,6 +553,15 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 		}
 		return nil
 	case amqp.FrameMethod:
+		if ch := c.channels[f.Channel]; ch != nil && f.Channel != 0 && ch.publishing == nil {
+			m, err := ch.decodeReused(f.Payload)
+			if err != nil {
+				return connErr(codeFrameError, "cannot decode method: %v", err)
+			}
+			if m != nil {
+				return c.handleChannelMethod(f.Channel, m)
+			}
+		}
 		m, err := amqp.DecodeMethod(f.Payload)
 		if err != nil {
 			var um *amqp.UnknownMethodError

@@ -84,7 +84,10 @@ func (ch *channel) finishPublish() error {
 		if _, ok := ch.lookupExchange(p.method.Exchange); !ok {
 			return notFound("exchange", ch.c.vhostName, p.method.Exchange)
 		}
-		kept := *p // p is the channel's pub, reused by the next publish
+		// p and its method are the channel's own, reused by the next
+		// publish.
+		kept, m := *p, *p.method
+		kept.method = &m
 		ch.txPublishes = append(ch.txPublishes, &kept)
 		return nil
 	}

@@ -189,6 +189,12 @@ func genRead(b *bytes.Buffer, m *method) {
 			continue
 		}
 		bit = 0
+		if f.typ == "shortstr" {
+			// A value decoded into again keeps its string when the
+			// bytes are the same: see DecodeMethodInto.
+			fmt.Fprintf(b, "\tm.%[1]s = d.shortstrAgain(m.%[1]s)\n", camel(f.name))
+			continue
+		}
 		fmt.Fprintf(b, "\tm.%s = d.%s()\n", camel(f.name), f.typ)
 	}
 	if hasBits(m) {
