@@ -89,6 +89,43 @@ func treeCPU(procRoot string, root int) (time.Duration, error) {
 	return time.Duration(total) * time.Second / clockTicksPerSecond, nil
 }
 
+// machineSteal returns the CPU time the hypervisor has taken from this
+// machine's virtual CPUs since boot, summed over them (the steal column of
+// the "cpu" line of procRoot/stat, procRoot normally "/proc"), and the
+// number of CPUs that line sums. A broker's CPU time per message rises
+// when the host is busy, for reasons the broker does not control; the
+// steal over a run says how busy.
+func machineSteal(procRoot string) (time.Duration, int, error) {
+	data, err := os.ReadFile(filepath.Join(procRoot, "stat"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read %s/stat: %w", procRoot, err)
+	}
+	var steal time.Duration
+	cpus := 0
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		f := bytes.Fields(line)
+		if i == 0 {
+			// cpu user nice system idle iowait irq softirq steal ...
+			if len(f) < 9 || string(f[0]) != "cpu" {
+				return 0, 0, fmt.Errorf("%s/stat: no steal column in %q", procRoot, line)
+			}
+			ticks, err := strconv.ParseUint(string(f[8]), 10, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("%s/stat: steal: %w", procRoot, err)
+			}
+			steal = time.Duration(ticks) * time.Second / clockTicksPerSecond
+			continue
+		}
+		if len(f) > 0 && len(f[0]) > 3 && bytes.HasPrefix(f[0], []byte("cpu")) {
+			cpus++
+		}
+	}
+	if cpus == 0 {
+		return 0, 0, fmt.Errorf("%s/stat: no per-CPU lines", procRoot)
+	}
+	return steal, cpus, nil
+}
+
 // treeRSS returns the resident memory in bytes of process root and all its
 // live descendants, read from procRoot. Memory shared between them is
 // counted once per process.

@@ -128,3 +128,32 @@ func TestTreeRSSSumsDescendants(t *testing.T) {
 		t.Fatalf("own tree RSS %d, %v", self, err)
 	}
 }
+
+func TestMachineSteal(t *testing.T) {
+	root := t.TempDir()
+	stat := "cpu  1913350 612932 826540 5149133 42735 0 166303 181785 0 0\n" +
+		"cpu0 956675 306466 413270 2574566 21367 0 83151 90892 0 0\n" +
+		"cpu1 956675 306466 413270 2574567 21368 0 83152 90893 0 0\n" +
+		"intr 12345 0 0\nctxt 999\n"
+	if err := os.WriteFile(filepath.Join(root, "stat"), []byte(stat), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	steal, cpus, err := machineSteal(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 1817850 * time.Millisecond; steal != want || cpus != 2 { // 181785 ticks at 100 Hz
+		t.Fatalf("machineSteal = %v over %d CPUs, want %v over 2", steal, cpus, want)
+	}
+	// A kernel too old to have the steal column is an error, not zero.
+	if err := os.WriteFile(filepath.Join(root, "stat"), []byte("cpu  1 2 3 4 5 6 7\ncpu0 1 2 3 4 5 6 7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := machineSteal(root); err == nil {
+		t.Fatal("a cpu line without steal gave no error")
+	}
+	// The real one parses.
+	if _, cpus, err := machineSteal("/proc"); err != nil || cpus < 1 {
+		t.Fatalf("/proc/stat: %d CPUs, %v", cpus, err)
+	}
+}

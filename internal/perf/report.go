@@ -41,7 +41,8 @@ func readJSONLines[T any](r io.Reader, name string) ([]T, error) {
 
 // WriteReport writes results as two Markdown tables: every scenario's
 // figures per broker (client CPU per message shows how much of the
-// machine the load generator itself took), then, for each scenario (Label)
+// machine the load generator itself took, host steal how much the
+// hypervisor took from it), then, for each scenario (Label)
 // and each broker other than baseline, the ratios broker/baseline of
 // receive rate, p99 latency and broker CPU time per message. Scenarios and
 // brokers keep the order in which they first appear; a broker with no
@@ -64,8 +65,8 @@ func WriteReport(w io.Writer, results []Result, baseline string) error {
 		rounds[k] = append(rounds[k], r)
 	}
 	var b strings.Builder
-	b.WriteString("| scenario | broker | rounds | sent msg/s | received msg/s | p50 latency | p95 latency | p99 latency | broker CPU/msg | client CPU/msg |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| scenario | broker | rounds | sent msg/s | received msg/s | p50 latency | p95 latency | p99 latency | broker CPU/msg | client CPU/msg | host steal |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, l := range labels {
 		for _, br := range brokers {
 			rs, ok := rounds[[2]string{l, br}]
@@ -79,9 +80,10 @@ func WriteReport(w io.Writer, results []Result, baseline string) error {
 			if c := medianOf(rs, clientCPU); c > 0 {
 				client = fmt.Sprintf("%.1f µs", c)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %s | %s | %s | %s | %s |\n", l, br, len(rs),
+			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %s | %s | %s | %s | %s | %.1f%% |\n", l, br, len(rs),
 				medianOf(rs, sendRate), medianOf(rs, receiveRate),
-				fmtMicros(medianOf(rs, p50)), fmtMicros(medianOf(rs, p95)), fmtMicros(medianOf(rs, p99)), cpu, client)
+				fmtMicros(medianOf(rs, p50)), fmtMicros(medianOf(rs, p95)), fmtMicros(medianOf(rs, p99)), cpu, client,
+				medianOf(rs, steal))
 		}
 	}
 	others := slices.DeleteFunc(slices.Clone(brokers), func(s string) bool { return s == baseline })
@@ -114,6 +116,7 @@ func p50(r Result) float64         { return r.Latency.P50 }
 func p95(r Result) float64         { return r.Latency.P95 }
 func p99(r Result) float64         { return r.Latency.P99 }
 func brokerCPU(r Result) float64   { return r.BrokerCPUPerMessage }
+func steal(r Result) float64       { return r.StealPercent }
 func clientCPU(r Result) float64 {
 	if r.Received <= 0 {
 		return 0

@@ -48,6 +48,10 @@ type Result struct {
 	BrokerCPUPerMessage float64 `json:"broker_cpu_us_per_msg,omitempty"`
 	// ClientCPUSeconds is this process's CPU time over the window.
 	ClientCPUSeconds float64 `json:"client_cpu_seconds"`
+	// StealPercent is the share of the machine's CPU time (all its CPUs)
+	// that the hypervisor took over the window; on a shared virtual
+	// machine it tells a disturbed run from a quiet one.
+	StealPercent float64 `json:"steal_pct,omitempty"`
 }
 
 // LatencySummary holds latency statistics in microseconds.
@@ -106,10 +110,10 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		return fmt.Errorf("write summary: %w", err)
 	}
 	if r.BrokerCPUSeconds > 0 {
-		_, err = fmt.Fprintf(w, "cpu: broker %.2f s (%.1f µs/msg received), client %.2f s\n",
-			r.BrokerCPUSeconds, r.BrokerCPUPerMessage, r.ClientCPUSeconds)
+		_, err = fmt.Fprintf(w, "cpu: broker %.2f s (%.1f µs/msg received), client %.2f s, stolen by the host %.1f%%\n",
+			r.BrokerCPUSeconds, r.BrokerCPUPerMessage, r.ClientCPUSeconds, r.StealPercent)
 	} else {
-		_, err = fmt.Fprintf(w, "cpu: client %.2f s\n", r.ClientCPUSeconds)
+		_, err = fmt.Fprintf(w, "cpu: client %.2f s, stolen by the host %.1f%%\n", r.ClientCPUSeconds, r.StealPercent)
 	}
 	if err != nil {
 		return fmt.Errorf("write summary: %w", err)

@@ -102,11 +102,21 @@ func TestWriteReportRounds(t *testing.T) {
 		sampleResult("s1", "rabbitmq", 60000, 1000, 20),
 		sampleResult("s1", "warren", 120000, 2000, 8),
 	}
+	for i, pct := range []float64{0.5, 2.0, 3.0, 0.1, 1.0, 0.4} {
+		results[i].StealPercent = pct
+	}
 	var buf bytes.Buffer
 	if err := WriteReport(&buf, results, "rabbitmq"); err != nil {
 		t.Fatal(err)
 	}
 	got := buf.String()
+	for _, line := range strings.Split(got, "\n") {
+		// The host's steal, median over the rounds, ends each row.
+		if strings.HasPrefix(line, "| s1 | rabbitmq |") && !strings.HasSuffix(line, "| 1.0% |") ||
+			strings.HasPrefix(line, "| s1 | warren |") && !strings.HasSuffix(line, "| 0.4% |") {
+			t.Errorf("steal median wrong in %q", line)
+		}
+	}
 	for _, want := range []string{
 		"| s1 | rabbitmq | 3 | 50000 | 50000 |",
 		"| s1 | warren | 3 | 120000 | 120000 |",

@@ -138,6 +138,7 @@ func (r *runner) measure(ctx context.Context, workers, consumers []*worker) (Res
 		return Result{}, err
 	}
 	client0 := selfCPU()
+	steal0, _, stealErr := machineSteal("/proc")
 	start := time.Now()
 
 	var (
@@ -194,6 +195,7 @@ func (r *runner) measure(ctx context.Context, workers, consumers []*worker) (Res
 	end := time.Now()
 	cpu1, cpuErr := r.brokerCPU()
 	client1 := selfCPU()
+	steal1, cpus, stealErr1 := machineSteal("/proc")
 	// Counts at the end of the window: deliveries that arrive while the
 	// connections close are not part of it.
 	final := r.c.snapshot()
@@ -218,7 +220,12 @@ func (r *runner) measure(ctx context.Context, workers, consumers []*worker) (Res
 	for _, w := range consumers {
 		hist.Merge(w.hist)
 	}
-	return r.result(end.Sub(start), final, &hist, cpu1-cpu0, client1-client0), nil
+	res := r.result(end.Sub(start), final, &hist, cpu1-cpu0, client1-client0)
+	if stealErr == nil && stealErr1 == nil && res.Seconds > 0 {
+		// Not having the figure (no /proc/stat) must not fail a run.
+		res.StealPercent = 100 * (steal1 - steal0).Seconds() / (res.Seconds * float64(cpus))
+	}
+	return res, nil
 }
 
 func (r *runner) result(elapsed time.Duration, n counts, hist *Histogram, brokerCPU, clientCPU time.Duration) Result {
