@@ -402,7 +402,6 @@ func (ch *channel) recover() {
 	requeueAll(pending)
 }
 
-// ack settles deliveries for basic.ack, nack and reject.
 // decodeReused decodes the method frame payload p into pubMethod or
 // ackMethod when it holds basic.publish or basic.ack, and returns nil,
 // nil for any other method. The caller must not decode a basic.publish
@@ -418,6 +417,7 @@ func (ch *channel) decodeReused(p []byte) (amqp.Method, error) {
 	return nil, nil
 }
 
+// ack settles deliveries for basic.ack, nack and reject.
 func (ch *channel) ack(a txAck, m amqp.Method) error {
 	if ch.tx {
 		if err := ch.checkTag(a.tag, a.multiple); err != nil {
