@@ -403,10 +403,11 @@ func (ch *channel) recover() {
 }
 
 // decodeReused decodes the method frame payload p into pubMethod or
-// ackMethod when it holds basic.publish or basic.ack, and returns nil,
-// nil for any other method. The caller must not decode a basic.publish
-// this way while the previous one is still being assembled (publishing
-// set), nor keep the result past handling it.
+// ackMethod when it holds basic.publish or basic.ack, returning that
+// value (with an error if p is malformed), and returns nil for any other
+// method. The caller must not decode a basic.publish this way while the
+// previous one is still being assembled (publishing set), nor keep the
+// result past handling it.
 func (ch *channel) decodeReused(p []byte) (amqp.Method, error) {
 	if ok, err := amqp.DecodeMethodInto(p, &ch.pubMethod); ok {
 		return &ch.pubMethod, err

@@ -553,16 +553,7 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 		}
 		return nil
 	case amqp.FrameMethod:
-		if ch := c.channels[f.Channel]; ch != nil && f.Channel != 0 && ch.publishing == nil {
-			m, err := ch.decodeReused(f.Payload)
-			if err != nil {
-				return connErr(codeFrameError, "cannot decode method: %v", err)
-			}
-			if m != nil {
-				return c.handleChannelMethod(f.Channel, m)
-			}
-		}
-		m, err := amqp.DecodeMethod(f.Payload)
+		m, err := c.decodeMethod(f)
 		if err != nil {
 			var um *amqp.UnknownMethodError
 			if errors.As(err, &um) {
@@ -590,6 +581,18 @@ func (c *conn) handleFrame(f amqp.Frame) error {
 	default:
 		return connErr(codeFrameError, "unknown frame type %d", f.Type)
 	}
+}
+
+// decodeMethod decodes a method frame: into the channel's own values for
+// the methods channel.decodeReused covers, when the channel is open and
+// not assembling a publish, else into a new value.
+func (c *conn) decodeMethod(f amqp.Frame) (amqp.Method, error) {
+	if ch := c.channels[f.Channel]; ch != nil && f.Channel != 0 && ch.publishing == nil {
+		if m, err := ch.decodeReused(f.Payload); m != nil {
+			return m, err
+		}
+	}
+	return amqp.DecodeMethod(f.Payload)
 }
 
 func (c *conn) handleConnMethod(m amqp.Method) error {

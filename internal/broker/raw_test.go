@@ -148,6 +148,7 @@ func TestProtocolErrors(t *testing.T) {
 		{"oversize frame", amqp.AppendBodyFrames(nil, 1, make([]byte, 200000), 0), "connection 501 FRAME_ERROR - amqp: frame too large: 200008 octets, limit 131072"},
 		{"unknown method", []byte{1, 0, 1, 0, 0, 0, 4, 0, 60, 0, 99, 0xCE}, "connection 540 NOT_IMPLEMENTED - unknown method 60.99"},
 		{"truncated method", []byte{1, 0, 1, 0, 0, 0, 5, 0, 50, 0, 10, 0, 0xCE}, "connection 501 FRAME_ERROR - cannot decode method: decode queue.declare: amqp: malformed: short truncated at offset 4"},
+		{"truncated publish", []byte{1, 0, 1, 0, 0, 0, 6, 0, 60, 0, 40, 0, 0, 0xCE}, "connection 501 FRAME_ERROR - cannot decode method: decode basic.publish: amqp: malformed: octet truncated at offset 6"},
 		{"unknown frame type", []byte{9, 0, 1, 0, 0, 0, 0, 0xCE}, "connection 501 FRAME_ERROR - unknown frame type 9"},
 		{"method on unopened channel", amqp.AppendMethodFrame(nil, 5, &amqp.QueueDeclare{Queue: "x"}), "connection 504 CHANNEL_ERROR - expected 'channel.open'"},
 		{"body without header", append(publish[:len(publish):len(publish)], amqp.AppendBodyFrames(nil, 1, []byte("abc"), 0)...), "connection 505 UNEXPECTED_FRAME - expected content header for class 60, got non content header frame instead"},
