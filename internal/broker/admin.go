@@ -314,8 +314,13 @@ func (ch *channel) info() ChannelInfo {
 	}
 	ch.mu.Unlock()
 	ch.cf.mu.Lock()
-	if ch.cf.published > ch.cf.acked {
-		ci.Unconfirmed = ch.cf.published - ch.cf.acked
+	if ch.cf.published > ch.cf.answered {
+		ci.Unconfirmed = ch.cf.published - ch.cf.answered
+		for _, n := range ch.cf.nacked {
+			if n <= ch.cf.published {
+				ci.Unconfirmed--
+			}
+		}
 	}
 	ch.cf.mu.Unlock()
 	return ci

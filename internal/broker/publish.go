@@ -273,40 +273,38 @@ func (ch *channel) flushConfirms() {
 func (ch *channel) diskDone(seq uint64, err error) {
 	ch.cf.mu.Lock()
 	defer ch.cf.mu.Unlock()
-	if ch.cf.done(seq, err != nil) {
-		// Acks due before seq go first, so that the nack never falls inside
-		// a later multiple ack; then seq counts as answered.
-		if upTo := ch.cf.confirmable(); upTo >= seq-1 && seq-1 > ch.cf.acked {
-			ch.sendAckLocked(seq-1, nil)
-		}
+	if ch.cf.done(seq, err != nil) && !ch.cf.closed {
+		// Acks due before seq go first, so that the client can settle
+		// them before it sees the nack.
+		ch.sendConfirmsLocked(nil)
+		ch.cf.nack(seq)
 		ch.c.out.append(func(b []byte) []byte {
 			return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicNack{DeliveryTag: seq})
 		})
-		if ch.cf.acked == seq-1 {
-			ch.cf.acked = seq
-		}
 	}
 	ch.sendConfirmsLocked(nil)
 }
 
-// sendConfirmsLocked acks, with one basic.ack, every publish up to the
-// first still waiting for the disk. ch.cf.mu held.
+// sendConfirmsLocked acks every publish that can be acked now: with one
+// basic.ack up to the first that still waits for the disk, or one more
+// for each nacked publish in between. ch.cf.mu held.
 func (ch *channel) sendConfirmsLocked(fs *flushSet) {
-	upTo := ch.cf.confirmable()
-	if upTo <= ch.cf.acked || ch.cf.closed {
+	if ch.cf.closed {
 		return
 	}
-	ch.sendAckLocked(upTo, fs)
-}
-
-// sendAckLocked acks every publish up to upTo. ch.cf.mu held.
-func (ch *channel) sendAckLocked(upTo uint64, fs *flushSet) {
-	multiple := upTo-ch.cf.acked > 1
-	ch.stats.confirmed.Add(upTo - ch.cf.acked)
-	ch.cf.acked = upTo
-	ch.c.out.appendBatch(fs, func(b []byte) []byte {
-		return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicAck{DeliveryTag: upTo, Multiple: multiple})
-	})
+	for {
+		upTo := ch.cf.nextAck()
+		if upTo <= ch.cf.answered {
+			return
+		}
+		multiple := upTo-ch.cf.answered > 1
+		ch.stats.confirmed.Add(upTo - ch.cf.answered)
+		ch.cf.answered = upTo
+		ch.c.out.appendBatch(fs, func(b []byte) []byte {
+			return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicAck{DeliveryTag: upTo, Multiple: multiple})
+		})
+		ch.cf.skipNacked()
+	}
 }
 
 func (ch *channel) txCommit() error {
