@@ -517,13 +517,6 @@ func (ch *channel) settle(a txAck) error {
 	if a.nack && a.requeue {
 		requeueAll(picked)
 	} else {
-		if a.nack {
-			for _, d := range picked {
-				if args := d.q.args(); wantsDeadLetter(args) {
-					ch.c.s.deadLetters.add(deadLetter{vhost: d.q.VHost, queue: d.q.Name, args: args, msg: d.entry.Msg, reason: "rejected"})
-				}
-			}
-		}
 		// Settle runs of deliveries from the same queue together.
 		for i := 0; i < len(picked); {
 			j := i + 1
@@ -532,8 +525,20 @@ func (ch *channel) settle(a txAck) error {
 			}
 			q := picked[i].q
 			q.Settle(j - i)
-			for _, d := range picked[i:j] {
-				ch.c.s.releaseAt(q.key, d.entry.Loc)
+			var args amqp.Table
+			if a.nack {
+				args = q.args()
+			}
+			if wantsDeadLetter(args) {
+				// The stored copy stays until the dead letter's own copies
+				// are on disk.
+				for _, d := range picked[i:j] {
+					ch.c.s.deadLetters.add(deadLetter{vhost: q.VHost, queue: q.Name, key: q.key, loc: d.entry.Loc, args: args, msg: d.entry.Msg, reason: "rejected"})
+				}
+			} else {
+				for _, d := range picked[i:j] {
+					ch.c.s.releaseAt(q.key, d.entry.Loc)
+				}
 			}
 			i = j
 		}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warren-mq/warren/internal/amqp"
@@ -15,20 +16,36 @@ import (
 // own routing key), carrying an x-death header that says where and why.
 // Queues hand such messages to a worker goroutine, because they drop them
 // with their own lock held and the republish takes other queues' locks.
+//
+// A dead letter is at least once: the source queue's stored copy is
+// released only when every copy the dead letter left in its target
+// queues is on disk (or, where none had to be, once it is in them). A
+// crash in between can leave the message in both queues, never in
+// neither; a write that fails leaves the source's copy to come back at
+// the next start.
 
 // deadLetter is one message on its way to a dead-letter exchange.
 type deadLetter struct {
 	vhost, queue string
-	args         amqp.Table // the source queue's arguments
-	msg          *queue.Message
-	reason       string
+	// key and loc are the source queue's stored copy, released once the
+	// dead letter is safe; loc is nil for a message only in memory.
+	key    string
+	loc    *store.Location
+	args   amqp.Table // the source queue's arguments
+	msg    *queue.Message
+	reason string
 }
 
-// deadLetterer owns the worker goroutine and its backlog.
+// deadLetterer owns the worker goroutine's backlog and the dead letters
+// whose writes are still under way.
 type deadLetterer struct {
 	mu      sync.Mutex // guards backlog
 	backlog []deadLetter
 	wake    chan struct{} // capacity 1
+	// writing counts dead letters whose copies are not all on disk yet;
+	// the worker waits for them before it stops, so that a graceful stop
+	// releases every source it can.
+	writing sync.WaitGroup
 }
 
 func newDeadLetterer() *deadLetterer {
@@ -52,29 +69,72 @@ func (d *deadLetterer) add(dl deadLetter) {
 	}
 }
 
-// runDeadLetters republishes dead letters until stop closes.
+// take returns the backlog and empties it.
+func (d *deadLetterer) take() []deadLetter {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	work := d.backlog
+	d.backlog = nil
+	return work
+}
+
+// runDeadLetters republishes dead letters until stop closes; then it
+// republishes what is left and waits until their writes are done. Close
+// closes stop once no connection can settle anything more.
 func (s *Server) runDeadLetters(stop <-chan struct{}) {
 	d := s.deadLetters
 	for {
 		select {
 		case <-d.wake:
 		case <-stop:
+			for _, dl := range d.take() {
+				s.republishDead(dl)
+			}
+			d.writing.Wait()
 			return
 		}
-		d.mu.Lock()
-		work := d.backlog
-		d.backlog = nil
-		d.mu.Unlock()
-		for _, dl := range work {
+		for _, dl := range d.take() {
 			s.republishDead(dl)
 		}
 	}
 }
 
+// deadWrites counts the stored copies of one dead letter on their way to
+// disk, and releases the source's copy when the last is there, unless
+// one failed. It starts at one, the worker's own hold, so that the source
+// cannot be released before every copy has been asked for.
+type deadWrites struct {
+	s       *Server
+	dl      *deadLetter
+	pending atomic.Int32
+	failed  atomic.Bool
+}
+
+// done is the store's callback for one copy, and the worker's when it has
+// asked for all of them (err nil).
+func (w *deadWrites) done(err error) {
+	if err != nil {
+		w.failed.Store(true)
+	}
+	if w.pending.Add(-1) != 0 {
+		return
+	}
+	if w.failed.Load() {
+		w.s.log.Warn("dead letter not written; its source keeps the message", "queue", w.dl.queue, "vhost", w.dl.vhost)
+	} else {
+		w.s.releaseAt(w.dl.key, w.dl.loc)
+	}
+	w.s.deadLetters.writing.Done()
+}
+
 // republishDead routes one dead letter from its queue's dead-letter
 // exchange and enqueues it, on disk where it is persistent and the target
-// durable.
+// durable, then gives back the source's copy (see deadWrites).
 func (s *Server) republishDead(dl deadLetter) {
+	s.deadLetters.writing.Add(1)
+	w := &deadWrites{s: s, dl: &dl}
+	w.pending.Store(1)
+	defer w.done(nil)
 	v := s.vhost(dl.vhost)
 	if v == nil {
 		return
@@ -118,7 +178,11 @@ func (s *Server) republishDead(dl deadLetter) {
 			if data == nil {
 				data = encodeMessage(m, time.Now().UnixNano())
 			}
-			if l, err := s.store.Append(q.key, data, nil); err == nil {
+			w.pending.Add(1)
+			l, err := s.store.Append(q.key, data, w.done)
+			if err != nil {
+				w.done(err)
+			} else {
 				loc = &l
 			}
 		}

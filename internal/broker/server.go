@@ -154,7 +154,8 @@ type Server struct {
 	tailDir     string       // queues' scratch tail files; "" without a data directory
 	deadLetters *deadLetterer
 	stop        chan struct{}  // closed by Close: background loops end
-	bg          sync.WaitGroup // background loops (memory watch)
+	connsGone   chan struct{}  // closed by Close once every connection has ended
+	bg          sync.WaitGroup // background work: memory watch, dead letters, queue expiry; added to under mu while not closing
 	wg          sync.WaitGroup // accept loops and connections
 	connSeq     atomic.Uint64
 	permGen     atomic.Uint64 // bumped on every user or permission change
@@ -176,6 +177,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		alarms:      newAlarms(),
 		deadLetters: newDeadLetterer(),
 		stop:        make(chan struct{}),
+		connsGone:   make(chan struct{}),
 	}
 	if err := s.SetMemoryHighWatermark(cfg.MemoryHighWatermark, cfg.MemoryHighWatermarkAbsolute); err != nil {
 		return nil, fmt.Errorf("memory high watermark: %w", err)
@@ -236,7 +238,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}()
 	go func() {
 		defer s.bg.Done()
-		s.runDeadLetters(s.stop)
+		s.runDeadLetters(s.connsGone)
 	}()
 	return s, nil
 }
@@ -403,6 +405,9 @@ func (s *Server) Close() error {
 		c.shutdown(connErr(codeConnectionForced, "broker forced connection closure with reason 'shutdown'"))
 	}
 	s.wg.Wait()
+	// No client can reject anything more: the dead-letter worker finishes
+	// its backlog, and waits for its writes, while the store still runs.
+	close(s.connsGone)
 	s.bg.Wait()
 	for _, q := range s.localQueues("") {
 		q.CloseFiles()
@@ -491,7 +496,10 @@ func (s *Server) newLocalQueue(def meta.Queue, pols []meta.Policy) *localQueue {
 	lq := &localQueue{def: def, srv: s, key: queueKey(def.VHost, def.Name)}
 	drop := func(e queue.Entry, why queue.DropReason) {
 		if args := lq.args(); wantsDeadLetter(args) {
-			s.deadLetters.add(deadLetter{vhost: def.VHost, queue: def.Name, args: args, msg: e.Msg, reason: string(why)})
+			// The dead-letter worker releases the stored copy once the
+			// dead letter is safe.
+			s.deadLetters.add(deadLetter{vhost: def.VHost, queue: def.Name, key: lq.key, loc: e.Loc, args: args, msg: e.Msg, reason: string(why)})
+			return
 		}
 		s.releaseAt(lq.key, e.Loc)
 	}
