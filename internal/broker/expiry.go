@@ -79,13 +79,17 @@ func (q *localQueue) expire(gen uint64) {
 	if stale {
 		return
 	}
+	// Counted among the server's background work, so that Close waits
+	// for the deletion before it stops the definitions.
 	s := q.srv
 	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
-	if closing {
+	if s.closing {
+		s.mu.Unlock()
 		return
 	}
+	s.bg.Add(1)
+	s.mu.Unlock()
+	defer s.bg.Done()
 	s.log.Info("queue expired", "vhost", q.VHost, "queue", q.Name, "after", e.ttl)
 	if _, err := s.meta.DeleteQueue(s.ctx(), q.VHost, q.Name); err != nil {
 		s.log.Warn("delete expired queue", "queue", q.Name, "error", err)

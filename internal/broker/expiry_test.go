@@ -2,6 +2,11 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -238,5 +243,60 @@ func TestRejectPublishDLXAndCycles(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := messagesIn(t, ch, "loop"); n != 0 {
 		t.Errorf("loop holds %d messages, want 0 (cycle dropped)", n)
+	}
+}
+
+// warnings is a slog handler that keeps the messages of warnings and
+// errors, for tests that check a node says nothing is wrong.
+type warnings struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	w.msgs = append(w.msgs, r.Message)
+	w.mu.Unlock()
+	return nil
+}
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+
+// TestCloseWaitsForQueueExpiry stops nodes just as their queues expire:
+// Close must wait for an expiry that has begun, so that it never deletes
+// a queue through definitions that are shutting down.
+func TestCloseWaitsForQueueExpiry(t *testing.T) {
+	w := &warnings{}
+	for round := range 20 {
+		s, err := broker.New(context.Background(), broker.Config{Logger: slog.New(w)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(l) }()
+		c := dial(t, "amqp://guest:guest@"+l.Addr().String()+"/")
+		ch := openChannel(t, c)
+		for i := range 50 {
+			if _, err := ch.QueueDeclare(fmt.Sprintf("q%d", i), false, false, false, false, amqp091.Table{"x-expires": int32(5)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Duration(round%6) * time.Millisecond)
+		s.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, m := range w.msgs {
+		if strings.Contains(m, "expired") {
+			t.Fatalf("while stopping: %s", m)
+		}
 	}
 }
