@@ -316,11 +316,6 @@ func (ch *channel) info() ChannelInfo {
 	ch.cf.mu.Lock()
 	if ch.cf.published > ch.cf.answered {
 		ci.Unconfirmed = ch.cf.published - ch.cf.answered
-		for _, n := range ch.cf.nacked {
-			if n <= ch.cf.published {
-				ci.Unconfirmed--
-			}
-		}
 	}
 	ch.cf.mu.Unlock()
 	return ci

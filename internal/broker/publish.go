@@ -273,37 +273,35 @@ func (ch *channel) flushConfirms() {
 func (ch *channel) diskDone(seq uint64, err error) {
 	ch.cf.mu.Lock()
 	defer ch.cf.mu.Unlock()
-	if ch.cf.done(seq, err != nil) && !ch.cf.closed {
-		// Acks due before seq go first, so that the client can settle
-		// them before it sees the nack.
-		ch.sendConfirmsLocked(nil)
+	if ch.cf.done(seq, err != nil) {
 		ch.cf.nack(seq)
-		ch.c.out.append(func(b []byte) []byte {
-			return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicNack{DeliveryTag: seq})
-		})
 	}
 	ch.sendConfirmsLocked(nil)
 }
 
-// sendConfirmsLocked acks every publish that can be acked now: with one
-// basic.ack up to the first that still waits for the disk, or one more
-// for each nacked publish in between. ch.cf.mu held.
+// sendConfirmsLocked sends every answer that is due, in order: one
+// basic.ack for each run of publishes up to the first that still waits
+// for the disk, and a basic.nack for each refused one. ch.cf.mu held.
 func (ch *channel) sendConfirmsLocked(fs *flushSet) {
 	if ch.cf.closed {
 		return
 	}
 	for {
-		upTo := ch.cf.nextAck()
-		if upTo <= ch.cf.answered {
+		upTo, ack, ok := ch.cf.next()
+		if !ok {
 			return
 		}
 		multiple := upTo-ch.cf.answered > 1
-		ch.stats.confirmed.Add(upTo - ch.cf.answered)
-		ch.cf.answered = upTo
+		if ack {
+			ch.stats.confirmed.Add(upTo - ch.cf.answered)
+		}
+		ch.cf.answer(upTo, ack)
 		ch.c.out.appendBatch(fs, func(b []byte) []byte {
-			return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicAck{DeliveryTag: upTo, Multiple: multiple})
+			if ack {
+				return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicAck{DeliveryTag: upTo, Multiple: multiple})
+			}
+			return amqp.AppendMethodFrame(b, ch.id, &amqp.BasicNack{DeliveryTag: upTo})
 		})
-		ch.cf.skipNacked()
 	}
 }
 
