@@ -18,6 +18,9 @@ func (s *Store) openFile(seg uint64, off int64) error {
 		s.file.Close()
 		s.file = nil
 	}
+	if err := s.reserve(seg); err != nil {
+		return err
+	}
 	f, err := os.OpenFile(filepath.Join(s.cfg.Dir, segName(seg)), os.O_CREATE|os.O_WRONLY, 0o640)
 	if err != nil {
 		return fmt.Errorf("open segment %d: %w", seg, err)
@@ -54,6 +57,9 @@ func (s *Store) commit() {
 		doomed, s.doomed = s.doomed, nil
 	}
 	startSeg, startOff := s.fileSeg, s.fileOff
+	if s.file == nil {
+		startSeg = 0 // every chunk goes to a segment of its own
+	}
 	s.mu.Unlock()
 
 	err := s.write(chunks, len(callbacks) > 0)
@@ -84,23 +90,39 @@ func (s *Store) commit() {
 }
 
 // writeAcks appends release and delivery records to the file of the
-// segment they are about. A segment already deleted needs none.
+// segment they are about. A segment already deleted needs none. A write
+// that fails, or only partly succeeds, is cut off again: a torn record
+// would end the file at recovery, and every release written after it
+// would be lost with it.
 func (s *Store) writeAcks(seg uint64, b []byte) error {
-	f := s.ackFiles[seg]
-	if f == nil {
+	af := s.ackFiles[seg]
+	if af == nil {
 		if _, err := os.Stat(filepath.Join(s.cfg.Dir, segName(seg))); os.IsNotExist(err) {
 			return nil
 		}
-		var err error
-		f, err = os.OpenFile(filepath.Join(s.cfg.Dir, ackName(seg)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		f, err := os.OpenFile(filepath.Join(s.cfg.Dir, ackName(seg)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 		if err != nil {
 			return fmt.Errorf("open releases of segment %d: %w", seg, err)
 		}
-		s.ackFiles[seg] = f
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("open releases of segment %d: %w", seg, err)
+		}
+		af = &ackFile{f: f, size: fi.Size()}
+		s.ackFiles[seg] = af
 	}
-	if _, err := f.Write(b); err != nil {
+	if _, err := af.f.Write(b); err != nil {
+		if terr := af.f.Truncate(af.size); terr != nil {
+			// The torn record stays: close the file, so that the next
+			// write finds its length again.
+			af.f.Close()
+			delete(s.ackFiles, seg)
+			return fmt.Errorf("write releases of segment %d: %w (and cutting the torn record: %v)", seg, err, terr)
+		}
 		return fmt.Errorf("write releases of segment %d: %w", seg, err)
 	}
+	af.size += int64(len(b))
 	return nil
 }
 
@@ -114,16 +136,19 @@ func (s *Store) retire(seg uint64) {
 		return
 	}
 	s.dropReader(seg)
-	if f := s.ackFiles[seg]; f != nil {
-		f.Close()
+	if af := s.ackFiles[seg]; af != nil {
+		af.f.Close()
 		delete(s.ackFiles, seg)
 	}
 	if err := os.Remove(filepath.Join(s.cfg.Dir, segName(seg))); err != nil {
 		if !os.IsNotExist(err) {
 			s.log.Warn("delete released segment", "segment", seg, "error", err)
+			return
 		}
-		return
 	}
+	s.mu.Lock()
+	delete(s.failed, seg)
+	s.mu.Unlock()
 	// The release records go after their segment: a crash in between
 	// leaves a file Recover deletes.
 	if err := os.Remove(filepath.Join(s.cfg.Dir, ackName(seg))); err != nil && !os.IsNotExist(err) {
@@ -161,23 +186,21 @@ func (s *Store) write(chunks []chunk, sync bool) error {
 // every record queued since then fails too (their locations assumed the
 // failed ones), and the log continues in a new segment, so that no
 // location of a failed record is ever used again (a release for it may
-// already be on its way to disk).
+// already be on its way to disk). The failed records stay counted as
+// live: whoever holds their locations releases each once, as for any
+// other record, and Release knows them as never written. seg is the
+// segment the commit began in, 0 if it began a new one; off is where.
 func (s *Store) rewind(chunks []chunk, callbacks []func(error), seg uint64, off int64, err error) {
 	s.log.Error("store write failed; failing the records not yet on disk", "error", err)
-	last := seg
-	for _, c := range chunks {
-		if c.seg > seg {
-			os.Remove(filepath.Join(s.cfg.Dir, segName(c.seg)))
-		}
-		last = max(last, c.seg)
-	}
 	if s.file != nil && s.fileSeg != seg {
 		s.file.Close()
 		s.file = nil
 	}
 	if seg != 0 {
 		if oerr := s.openFile(seg, off); oerr == nil {
-			s.file.Truncate(off)
+			if terr := s.file.Truncate(off); terr != nil {
+				s.log.Error("cut a failed write off its segment", "segment", seg, "error", terr)
+			}
 		}
 	}
 	if s.file != nil {
@@ -187,14 +210,24 @@ func (s *Store) rewind(chunks []chunk, callbacks []func(error), seg uint64, off 
 	s.mu.Lock()
 	later, laterCallbacks := s.pending, s.callbacks
 	s.pending, s.callbacks = nil, nil
+	failed := map[uint64]bool{}
 	for _, cs := range [][]chunk{chunks, later} {
 		for _, c := range cs {
-			last = max(last, c.seg)
-			if s.live[c.seg] -= c.publishes; s.live[c.seg] <= 0 {
-				delete(s.live, c.seg)
+			if c.seg != seg {
+				failed[c.seg] = true
 			}
 		}
 	}
+	if seg != 0 {
+		s.failed[seg] = off
+	}
+	last := max(seg, s.nextSeg)
+	for c := range failed {
+		os.Remove(filepath.Join(s.cfg.Dir, segName(c)))
+		s.failed[c] = 0
+		last = max(last, c)
+	}
+	s.anyFailed.Store(true)
 	s.nextSeg, s.nextOff = last+1, 0
 	s.writtenSeg, s.writtenOff = s.nextSeg, 0
 	s.wrote.Broadcast() // readers of the failed records give up

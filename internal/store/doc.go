@@ -33,6 +33,31 @@
 // a restart, or a failed write, the log continues in a new segment: a
 // location whose publish did not reach the disk is never used again, so a
 // release of it that did reach the disk cannot drop a later message.
+// Failed writes. A commit whose write or sync fails fails every record
+// it carried and every record queued behind it; the segment it began in
+// is cut back to where the commit started, and segments it began are
+// deleted. Their locations stay known as never written: Release and
+// MarkDelivered of one write nothing, ReadAt answers ErrNotStored at
+// once, and Stored says false, so that a queue can treat the message as
+// held in memory only. Each such record still counts as live in its
+// segment until it is released, once, like any other: counting it off
+// at the failure as well would let the segment go while confirmed
+// records in it are still wanted.
+//
+// Release files. A write of release records that fails, or writes only
+// part, is cut back to the file's length before it: a torn record would
+// end the file at recovery, and take with it every release written after
+// it. The releases of the failed write are lost (those messages are
+// delivered again), never the later ones.
+//
+// Numbers. A segment number is never used twice. The file segments.next
+// holds the highest number the log may use, written durably (temporary
+// file, sync, rename, sync of the directory) before a segment past it is
+// made, a block of numbers at a time; at Open the log starts past that
+// and past every segment and release file present. So a release file
+// that outlives its segment (its deletion lost in a crash) never meets a
+// new segment of its number.
+//
 // ReadAt reads a publish back (a queue longer than memory reads its tail
 // back this way), waiting for the committer if the record is not written
 // yet.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Config configures a Store. Zero values mean the defaults in each field's
@@ -60,6 +61,14 @@ type Store struct {
 	writtenOff int64
 	wrote      *sync.Cond
 	recovered  bool
+	// failed holds the records a failed commit never wrote: by segment,
+	// the offset from which none was (0: the whole segment). The log
+	// continues in a new segment after a failure, so nothing is ever
+	// written again at such a location. An entry goes with its segment.
+	// anyFailed says whether there ever was one, so that Stored need not
+	// lock while nothing failed.
+	failed    map[uint64]int64
+	anyFailed atomic.Bool
 
 	wake   chan struct{} // capacity 1: something is pending
 	done   chan struct{} // closed by Close
@@ -72,7 +81,17 @@ type Store struct {
 	file     *os.File
 	fileSeg  uint64
 	fileOff  int64               // durable end of the open file
-	ackFiles map[uint64]*os.File // open for appending
+	ackFiles map[uint64]*ackFile // open for appending
+	// reserved is the highest segment number the numbers file allows;
+	// a segment past it is numbered only after the file says so.
+	reserved uint64
+}
+
+// ackFile is a segment's file of release records, open for appending,
+// with the length of what was written whole.
+type ackFile struct {
+	f    *os.File
+	size int64
 }
 
 // Open opens the log in cfg.Dir and starts the committer. Call Recover
@@ -96,25 +115,113 @@ func Open(cfg Config) (*Store, error) {
 		cfg:      cfg,
 		log:      cfg.Logger,
 		live:     map[uint64]int{},
+		failed:   map[uint64]int64{},
 		acks:     map[uint64][]byte{},
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		exited:   make(chan struct{}),
 		readers:  map[uint64]*os.File{},
-		ackFiles: map[uint64]*os.File{},
+		ackFiles: map[uint64]*ackFile{},
 		nextSeg:  1,
 	}
 	s.wrote = sync.NewCond(&s.mu)
-	segs, err := s.segments()
+	last, err := s.highestNumber()
 	if err != nil {
 		return nil, err
 	}
-	if len(segs) > 0 {
-		s.nextSeg = segs[len(segs)-1] + 1
+	s.nextSeg = last + 1
+	if err := s.reserve(s.nextSeg); err != nil {
+		return nil, err
 	}
 	s.writtenSeg = s.nextSeg
 	go s.run()
 	return s, nil
+}
+
+// numbersName is the file that keeps the highest segment number the log
+// may use before it writes the file again: segment numbers are never used
+// twice, even once every file that bore one is deleted.
+const numbersName = "segments.next"
+
+// reserveAhead is how many segment numbers one write of the numbers file
+// reserves.
+const reserveAhead = 1024
+
+// highestNumber is the highest segment number ever used or reserved: the
+// numbers file's, or a segment's or release file's that is higher.
+func (s *Store) highestNumber() (uint64, error) {
+	var last uint64
+	b, err := os.ReadFile(filepath.Join(s.cfg.Dir, numbersName))
+	switch {
+	case err == nil:
+		n, perr := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if perr != nil {
+			s.log.Warn("segment numbers file does not parse; numbering from the files present", "file", numbersName, "error", perr)
+		}
+		last = n
+	case !os.IsNotExist(err):
+		return 0, fmt.Errorf("read segment numbers: %w", err)
+	}
+	ents, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		return 0, fmt.Errorf("list store directory: %w", err)
+	}
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".seg")
+		if !ok {
+			name, ok = strings.CutSuffix(e.Name(), ".ack")
+		}
+		if n, err := strconv.ParseUint(name, 10, 64); ok && err == nil {
+			last = max(last, n)
+		}
+	}
+	return last, nil
+}
+
+// reserve makes sure segment seg may be used: the numbers file, made
+// durable, allows it (and reserveAhead more). Open, then the committer.
+func (s *Store) reserve(seg uint64) error {
+	if seg <= s.reserved {
+		return nil
+	}
+	upTo := seg + reserveAhead
+	if err := writeFileDurably(s.cfg.Dir, numbersName, []byte(strconv.FormatUint(upTo, 10)+"\n")); err != nil {
+		return fmt.Errorf("reserve segment numbers up to %d: %w", upTo, err)
+	}
+	s.reserved = upTo
+	return nil
+}
+
+// writeFileDurably replaces dir/name with data so that a crash leaves
+// either the old file or the new one, and the new one once it returns:
+// a temporary file, synced, renamed over the old, and the directory
+// synced.
+func writeFileDurably(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, name+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 func segName(seg uint64) string { return fmt.Sprintf("%016d.seg", seg) }
@@ -365,7 +472,11 @@ func (s *Store) Release(queue string, loc Location) error {
 	if s.closed {
 		return ErrClosed
 	}
-	s.acks[loc.Segment] = appendRecord(s.ackBufLocked(loc.Segment), kindRelease, queue, nil, loc)
+	// A record that was never written needs no release on disk; it still
+	// counts as live until released, once, here.
+	if !s.failedLocked(loc) {
+		s.acks[loc.Segment] = appendRecord(s.ackBufLocked(loc.Segment), kindRelease, queue, nil, loc)
+	}
 	if s.live[loc.Segment]--; s.live[loc.Segment] <= 0 {
 		delete(s.live, loc.Segment)
 		if loc.Segment < s.nextSeg && s.recovered {
@@ -385,8 +496,33 @@ func (s *Store) MarkDelivered(queue string, loc Location) error {
 	if s.closed {
 		return ErrClosed
 	}
-	s.acks[loc.Segment] = appendRecord(s.ackBufLocked(loc.Segment), kindDeliver, queue, nil, loc)
+	if !s.failedLocked(loc) {
+		s.acks[loc.Segment] = appendRecord(s.ackBufLocked(loc.Segment), kindDeliver, queue, nil, loc)
+	}
 	return nil
+}
+
+// ErrNotStored is returned for a record whose write failed: it is not in
+// the log, and never will be.
+var ErrNotStored = errors.New("store: record was never written")
+
+// Stored reports whether the record at loc is in the log, or on its way
+// there: false only for a record whose write failed. A queue keeping such
+// a message must treat it as held in memory only.
+func (s *Store) Stored(loc Location) bool {
+	if !s.anyFailed.Load() {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.failedLocked(loc)
+}
+
+// failedLocked reports whether loc is a record a failed commit never
+// wrote. s.mu held.
+func (s *Store) failedLocked(loc Location) bool {
+	from, ok := s.failed[loc.Segment]
+	return ok && loc.Offset >= from
 }
 
 // Write buffers are reused from commit to commit: grown once to their
@@ -501,6 +637,9 @@ func (s *Store) ReadAt(loc Location) ([]byte, error) {
 func (s *Store) awaitWritten(loc Location) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failedLocked(loc) {
+		return ErrNotStored
+	}
 	for loc.Segment > s.writtenSeg || loc.Segment == s.writtenSeg && loc.Offset >= s.writtenOff {
 		if s.closed {
 			return ErrClosed
@@ -560,8 +699,8 @@ func (s *Store) Close() error {
 		delete(s.readers, seg)
 	}
 	s.rmu.Unlock()
-	for seg, f := range s.ackFiles {
-		f.Close()
+	for seg, af := range s.ackFiles {
+		af.f.Close()
 		delete(s.ackFiles, seg)
 	}
 	if s.file != nil {
