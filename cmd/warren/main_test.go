@@ -286,40 +286,80 @@ func TestConfirmedMessagesSurviveSIGKILL(t *testing.T) {
 
 // TestNoConfirmedMessageLostWhenKilledAtRandom publishes persistent
 // messages with confirms while the node is killed at a random moment, over
-// several rounds, and checks after each restart that every confirmed
+// several rounds, and checks after the last restart that every confirmed
 // message is delivered and nothing is delivered that was never published.
+// The load mixes the ways a node refuses or moves messages: a plain
+// durable queue; one that refuses publishes once full (reject-publish, so
+// nacks go out among acks); one that dead-letters its oldest messages at
+// its length limit into another; and, in one round, a disk that fills up
+// (writes fail and are nacked).
 func TestNoConfirmedMessageLostWhenKilledAtRandom(t *testing.T) {
 	bin := buildWarren(t)
-	dir := t.TempDir()
-	published := map[string]bool{}
+	disk := smallDisk(t, "256m")
+	const conf = "disk_free_limit.absolute = 1\n"
+	const fullRound = 3
+	targets := []string{"ledger", "bounded", "dl-src"}
+	published := map[string]string{} // message id -> the queue it was sent to
 	confirmed := map[string]bool{}
+	nacked := 0
+	pad := strings.Repeat(".", 1024)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
-	for round := range 4 {
-		n, c := startNode(t, bin, dir)
+	for round := range fullRound + 2 {
+		switch round {
+		case fullRound:
+			// Little room left: this round fills the disk.
+			var st syscall.Statfs_t
+			if err := syscall.Statfs(disk, &st); err != nil {
+				t.Fatal(err)
+			}
+			used := (st.Blocks - st.Bfree) * uint64(st.Bsize)
+			remount(t, disk, used+4<<20)
+		case fullRound + 1:
+			remount(t, disk, 512<<20)
+		}
+		n, c := startNodeWithConfig(t, bin, disk, conf)
 		ch, err := c.Channel()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ch.QueueDeclare("ledger", true, false, false, false, nil); err != nil {
-			t.Fatal(err)
+		declare := func(name string, args amqp091.Table) {
+			t.Helper()
+			if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
+				t.Fatal(err)
+			}
 		}
+		declare("ledger", nil)
+		declare("bounded", amqp091.Table{"x-max-length": int32(500), "x-overflow": "reject-publish"})
+		declare("dl-dst", nil)
+		declare("dl-src", amqp091.Table{"x-max-length": int32(200), "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "dl-dst"})
 		ch.Confirm(false)
 		confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 1<<16))
 		kill := time.Duration(100+rng.IntN(700)) * time.Millisecond
+		if round == fullRound {
+			kill = 2 * time.Second
+		}
 		killed := make(chan struct{})
 		go func() {
 			time.Sleep(kill)
 			n.cmd.Process.Signal(syscall.SIGKILL)
 			close(killed)
 		}()
-		var bodies []string
+		var ids []string
+		settle := func(cf amqp091.Confirmation) {
+			if cf.Ack {
+				confirmed[ids[cf.DeliveryTag-1]] = true
+			} else {
+				nacked++
+			}
+		}
 	publish:
 		for i := 0; ; i++ {
-			body := fmt.Sprintf("r%d-%d", round, i)
-			published[body] = true
-			bodies = append(bodies, body)
-			if err := ch.PublishWithContext(context.Background(), "", "ledger", false, false,
-				amqp091.Publishing{DeliveryMode: amqp091.Persistent, Body: []byte(body)}); err != nil {
+			id := fmt.Sprintf("r%d-%d", round, i)
+			q := targets[i%len(targets)]
+			published[id] = q
+			ids = append(ids, id)
+			if err := ch.PublishWithContext(context.Background(), "", q, false, false,
+				amqp091.Publishing{DeliveryMode: amqp091.Persistent, Body: []byte(id + "|" + pad)}); err != nil {
 				break
 			}
 			// Drain confirms as they come, so the window never blocks us.
@@ -329,9 +369,7 @@ func TestNoConfirmedMessageLostWhenKilledAtRandom(t *testing.T) {
 					if !ok {
 						break publish
 					}
-					if cf.Ack {
-						confirmed[bodies[cf.DeliveryTag-1]] = true
-					}
+					settle(cf)
 					continue
 				default:
 				}
@@ -340,44 +378,58 @@ func TestNoConfirmedMessageLostWhenKilledAtRandom(t *testing.T) {
 		}
 		<-killed
 		for cf := range confirms {
-			if cf.Ack {
-				confirmed[bodies[cf.DeliveryTag-1]] = true
-			}
+			settle(cf)
 		}
 		n.cmd.Wait()
-		t.Logf("round %d: killed after %v, %d published so far, %d confirmed", round, kill, len(published), len(confirmed))
+		t.Logf("round %d: killed after %v, %d published so far, %d confirmed, %d nacked", round, kill, len(published), len(confirmed), nacked)
 	}
-	_, c := startNode(t, bin, dir)
+	_, c := startNodeWithConfig(t, bin, disk, conf)
 	ch, err := c.Channel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]bool{}
-	for {
-		d, ok, err := ch.Get("ledger", true)
-		if err != nil {
-			t.Fatal(err)
+	got := map[string]int{}
+	for _, q := range []string{"ledger", "bounded", "dl-src", "dl-dst"} {
+		for {
+			d, ok, err := ch.Get(q, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				break
+			}
+			id, _, _ := strings.Cut(string(d.Body), "|")
+			sentTo, ok := published[id]
+			if !ok || sentTo != q && !(sentTo == "dl-src" && q == "dl-dst") {
+				t.Fatalf("%s delivered from %s; it was never published there", id, q)
+			}
+			// Dead-lettering is at least once: a crash can leave a message
+			// in both queues, or dead-lettered twice.
+			if got[id] > 0 && sentTo != "dl-src" {
+				t.Fatalf("%s delivered twice", id)
+			}
+			got[id]++
 		}
-		if !ok {
-			break
-		}
-		if !published[string(d.Body)] {
-			t.Fatalf("delivered %q, which was never published", d.Body)
-		}
-		if got[string(d.Body)] {
-			t.Fatalf("delivered %q twice", d.Body)
-		}
-		got[string(d.Body)] = true
 	}
 	lost := 0
-	for b := range confirmed {
-		if !got[b] {
-			lost++
+	for id := range confirmed {
+		if got[id] == 0 {
+			if lost++; lost <= 10 {
+				t.Errorf("%s, confirmed in %s, is gone", id, published[id])
+			}
 		}
 	}
-	t.Logf("%d confirmed, %d delivered after the last restart, %d lost", len(confirmed), len(got), lost)
-	if lost != 0 || len(confirmed) == 0 {
-		t.Fatalf("lost %d confirmed messages (of %d)", lost, len(confirmed))
+	t.Logf("%d confirmed, %d nacked, %d delivered after the last restart, %d lost", len(confirmed), nacked, len(got), lost)
+	if lost != 0 || len(confirmed) == 0 || nacked == 0 {
+		t.Fatalf("lost %d confirmed messages (of %d; %d nacked)", lost, len(confirmed), nacked)
+	}
+}
+
+// remount sets the size of the tmpfs at dir.
+func remount(t *testing.T, dir string, size uint64) {
+	t.Helper()
+	if out, err := exec.Command("mount", "-o", fmt.Sprintf("remount,size=%dk", (size+1023)/1024), dir).CombinedOutput(); err != nil {
+		t.Fatalf("resize tmpfs: %v\n%s", err, out)
 	}
 }
 
