@@ -196,3 +196,58 @@ func TestDeadLettersSurviveGracefulStop(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartKeepsQueuesPastTheirLimit: requeued messages can put a queue
+// past its x-max-length; a restart brings every one of them back, as
+// RabbitMQ does, with reject-publish and with drop-head (which would
+// otherwise dead-letter the excess), and the limit applies to what comes
+// next.
+func TestRestartKeepsQueuesPastTheirLimit(t *testing.T) {
+	bin := buildWarren(t)
+	dir := t.TempDir()
+	n1, c := startNode(t, bin, dir)
+	declareDeadLettering(t, c)
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := map[string]amqp091.Table{
+		"refusing": {"x-max-length": int32(2), "x-overflow": "reject-publish"},
+		"dropping": {"x-max-length": int32(2), "x-dead-letter-exchange": "dlx"},
+	}
+	for name, args := range limited {
+		if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
+			t.Fatal(err)
+		}
+		publishConfirmed(t, c, name, name+"-a", 2)
+		// Two taken and held, two more published, the two held requeued:
+		// four ready, two over the limit.
+		held, err := c.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if _, ok, err := held.Get(name, false); err != nil || !ok {
+				t.Fatalf("get from %s: %v %v", name, ok, err)
+			}
+		}
+		publishConfirmed(t, c, name, name+"-b", 2)
+		held.Close()
+		if q, err := ch.QueueDeclarePassive(name, true, false, false, false, args); err != nil || q.Messages != 4 {
+			t.Fatalf("%s before the restart: %+v %v", name, q, err)
+		}
+	}
+	n1.cmd.Process.Signal(syscall.SIGKILL)
+	n1.cmd.Wait()
+
+	_, c = startNode(t, bin, dir)
+	for name := range limited {
+		got := map[string]int{}
+		if k := drainQueue(t, c, name, got); k != 4 {
+			t.Errorf("%s after the restart: %d messages (%v), want all 4", name, k, got)
+		}
+	}
+	if k := drainQueue(t, c, "dlq", map[string]int{}); k != 0 {
+		t.Errorf("%d messages dead-lettered at the restart", k)
+	}
+}

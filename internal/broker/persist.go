@@ -181,6 +181,8 @@ func (p *pager) Stash(m *queue.Message) (store.Location, error) {
 	return p.s.store.Append(p.key, encodeMessage(m, 0), nil)
 }
 
+func (p *pager) Stored(loc store.Location) bool { return p.s.store.Stored(loc) }
+
 func (p *pager) Load(loc store.Location) (*queue.Message, error) {
 	data, err := p.s.store.ReadAt(loc)
 	if err != nil {

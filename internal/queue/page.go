@@ -3,6 +3,7 @@ package queue
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"os"
 	"sync/atomic"
 
@@ -25,6 +26,10 @@ type Pager interface {
 	// Stash writes m so that it can be read back, and returns where. It
 	// is for messages not kept in the store already.
 	Stash(m *Message) (store.Location, error)
+	// Stored reports whether a message kept at loc can be read back:
+	// false when its write failed, so that it is stashed again before
+	// it leaves memory.
+	Stored(loc store.Location) bool
 	// Load reads back a message kept at loc.
 	Load(loc store.Location) (*Message, error)
 	// Release gives back a kept message that leaves the queue from its
@@ -64,14 +69,23 @@ type Paging struct {
 	Memory *Memory
 }
 
-// Sizes of the head and the tail's batches.
+// Sizes of the head and the tail's batches. Each is bounded in messages
+// and in the memory they take (msgCost; for messages read back, their
+// bodies, which the index records, as an estimate), so that large
+// messages do not fill memory in a queue that pages.
 const (
 	// minHead is the number of messages a head keeps before any go to
 	// the tail: what one refill brings back.
 	minHead = 512
+	// headBytes bounds the memory of a head that pages, and of one
+	// refill; a head always takes at least one message.
+	headBytes = 4 << 20
 	// tailBatch is the number of index entries written to the tail file
 	// at once.
 	tailBatch = 1024
+	// tailBatchBytes writes the tail's buffer out sooner when its
+	// messages take that much memory.
+	tailBatchBytes = 4 << 20
 	// entrySize is an index entry's size in the tail file: ID, segment,
 	// offset, expiry (8 octets each), body size and flags (4 each).
 	entrySize = 40
@@ -104,7 +118,7 @@ func (q *Queue) toTailLocked(l *level) bool {
 	if l.tail != nil && l.tail.n > 0 {
 		return true
 	}
-	if len(l.ready)-l.head < minHead {
+	if len(l.ready)-l.head < minHead && l.headCost < headBytes {
 		return false
 	}
 	return q.limits.Lazy || q.paging.Memory != nil && q.paging.Memory.over()
@@ -132,7 +146,7 @@ func (q *Queue) pushTailLocked(l *level, e Entry) {
 	c := msgCost(e.Msg)
 	t.bufCost += c
 	q.addCost(c)
-	if len(t.buf) >= tailBatch {
+	if len(t.buf) >= tailBatch || t.bufCost >= tailBatchBytes {
 		q.writeTailLocked(t)
 	}
 }
@@ -143,13 +157,17 @@ func (q *Queue) pushTailLocked(l *level, e Entry) {
 func (q *Queue) writeTailLocked(t *tail) {
 	for i := range t.buf {
 		e := &t.buf[i]
-		if e.Loc != nil {
+		if e.Loc != nil && q.paging.Pager.Stored(*e.Loc) {
 			continue
 		}
 		loc, err := q.paging.Pager.Stash(e.Msg)
 		if err != nil {
 			q.pageErr(fmt.Errorf("stash message: %w", err))
 			return
+		}
+		if e.Loc != nil {
+			// Its first write failed: that record is given back, once.
+			q.paging.Pager.Release(*e.Loc)
 		}
 		e.Loc = &loc
 	}
@@ -218,10 +236,11 @@ func readIndexEntry(b []byte) (Entry, int64) {
 	}, int64(binary.BigEndian.Uint32(b[32:]))
 }
 
-// popTailLocked takes up to max of the oldest entries of t: from the file
-// first, then from buf. Entries from the file have no message yet; sizes
-// has their body sizes (nil for entries from buf).
-func (q *Queue) popTailLocked(t *tail, max int) (out []Entry, sizes []int64) {
+// popTailLocked takes up to max of the oldest entries of t, and no more
+// than maxBytes of memory (at least one entry): from the file first, then
+// from buf. Entries from the file have no message yet; sizes has their
+// body sizes (nil for entries from buf).
+func (q *Queue) popTailLocked(t *tail, max int, maxBytes int64) (out []Entry, sizes []int64) {
 	if t.rOff < t.wOff {
 		n := min(int((t.wOff-t.rOff)/entrySize), max)
 		b := make([]byte, n*entrySize)
@@ -242,18 +261,30 @@ func (q *Queue) popTailLocked(t *tail, max int) (out []Entry, sizes []int64) {
 			q.resetTailLocked(t)
 			return nil, nil
 		}
-		t.rOff += int64(len(b))
-		out = make([]Entry, n)
-		sizes = make([]int64, n)
-		for i := range out {
-			out[i], sizes[i] = readIndexEntry(b[i*entrySize:])
-			t.fileBytes -= sizes[i]
+		out = make([]Entry, 0, n)
+		sizes = make([]int64, 0, n)
+		var taken int64
+		for i := 0; i < n && (i == 0 || taken < maxBytes); i++ {
+			e, size := readIndexEntry(b[i*entrySize:])
+			out, sizes = append(out, e), append(sizes, size)
+			taken += size
+			t.fileBytes -= size
 		}
+		n = len(out)
+		t.rOff += int64(n * entrySize)
 		t.n -= n
 		q.resetTailLocked(t)
 		return out, sizes
 	}
 	n := min(len(t.buf), max)
+	var taken int64
+	for i := 0; i < n; i++ {
+		if i > 0 && taken >= maxBytes {
+			n = i
+			break
+		}
+		taken += msgCost(t.buf[i].Msg)
+	}
 	out = make([]Entry, n)
 	copy(out, t.buf)
 	rest := copy(t.buf, t.buf[n:])
@@ -295,7 +326,7 @@ func (q *Queue) CloseFiles() {
 // messages back. It reports whether the head has messages now.
 func (q *Queue) refillLocked(l *level) bool {
 	for l.head == len(l.ready) && l.tail != nil && l.tail.n > 0 {
-		batch, sizes := q.popTailLocked(l.tail, minHead)
+		batch, sizes := q.popTailLocked(l.tail, minHead, headBytes)
 		l.compact()
 		for i, e := range batch {
 			if e.Msg == nil {
@@ -311,6 +342,7 @@ func (q *Queue) refillLocked(l *level) bool {
 				q.addCost(msgCost(m))
 			}
 			l.ready = append(l.ready, e)
+			l.headCost += msgCost(e.Msg)
 		}
 	}
 	return l.head < len(l.ready)
@@ -324,7 +356,7 @@ func (q *Queue) clearTailLocked(l *level) []Entry {
 		return nil
 	}
 	for t.rOff < t.wOff {
-		batch, _ := q.popTailLocked(t, tailBatch)
+		batch, _ := q.popTailLocked(t, tailBatch, math.MaxInt64)
 		if batch == nil {
 			break
 		}
@@ -332,7 +364,7 @@ func (q *Queue) clearTailLocked(l *level) []Entry {
 			q.paging.Pager.Release(*e.Loc)
 		}
 	}
-	out, _ := q.popTailLocked(t, len(t.buf))
+	out, _ := q.popTailLocked(t, len(t.buf), math.MaxInt64)
 	q.addCost(-q.ramCostOf(out))
 	if t.f != nil {
 		t.f.Close()

@@ -3,6 +3,9 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +43,8 @@ func (p *storePager) Stash(m *Message) (store.Location, error) {
 	p.mu.Unlock()
 	return p.st.Append("q", append([]byte{m.Priority}, m.Body...), nil)
 }
+
+func (p *storePager) Stored(loc store.Location) bool { return p.st.Stored(loc) }
 
 func (p *storePager) Load(loc store.Location) (*Message, error) {
 	b, err := p.st.ReadAt(loc)
@@ -307,4 +312,94 @@ func TestStashFailureKeepsMessagesInMemory(t *testing.T) {
 		t.Fatalf("a tail file was written: %+v", tl)
 	}
 	drain(t, q, 3000, func(i int) string { return fmt.Sprint(i) })
+}
+
+// A queue of large messages that pages keeps a head and a tail buffer
+// bounded in bytes, not only in messages: 512 messages of a MiB each would
+// be half a GiB in memory.
+func TestPagingBoundsMemoryByBytes(t *testing.T) {
+	mem := &Memory{}
+	q, p := pagedQueue(t, lazy(), mem, nil)
+	const n, size = 60, 1 << 20
+	body := func(i int) string { return fmt.Sprintf("%04d", i) + strings.Repeat("x", size-4) }
+	// What memory may hold: a head and a tail buffer, each up to its
+	// budget plus the one message that passes it.
+	bound := int64(headBytes + tailBatchBytes + 2*(size+200))
+	peak := int64(0)
+	for i := range n {
+		q.Publish(msg(body(i)), nil, nil)
+		peak = max(peak, mem.Used())
+	}
+	if peak > bound {
+		t.Fatalf("%d MiB held in memory while paging (bound %d MiB)", peak>>20, bound>>20)
+	}
+	for i := range n {
+		e, _, ok := q.Get(false)
+		if !ok || string(e.Msg.Body) != body(i) {
+			t.Fatalf("message %d: ok %v, %.8q", i, ok, e.Msg.Body)
+		}
+		peak = max(peak, mem.Used())
+	}
+	if peak > bound {
+		t.Fatalf("%d MiB held in memory while draining (bound %d MiB)", peak>>20, bound>>20)
+	}
+	if len(p.errs) != 0 {
+		t.Fatal(p.errs)
+	}
+	t.Logf("peak %d MiB of %d MiB published", peak>>20, n*size>>20)
+}
+
+// A message whose write to the store failed is held in memory only: when
+// it goes to the tail it is written again, not dropped for want of a
+// record to read back.
+func TestFailedWriteIsStashedAgain(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test mounts a small file system and must run as root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	st, err := store.Open(store.Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Recover(func(store.Recovered) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	p := &storePager{t: t, st: st}
+	q := New("/", "q", lazy(), Paging{Pager: p, Dir: t.TempDir(), Memory: &Memory{}}, nil)
+
+	failed := make(chan error, 1)
+	loc, err := st.Append("q", make([]byte, 4<<20), func(err error) { failed <- err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-failed; err == nil {
+		t.Fatal("a write larger than the disk succeeded")
+	}
+	const n = 3000
+	for i := range n {
+		if i == 1000 {
+			q.Publish(msg("unwritten"), &loc, nil)
+		}
+		q.Publish(msg(fmt.Sprintf("%04d", i)), nil, nil)
+	}
+	if paged(q) < n-minHead {
+		t.Fatalf("only %d messages paged", paged(q))
+	}
+	drain(t, q, n+1, func(i int) string {
+		switch {
+		case i < 1000:
+			return fmt.Sprintf("%04d", i)
+		case i == 1000:
+			return "unwritten"
+		}
+		return fmt.Sprintf("%04d", i-1)
+	})
+	if len(p.errs) != 0 {
+		t.Fatal(p.errs)
+	}
 }

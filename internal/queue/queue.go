@@ -96,6 +96,9 @@ type level struct {
 	ready []Entry
 	head  int
 	tail  *tail
+	// headCost is what the messages of ready[head:] cost in memory
+	// (msgCost), which bounds the head of a queue that pages.
+	headCost int64
 }
 
 // compact drops the consumed prefix once it is worth a copy.
@@ -266,17 +269,21 @@ const (
 // and delivers what it can, passing b to the consumers. Messages dropped
 // from the head to respect the limits go to onDrop.
 func (q *Queue) Publish(m *Message, loc *store.Location, b Batch) PublishResult {
-	return q.add(m, loc, b, 0, false)
+	return q.add(m, loc, b, 0, false, false)
 }
 
 // Recover appends a message found in the store at a restart: enqueued is
 // when it first entered the queue (Unix nanoseconds), which its TTL counts
-// from, and redelivered whether it had been delivered before.
+// from, and redelivered whether it had been delivered before. The length
+// limits do not apply: a queue may hold more than its limit at a restart
+// (messages requeued past it, or a policy that lowered it), and, as in
+// RabbitMQ, it gets every message back; the limits act on the publishes
+// that follow. A message whose TTL has run out still expires.
 func (q *Queue) Recover(m *Message, loc store.Location, enqueued int64, redelivered bool) PublishResult {
-	return q.add(m, &loc, nil, enqueued, redelivered)
+	return q.add(m, &loc, nil, enqueued, redelivered, true)
 }
 
-func (q *Queue) add(m *Message, loc *store.Location, b Batch, enqueued int64, redelivered bool) PublishResult {
+func (q *Queue) add(m *Message, loc *store.Location, b Batch, enqueued int64, redelivered, recovered bool) PublishResult {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
@@ -285,7 +292,7 @@ func (q *Queue) add(m *Message, loc *store.Location, b Batch, enqueued int64, re
 	now := time.Now().UnixNano()
 	q.expireLocked(now)
 	size := int64(len(m.Body))
-	if q.limits.RejectPublish && q.fullLocked(1, size) {
+	if q.limits.RejectPublish && !recovered && q.fullLocked(1, size) {
 		return Rejected
 	}
 	e := Entry{Msg: m, Loc: loc, Redelivered: redelivered}
@@ -310,12 +317,13 @@ func (q *Queue) add(m *Message, loc *store.Location, b Batch, enqueued int64, re
 		q.pushTailLocked(l, e)
 	} else {
 		l.ready = append(l.ready, e)
+		l.headCost += msgCost(m)
 		q.addCost(msgCost(m))
 	}
 	q.readyN++
 	q.readyBytes += size
 	q.dispatchLocked(b, now)
-	for q.readyN > 0 && q.fullLocked(0, 0) {
+	for !recovered && q.readyN > 0 && q.fullLocked(0, 0) {
 		q.dropHeadLocked(DropMaxLen)
 	}
 	// A message that expires at once and found no consumer goes now.
@@ -343,7 +351,9 @@ func (q *Queue) takeLocked(l *level) Entry {
 	l.head++
 	q.readyN--
 	q.readyBytes -= int64(len(e.Msg.Body))
-	q.addCost(-msgCost(e.Msg))
+	c := msgCost(e.Msg)
+	l.headCost -= c
+	q.addCost(-c)
 	return e
 }
 
@@ -590,9 +600,11 @@ func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 	for _, e := range entries {
 		e.Redelivered = true
 		q.readyBytes += int64(len(e.Msg.Body))
-		q.addCost(msgCost(e.Msg))
+		c := msgCost(e.Msg)
+		q.addCost(c)
 		q.readyN++
 		l := q.levelOf(e.Msg)
+		l.headCost += c
 		byLevel[l] = append(byLevel[l], e)
 	}
 	for l, es := range byLevel {
@@ -624,7 +636,7 @@ func (q *Queue) clearLocked() []Entry {
 		} else {
 			dropped = append(dropped, l.ready[l.head:]...)
 		}
-		l.ready, l.head = nil, 0
+		l.ready, l.head, l.headCost = nil, 0, 0
 		dropped = append(dropped, q.clearTailLocked(l)...)
 	}
 	q.addCost(-q.ramCost)

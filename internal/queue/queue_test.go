@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warren-mq/warren/internal/store"
 )
 
 // consumer records what it is given and takes at most limit messages.
@@ -297,5 +299,31 @@ func BenchmarkRequeueLargeQueue(b *testing.B) {
 		}
 		b.StartTimer()
 		q.Requeue(held)
+	}
+}
+
+// A queue can hold more than its length limit at a restart (messages
+// requeued past it, or a policy that lowered it): recovery brings every
+// message back, as RabbitMQ does, and the limit acts on what follows.
+func TestRecoverKeepsMessagesPastTheLimit(t *testing.T) {
+	var dropped []Entry
+	onDrop := func(e Entry, _ DropReason) { dropped = append(dropped, e) }
+	reject := New("/", "q", Limits{MaxLen: 2, MaxBytes: -1, RejectPublish: true, MessageTTL: -1}, Paging{}, onDrop)
+	dropHead := New("/", "q", Limits{MaxLen: 2, MaxBytes: 4, MessageTTL: -1}, Paging{}, onDrop)
+	for _, q := range []*Queue{reject, dropHead} {
+		for i, s := range []string{"a", "b", "c", "d"} {
+			if r := q.Recover(msg(s), store.Location{Segment: 1, Offset: int64(8 * i)}, 0, false); r != Queued {
+				t.Fatalf("recover %s: %v", s, r)
+			}
+		}
+		if q.Len() != 4 || len(dropped) != 0 {
+			t.Fatalf("after recovery: %d ready, %q dropped; want all 4 kept", q.Len(), bodies(dropped))
+		}
+	}
+	if r := reject.Publish(msg("e"), nil, nil); r != Rejected || reject.Len() != 4 {
+		t.Fatalf("reject-publish over the limit after recovery: %v, %d ready", r, reject.Len())
+	}
+	if r := dropHead.Publish(msg("e"), nil, nil); r != Queued || dropHead.Len() != 2 || bodies(dropped) != "abc" {
+		t.Fatalf("drop-head after recovery: %v, %d ready, dropped %q", r, dropHead.Len(), bodies(dropped))
 	}
 }
