@@ -114,18 +114,25 @@ func rejectAll(t *testing.T, c *amqp091.Connection, queue string, n int) {
 	}
 }
 
+// startRejecting starts a node with the queues of declareDeadLettering,
+// publishes n confirmed persistent messages to "src" and rejects them all.
+func startRejecting(t *testing.T, bin, dir string, n int) (*node, *amqp091.Connection) {
+	t.Helper()
+	nd, c := startNode(t, bin, dir)
+	declareDeadLettering(t, c)
+	publishConfirmed(t, c, "src", "m", n)
+	rejectAll(t, c, "src", n)
+	return nd, c
+}
+
 // TestDeadLettersSurviveSIGKILL rejects many confirmed persistent
 // messages into a dead-letter queue and kills the node while they move:
 // after a restart each is in the source queue or the dead-letter queue
 // (or both: dead-lettering is at least once), never in neither.
 func TestDeadLettersSurviveSIGKILL(t *testing.T) {
-	bin := buildWarren(t)
-	dir := t.TempDir()
+	bin, dir := buildWarren(t), t.TempDir()
 	const n = 20000
-	n1, c := startNode(t, bin, dir)
-	declareDeadLettering(t, c)
-	publishConfirmed(t, c, "src", "m", n)
-	rejectAll(t, c, "src", n)
+	n1, c := startRejecting(t, bin, dir, n)
 	// Killed as soon as dead letters start to arrive, while most are on
 	// their way.
 	ch, err := c.Channel()
@@ -171,19 +178,15 @@ func TestDeadLettersSurviveSIGKILL(t *testing.T) {
 // stops on request finishes its dead-lettering first, so every message is
 // in the dead-letter queue exactly once and none is left in the source.
 func TestDeadLettersSurviveGracefulStop(t *testing.T) {
-	bin := buildWarren(t)
-	dir := t.TempDir()
+	bin, dir := buildWarren(t), t.TempDir()
 	const n = 20000
-	n1, c := startNode(t, bin, dir)
-	declareDeadLettering(t, c)
-	publishConfirmed(t, c, "src", "m", n)
-	rejectAll(t, c, "src", n)
+	n1, _ := startRejecting(t, bin, dir, n)
 	n1.cmd.Process.Signal(syscall.SIGTERM)
 	if err := n1.cmd.Wait(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, n1.stderr)
 	}
 
-	_, c = startNode(t, bin, dir)
+	_, c := startNode(t, bin, dir)
 	got := map[string]int{}
 	inSrc := drainQueue(t, c, "src", got)
 	inDLQ := drainQueue(t, c, "dlq", got)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -269,17 +268,8 @@ func (w *warnings) WithGroup(string) slog.Handler      { return w }
 func TestCloseWaitsForQueueExpiry(t *testing.T) {
 	w := &warnings{}
 	for round := range 20 {
-		s, err := broker.New(context.Background(), broker.Config{Logger: slog.New(w)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- s.Serve(l) }()
-		c := dial(t, "amqp://guest:guest@"+l.Addr().String()+"/")
+		s, url := startNode(t, broker.Config{Logger: slog.New(w)})
+		c := dial(t, url)
 		ch := openChannel(t, c)
 		for i := range 50 {
 			if _, err := ch.QueueDeclare(fmt.Sprintf("q%d", i), false, false, false, false, amqp091.Table{"x-expires": int32(5)}); err != nil {
@@ -288,9 +278,6 @@ func TestCloseWaitsForQueueExpiry(t *testing.T) {
 		}
 		time.Sleep(time.Duration(round%6) * time.Millisecond)
 		s.Close()
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
