@@ -223,7 +223,6 @@ func (s *Store) rewind(chunks []chunk, callbacks []func(error), seg uint64, off 
 	}
 	last := max(seg, s.nextSeg)
 	for c := range failed {
-		os.Remove(filepath.Join(s.cfg.Dir, segName(c)))
 		s.failed[c] = 0
 		last = max(last, c)
 	}
@@ -232,6 +231,10 @@ func (s *Store) rewind(chunks []chunk, callbacks []func(error), seg uint64, off 
 	s.writtenSeg, s.writtenOff = s.nextSeg, 0
 	s.wrote.Broadcast() // readers of the failed records give up
 	s.mu.Unlock()
+	// Known as failed now, the segments the commit began can go.
+	for c := range failed {
+		os.Remove(filepath.Join(s.cfg.Dir, segName(c)))
+	}
 	for _, cb := range append(callbacks, laterCallbacks...) {
 		cb(err)
 	}

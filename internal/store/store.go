@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -162,17 +162,13 @@ func (s *Store) highestNumber() (uint64, error) {
 	case !os.IsNotExist(err):
 		return 0, fmt.Errorf("read segment numbers: %w", err)
 	}
-	ents, err := os.ReadDir(s.cfg.Dir)
-	if err != nil {
-		return 0, fmt.Errorf("list store directory: %w", err)
-	}
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".seg")
-		if !ok {
-			name, ok = strings.CutSuffix(e.Name(), ".ack")
+	for _, suffix := range []string{".seg", ".ack"} {
+		nums, err := s.numbered(suffix)
+		if err != nil {
+			return 0, err
 		}
-		if n, err := strconv.ParseUint(name, 10, 64); ok && err == nil {
-			last = max(last, n)
+		if len(nums) > 0 {
+			last = max(last, nums[len(nums)-1])
 		}
 	}
 	return last, nil
@@ -231,25 +227,27 @@ func segName(seg uint64) string { return fmt.Sprintf("%016d.seg", seg) }
 func ackName(seg uint64) string { return fmt.Sprintf("%016d.ack", seg) }
 
 // segments lists the segment numbers in the directory, in order.
-func (s *Store) segments() ([]uint64, error) {
+func (s *Store) segments() ([]uint64, error) { return s.numbered(".seg") }
+
+// numbered lists, in order, the numbers of the files in the directory
+// named NUMBER+suffix.
+func (s *Store) numbered(suffix string) ([]uint64, error) {
 	ents, err := os.ReadDir(s.cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("list store directory: %w", err)
 	}
-	var segs []uint64
+	var nums []uint64
 	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".seg")
+		name, ok := strings.CutSuffix(e.Name(), suffix)
 		if !ok {
 			continue
 		}
-		n, err := strconv.ParseUint(name, 10, 64)
-		if err != nil {
-			continue
+		if n, err := strconv.ParseUint(name, 10, 64); err == nil {
+			nums = append(nums, n)
 		}
-		segs = append(segs, n)
 	}
-	sort.Slice(segs, func(i, j int) bool { return segs[i] < segs[j] })
-	return segs, nil
+	slices.Sort(nums)
+	return nums, nil
 }
 
 // scan reads one segment, calling fn for each valid record, and cuts the
@@ -421,17 +419,13 @@ func (s *Store) dropOrphanAcks(segs []uint64) error {
 	for _, seg := range segs {
 		have[seg] = true
 	}
-	ents, err := os.ReadDir(s.cfg.Dir)
+	acks, err := s.numbered(".ack")
 	if err != nil {
-		return fmt.Errorf("list store directory: %w", err)
+		return err
 	}
-	for _, e := range ents {
-		name, ok := strings.CutSuffix(e.Name(), ".ack")
-		if !ok {
-			continue
-		}
-		if n, err := strconv.ParseUint(name, 10, 64); err == nil && !have[n] {
-			if err := os.Remove(filepath.Join(s.cfg.Dir, e.Name())); err != nil {
+	for _, n := range acks {
+		if !have[n] {
+			if err := os.Remove(filepath.Join(s.cfg.Dir, ackName(n))); err != nil {
 				return fmt.Errorf("delete releases of a deleted segment: %w", err)
 			}
 		}
