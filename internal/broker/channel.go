@@ -656,14 +656,28 @@ func (ch *channel) lookupQueue(name string) (*localQueue, error) {
 	v := ch.c.vh
 	v.mu.RLock()
 	q := v.queues[name]
+	rq, isRemote := v.remote[name]
 	v.mu.RUnlock()
 	if q == nil {
+		if isRemote {
+			return nil, homeDown(rq)
+		}
 		return nil, notFound("queue", v.name, name)
 	}
 	if q.def.Exclusive && q.def.Owner != ch.c.id {
 		return nil, chanErr(codeResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", name, v.name)
 	}
 	return q, nil
+}
+
+// homeDown is RabbitMQ's refusal of a queue whose home node cannot serve
+// it from here.
+func homeDown(q meta.Queue) error {
+	kind := "durable"
+	if !q.Durable {
+		kind = "non-durable"
+	}
+	return chanErr(codeNotFound, "home node '%s' of %s queue '%s' in vhost '%s' is down or inaccessible", q.Node, kind, q.Name, q.VHost)
 }
 
 // ctx is the context for meta commands issued on behalf of clients; meta

@@ -160,7 +160,7 @@ func (s *Server) republishDead(dl deadLetter) {
 		Priority:   dl.msg.Priority,
 	}
 	headers := func() amqp.Table { return props.Headers }
-	qs, ok := v.route(dlx, key, headers, nil)
+	qs, _, ok := v.route(dlx, key, headers, nil)
 	if !ok {
 		s.log.Debug("dead-letter exchange does not exist; message dropped", "exchange", dlx, "queue", dl.queue)
 		return

@@ -323,7 +323,20 @@ func (ch *channel) queueDelete(m *amqp.QueueDelete) error {
 	v := ch.c.vh
 	v.mu.RLock()
 	q := v.queues[m.Queue]
+	rq, isRemote := v.remote[m.Queue]
 	v.mu.RUnlock()
+	if q == nil && isRemote {
+		if m.IfUnused || m.IfEmpty {
+			return homeDown(rq)
+		}
+		if err := ch.checkPerm(permConfigure, "queue", rq.Name); err != nil {
+			return err
+		}
+		if _, err := ch.c.s.meta.DeleteQueue(ch.ctx(), rq.VHost, rq.Name); err != nil {
+			return asAMQP(err)
+		}
+		return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeleteOk{})
+	}
 	if q == nil {
 		// Deleting a queue that does not exist succeeds, as in RabbitMQ.
 		return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeleteOk{})

@@ -158,7 +158,7 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 		}
 		return t
 	}
-	qs, _ := ch.c.vh.route(m.Exchange, m.RoutingKey, headers, ch.routeBuf[:0])
+	qs, remote, _ := ch.c.vh.route(m.Exchange, m.RoutingKey, headers, ch.routeBuf[:0])
 	ch.routeBuf = qs
 	ttl, ok := messageTTL(p.summary.Expiration)
 	if !ok {
@@ -233,6 +233,15 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 		// the publisher gets basic.nack, as from RabbitMQ.
 		ch.diskDone(seq, errRejected)
 	}
+	if remote > 0 {
+		// A queue on another node cannot take the message from here: the
+		// publisher gets basic.nack, as RabbitMQ nacks a message routed
+		// to a queue whose node is down.
+		routed = true
+		if seq != 0 {
+			ch.diskDone(seq, errNotHere)
+		}
+	}
 	if !routed {
 		if m.Mandatory {
 			ch.sendReturn(m, msg.Properties, msg.Body)
@@ -245,6 +254,9 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 
 // errRejected marks a publish refused by a full queue.
 var errRejected = errors.New("broker: queue full")
+
+// errNotHere marks a publish routed to a queue that lives on another node.
+var errNotHere = errors.New("broker: queue lives on another node")
 
 // sendReturn hands an unroutable mandatory message back with basic.return.
 func (ch *channel) sendReturn(m *amqp.BasicPublish, props, body []byte) {

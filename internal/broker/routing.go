@@ -214,9 +214,11 @@ func number(v any) (float64, bool) {
 type vhost struct {
 	name string
 
-	mu        sync.RWMutex // guards exchanges and queues
+	mu        sync.RWMutex // guards exchanges, queues and remote
 	exchanges map[string]*exchange
 	queues    map[string]*localQueue
+	// remote holds the queues whose messages live on other nodes.
+	remote map[string]meta.Queue
 }
 
 // localQueue is a queue's runtime state beside its definition.
@@ -271,28 +273,32 @@ func exchangeAE(def meta.Exchange, pols []meta.Policy) string {
 }
 
 func newVHost(name string) *vhost {
-	return &vhost{name: name, exchanges: map[string]*exchange{}, queues: map[string]*localQueue{}}
+	return &vhost{name: name, exchanges: map[string]*exchange{}, queues: map[string]*localQueue{}, remote: map[string]meta.Queue{}}
 }
 
 // maxRouteDepth bounds exchange-to-exchange hops, so a cycle of bindings
 // ends.
 const maxRouteDepth = 16
 
-// route returns the queues a message published to exchange xname with key
-// reaches, each once. ok is false when the exchange does not exist.
-func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*localQueue) ([]*localQueue, bool) {
+// route returns the queues on this node a message published to exchange
+// xname with key reaches, each once, and how many queues on other nodes
+// it reaches. ok is false when the exchange does not exist.
+func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*localQueue) (_ []*localQueue, remote int, ok bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	if xname == "" {
 		if q := v.queues[key]; q != nil {
 			out = append(out, q)
+		} else if _, ok := v.remote[key]; ok {
+			remote++
 		}
-		return out, true
+		return out, remote, true
 	}
 	x := v.exchanges[xname]
 	if x == nil {
-		return out, false
+		return out, 0, false
 	}
+	var remoteSeen map[string]bool
 	var seenX map[string]bool
 	var walk func(x *exchange, depth int)
 	walk = func(x *exchange, depth int) {
@@ -305,6 +311,12 @@ func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*local
 						}
 					}
 					out = append(out, q)
+				} else if _, ok := v.remote[d.name]; ok && !remoteSeen[d.name] {
+					if remoteSeen == nil {
+						remoteSeen = map[string]bool{}
+					}
+					remoteSeen[d.name] = true
+					remote++
 				}
 				return
 			}
@@ -326,7 +338,7 @@ func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*local
 	walk(x, 0)
 	// Unroutable: hand to the alternate exchange, and its alternate in
 	// turn, as RabbitMQ does.
-	for hops := 0; len(out) == 0 && hops < maxRouteDepth; hops++ {
+	for hops := 0; len(out) == 0 && remote == 0 && hops < maxRouteDepth; hops++ {
 		ae := x.ae
 		if ae == "" || seenX[ae] {
 			break
@@ -340,5 +352,5 @@ func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*local
 		}
 		walk(x, 0)
 	}
-	return out, true
+	return out, remote, true
 }

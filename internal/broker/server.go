@@ -83,6 +83,12 @@ type Config struct {
 	// system has less free space. Default 50 MB, as RabbitMQ's; no effect
 	// without DataDir.
 	DiskFreeLimit uint64
+	// Network connects the node's definitions to the other members of
+	// its cluster. Nil: the node is a cluster of one.
+	Network *meta.Network
+	// RAM makes the node a RAM node: its definitions are kept in memory
+	// and fetched from the cluster on every start.
+	RAM bool
 }
 
 func (c *Config) setDefaults() {
@@ -196,7 +202,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("create queue tail directory: %w", err)
 		}
 	}
-	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger, Dir: metaDir})
+	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger, Dir: metaDir, Network: cfg.Network, RAM: cfg.RAM})
 	if err != nil {
 		return nil, fmt.Errorf("open definitions: %w", err)
 	}
@@ -293,12 +299,16 @@ func (s *Server) ClusterName() string {
 }
 
 // dropTransient deletes, after a restart, what did not outlive the node
-// that declared it: non-durable queues and exchanges, and exclusive queues
-// (their connections are gone), as RabbitMQ does when a node starts.
+// that declared it: its non-durable and exclusive queues (their
+// connections are gone) and, when it is the only member, non-durable
+// exchanges, as RabbitMQ does when a node starts.
 func (s *Server) dropTransient(ctx context.Context) error {
 	d := s.meta.Snapshot()
 	dropped := 0
 	for _, q := range d.Queues {
+		if !s.homedHere(q) {
+			continue
+		}
 		if !q.Durable || q.Exclusive {
 			if _, err := s.meta.DeleteQueue(ctx, q.VHost, q.Name); err != nil {
 				return fmt.Errorf("drop transient queue %q: %w", q.Name, err)
@@ -307,7 +317,7 @@ func (s *Server) dropTransient(ctx context.Context) error {
 		}
 	}
 	for _, x := range d.Exchanges {
-		if !x.Durable {
+		if !x.Durable && len(s.meta.Members()) == 1 {
 			if _, err := s.meta.DeleteExchange(ctx, x.VHost, x.Name); err != nil {
 				return fmt.Errorf("drop transient exchange %q: %w", x.Name, err)
 			}
@@ -316,6 +326,11 @@ func (s *Server) dropTransient(ctx context.Context) error {
 	}
 	s.log.Info("definitions restored", "queues", len(d.Queues), "exchanges", len(d.Exchanges), "bindings", len(d.Bindings), "transient_dropped", dropped)
 	return nil
+}
+
+// homedHere reports whether a queue's messages live on this node.
+func (s *Server) homedHere(q meta.Queue) bool {
+	return q.Node == "" || q.Node == s.cfg.NodeName
 }
 
 // Meta returns the definitions node, for management and tools.
@@ -447,7 +462,7 @@ func (s *Server) Changed(e meta.Event) {
 		s.applyPolicies(e.VHost)
 		return
 	case meta.StateReset:
-		s.rebuild()
+		s.rebuild(e.Definitions)
 		return
 	}
 	v := s.vhost(e.VHost)
@@ -464,10 +479,15 @@ func (s *Server) Changed(e meta.Event) {
 	case meta.ExchangeDeleted:
 		delete(v.exchanges, e.Name)
 	case meta.QueueAdded:
-		v.queues[e.Queue.Name] = s.newLocalQueue(*e.Queue, s.policies(e.VHost))
+		if s.homedHere(*e.Queue) {
+			v.queues[e.Queue.Name] = s.newLocalQueue(*e.Queue, s.policies(e.VHost))
+		} else {
+			v.remote[e.Queue.Name] = *e.Queue
+		}
 	case meta.QueueDeleted:
 		deleted = v.queues[e.Name]
 		delete(v.queues, e.Name)
+		delete(v.remote, e.Name)
 	case meta.BindingAdded:
 		if x := v.exchanges[e.Binding.Source]; x != nil {
 			x.addBinding(e.Binding)
@@ -479,13 +499,19 @@ func (s *Server) Changed(e meta.Event) {
 	}
 	v.mu.Unlock()
 	if deleted != nil {
-		deleted.stopExpiry()
-		dropped, consumers := deleted.Delete()
-		s.releaseAll(deleted.key, dropped)
-		for _, c := range consumers {
-			if cons, ok := c.(*consumer); ok {
-				cons.ch.queueDeleted(cons)
-			}
+		s.queueGone(deleted)
+	}
+}
+
+// queueGone ends a deleted queue: its messages are released and its
+// consumers cancelled.
+func (s *Server) queueGone(q *localQueue) {
+	q.stopExpiry()
+	dropped, consumers := q.Delete()
+	s.releaseAll(q.key, dropped)
+	for _, c := range consumers {
+		if cons, ok := c.(*consumer); ok {
+			cons.ch.queueDeleted(cons)
 		}
 	}
 }
@@ -543,9 +569,14 @@ func (s *Server) applyPolicies(vhost string) {
 	}
 }
 
-// rebuild replaces every runtime view after a snapshot restore.
-func (s *Server) rebuild() {
-	d := s.meta.Snapshot()
+// rebuild replaces every runtime view after a snapshot restore, which a
+// member that fell behind receives while it runs: queues that still
+// exist keep their messages and consumers, and those that are gone are
+// deleted as if their deletion had been applied.
+func (s *Server) rebuild(d *meta.Definitions) {
+	s.mu.Lock()
+	old := s.vhosts
+	s.mu.Unlock()
 	vhosts := map[string]*vhost{}
 	for _, vd := range d.VHosts {
 		vhosts[vd.Name] = newVHost(vd.Name)
@@ -561,8 +592,25 @@ func (s *Server) rebuild() {
 			v.exchanges[x.Name] = nx
 		}
 	}
+	kept := map[*localQueue]bool{}
 	for _, q := range d.Queues {
-		if v := vhosts[q.VHost]; v != nil {
+		v := vhosts[q.VHost]
+		switch {
+		case v == nil:
+		case !s.homedHere(q):
+			v.remote[q.Name] = q
+		default:
+			if ov := old[q.VHost]; ov != nil {
+				ov.mu.RLock()
+				lq := ov.queues[q.Name]
+				ov.mu.RUnlock()
+				if lq != nil {
+					v.queues[q.Name] = lq
+					kept[lq] = true
+					lq.applyPolicies(pols[q.VHost])
+					continue
+				}
+			}
 			v.queues[q.Name] = s.newLocalQueue(q, pols[q.VHost])
 		}
 	}
@@ -578,4 +626,17 @@ func (s *Server) rebuild() {
 	s.vhosts = vhosts
 	s.mu.Unlock()
 	s.permGen.Add(1)
+	for _, ov := range old {
+		ov.mu.RLock()
+		var gone []*localQueue
+		for _, lq := range ov.queues {
+			if !kept[lq] {
+				gone = append(gone, lq)
+			}
+		}
+		ov.mu.RUnlock()
+		for _, lq := range gone {
+			s.queueGone(lq)
+		}
+	}
 }

@@ -51,7 +51,7 @@ func TestCookieFile(t *testing.T) {
 func startServer(t *testing.T, cookie string) (*Server, string) {
 	t.Helper()
 	s := NewServer(cookie, nil)
-	s.Handle(ServiceCtl, func(nc net.Conn) {
+	s.Handle(ServiceCtl, func(nc net.Conn, _ string) {
 		defer nc.Close()
 		io.Copy(nc, nc)
 	})
@@ -72,7 +72,7 @@ func startServer(t *testing.T, cookie string) (*Server, string) {
 
 func TestHandshake(t *testing.T) {
 	_, addr := startServer(t, "SECRETCOOKIE")
-	nc, err := Dial(context.Background(), addr, "SECRETCOOKIE", ServiceCtl)
+	nc, err := Dial(context.Background(), addr, "SECRETCOOKIE", "test@here", ServiceCtl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,11 +83,11 @@ func TestHandshake(t *testing.T) {
 	}
 	nc.Close()
 
-	_, err = Dial(context.Background(), addr, "WRONG", ServiceCtl)
+	_, err = Dial(context.Background(), addr, "WRONG", "test@here", ServiceCtl)
 	if !errors.Is(err, ErrBadCookie) || !strings.Contains(err.Error(), "--cookie-file") {
 		t.Errorf("wrong cookie: %v", err)
 	}
-	if _, err = Dial(context.Background(), addr, "SECRETCOOKIE", Service(99)); err == nil || !strings.Contains(err.Error(), "not offered") {
+	if _, err = Dial(context.Background(), addr, "SECRETCOOKIE", "test@here", Service(99)); err == nil || !strings.Contains(err.Error(), "not offered") {
 		t.Errorf("unknown service: %v", err)
 	}
 }
@@ -106,14 +106,14 @@ func TestServerProvesCookie(t *testing.T) {
 			return
 		}
 		defer nc.Close()
-		hello := make([]byte, 4+1+nonceLen)
+		hello := make([]byte, 4+1+nonceLen+1+len("test@here"))
 		io.ReadFull(nc, hello)
 		nc.Write(make([]byte, nonceLen))
 		p := make([]byte, 32)
 		io.ReadFull(nc, p)
 		nc.Write(append([]byte{statusOK}, p...))
 	}()
-	if _, err := Dial(context.Background(), l.Addr().String(), "SECRETCOOKIE", ServiceCtl); !errors.Is(err, ErrBadCookie) {
+	if _, err := Dial(context.Background(), l.Addr().String(), "SECRETCOOKIE", "test@here", ServiceCtl); !errors.Is(err, ErrBadCookie) {
 		t.Errorf("impostor accepted: %v", err)
 	}
 }

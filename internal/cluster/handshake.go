@@ -21,11 +21,19 @@ type Service byte
 const (
 	// ServiceCtl carries warrenctl's commands.
 	ServiceCtl Service = 1
+	// ServiceRaft carries the definitions' Raft traffic.
+	ServiceRaft Service = 2
+	// ServiceMeta carries definition changes forwarded to the Raft
+	// leader, and membership requests.
+	ServiceMeta Service = 3
+	// ServiceHeartbeat carries the heartbeats by which nodes see each
+	// other up.
+	ServiceHeartbeat Service = 4
 )
 
 // magic opens every connection to the cluster port, with the protocol
 // version in its last octet.
-var magic = [4]byte{'W', 'R', 'N', 1}
+var magic = [4]byte{'W', 'R', 'N', 2}
 
 const nonceLen = 32
 
@@ -52,28 +60,36 @@ func proof(cookie, role string, svc Service, nonces ...[]byte) []byte {
 
 // Dial connects to a node's cluster port for a service, proving that it
 // knows the cookie and checking that the node knows it too. The cookie
-// itself never crosses the network.
-func Dial(ctx context.Context, addr, cookie string, svc Service) (net.Conn, error) {
+// itself never crosses the network. self names the caller (a node name,
+// or warrenctl's), for the other node's log.
+func Dial(ctx context.Context, addr, cookie, self string, svc Service) (net.Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if err := clientHandshake(nc, cookie, svc); err != nil {
+	if err := clientHandshake(nc, cookie, self, svc); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return nc, nil
 }
 
-func clientHandshake(nc net.Conn, cookie string, svc Service) error {
+// maxNameLen bounds the caller's name in the hello.
+const maxNameLen = 255
+
+func clientHandshake(nc net.Conn, cookie, self string, svc Service) error {
 	nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer nc.SetDeadline(time.Time{})
 	mine := make([]byte, nonceLen)
 	if _, err := rand.Read(mine); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
+	if len(self) > maxNameLen {
+		self = self[:maxNameLen]
+	}
 	hello := append(append(magic[:], byte(svc)), mine...)
+	hello = append(append(hello, byte(len(self))), self...)
 	if _, err := nc.Write(hello); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
@@ -117,46 +133,51 @@ const (
 )
 
 // serverHandshake checks a client's proof and proves the cookie back. It
-// returns the service asked for.
-func serverHandshake(nc net.Conn, cookie string, known func(Service) bool) (Service, error) {
+// returns the service asked for and the name the client gave.
+func serverHandshake(nc net.Conn, cookie string, known func(Service) bool) (Service, string, error) {
 	nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer nc.SetDeadline(time.Time{})
-	hello := make([]byte, len(magic)+1+nonceLen)
+	hello := make([]byte, len(magic)+1+nonceLen+1)
 	if _, err := io.ReadFull(nc, hello); err != nil {
-		return 0, fmt.Errorf("handshake: %w", err)
+		return 0, "", fmt.Errorf("handshake: %w", err)
 	}
 	if !bytes.Equal(hello[:3], magic[:3]) {
-		return 0, ErrProtocol
+		return 0, "", ErrProtocol
 	}
 	if hello[3] != magic[3] {
 		refuse(nc, statusBadVersion, fmt.Sprintf("cluster protocol version %d is not supported (this node speaks %d)", hello[3], magic[3]))
-		return 0, fmt.Errorf("%w: version %d", ErrProtocol, hello[3])
+		return 0, "", fmt.Errorf("%w: version %d", ErrProtocol, hello[3])
 	}
 	svc := Service(hello[4])
-	theirs := hello[5:]
+	theirs := hello[5 : 5+nonceLen]
+	name := make([]byte, hello[5+nonceLen])
+	if _, err := io.ReadFull(nc, name); err != nil {
+		return 0, "", fmt.Errorf("handshake: %w", err)
+	}
+	peer := string(name)
 	mine := make([]byte, nonceLen)
 	if _, err := rand.Read(mine); err != nil {
-		return 0, fmt.Errorf("handshake: %w", err)
+		return 0, peer, fmt.Errorf("handshake: %w", err)
 	}
 	if _, err := nc.Write(mine); err != nil {
-		return 0, fmt.Errorf("handshake: %w", err)
+		return 0, peer, fmt.Errorf("handshake: %w", err)
 	}
 	got := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(nc, got); err != nil {
-		return 0, fmt.Errorf("handshake: %w", err)
+		return 0, peer, fmt.Errorf("handshake: %w", err)
 	}
 	if !hmac.Equal(got, proof(cookie, "client", svc, mine, theirs)) {
 		refuse(nc, statusBadCookie, "the node's cookie is different: use the node's cookie file (--cookie-file)")
-		return 0, ErrBadCookie
+		return 0, peer, ErrBadCookie
 	}
 	if !known(svc) {
 		refuse(nc, statusNoService, fmt.Sprintf("service %d is not offered by this node", svc))
-		return 0, fmt.Errorf("cluster: unknown service %d", svc)
+		return 0, peer, fmt.Errorf("cluster: unknown service %d", svc)
 	}
 	if _, err := nc.Write(append([]byte{statusOK}, proof(cookie, "server", svc, theirs, mine)...)); err != nil {
-		return 0, fmt.Errorf("handshake: %w", err)
+		return 0, peer, fmt.Errorf("handshake: %w", err)
 	}
-	return svc, nil
+	return svc, peer, nil
 }
 
 func refuse(nc net.Conn, status byte, msg string) {

@@ -9,8 +9,8 @@ import (
 )
 
 // HandlerFunc serves one authenticated connection; it owns the
-// connection and must close it.
-type HandlerFunc func(nc net.Conn)
+// connection and must close it. peer is the name the caller gave.
+type HandlerFunc func(nc net.Conn, peer string)
 
 // Server accepts connections on the cluster port, authenticates them with
 // the cookie and hands each to the handler of the service it asked for.
@@ -82,17 +82,17 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 func (s *Server) serveConn(nc net.Conn) {
-	svc, err := serverHandshake(nc, s.cookie, func(svc Service) bool { return s.handlers[svc] != nil })
+	svc, peer, err := serverHandshake(nc, s.cookie, func(svc Service) bool { return s.handlers[svc] != nil })
 	if err != nil {
 		if errors.Is(err, ErrBadCookie) {
-			s.log.Warn("cluster port: connection refused: wrong cookie", "peer", nc.RemoteAddr().String())
+			s.log.Warn(fmt.Sprintf("cluster port: connection attempt from node '%s' rejected: its cookie is different", peer), "peer", peer, "from", nc.RemoteAddr().String())
 		} else {
-			s.log.Debug("cluster port: handshake failed", "peer", nc.RemoteAddr().String(), "error", err)
+			s.log.Debug("cluster port: handshake failed", "peer", peer, "from", nc.RemoteAddr().String(), "error", err)
 		}
 		nc.Close()
 		return
 	}
-	s.handlers[svc](nc)
+	s.handlers[svc](nc, peer)
 }
 
 // Close stops accepting, closes every connection and waits for their

@@ -3,9 +3,7 @@ package ctl
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/warren-mq/warren/internal/cluster"
@@ -13,43 +11,39 @@ import (
 
 // DefaultPort is the cluster port warrenctl contacts unless told
 // otherwise, RabbitMQ's distribution port.
-const DefaultPort = 25672
+const DefaultPort = cluster.DefaultPort
 
-// NodeAddr turns a node name (name@host, or a bare name meaning this
-// host) and a port into the address of its cluster port.
+// NodeAddr turns a node name (name@host, name@host:port, or a bare name
+// meaning this host) and a port into the address of its cluster port; a
+// port in the name wins.
 func NodeAddr(node string, port int) string {
-	host := "localhost"
-	if _, h, ok := strings.Cut(node, "@"); ok && h != "" {
-		host = h
+	n, err := cluster.ParseNodeName(node, "localhost")
+	if err != nil {
+		n = cluster.NodeName{Name: node, Host: "localhost"}
 	}
 	if self, err := os.Hostname(); err == nil {
 		short, _, _ := strings.Cut(self, ".")
-		if host == self || host == short {
-			host = "localhost"
+		if n.Host == self || n.Host == short {
+			n.Host = "localhost"
 		}
 	}
-	return net.JoinHostPort(host, strconv.Itoa(port))
+	return n.Addr(port)
+}
+
+// CallerName is how warrenctl names itself to a node, as rabbitmqctl's
+// temporary Erlang nodes are named.
+func CallerName() string {
+	host, _ := os.Hostname()
+	short, _, _ := strings.Cut(host, ".")
+	return fmt.Sprintf("warrenctl-%d@%s", os.Getpid(), short)
 }
 
 // Call sends one request to the node at addr, authenticated with cookie,
 // and returns its answer.
 func Call(ctx context.Context, addr, cookie string, req *Request) (Response, error) {
-	nc, err := cluster.Dial(ctx, addr, cookie, cluster.ServiceCtl)
-	if err != nil {
-		return Response{}, err
-	}
-	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { nc.Close() })
-	defer stop()
-	if err := writeMsg(nc, req); err != nil {
-		return Response{}, fmt.Errorf("send command: %w", err)
-	}
 	var resp Response
-	if err := readMsg(nc, &resp); err != nil {
-		if ctx.Err() != nil {
-			return Response{}, ctx.Err()
-		}
-		return Response{}, fmt.Errorf("read answer: %w", err)
+	if err := cluster.Call(ctx, addr, cookie, CallerName(), cluster.ServiceCtl, req, &resp); err != nil {
+		return Response{}, err
 	}
 	return resp, nil
 }

@@ -4,13 +4,6 @@
 // They talk over the node's cluster port, authenticated with the cookie.
 package ctl
 
-import (
-	"encoding/binary"
-	"encoding/json"
-	"fmt"
-	"io"
-)
-
 // Request is one command sent to a node.
 type Request struct {
 	Command string            `json:"command"`
@@ -48,38 +41,3 @@ const (
 	ExitSoftware    = 70
 	ExitTempFail    = 75
 )
-
-// maxMessage bounds one request or response on the wire.
-const maxMessage = 256 << 20
-
-func writeMsg(w io.Writer, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode: %w", err)
-	}
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
-	if _, err := w.Write(append(n[:], b...)); err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	return nil
-}
-
-func readMsg(r io.Reader, v any) error {
-	var n [4]byte
-	if _, err := io.ReadFull(r, n[:]); err != nil {
-		return fmt.Errorf("receive: %w", err)
-	}
-	size := binary.BigEndian.Uint32(n[:])
-	if size > maxMessage {
-		return fmt.Errorf("receive: message of %d octets is too large", size)
-	}
-	b := make([]byte, size)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return fmt.Errorf("receive: %w", err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("decode: %w", err)
-	}
-	return nil
-}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warren-mq/warren/internal/broker"
+	"github.com/warren-mq/warren/internal/cluster"
 	"github.com/warren-mq/warren/internal/meta"
 )
 
@@ -84,11 +85,11 @@ const requestTimeout = 5 * time.Minute
 
 // ServeConn answers one request on an authenticated connection and closes
 // it.
-func (s *Server) ServeConn(nc net.Conn) {
+func (s *Server) ServeConn(nc net.Conn, peer string) {
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(requestTimeout))
 	var req Request
-	if err := readMsg(nc, &req); err != nil {
+	if err := cluster.ReadJSON(nc, &req); err != nil {
 		s.log.Debug("ctl: bad request", "error", err)
 		return
 	}
@@ -100,7 +101,7 @@ func (s *Server) ServeConn(nc net.Conn) {
 	} else {
 		s.log.Info("ctl command", "command", req.Command)
 	}
-	if err := writeMsg(nc, resp); err != nil {
+	if err := cluster.WriteJSON(nc, resp); err != nil {
 		s.log.Debug("ctl: reply", "error", err)
 	}
 	if resp.after != nil {

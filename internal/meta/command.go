@@ -34,6 +34,10 @@ const (
 	CmdClearTopicPermission
 )
 
+// CmdSync changes nothing: a node that has applied it has applied
+// everything committed before it, which is how a member catches up.
+const CmdSync CommandType = IgnorableFlag + 1
+
 // command is the body of every command type; each uses the fields it needs.
 type command struct {
 	VHost      *VHost           `json:"vhost_def,omitempty"`

@@ -1,11 +1,13 @@
 package meta
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -16,6 +18,48 @@ type fsm struct {
 	mu       sync.RWMutex // guards st
 	st       *state
 	observer Observer // immutable; may be nil
+
+	appliedMu sync.Mutex    // guards applied and advanced
+	applied   uint64        // the last log index applied
+	advanced  chan struct{} // closed and replaced when applied grows
+}
+
+func newFSM(o Observer) *fsm {
+	return &fsm{st: newState(), observer: o, advanced: make(chan struct{})}
+}
+
+// setApplied records that the log is applied up to index and wakes
+// whoever waits for it.
+func (f *fsm) setApplied(index uint64) {
+	f.appliedMu.Lock()
+	if index > f.applied {
+		f.applied = index
+		close(f.advanced)
+		f.advanced = make(chan struct{})
+	}
+	f.appliedMu.Unlock()
+}
+
+// waitApplied returns once the log is applied up to index. raftApplied
+// reports Raft's own applied index, which also moves when a snapshot is
+// installed (the state machine is not told the snapshot's index).
+func (f *fsm) waitApplied(ctx context.Context, index uint64, raftApplied func() uint64) error {
+	poll := time.NewTicker(20 * time.Millisecond)
+	defer poll.Stop()
+	for {
+		f.appliedMu.Lock()
+		done, ch := f.applied >= index, f.advanced
+		f.appliedMu.Unlock()
+		if done || raftApplied() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-poll.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // result is what Apply returns to the node for one command.
@@ -26,6 +70,7 @@ type result struct {
 
 // Apply implements raft.FSM.
 func (f *fsm) Apply(l *raft.Log) any {
+	defer f.setApplied(l.Index)
 	if len(l.Data) == 0 {
 		return result{}
 	}
@@ -307,7 +352,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.st = s
 	f.mu.Unlock()
 	if f.observer != nil {
-		f.observer.Changed(Event{Kind: StateReset})
+		f.observer.Changed(Event{Kind: StateReset, Definitions: &d})
 	}
 	return nil
 }

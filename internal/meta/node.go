@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -31,6 +32,28 @@ type Config struct {
 	// Dir holds the Raft log (a bbolt file, fsynced per batch of commands)
 	// and snapshots. Empty keeps everything in memory, for tests.
 	Dir string
+	// RAM makes the node a RAM node: a non-voter whose log and snapshots
+	// stay in memory even with Dir, fetched again from the cluster on
+	// every start.
+	RAM bool
+	// Network, if set, connects the node to other members over the
+	// cluster port. Without it the node is a cluster of one on an
+	// in-memory transport.
+	Network *Network
+}
+
+// Network is how a node reaches the other members.
+type Network struct {
+	// Layer carries Raft's traffic; its Addr is the address other
+	// members dial to reach this node.
+	Layer raft.StreamLayer
+	// Dial opens a connection to the meta service (ServeConn) of the
+	// member at addr.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Join lists the cluster ports of members to ask to add this node
+	// when it has no state of its own. Empty: a node without state
+	// starts a new cluster with itself as the only voter.
+	Join []string
 }
 
 // Node is one member of the definitions Raft group. It is safe for
@@ -39,7 +62,8 @@ type Node struct {
 	cfg       Config
 	fsm       *fsm
 	raft      *raft.Raft
-	transport *raft.InmemTransport
+	transport raft.Transport
+	closeT    func() error // closes the transport
 	closeLogs func() error // closes the on-disk log store; nil in memory
 	restored  bool
 }
@@ -48,8 +72,11 @@ type Node struct {
 // election timeouts once it runs.
 const leaseTimeout = time.Second
 
-// Open starts a Node as the single voter of a new group and waits until it
-// leads, so that Apply works as soon as Open returns.
+// Open starts a Node and waits until the group has a leader and this node
+// has applied everything the leader had committed, so that reads are
+// current and Apply works as soon as Open returns. A node with no state
+// either starts a new group as its only voter or, with Network.Join,
+// asks a member to add it.
 func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.NodeID == "" {
 		return nil, errors.New("meta: NodeID is required")
@@ -57,10 +84,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 10 * time.Second
 	}
-	f := &fsm{st: newState(), observer: cfg.Observer}
+	f := newFSM(cfg.Observer)
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
-	// One voter: its leader lease always holds, so check it rarely. The
+	// A single voter's leader lease always holds, so check it rarely. The
 	// leader wakes up once per lease to check it, and at 50 ms that was
 	// most of what an idle node did. Raft refuses a heartbeat timeout
 	// shorter than the lease, so the node starts with a longer one and
@@ -71,74 +98,89 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	rc.LeaderLeaseTimeout = leaseTimeout
 	rc.CommitTimeout = 5 * time.Millisecond
 	rc.Logger = hclog.New(&hclog.LoggerOptions{Name: "raft", Output: io.Discard, Level: hclog.Off})
-	addr, transport := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+	var (
+		addr      raft.ServerAddress
+		transport raft.Transport
+		closeT    func() error
+	)
+	if cfg.Network == nil {
+		a, t := raft.NewInmemTransport(raft.ServerAddress(cfg.NodeID))
+		addr, transport, closeT = a, t, t.Close
+	} else {
+		t := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: cfg.Network.Layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger,
+		})
+		addr, transport, closeT = t.LocalAddr(), t, t.Close
+	}
 	var (
 		logs      raft.LogStore
 		stable    raft.StableStore
 		snaps     raft.SnapshotStore
 		closeLogs func() error
 	)
-	if cfg.Dir == "" {
+	if cfg.Dir == "" || cfg.RAM {
 		mem := raft.NewInmemStore()
 		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
 	} else {
 		if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+			closeT()
 			return nil, fmt.Errorf("create meta directory: %w", err)
 		}
 		bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
 		if err != nil {
+			closeT()
 			return nil, fmt.Errorf("open meta log %s: %w", filepath.Join(cfg.Dir, "raft.db"), err)
 		}
 		fss, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, rc.Logger)
 		if err != nil {
 			bolt.Close()
+			closeT()
 			return nil, fmt.Errorf("open meta snapshots: %w", err)
 		}
 		logs, stable, snaps, closeLogs = bolt, bolt, fss, bolt.Close
 	}
-	existing, err := raft.HasExistingState(logs, stable, snaps)
-	if err != nil {
+	fail := func(err error) (*Node, error) {
 		if closeLogs != nil {
 			closeLogs()
 		}
-		return nil, fmt.Errorf("read meta state: %w", err)
+		closeT()
+		return nil, err
 	}
-	if !existing {
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fail(fmt.Errorf("read meta state: %w", err))
+	}
+	joining := !existing && cfg.Network != nil && len(cfg.Network.Join) > 0
+	if !existing && !joining {
+		if cfg.RAM {
+			return fail(errors.New("a RAM node cannot start a cluster: there must be at least one disc node"))
+		}
 		if err := raft.BootstrapCluster(rc, logs, stable, snaps, transport, raft.Configuration{
 			Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}},
 		}); err != nil {
-			if closeLogs != nil {
-				closeLogs()
-			}
-			return nil, fmt.Errorf("bootstrap meta raft: %w", err)
+			return fail(fmt.Errorf("bootstrap meta raft: %w", err))
 		}
 	}
 	r, err := raft.NewRaft(rc, f, logs, stable, snaps, transport)
 	if err != nil {
-		if closeLogs != nil {
-			closeLogs()
-		}
-		return nil, fmt.Errorf("start meta raft: %w", err)
+		return fail(fmt.Errorf("start meta raft: %w", err))
 	}
-	n := &Node{cfg: cfg, fsm: f, raft: r, transport: transport, closeLogs: closeLogs, restored: existing}
+	n := &Node{cfg: cfg, fsm: f, raft: r, transport: transport, closeT: closeT, closeLogs: closeLogs, restored: existing}
 	short := r.ReloadableConfig()
 	short.HeartbeatTimeout, short.ElectionTimeout = leaseTimeout, leaseTimeout
 	if err := r.ReloadConfig(short); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("start meta raft: %w", err)
 	}
-	for r.State() != raft.Leader {
-		select {
-		case <-ctx.Done():
+	if joining {
+		if err := n.join(ctx, string(addr)); err != nil {
 			n.Close()
-			return nil, fmt.Errorf("wait for meta leadership: %w", ctx.Err())
-		case <-time.After(5 * time.Millisecond):
+			return nil, err
 		}
 	}
-	// Apply everything the log holds before anyone reads the state.
-	if err := r.Barrier(cfg.ApplyTimeout).Error(); err != nil {
+	if err := n.catchUp(ctx); err != nil {
 		n.Close()
-		return nil, fmt.Errorf("replay meta log: %w", err)
+		return nil, err
 	}
 	return n, nil
 }
@@ -150,7 +192,7 @@ func (n *Node) Restored() bool { return n.restored }
 // Close stops Raft, waits for its goroutines and closes the log.
 func (n *Node) Close() error {
 	err := n.raft.Shutdown().Error()
-	n.transport.Close()
+	n.closeT()
 	if n.closeLogs != nil {
 		if cerr := n.closeLogs(); cerr != nil && err == nil {
 			err = cerr
@@ -171,8 +213,17 @@ func (n *Node) apply(ctx context.Context, t CommandType, c *command) (any, error
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
+	if n.raft.State() != raft.Leader && n.cfg.Network != nil {
+		return n.forward(ctx, t, data)
+	}
 	fut := n.raft.Apply(data, timeout)
 	if err := fut.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) && n.cfg.Network != nil {
+			return n.forward(ctx, t, data)
+		}
+		if errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, fmt.Errorf("apply meta command %d: %w (%v)", t, ErrNoLeader, err)
+		}
 		return nil, fmt.Errorf("apply meta command %d: %w", t, err)
 	}
 	res := fut.Response().(result)

@@ -31,7 +31,7 @@ const (
 	// PolicyChanged: a policy was set or cleared in VHost.
 	PolicyChanged
 	// StateReset follows a snapshot restore: observers rebuild from the
-	// Node's read methods.
+	// event's Definitions (the Node may not be open yet).
 	StateReset
 )
 
@@ -43,6 +43,8 @@ type Event struct {
 	Exchange *Exchange
 	Queue    *Queue
 	Binding  *Binding
+	// Definitions is the whole state, for StateReset.
+	Definitions *Definitions
 }
 
 // Observer learns of applied changes; see the package doc for when it is

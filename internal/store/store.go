@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/warren-mq/warren/internal/durable"
 )
 
 // Config configures a Store. Zero values mean the defaults in each field's
@@ -181,43 +183,11 @@ func (s *Store) reserve(seg uint64) error {
 		return nil
 	}
 	upTo := seg + reserveAhead
-	if err := writeFileDurably(s.cfg.Dir, numbersName, []byte(strconv.FormatUint(upTo, 10)+"\n")); err != nil {
+	if err := durable.WriteFile(s.cfg.Dir, numbersName, []byte(strconv.FormatUint(upTo, 10)+"\n")); err != nil {
 		return fmt.Errorf("reserve segment numbers up to %d: %w", upTo, err)
 	}
 	s.reserved = upTo
 	return nil
-}
-
-// writeFileDurably replaces dir/name with data so that a crash leaves
-// either the old file or the new one, and the new one once it returns:
-// a temporary file, synced, renamed over the old, and the directory
-// synced.
-func writeFileDurably(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, name+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func segName(seg uint64) string { return fmt.Sprintf("%016d.seg", seg) }
