@@ -10,11 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warren-mq/warren/internal/broker"
+	"github.com/warren-mq/warren/internal/cluster"
 	"github.com/warren-mq/warren/internal/config"
 	"github.com/warren-mq/warren/internal/ctl"
+	"github.com/warren-mq/warren/internal/meta"
 	"github.com/warren-mq/warren/internal/mgmt"
 )
 
@@ -27,13 +30,19 @@ type app struct {
 	log         *slog.Logger
 	started     time.Time
 	clusterAddr string // set before the cluster port serves; immutable after
+	cookie      string
+	// advertise is the cluster port's address as other nodes dial it:
+	// the node name's host with the port it listens on.
+	advertise string
 
 	stopRequested chan struct{} // closed by Stop
 	stopOnce      sync.Once
 	failed        chan error // a listener failed while serving; capacity 1
 
-	mu      sync.Mutex // guards running and serialises start, stop and reset
-	running *running
+	mu      sync.Mutex                          // serialises start, stop, reset and cluster changes
+	running atomic.Pointer[running]             // nil while the app is stopped
+	layer   atomic.Pointer[cluster.StreamLayer] // Raft's streams while the app starts or runs
+	meta    atomic.Pointer[meta.Node]           // the definitions while the app runs
 }
 
 // running is a started app.
@@ -56,12 +65,35 @@ func newApp(cfg config.Node, configFiles []string, log *slog.Logger) *app {
 
 // Broker implements ctl.App.
 func (a *app) Broker() ctl.Broker {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.running == nil {
-		return nil
+	if r := a.running.Load(); r != nil {
+		return r.srv
 	}
-	return a.running.srv
+	return nil
+}
+
+// serveRaft hands a Raft stream from another node to the running meta
+// node; none is taken while the app is stopped.
+func (a *app) serveRaft(nc net.Conn, peer string) {
+	if l := a.layer.Load(); l != nil {
+		l.Handoff(nc, peer)
+		return
+	}
+	nc.Close()
+}
+
+// serveMeta answers another member's forwarded definition changes and
+// membership requests.
+func (a *app) serveMeta(nc net.Conn, peer string) {
+	if m := a.meta.Load(); m != nil {
+		m.ServeConn(nc, peer)
+		return
+	}
+	nc.Close()
+}
+
+// dialMeta reaches another member's meta service.
+func (a *app) dialMeta(ctx context.Context, addr string) (net.Conn, error) {
+	return cluster.Dial(ctx, addr, a.cookie, a.cfg.NodeName, cluster.ServiceMeta)
 }
 
 // Stop implements ctl.App.
@@ -74,14 +106,27 @@ func (a *app) Stop() {
 func (a *app) StartApp(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.running != nil {
+	if a.running.Load() != nil {
 		return nil
 	}
 	cfg := a.cfg
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	st, err := cluster.LoadState(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	seeds := st.Addrs()
+	if len(seeds) == 0 {
+		seeds = a.formationSeeds()
+	}
+	ram := st.RAM || (len(st.Members) == 0 && cfg.FormationNodeType == "ram")
+	layer := cluster.NewStreamLayer(a.advertise, a.cookie, cfg.NodeName)
+	a.layer.Store(layer)
 	srv, err := broker.New(ctx, broker.Config{
+		Network:                     &meta.Network{Layer: layer, Dial: a.dialMeta, Join: seeds},
+		RAM:                         ram,
 		NodeName:                    cfg.NodeName,
 		DataDir:                     cfg.DataDir,
 		Logger:                      a.log,
@@ -101,24 +146,30 @@ func (a *app) StartApp(ctx context.Context) error {
 		DiskFreeLimit:               cfg.DiskFreeLimit,
 	})
 	if err != nil {
+		a.layer.Store(nil)
+		layer.Close()
 		return err
+	}
+	a.meta.Store(srv.Meta())
+	if err := a.rememberMembers(srv.Meta(), ram); err != nil {
+		a.log.Warn("cannot record the cluster's members", "error", err)
 	}
 	l, err := net.Listen("tcp", cfg.AMQPListen)
 	if err != nil {
-		srv.Close()
+		a.closeBroker(srv)
 		return fmt.Errorf("listen for AMQP: %w", err)
 	}
 	ml, err := net.Listen("tcp", cfg.MgmtListen)
 	if err != nil {
 		l.Close()
-		srv.Close()
+		a.closeBroker(srv)
 		return fmt.Errorf("listen for management HTTP: %w", err)
 	}
 	pl, err := net.Listen("tcp", cfg.PrometheusListen)
 	if err != nil {
 		ml.Close()
 		l.Close()
-		srv.Close()
+		a.closeBroker(srv)
 		return fmt.Errorf("listen for Prometheus: %w", err)
 	}
 	api := mgmt.New(mgmt.Config{
@@ -158,7 +209,7 @@ func (a *app) StartApp(ctx context.Context) error {
 		defer r.wg.Done()
 		a.serve(func() error { return r.prom.Serve(pl) })
 	}()
-	a.running = r
+	a.running.Store(r)
 	a.log.Info("node started", "node", cfg.NodeName, "amqp", l.Addr().String(), "http", r.httpAddr, "prometheus", r.promAddr, "cluster", a.clusterAddr, "data_dir", cfg.DataDir, "version", broker.Version)
 	return nil
 }
@@ -181,31 +232,25 @@ func (a *app) serve(loop func() error) {
 func (a *app) StopApp(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	r := a.running
+	r := a.running.Load()
 	if r == nil {
 		return nil
 	}
-	a.running = nil
+	a.running.Store(nil)
 	r.stopAPI()
 	shutdownCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	r.http.Shutdown(shutdownCtx)
 	r.prom.Shutdown(shutdownCtx)
 	cancel()
-	err := r.srv.Close()
+	err := a.closeBroker(r.srv)
 	r.wg.Wait()
 	a.log.Info("broker application stopped", "node", a.cfg.NodeName)
 	return err
 }
 
-// Reset implements ctl.App: it deletes the node's data, so that the next
-// start_app begins as a new node. Like RabbitMQ's, it refuses while the
-// app runs.
-func (a *app) Reset(ctx context.Context) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.running != nil {
-		return fmt.Errorf("the broker application is running on node %s: stop it first with \"warrenctl stop_app\"", a.cfg.NodeName)
-	}
+// wipe deletes the node's data, so that the next start_app begins as
+// a new node. Call with a.mu held and the app stopped.
+func (a *app) wipe() error {
 	entries, err := os.ReadDir(a.cfg.DataDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("reset: %w", err)
@@ -221,8 +266,6 @@ func (a *app) Reset(ctx context.Context) error {
 
 // Info implements ctl.App.
 func (a *app) Info() ctl.NodeInfo {
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	info := ctl.NodeInfo{
 		Name: a.cfg.NodeName, Version: broker.Version, PID: os.Getpid(), DataDir: a.cfg.DataDir,
 		ConfigFiles: a.configFiles, Started: a.started,
@@ -237,11 +280,56 @@ func (a *app) Info() ctl.NodeInfo {
 			"log_level": a.cfg.LogLevel,
 		},
 	}
-	if r := a.running; r != nil {
+	if r := a.running.Load(); r != nil {
 		info.Listeners = append(info.Listeners,
 			ctl.Listener{Protocol: "amqp", Addr: r.amqp.Addr().String()},
 			ctl.Listener{Protocol: "http", Addr: r.httpAddr},
 			ctl.Listener{Protocol: "http/prometheus", Addr: r.promAddr})
 	}
 	return info
+}
+
+// closeBroker stops a broker and the Raft streams it used.
+func (a *app) closeBroker(srv *broker.Server) error {
+	a.meta.Store(nil)
+	err := srv.Close()
+	if l := a.layer.Swap(nil); l != nil {
+		l.Close()
+	}
+	return err
+}
+
+// formationSeeds are the peers of cluster_formation.classic_config for
+// a node that has never been clustered: every listed node but this one.
+// The node listed first starts the cluster; the others join it, or any
+// member that is up, and wait for one while none is.
+func (a *app) formationSeeds() []string {
+	nodes := a.cfg.FormationNodes
+	if len(nodes) == 0 || nodes[0] == a.cfg.NodeName {
+		return nil
+	}
+	var out []string
+	for _, n := range nodes {
+		if n == a.cfg.NodeName {
+			continue
+		}
+		nn, err := cluster.ParseNodeName(n, "")
+		if err != nil {
+			continue
+		}
+		out = append(out, nn.Addr(cluster.DefaultPort))
+	}
+	return out
+}
+
+// rememberMembers records the other members where the node finds them
+// on its next start, and its own type.
+func (a *app) rememberMembers(m *meta.Node, ram bool) error {
+	st := cluster.State{RAM: ram}
+	for _, mem := range m.Members() {
+		if mem.ID != a.cfg.NodeName {
+			st.Members = append(st.Members, cluster.Peer{Name: mem.ID, Addr: mem.Addr})
+		}
+	}
+	return cluster.SaveState(a.cfg.DataDir, st)
 }

@@ -112,6 +112,11 @@ func rejectAll(t *testing.T, c *amqp091.Connection, queue string, n int) {
 	if err := ch.Nack(last, true, false); err != nil {
 		t.Fatal(err)
 	}
+	// A channel's frames are handled in order: once this answers, the
+	// node has taken the nack, and a stop cannot requeue the messages.
+	if _, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startRejecting starts a node with the queues of declareDeadLettering,

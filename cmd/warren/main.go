@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"syscall"
 
 	"github.com/warren-mq/warren/internal/cluster"
@@ -35,7 +36,7 @@ func run(args []string) error {
 	mgmtListen := fs.String("mgmt-listen", "", "management HTTP listen address (default "+cfg.MgmtListen+")")
 	promListen := fs.String("prometheus-listen", "", "Prometheus metrics listen address (default "+cfg.PrometheusListen+")")
 	clusterListen := fs.String("cluster-listen", "", "cluster listen address, for warrenctl and other nodes (default "+cfg.ClusterListen+")")
-	nodeName := fs.String("node-name", "", "node name, name@host (default "+cfg.NodeName+")")
+	nodeName := fs.String("node-name", os.Getenv("WARREN_NODENAME"), "node name, name@host or name@host:port (default "+cfg.NodeName+"; also WARREN_NODENAME)")
 	cookieFile := fs.String("cookie-file", cluster.DefaultCookieFile(), "the cookie shared with warrenctl and other nodes; created with mode 0400 if missing")
 	check := fs.Bool("t", false, "check the configuration and exit")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the node to this file until it stops")
@@ -60,6 +61,14 @@ func run(args []string) error {
 	override(*promListen, &cfg.PrometheusListen)
 	override(*clusterListen, &cfg.ClusterListen)
 	override(*nodeName, &cfg.NodeName)
+	self, err := cluster.ParseNodeName(cfg.NodeName, "")
+	if err != nil {
+		return err
+	}
+	if self.Port != 0 && *clusterListen == "" {
+		// warren@host:25673 listens on 25673 unless told otherwise.
+		cfg.ClusterListen = ":" + strconv.Itoa(self.Port)
+	}
 	if *check {
 		fmt.Println("configuration ok")
 		return nil
@@ -84,7 +93,11 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	if err := self.Resolve(ctx); err != nil {
+		return fmt.Errorf("node name %s: %w", cfg.NodeName, err)
+	}
 	a := newApp(cfg, configFiles, logger)
+	a.cookie = cookie
 	// The cluster port stays open while the app is stopped, so that
 	// warrenctl can start it again.
 	cl, err := net.Listen("tcp", cfg.ClusterListen)
@@ -92,8 +105,11 @@ func run(args []string) error {
 		return fmt.Errorf("listen for the cluster port: %w", err)
 	}
 	a.clusterAddr = cl.Addr().String()
+	a.advertise = self.Addr(cl.Addr().(*net.TCPAddr).Port)
 	cs := cluster.NewServer(cookie, logger)
 	cs.Handle(cluster.ServiceCtl, ctl.NewServer(a, logger).ServeConn)
+	cs.Handle(cluster.ServiceRaft, a.serveRaft)
+	cs.Handle(cluster.ServiceMeta, a.serveMeta)
 	clusterErr := make(chan error, 1)
 	go func() { clusterErr <- cs.Serve(cl) }()
 

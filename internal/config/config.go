@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,6 +44,17 @@ type Node struct {
 	// when it reads "RabbitMQ"; RabbitMQ itself lets operators override
 	// its server properties the same way.
 	ServerProduct string
+	// FormationNodes are cluster_formation.classic_config's nodes, in the
+	// order of their indexes: fresh nodes started with them form one
+	// cluster.
+	FormationNodes []string
+	// FormationNodeType is the type a fresh node joins as: disc or ram.
+	FormationNodeType string
+	// PartitionHandling is cluster_partition_handling: ignore,
+	// pause_minority or autoheal.
+	PartitionHandling string
+	// formationIndex keeps the nodes' indexes while a file is read.
+	formationIndex []int
 }
 
 // Defaults returns the embedded defaults: a node that works on a fresh
@@ -74,6 +86,8 @@ func Defaults() Node {
 		LogLevel:          "info",
 		HandshakeTimeout:  10 * time.Second,
 		ServerProduct:     "warren",
+		FormationNodeType: "disc",
+		PartitionHandling: "ignore",
 		DiskFreeLimit:     50_000_000,
 	}
 }
@@ -242,12 +256,57 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 		n.ServerProduct = val
 	case key == "data_dir":
 		n.DataDir = val
-	case key == "node_name":
+	case key == "node_name" || key == "nodename":
 		n.NodeName = val
+	case key == "cluster_formation.peer_discovery_backend":
+		switch val {
+		case "classic_config", "rabbit_peer_discovery_classic_config":
+		default:
+			return fmt.Errorf("only classic_config peer discovery is supported, got %q", val)
+		}
+	case strings.HasPrefix(key, "cluster_formation.classic_config.nodes."):
+		idx, err := strconv.Atoi(strings.TrimPrefix(key, "cluster_formation.classic_config.nodes."))
+		if err != nil || idx < 0 {
+			return fmt.Errorf("want cluster_formation.classic_config.nodes.<number>, got %q", key)
+		}
+		if !strings.Contains(val, "@") || strings.HasPrefix(val, "@") || strings.HasSuffix(val, "@") {
+			return fmt.Errorf("want a node name such as warren@node1, got %q", val)
+		}
+		n.addFormationNode(idx, val)
+	case key == "cluster_formation.node_type":
+		switch val {
+		case "disc", "disk":
+			n.FormationNodeType = "disc"
+		case "ram":
+			n.FormationNodeType = "ram"
+		default:
+			return fmt.Errorf("want disc or ram, got %q", val)
+		}
+	case key == "cluster_partition_handling":
+		switch val {
+		case "ignore", "pause_minority", "autoheal":
+			n.PartitionHandling = val
+		default:
+			return fmt.Errorf("want ignore, pause_minority or autoheal, got %q", val)
+		}
 	default:
 		return errUnknownKey
 	}
 	return nil
+}
+
+// addFormationNode places a classic_config node by its index.
+func (n *Node) addFormationNode(idx int, name string) {
+	i := 0
+	for i < len(n.formationIndex) && n.formationIndex[i] < idx {
+		i++
+	}
+	if i < len(n.formationIndex) && n.formationIndex[i] == idx {
+		n.FormationNodes[i] = name
+		return
+	}
+	n.formationIndex = slices.Insert(n.formationIndex, i, idx)
+	n.FormationNodes = slices.Insert(n.FormationNodes, i, name)
 }
 
 // listenAddr accepts "5672", ":5672" or "host:port".

@@ -33,6 +33,7 @@ type command struct {
 	columns  []string // the info keys a listing knows
 	defaults []string // the columns shown when none are named
 	needsApp bool     // fails while the app is stopped
+	hidden   bool     // between nodes only: not listed in usage
 	// banner is printed before the result, unless --quiet.
 	banner func(node string, r *Request) string
 	run    func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response
@@ -64,8 +65,10 @@ func Usage(name string) string {
 // Commands lists the command names.
 func Commands() []string {
 	var out []string
-	for n := range allCommands() {
-		out = append(out, n)
+	for n, c := range allCommands() {
+		if !c.hidden {
+			out = append(out, n)
+		}
 	}
 	sort.Strings(out)
 	return out
@@ -160,8 +163,26 @@ func allCommands() map[string]*command {
 			}
 			return ok("")
 		}, banner: func(node string, r *Request) string { return "Starting node " + node + " ..." }},
-		"reset":       {run: runReset, banner: func(node string, r *Request) string { return "Resetting node " + node + " ..." }},
-		"force_reset": {run: runReset, banner: func(node string, r *Request) string { return "Forcefully resetting node " + node + " ..." }},
+		"reset":       {run: runReset(false), banner: func(node string, r *Request) string { return "Resetting node " + node + " ..." }},
+		"force_reset": {run: runReset(true), banner: func(node string, r *Request) string { return "Forcefully resetting node " + node + " ..." }},
+		"join_cluster": {args: "[--disc|--ram] <existing_cluster_member_node>", min: 1, max: 1, flags: []string{"disc", "ram"}, run: runJoinCluster,
+			banner: func(node string, r *Request) string { return "Clustering node " + node + " with " + r.Args[0] }},
+		"forget_cluster_node": {args: "[--offline] <existing_cluster_member_node>", min: 1, max: 1, flags: []string{"offline"}, run: runForgetClusterNode,
+			banner: func(node string, r *Request) string { return "Removing node " + r.Args[0] + " from the cluster" }},
+		"change_cluster_node_type": {args: "<disc|ram>", min: 1, max: 1, run: runChangeNodeType,
+			banner: func(node string, r *Request) string { return "Turning " + node + " into a " + r.Args[0] + " node" }},
+		"update_cluster_nodes": {args: "<seed_node>", min: 1, max: 1, run: runUpdateClusterNodes,
+			banner: func(node string, r *Request) string {
+				return "Will seed " + node + " from " + r.Args[0] + " on next start"
+			}},
+		"force_boot": {run: runForceBoot,
+			banner: func(node string, r *Request) string { return "Forcing boot for Mnesia dir " + node + " ..." }},
+		"await_online_nodes": {args: "<count>", min: 1, max: 1, opts: []string{"timeout"}, run: runAwaitOnlineNodes,
+			banner: func(node string, r *Request) string {
+				return "Will wait for at least " + r.Args[0] + " nodes to join the cluster of " + node + ". Timeout: 300 seconds."
+			}},
+		"node_status":     {hidden: true, run: runNodeStatus},
+		"cluster_members": {hidden: true, needsApp: true, run: runClusterMembers},
 
 		"add_user": {args: "<username> <password>", min: 2, max: 2, needsApp: true, run: runAddUser,
 			banner: func(node string, r *Request) string { return "Adding user " + q(r.Args[0]) + " ..." }},
@@ -370,15 +391,6 @@ func runStatus(ctx context.Context, s *Server, _ Broker, r *Request, c *command)
 
 func gb(n uint64) float64 { return float64(n) / 1e9 }
 
-func runClusterStatus(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
-	info := s.app.Info()
-	running, cluster := "(none)", info.Name
-	if b := s.app.Broker(); b != nil {
-		running, cluster = info.Name, b.ClusterName()
-	}
-	return ok(fmt.Sprintf("Basics\n\nCluster name: %s\n\nDisk Nodes\n\n%s\n\nRunning Nodes\n\n%s\n\nVersions\n\n%s: warren %s", cluster, info.Name, running, info.Name, info.Version))
-}
-
 func runAwaitStartup(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
 	timeout := 300 * time.Second
 	if t := r.Options["timeout"]; t != "" {
@@ -398,13 +410,6 @@ func runAwaitStartup(ctx context.Context, s *Server, _ Broker, r *Request, c *co
 			return failf(ExitTempFail, "%v", ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
-	}
-	return ok("")
-}
-
-func runReset(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
-	if err := s.app.Reset(ctx); err != nil {
-		return failf(ExitSoftware, "%v", err)
 	}
 	return ok("")
 }

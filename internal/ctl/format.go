@@ -19,6 +19,12 @@ type Format struct {
 // tab-separated rows under a header row, or a JSON array of objects.
 func Render(r Response, f Format) string {
 	if r.Columns == nil {
+		if f.JSON && r.JSON != nil {
+			js, err := json.MarshalIndent(r.JSON, "", "  ")
+			if err == nil {
+				return string(js) + "\n"
+			}
+		}
 		if r.Text == "" {
 			return ""
 		}

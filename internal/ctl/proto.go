@@ -21,6 +21,8 @@ type Response struct {
 	Rows    [][]any  `json:"rows,omitempty"`
 	// Text is free-form output: status reports, confirmations.
 	Text string `json:"text,omitempty"`
+	// JSON, when set, is what --formatter json prints instead of Text.
+	JSON any `json:"json,omitempty"`
 	// Error, when set, is printed after "Error:" and the exit code is
 	// Code.
 	Error string `json:"error,omitempty"`

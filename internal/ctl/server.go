@@ -40,8 +40,7 @@ type App interface {
 	Broker() Broker
 	StopApp(ctx context.Context) error
 	StartApp(ctx context.Context) error
-	// Reset deletes the node's data; it fails while the app runs.
-	Reset(ctx context.Context) error
+	Clustered
 	// Stop asks the whole node to stop; it returns at once.
 	Stop()
 	// Info describes the node for status and environment.

@@ -4,11 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"path/filepath"
 	"sort"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/warren-mq/warren/internal/cluster"
 )
@@ -451,4 +455,85 @@ func (n *Node) Compact() error {
 		return fmt.Errorf("snapshot the definitions: %w", err)
 	}
 	return nil
+}
+
+// AddRemote asks the cluster, through the members at addrs, to add the
+// member id or change its type; it is how a node whose app is stopped
+// changes its type.
+func AddRemote(ctx context.Context, dial Dialer, addrs []string, id, addr string, voter bool) error {
+	return callMembers(ctx, dial, addrs, &wire{Op: opAdd, ID: id, Addr: addr, Voter: voter})
+}
+
+// IsUnreachable reports whether err means that no member could be asked,
+// as opposed to a member's refusal.
+func IsUnreachable(err error) bool { return errors.Is(err, errUnreachable) }
+
+// Recover rewrites, offline, the membership that a disc node's log in dir
+// holds, keeping only the members for which keep is true: how a node
+// forgets members that are gone for good (forget_cluster_node --offline,
+// force_boot). The node must not be running. It returns the members
+// kept.
+func Recover(dir, nodeID string, keep func(Member) bool) ([]Member, error) {
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("open meta log: %w", err)
+	}
+	defer bolt.Close()
+	logger := hclog.New(&hclog.LoggerOptions{Name: "raft", Output: io.Discard, Level: hclog.Off})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, logger)
+	if err != nil {
+		return nil, fmt.Errorf("open meta snapshots: %w", err)
+	}
+	current, err := latestConfiguration(bolt, snaps)
+	if err != nil {
+		return nil, err
+	}
+	var next raft.Configuration
+	var kept []Member
+	for _, s := range current.Servers {
+		m := Member{ID: string(s.ID), Addr: string(s.Address), Voter: s.Suffrage == raft.Voter}
+		if m.ID == nodeID || keep(m) {
+			next.Servers = append(next.Servers, s)
+			kept = append(kept, m)
+		}
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(nodeID)
+	rc.Logger = logger
+	_, transport := raft.NewInmemTransport("")
+	defer transport.Close()
+	if err := raft.RecoverCluster(rc, newFSM(nil), bolt, bolt, snaps, transport, next); err != nil {
+		return nil, fmt.Errorf("rewrite the cluster's members: %w", err)
+	}
+	return kept, nil
+}
+
+// latestConfiguration finds the last membership in a stopped node's log
+// or, failing that, its newest snapshot.
+func latestConfiguration(logs raft.LogStore, snaps raft.SnapshotStore) (raft.Configuration, error) {
+	last, err := logs.LastIndex()
+	if err != nil {
+		return raft.Configuration{}, fmt.Errorf("read meta log: %w", err)
+	}
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return raft.Configuration{}, fmt.Errorf("read meta log: %w", err)
+	}
+	for i := last; i >= first && i > 0; i-- {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			continue
+		}
+		if l.Type == raft.LogConfiguration {
+			return raft.DecodeConfiguration(l.Data), nil
+		}
+	}
+	metas, err := snaps.List()
+	if err != nil {
+		return raft.Configuration{}, fmt.Errorf("read meta snapshots: %w", err)
+	}
+	if len(metas) == 0 {
+		return raft.Configuration{}, errors.New("this node has no cluster membership on disk")
+	}
+	return metas[0].Configuration, nil
 }
