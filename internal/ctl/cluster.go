@@ -303,13 +303,9 @@ func runAwaitOnlineNodes(ctx context.Context, s *Server, _ Broker, r *Request, c
 	if err != nil || want < 1 {
 		return failf(ExitUsage, "the node count must be a positive integer, got %q", r.Args[0])
 	}
-	timeout := 300 * time.Second
-	if t := r.Options["timeout"]; t != "" {
-		n, err := strconv.Atoi(t)
-		if err != nil || n < 0 {
-			return failf(ExitUsage, "invalid --timeout %q: seconds expected", t)
-		}
-		timeout = time.Duration(n) * time.Second
+	timeout, bad := waitTimeout(r)
+	if bad != nil {
+		return *bad
 	}
 	deadline := time.Now().Add(timeout)
 	for {

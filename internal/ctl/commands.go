@@ -391,14 +391,25 @@ func runStatus(ctx context.Context, s *Server, _ Broker, r *Request, c *command)
 
 func gb(n uint64) float64 { return float64(n) / 1e9 }
 
+// waitTimeout is a waiting command's --timeout in seconds, 300 unless
+// given; a malformed one is answered with the returned Response.
+func waitTimeout(r *Request) (time.Duration, *Response) {
+	t := r.Options["timeout"]
+	if t == "" {
+		return 300 * time.Second, nil
+	}
+	n, err := strconv.Atoi(t)
+	if err != nil || n < 0 {
+		resp := failf(ExitUsage, "invalid --timeout %q: seconds expected", t)
+		return 0, &resp
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
 func runAwaitStartup(ctx context.Context, s *Server, _ Broker, r *Request, c *command) Response {
-	timeout := 300 * time.Second
-	if t := r.Options["timeout"]; t != "" {
-		n, err := strconv.Atoi(t)
-		if err != nil || n < 0 {
-			return failf(ExitUsage, "invalid --timeout %q: seconds expected", t)
-		}
-		timeout = time.Duration(n) * time.Second
+	timeout, bad := waitTimeout(r)
+	if bad != nil {
+		return *bad
 	}
 	deadline := time.Now().Add(timeout)
 	for s.app.Broker() == nil {

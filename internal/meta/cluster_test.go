@@ -171,18 +171,7 @@ func TestGroupReplicatesAndForwards(t *testing.T) {
 func TestRestartInAnyOrder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	ms := []*member{newMember(t, "a@localhost", false), newMember(t, "b@localhost", false), newMember(t, "c@localhost", false)}
-	if err := ms[0].start(ctx, t); err != nil {
-		t.Fatal(err)
-	}
-	if err := ms[0].n().PutVHost(ctx, VHost{Name: "/"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms[1:] {
-		if err := m.start(ctx, t, ms[0].addr); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ms := startGroup(ctx, t)
 	if _, err := ms[1].n().DeclareExchange(ctx, Exchange{VHost: "/", Name: "x", Type: "fanout", Durable: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -218,18 +207,7 @@ func TestRestartInAnyOrder(t *testing.T) {
 func TestMinorityRefusesChanges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	ms := []*member{newMember(t, "a@localhost", false), newMember(t, "b@localhost", false), newMember(t, "c@localhost", false)}
-	if err := ms[0].start(ctx, t); err != nil {
-		t.Fatal(err)
-	}
-	if err := ms[0].n().PutVHost(ctx, VHost{Name: "/"}); err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms[1:] {
-		if err := m.start(ctx, t, ms[0].addr); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ms := startGroup(ctx, t)
 	ms[1].stop(t)
 	ms[2].stop(t)
 	start := time.Now()
@@ -244,6 +222,25 @@ func TestMinorityRefusesChanges(t *testing.T) {
 		t.Error("the refused change is visible")
 	}
 	t.Logf("refused after %s: %v", time.Since(start).Round(time.Millisecond), err)
+}
+
+// startGroup starts three disc members, the first with vhost "/", the
+// others joining it.
+func startGroup(ctx context.Context, t *testing.T) []*member {
+	t.Helper()
+	ms := []*member{newMember(t, "a@localhost", false), newMember(t, "b@localhost", false), newMember(t, "c@localhost", false)}
+	if err := ms[0].start(ctx, t); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms[0].n().PutVHost(ctx, VHost{Name: "/"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[1:] {
+		if err := m.start(ctx, t, ms[0].addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ms
 }
 
 func waitFor(t *testing.T, cond func() bool) {
