@@ -272,11 +272,13 @@ func TestCloseWaitsForQueueExpiry(t *testing.T) {
 		c := dial(t, url)
 		ch := openChannel(t, c)
 		for i := range 50 {
-			if _, err := ch.QueueDeclare(fmt.Sprintf("q%d", i), false, false, false, false, amqp091.Table{"x-expires": int32(5)}); err != nil {
+			if _, err := ch.QueueDeclare(fmt.Sprintf("q%d", i), false, false, false, false, amqp091.Table{"x-expires": int32(60)}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		time.Sleep(time.Duration(round%6) * time.Millisecond)
+		// Long enough for a loaded machine to declare them all, and the
+		// stop lands anywhere from well before to just after expiry.
+		time.Sleep(time.Duration(round%7) * 10 * time.Millisecond)
 		s.Close()
 	}
 	w.mu.Lock()
