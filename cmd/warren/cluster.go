@@ -108,7 +108,7 @@ func (a *app) JoinCluster(ctx context.Context, target string, ram bool) error {
 	if err := a.wipe(); err != nil {
 		return err
 	}
-	st := cluster.State{RAM: ram, Joining: true}
+	st := cluster.State{RAM: ram}
 	for _, m := range members {
 		st.Members = append(st.Members, cluster.Peer{Name: m.Name, Addr: m.Addr})
 	}

@@ -1,8 +1,6 @@
 package broker_test
 
 import (
-	"context"
-	"net"
 	"testing"
 
 	"github.com/warren-mq/warren/internal/broker"
@@ -15,20 +13,8 @@ import (
 // their persistent messages.
 func TestRestartFromDefinitionsSnapshot(t *testing.T) {
 	dir := t.TempDir()
-	s, err := broker.New(context.Background(), broker.Config{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(l) }()
-	c, err := amqp091.Dial("amqp://guest:guest@" + l.Addr().String() + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, url := startNode(t, broker.Config{DataDir: dir})
+	c := dial(t, url)
 	ch := openChannel(t, c)
 	if _, err := ch.QueueDeclare("kept", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
@@ -47,10 +33,7 @@ func TestRestartFromDefinitionsSnapshot(t *testing.T) {
 	if err := s.Meta().Compact(); err != nil {
 		t.Fatal(err)
 	}
-	s.Close()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	s.Close() // idempotent: startNode's cleanup closes it again
 
 	s2, url := startNode(t, broker.Config{DataDir: dir})
 	if _, ok := s2.Meta().Queue("/", "kept"); !ok {

@@ -26,9 +26,6 @@ const (
 	// ServiceMeta carries definition changes forwarded to the Raft
 	// leader, and membership requests.
 	ServiceMeta Service = 3
-	// ServiceHeartbeat carries the heartbeats by which nodes see each
-	// other up.
-	ServiceHeartbeat Service = 4
 )
 
 // magic opens every connection to the cluster port, with the protocol

@@ -22,8 +22,6 @@ type State struct {
 	Members []Peer `json:"members,omitempty"`
 	// RAM is true for a RAM node.
 	RAM bool `json:"ram,omitempty"`
-	// Joining is true between join_cluster and the start that joins.
-	Joining bool `json:"joining,omitempty"`
 }
 
 // Peer is another member of the cluster.
