@@ -25,13 +25,47 @@ type StreamLayer struct {
 	incoming  chan net.Conn
 	closed    chan struct{}
 	closeOnce sync.Once
+
+	mu    sync.Mutex
+	conns map[*layerConn]struct{} // open streams, closed with the layer
+}
+
+// layerConn is a stream the layer closes when it closes: Raft's transport
+// keeps pooled connections open past its own Close, and a stopped node
+// must not leave its peers reading from them.
+type layerConn struct {
+	net.Conn
+	l    *StreamLayer
+	once sync.Once
+}
+
+func (c *layerConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// track registers nc, or closes it and returns nil if the layer is closed.
+func (l *StreamLayer) track(nc net.Conn) *layerConn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conns == nil {
+		nc.Close()
+		return nil
+	}
+	c := &layerConn{Conn: nc, l: l}
+	l.conns[c] = struct{}{}
+	return c
 }
 
 // NewStreamLayer returns the Raft stream layer of the node self, whose
 // cluster port others reach at advertise.
 func NewStreamLayer(advertise, cookie, self string) *StreamLayer {
 	return &StreamLayer{addr: stringAddr(advertise), cookie: cookie, self: self,
-		incoming: make(chan net.Conn), closed: make(chan struct{})}
+		incoming: make(chan net.Conn), closed: make(chan struct{}), conns: make(map[*layerConn]struct{})}
 }
 
 type stringAddr string
@@ -42,10 +76,14 @@ func (a stringAddr) String() string  { return string(a) }
 // Handoff gives an authenticated ServiceRaft connection to Raft; once the
 // layer is closed it closes the connection instead.
 func (l *StreamLayer) Handoff(nc net.Conn, _ string) {
+	c := l.track(nc)
+	if c == nil {
+		return
+	}
 	select {
-	case l.incoming <- nc:
+	case l.incoming <- c:
 	case <-l.closed:
-		nc.Close()
+		c.Close()
 	}
 }
 
@@ -59,9 +97,17 @@ func (l *StreamLayer) Accept() (net.Conn, error) {
 	}
 }
 
-// Close implements net.Listener: Accept returns and Handoff refuses.
+// Close implements net.Listener: Accept returns, Handoff and Dial refuse,
+// and every stream still open in either direction is closed.
 func (l *StreamLayer) Close() error {
 	l.closeOnce.Do(func() { close(l.closed) })
+	l.mu.Lock()
+	conns := l.conns
+	l.conns = nil
+	l.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
 	return nil
 }
 
@@ -72,7 +118,15 @@ func (l *StreamLayer) Addr() net.Addr { return l.addr }
 func (l *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return Dial(ctx, string(address), l.cookie, l.self, ServiceRaft)
+	nc, err := Dial(ctx, string(address), l.cookie, l.self, ServiceRaft)
+	if err != nil {
+		return nil, err
+	}
+	c := l.track(nc)
+	if c == nil {
+		return nil, fmt.Errorf("dial %s: %w", address, net.ErrClosed)
+	}
+	return c, nil
 }
 
 // maxMessage bounds one JSON message on the cluster port.
