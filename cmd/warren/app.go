@@ -96,6 +96,37 @@ func (a *app) dialMeta(ctx context.Context, addr string) (net.Conn, error) {
 	return cluster.Dial(ctx, addr, a.cookie, a.cfg.NodeName, cluster.ServiceMeta)
 }
 
+// serveQueue serves another node's queue link: its clients' use of this
+// node's queues. None is taken while the app is stopped.
+func (a *app) serveQueue(nc net.Conn, peer string) {
+	if r := a.running.Load(); r != nil {
+		r.srv.ServeLink(nc, peer)
+		return
+	}
+	nc.Close()
+}
+
+// dialQueue opens a queue link to another node, at the address the
+// cluster knows it by.
+func (a *app) dialQueue(ctx context.Context, node string) (net.Conn, error) {
+	addr := ""
+	if m := a.meta.Load(); m != nil {
+		for _, mem := range m.Members() {
+			if mem.ID == node {
+				addr = mem.Addr
+			}
+		}
+	}
+	if addr == "" {
+		n, err := cluster.ParseNodeName(node, "")
+		if err != nil {
+			return nil, err
+		}
+		addr = n.Addr(cluster.DefaultPort)
+	}
+	return cluster.Dial(ctx, addr, a.cookie, a.cfg.NodeName, cluster.ServiceQueue)
+}
+
 // Stop implements ctl.App.
 func (a *app) Stop() {
 	a.stopOnce.Do(func() { close(a.stopRequested) })
@@ -106,6 +137,11 @@ func (a *app) Stop() {
 func (a *app) StartApp(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.startLocked(ctx)
+}
+
+// startLocked is StartApp with a.mu held.
+func (a *app) startLocked(ctx context.Context) error {
 	if a.running.Load() != nil {
 		return nil
 	}
@@ -127,6 +163,7 @@ func (a *app) StartApp(ctx context.Context) error {
 	srv, err := broker.New(ctx, broker.Config{
 		Network:                     &meta.Network{Layer: layer, Dial: a.dialMeta, Join: seeds},
 		RAM:                         ram,
+		DialPeer:                    a.dialQueue,
 		NodeName:                    cfg.NodeName,
 		DataDir:                     cfg.DataDir,
 		Logger:                      a.log,
@@ -232,6 +269,11 @@ func (a *app) serve(loop func() error) {
 func (a *app) StopApp(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.stopLocked(ctx)
+}
+
+// stopLocked is StopApp with a.mu held.
+func (a *app) stopLocked(ctx context.Context) error {
 	r := a.running.Load()
 	if r == nil {
 		return nil

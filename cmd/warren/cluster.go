@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -232,9 +233,49 @@ func (a *app) ForgetNode(ctx context.Context, name string, offline bool) error {
 		if errors.Is(err, meta.ErrLastDisc) {
 			return ctl.Refuse(ctl.ExitSoftware, "%v", err)
 		}
+		if errors.Is(err, meta.ErrNoLeader) && onlyOtherVoter(m.Members(), a.cfg.NodeName, target) {
+			return a.forgetLastPeer(ctx, target)
+		}
 		return err
 	}
 	return a.rememberMembers(m, false)
+}
+
+// onlyOtherVoter reports whether target is the one disc node besides
+// self: with it stopped, no majority is left to commit its removal.
+func onlyOtherVoter(members []meta.Member, self, target string) bool {
+	var voters []string
+	for _, m := range members {
+		if m.Voter {
+			voters = append(voters, m.ID)
+		}
+	}
+	return len(voters) == 2 && slices.Contains(voters, self) && slices.Contains(voters, target)
+}
+
+// forgetLastPeer removes the other disc node of a two-disc-node cluster
+// while it is stopped. Raft cannot commit that without it, so this node
+// restarts its app with the membership rewritten, as
+// forget_cluster_node --offline does: what RabbitMQ allows on any node
+// of a cluster whose other disc node is down. The forgotten node must be
+// reset before it joins again; its old membership is refused.
+func (a *app) forgetLastPeer(ctx context.Context, target string) error {
+	a.log.Warn("the other disc node is stopped and Raft has no majority to remove it: restarting the app with it removed", "node", target)
+	if err := a.stopLocked(ctx); err != nil {
+		return err
+	}
+	if _, err := meta.Recover(filepath.Join(a.cfg.DataDir, "meta"), a.cfg.NodeName, func(m meta.Member) bool { return m.ID != target }); err != nil {
+		return err
+	}
+	st, err := cluster.LoadState(a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	st.Members = slices.DeleteFunc(st.Members, func(p cluster.Peer) bool { return p.Name == target })
+	if err := cluster.SaveState(a.cfg.DataDir, st); err != nil {
+		return err
+	}
+	return a.startLocked(ctx)
 }
 
 // ChangeNodeType implements ctl.Clustered: change_cluster_node_type. A

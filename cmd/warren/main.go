@@ -110,6 +110,7 @@ func run(args []string) error {
 	cs.Handle(cluster.ServiceCtl, ctl.NewServer(a, logger).ServeConn)
 	cs.Handle(cluster.ServiceRaft, a.serveRaft)
 	cs.Handle(cluster.ServiceMeta, a.serveMeta)
+	cs.Handle(cluster.ServiceQueue, a.serveQueue)
 	clusterErr := make(chan error, 1)
 	go func() { clusterErr <- cs.Serve(cl) }()
 

@@ -29,7 +29,13 @@ func TestMain(m *testing.M) {
 	}
 	warrenBin = filepath.Join(dir, "warren")
 	warrenctlBin = filepath.Join(dir, "warrenctl")
-	if out, err := exec.Command("go", "build", "-o", dir+"/", ".", "../warrenctl").CombinedOutput(); err != nil {
+	args := []string{"build", "-o", dir + "/"}
+	if os.Getenv("WARREN_TEST_RACE") != "" {
+		// The nodes themselves under the race detector, stopping at the
+		// first race (GORACE=halt_on_error=1 in the environment).
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, ".", "../warrenctl")...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)

@@ -14,10 +14,14 @@ import (
 // delivery is a message handed to this channel and not yet settled.
 type delivery struct {
 	tag   uint64
-	q     *localQueue
+	q     *localQueue // nil when the queue lives on another node
 	entry queue.Entry
 	cons  *consumer // nil for basic.get
 	done  bool
+	// link and rid name a delivery from a queue of another node: the link
+	// to that node and the delivery's id there.
+	link *peerLink
+	rid  uint64
 }
 
 // consumer is one basic.consume. Its fields are immutable but for
@@ -32,10 +36,14 @@ type consumer struct {
 	prefetch  int
 	inflight  int
 	args      amqp.Table // as given in basic.consume; immutable
+	// remote is set, and q nil, when the queue lives on another node.
+	remote *remoteConsumer
 }
 
 // Priority implements queue.Consumer.
 func (k *consumer) Priority() int { return k.priority }
+
+func (k *consumer) isExclusive() bool { return k.exclusive }
 
 // Deliver implements queue.Consumer; called with the queue locked.
 func (k *consumer) Deliver(q *queue.Queue, e queue.Entry, b queue.Batch) bool {
@@ -111,6 +119,7 @@ type channel struct {
 	topicGen   uint64
 	permGen    uint64
 	routeBuf   []*localQueue
+	remoteBuf  []*remoteQueue
 	settled    []delivery     // settle's list of what it settles, kept for reuse
 	reply      *replyConsumer // direct reply-to consumer, if any
 	// lastQueue is the queue last declared on the channel, which an empty
@@ -184,8 +193,9 @@ func (ch *channel) release() {
 func requeueAll(ds []delivery) {
 	byQueue := map[*localQueue][]queue.Entry{}
 	var order []*localQueue
+	settleRemote(ds, settleRequeue)
 	for _, d := range ds {
-		if d.done {
+		if d.done || d.link != nil {
 			continue
 		}
 		if _, ok := byQueue[d.q]; !ok {
@@ -204,16 +214,39 @@ func (ch *channel) close() {
 }
 
 func (ch *channel) removeConsumer(k *consumer) {
-	// A deleted queue answers -1, so a queue declared since under the same
-	// name is never taken for this one.
-	left := k.q.RemoveConsumer(k)
-	if left == 0 {
-		k.q.used()
+	if k.remote != nil {
+		ch.cancelRemote(k)
+		return
 	}
-	if left == 0 && k.q.def.AutoDelete {
-		if _, err := ch.c.s.meta.DeleteQueue(ch.ctx(), k.q.VHost, k.q.Name); err != nil {
-			ch.c.log.Warn("delete auto-delete queue", "queue", k.q.Name, "error", err)
+	ch.c.s.consumerGone(k.q, k)
+}
+
+// settleRemote sends the settlement of the deliveries in ds that came
+// from queues of other nodes, one frame per link; those already settled
+// (done) are left out.
+func settleRemote(ds []delivery, kind byte) {
+	var ids []uint64
+	for i, d := range ds {
+		if d.link == nil || d.done {
+			continue
 		}
+		seen := false
+		for _, o := range ds[:i] {
+			if o.link == d.link && !o.done {
+				seen = true
+				break
+			}
+		}
+		if seen {
+			continue
+		}
+		ids = ids[:0]
+		for _, o := range ds[i:] {
+			if o.link == d.link && !o.done {
+				ids = append(ids, o.rid)
+			}
+		}
+		d.link.settle(kind, ids)
 	}
 }
 
@@ -235,7 +268,7 @@ func (ch *channel) queueDeleted(k *consumer) {
 // been deleted since.
 func (ch *channel) liveConsumer(tag string) *consumer {
 	k := ch.consumers[tag]
-	if k != nil && k.q.Deleted() {
+	if k != nil && k.gone() {
 		delete(ch.consumers, tag)
 		ch.stats.consumers.Store(int32(len(ch.consumers)))
 		return nil
@@ -383,8 +416,21 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 
 func (ch *channel) kickConsumers() {
 	for _, k := range ch.consumers {
-		k.q.Kick(ch.c.batch)
+		if k.remote != nil {
+			k.remote.Kick(ch.c.batch)
+		} else {
+			k.q.Kick(ch.c.batch)
+		}
 	}
+}
+
+// gone reports whether the consumer's queue has been deleted, or its node
+// lost.
+func (k *consumer) gone() bool {
+	if k.remote != nil {
+		return k.remote.gone.Load()
+	}
+	return k.q.Deleted()
 }
 
 // recover requeues every unacked delivery on the channel.
@@ -517,6 +563,11 @@ func (ch *channel) settle(a txAck) error {
 	if a.nack && a.requeue {
 		requeueAll(picked)
 	} else {
+		kind := byte(settleAck)
+		if a.nack {
+			kind = settleReject
+		}
+		settleRemote(picked, kind)
 		// Settle runs of deliveries from the same queue together.
 		for i := 0; i < len(picked); {
 			j := i + 1
@@ -524,21 +575,17 @@ func (ch *channel) settle(a txAck) error {
 				j++
 			}
 			q := picked[i].q
+			if q == nil {
+				i = j
+				continue
+			}
 			q.Settle(j - i)
 			var args amqp.Table
 			if a.nack {
 				args = q.args()
 			}
-			if wantsDeadLetter(args) {
-				// The stored copy stays until the dead letter's own copies
-				// are on disk.
-				for _, d := range picked[i:j] {
-					ch.c.s.deadLetters.add(deadLetter{vhost: q.VHost, queue: q.Name, key: q.key, loc: d.entry.Loc, args: args, msg: d.entry.Msg, reason: "rejected"})
-				}
-			} else {
-				for _, d := range picked[i:j] {
-					ch.c.s.releaseAt(q.key, d.entry.Loc)
-				}
+			for k := i; k < j; k++ {
+				ch.c.s.finishEntry(q, &picked[k].entry, args)
 			}
 			i = j
 		}
@@ -574,11 +621,11 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 	if m.Queue == replyQueue {
 		return ch.consumeReplies(m)
 	}
-	q, err := ch.lookupQueue(m.Queue)
+	q, rq, link, err := ch.findQueue(m.Queue)
 	if err != nil {
 		return err
 	}
-	if err := ch.checkPerm(permRead, "queue", q.Name); err != nil {
+	if err := ch.checkPerm(permRead, "queue", m.Queue); err != nil {
 		return err
 	}
 	tag := m.ConsumerTag
@@ -588,11 +635,6 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 	if ch.liveConsumer(tag) != nil || (ch.reply != nil && ch.reply.tag == tag) {
 		return connErr(codeNotAllowed, "attempt to reuse consumer tag '%s'", tag)
 	}
-	for _, o := range q.Consumers() {
-		if k, ok := o.(*consumer); ok && (k.exclusive || m.Exclusive) {
-			return chanErr(codeAccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.VHost)
-		}
-	}
 	k := &consumer{ch: ch, tag: tag, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch, args: m.Arguments}
 	if p, ok := m.Arguments["x-priority"]; ok {
 		n, ok := number(p)
@@ -600,6 +642,14 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 			return chanErr(codePreconditionFail, "invalid arg 'x-priority' for consumer '%s'", tag)
 		}
 		k.priority = int(n)
+	}
+	if rq != nil {
+		return ch.consumeRemote(k, rq, link, m.NoWait)
+	}
+	for _, o := range q.Consumers() {
+		if x, ok := o.(interface{ isExclusive() bool }); ok && (x.isExclusive() || m.Exclusive) {
+			return chanErr(codeAccessRefused, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.VHost)
+		}
 	}
 	ch.consumers[tag] = k
 	ch.stats.consumers.Store(int32(len(ch.consumers)))
@@ -616,12 +666,15 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 }
 
 func (ch *channel) get(m *amqp.BasicGet) error {
-	q, err := ch.lookupQueue(m.Queue)
+	q, rq, link, err := ch.findQueue(m.Queue)
 	if err != nil {
 		return err
 	}
-	if err := ch.checkPerm(permRead, "queue", q.Name); err != nil {
+	if err := ch.checkPerm(permRead, "queue", m.Queue); err != nil {
 		return err
+	}
+	if rq != nil {
+		return ch.getRemote(rq, link, m.NoAck)
 	}
 	q.used()
 	e, remaining, ok := q.Get(!m.NoAck)
@@ -651,23 +704,46 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	return nil
 }
 
-// lookupQueue finds a queue this connection may use.
+// lookupQueue finds a queue of this node that this connection may use.
+// A queue of another node is refused as unreachable: the methods that
+// serve those use findQueue.
 func (ch *channel) lookupQueue(name string) (*localQueue, error) {
-	v := ch.c.vh
-	v.mu.RLock()
-	q := v.queues[name]
-	rq, isRemote := v.remote[name]
-	v.mu.RUnlock()
-	if q == nil {
-		if isRemote {
-			return nil, homeDown(rq)
-		}
-		return nil, notFound("queue", v.name, name)
+	q, rq, _, err := ch.findQueue(name)
+	if err != nil {
+		return nil, err
 	}
-	if q.def.Exclusive && q.def.Owner != ch.c.id {
-		return nil, chanErr(codeResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", name, v.name)
+	if rq != nil {
+		return nil, homeDown(rq.def)
 	}
 	return q, nil
+}
+
+// findQueue finds a queue this connection may use: on this node (q), or
+// on another (rq, with the link to its node).
+func (ch *channel) findQueue(name string) (q *localQueue, rq *remoteQueue, link *peerLink, err error) {
+	v := ch.c.vh
+	v.mu.RLock()
+	q = v.queues[name]
+	rq = v.remote[name]
+	v.mu.RUnlock()
+	if q == nil && rq == nil {
+		return nil, nil, nil, notFound("queue", v.name, name)
+	}
+	def := rq
+	if q != nil {
+		def = &remoteQueue{def: q.def}
+	}
+	if def.def.Exclusive && (q == nil || q.def.Owner != ch.c.id) {
+		return nil, nil, nil, chanErr(codeResourceLocked, "cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.", name, v.name)
+	}
+	if q != nil {
+		return q, nil, nil, nil
+	}
+	link, err = ch.c.s.peerLink(rq.def.Node)
+	if err != nil {
+		return nil, nil, nil, homeDown(rq.def)
+	}
+	return nil, rq, link, nil
 }
 
 // homeDown is RabbitMQ's refusal of a queue whose home node cannot serve

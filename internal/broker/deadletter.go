@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,7 +161,7 @@ func (s *Server) republishDead(dl deadLetter) {
 		Priority:   dl.msg.Priority,
 	}
 	headers := func() amqp.Table { return props.Headers }
-	qs, _, ok := v.route(dlx, key, headers, nil)
+	qs, remote, ok := v.route(dlx, key, headers, nil, nil)
 	if !ok {
 		s.log.Debug("dead-letter exchange does not exist; message dropped", "exchange", dlx, "queue", dl.queue)
 		return
@@ -189,6 +190,26 @@ func (s *Server) republishDead(dl deadLetter) {
 		if q.Publish(m, loc, nil) != queue.Queued {
 			s.releaseAt(q.key, loc)
 		}
+	}
+	kept := remote[:0]
+	for _, rq := range remote {
+		if dl.reason != "rejected" && deadLetterCycle(props.Headers, rq.def.Name) {
+			s.log.Warn("dead-letter cycle: message dropped", "queue", rq.def.Name, "from", dl.queue, "reason", dl.reason)
+			continue
+		}
+		kept = append(kept, rq)
+	}
+	if len(kept) > 0 {
+		// As with a full queue here, a queue of another node that refuses
+		// the message drops it; one that cannot be reached leaves the
+		// source's copy in place.
+		w.pending.Add(int32(nodes(kept)))
+		s.forward(dl.vhost, kept, m, func(err error) {
+			if errors.Is(err, errRejected) {
+				err = nil
+			}
+			w.done(err)
+		})
 	}
 }
 

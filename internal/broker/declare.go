@@ -187,13 +187,13 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		if name == replyQueue {
 			return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeclareOk{Queue: name})
 		}
-		q, err := ch.lookupQueue(name)
+		// A passive declare only looks: it does not renew x-expires.
+		n, consumers, err := ch.queueCounts(name, false)
 		if err != nil {
 			return err
 		}
-		// A passive declare only looks: it does not renew x-expires.
 		ch.lastQueue = name
-		return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeclareOk{Queue: name, MessageCount: uint32(q.Len()), ConsumerCount: uint32(q.ConsumerCount())})
+		return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeclareOk{Queue: name, MessageCount: n, ConsumerCount: consumers})
 	}
 	if name == "" {
 		name = randomName("amq.gen-")
@@ -227,7 +227,7 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		ch.c.exclusive = append(ch.c.exclusive, name)
 	}
 	if errors.Is(err, meta.ErrExists) {
-		if _, err := ch.lookupQueue(name); err != nil {
+		if _, _, _, err := ch.findQueue(name); err != nil {
 			return err
 		}
 		if err := queueEquivalent(cur, want); err != nil {
@@ -236,13 +236,28 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 	} else if err != nil {
 		return asAMQP(err)
 	}
-	q, err := ch.lookupQueue(name)
+	n, consumers, err := ch.queueCounts(name, true) // redeclaring renews x-expires
 	if err != nil {
 		return err
 	}
-	q.used() // redeclaring renews x-expires
 	ch.lastQueue = name
-	return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeclareOk{Queue: name, MessageCount: uint32(q.Len()), ConsumerCount: uint32(q.ConsumerCount())})
+	return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeclareOk{Queue: name, MessageCount: n, ConsumerCount: consumers})
+}
+
+// queueCounts returns a queue's ready messages and consumers, from its
+// node; renew renews its x-expires.
+func (ch *channel) queueCounts(name string, renew bool) (ready, consumers uint32, err error) {
+	q, rq, link, err := ch.findQueue(name)
+	if err != nil {
+		return 0, 0, err
+	}
+	if rq != nil {
+		return remoteCounts(rq, link, renew)
+	}
+	if renew {
+		q.used()
+	}
+	return uint32(q.Len()), uint32(q.ConsumerCount()), nil
 }
 
 func queueEquivalent(cur, want meta.Queue) error {
@@ -307,12 +322,19 @@ func (ch *channel) bind(source, destination, destType, key string, args amqp.Tab
 }
 
 func (ch *channel) queuePurge(m *amqp.QueuePurge) error {
-	q, err := ch.lookupQueue(m.Queue)
+	q, rq, link, err := ch.findQueue(m.Queue)
 	if err != nil {
 		return err
 	}
-	if err := ch.checkPerm(permRead, "queue", q.Name); err != nil {
+	if err := ch.checkPerm(permRead, "queue", m.Queue); err != nil {
 		return err
+	}
+	if rq != nil {
+		n, err := remoteRequest(rq, link, opPurge)
+		if err != nil {
+			return err
+		}
+		return ch.replyUnlessNoWait(m.NoWait, &amqp.QueuePurgeOk{MessageCount: n})
 	}
 	dropped, n := q.Purge()
 	ch.c.s.releaseAll(q.key, dropped)
@@ -323,16 +345,26 @@ func (ch *channel) queueDelete(m *amqp.QueueDelete) error {
 	v := ch.c.vh
 	v.mu.RLock()
 	q := v.queues[m.Queue]
-	rq, isRemote := v.remote[m.Queue]
+	rq := v.remote[m.Queue]
 	v.mu.RUnlock()
-	if q == nil && isRemote {
-		if m.IfUnused || m.IfEmpty {
-			return homeDown(rq)
-		}
-		if err := ch.checkPerm(permConfigure, "queue", rq.Name); err != nil {
+	if q == nil && rq != nil {
+		if err := ch.checkPerm(permConfigure, "queue", rq.def.Name); err != nil {
 			return err
 		}
-		if _, err := ch.c.s.meta.DeleteQueue(ch.ctx(), rq.VHost, rq.Name); err != nil {
+		_, _, link, err := ch.findQueue(m.Queue)
+		if err == nil {
+			n, err := remoteRequest(rq, link, opDelete, m.IfUnused, m.IfEmpty)
+			if err != nil {
+				return err
+			}
+			return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeleteOk{MessageCount: n})
+		}
+		if e, ok := err.(*amqpError); m.IfUnused || m.IfEmpty || (ok && e.code == codeResourceLocked) {
+			return err
+		}
+		// Its node is down: the queue goes from the definitions, and its
+		// messages with it when the node returns.
+		if _, err := ch.c.s.meta.DeleteQueue(ch.ctx(), rq.def.VHost, rq.def.Name); err != nil {
 			return asAMQP(err)
 		}
 		return ch.replyUnlessNoWait(m.NoWait, &amqp.QueueDeleteOk{})

@@ -28,6 +28,10 @@ const (
 	closingWriteTimeout = time.Second
 )
 
+// kicker is what waits for an outbox's backlog to drain: a queue, or a
+// consumer of another node's queue, that has more to deliver.
+type kicker interface{ Kick(queue.Batch) }
+
 // outbox is a connection's outgoing byte queue and its writer goroutine.
 // Anyone may append; one writer drains with one write call per batch.
 type outbox struct {
@@ -35,7 +39,7 @@ type outbox struct {
 
 	mu      sync.Mutex // guards buf, waiters, stopped, running
 	buf     []byte
-	waiters []*queue.Queue // queues to kick once the backlog drains
+	waiters []kicker // queues and remote consumers to kick once the backlog drains
 	stopped bool
 	running bool
 
@@ -130,7 +134,7 @@ func (o *outbox) full() bool { return len(o.buf) >= outboxHighWater }
 // tryAppend appends unless the backlog is above the high water mark, in
 // which case it registers q to be kicked later and returns false. With a
 // flush set the write waits for the set's flush; without, the writer wakes.
-func (o *outbox) tryAppend(q *queue.Queue, fs *flushSet, fn func([]byte) []byte) bool {
+func (o *outbox) tryAppend(q kicker, fs *flushSet, fn func([]byte) []byte) bool {
 	o.mu.Lock()
 	if o.full() {
 		found := false
@@ -279,11 +283,11 @@ func (o *outbox) write() bool {
 }
 
 // writeLocked is write's part under wmu; it returns the queues to kick.
-func (o *outbox) writeLocked() (bool, []*queue.Queue) {
+func (o *outbox) writeLocked() (bool, []kicker) {
 	o.mu.Lock()
 	b := o.buf
 	o.buf = o.spare[:0]
-	var waiters []*queue.Queue
+	var waiters []kicker
 	if len(o.waiters) > 0 {
 		waiters = o.waiters
 		o.waiters = nil

@@ -158,8 +158,8 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 		}
 		return t
 	}
-	qs, remote, _ := ch.c.vh.route(m.Exchange, m.RoutingKey, headers, ch.routeBuf[:0])
-	ch.routeBuf = qs
+	qs, remote, _ := ch.c.vh.route(m.Exchange, m.RoutingKey, headers, ch.routeBuf[:0], ch.remoteBuf[:0])
+	ch.routeBuf, ch.remoteBuf = qs, remote
 	ttl, ok := messageTTL(p.summary.Expiration)
 	if !ok {
 		return chanErr(codePreconditionFail, "invalid expiration '%s'", p.summary.Expiration)
@@ -173,12 +173,13 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 		Persistent: p.summary.DeliveryMode == 2,
 		Priority:   p.summary.Priority,
 	}
-	// A persistent message goes to the store once for each durable queue;
-	// its confirm waits for every copy.
+	// A persistent message goes to the store once for each durable queue,
+	// and to each other node holding queues it reaches; its confirm waits
+	// for every copy, and every node's answer.
 	st := ch.c.s.store
 	var data []byte
+	copies := 0
 	if st != nil && msg.Persistent {
-		copies := 0
 		for _, q := range qs {
 			if q.def.Durable {
 				copies++
@@ -186,10 +187,13 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 		}
 		if copies > 0 {
 			data = encodeMessage(msg, time.Now().UnixNano())
-			if seq != 0 {
-				ch.cf.waitDisk(seq, copies)
-			}
 		}
+	}
+	if len(remote) > 0 {
+		copies += nodes(remote)
+	}
+	if seq != 0 && copies > 0 {
+		ch.cf.waitDisk(seq, copies)
 	}
 	routed, rejected := false, false
 	for i, q := range qs {
@@ -233,14 +237,22 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 		// the publisher gets basic.nack, as from RabbitMQ.
 		ch.diskDone(seq, errRejected)
 	}
-	if remote > 0 {
-		// A queue on another node cannot take the message from here: the
-		// publisher gets basic.nack, as RabbitMQ nacks a message routed
-		// to a queue whose node is down.
+	if len(remote) > 0 {
+		// Queues of other nodes get the message over the link to each; a
+		// node that cannot be reached answers with a nack, as RabbitMQ
+		// nacks a message routed to a queue whose node is down.
 		routed = true
+		var done func(error)
 		if seq != 0 {
-			ch.diskDone(seq, errNotHere)
+			done = func(err error) { ch.diskDone(seq, err) }
+		} else if w := ch.txDisk; w != nil {
+			for range nodes(remote) {
+				w.add()
+			}
+			done = w.done
 		}
+		ch.c.s.forward(ch.c.vhostName, remote, msg, done)
+		clear(remote)
 	}
 	if !routed {
 		if m.Mandatory {
@@ -255,8 +267,9 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 // errRejected marks a publish refused by a full queue.
 var errRejected = errors.New("broker: queue full")
 
-// errNotHere marks a publish routed to a queue that lives on another node.
-var errNotHere = errors.New("broker: queue lives on another node")
+// errNotHere marks a publish routed to a queue whose node cannot be
+// reached, or was lost before it answered.
+var errNotHere = errors.New("broker: queue's node unreachable")
 
 // sendReturn hands an unroutable mandatory message back with basic.return.
 func (ch *channel) sendReturn(m *amqp.BasicPublish, props, body []byte) {

@@ -218,7 +218,7 @@ type vhost struct {
 	exchanges map[string]*exchange
 	queues    map[string]*localQueue
 	// remote holds the queues whose messages live on other nodes.
-	remote map[string]meta.Queue
+	remote map[string]*remoteQueue
 }
 
 // localQueue is a queue's runtime state beside its definition.
@@ -273,32 +273,31 @@ func exchangeAE(def meta.Exchange, pols []meta.Policy) string {
 }
 
 func newVHost(name string) *vhost {
-	return &vhost{name: name, exchanges: map[string]*exchange{}, queues: map[string]*localQueue{}, remote: map[string]meta.Queue{}}
+	return &vhost{name: name, exchanges: map[string]*exchange{}, queues: map[string]*localQueue{}, remote: map[string]*remoteQueue{}}
 }
 
 // maxRouteDepth bounds exchange-to-exchange hops, so a cycle of bindings
 // ends.
 const maxRouteDepth = 16
 
-// route returns the queues on this node a message published to exchange
-// xname with key reaches, each once, and how many queues on other nodes
-// it reaches. ok is false when the exchange does not exist.
-func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*localQueue) (_ []*localQueue, remote int, ok bool) {
+// route appends to out the queues on this node a message published to
+// exchange xname with key reaches, and to remote those on other nodes,
+// each once. ok is false when the exchange does not exist.
+func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*localQueue, remote []*remoteQueue) (_ []*localQueue, _ []*remoteQueue, ok bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	if xname == "" {
 		if q := v.queues[key]; q != nil {
 			out = append(out, q)
-		} else if _, ok := v.remote[key]; ok {
-			remote++
+		} else if rq := v.remote[key]; rq != nil {
+			remote = append(remote, rq)
 		}
 		return out, remote, true
 	}
 	x := v.exchanges[xname]
 	if x == nil {
-		return out, 0, false
+		return out, remote, false
 	}
-	var remoteSeen map[string]bool
 	var seenX map[string]bool
 	var walk func(x *exchange, depth int)
 	walk = func(x *exchange, depth int) {
@@ -311,12 +310,13 @@ func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*local
 						}
 					}
 					out = append(out, q)
-				} else if _, ok := v.remote[d.name]; ok && !remoteSeen[d.name] {
-					if remoteSeen == nil {
-						remoteSeen = map[string]bool{}
+				} else if rq := v.remote[d.name]; rq != nil {
+					for _, o := range remote {
+						if o == rq {
+							return
+						}
 					}
-					remoteSeen[d.name] = true
-					remote++
+					remote = append(remote, rq)
 				}
 				return
 			}
@@ -338,7 +338,7 @@ func (v *vhost) route(xname, key string, headers func() amqp.Table, out []*local
 	walk(x, 0)
 	// Unroutable: hand to the alternate exchange, and its alternate in
 	// turn, as RabbitMQ does.
-	for hops := 0; len(out) == 0 && remote == 0 && hops < maxRouteDepth; hops++ {
+	for hops := 0; len(out) == 0 && len(remote) == 0 && hops < maxRouteDepth; hops++ {
 		ae := x.ae
 		if ae == "" || seenX[ae] {
 			break

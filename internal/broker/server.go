@@ -89,6 +89,10 @@ type Config struct {
 	// RAM makes the node a RAM node: its definitions are kept in memory
 	// and fetched from the cluster on every start.
 	RAM bool
+	// DialPeer opens a queue link to another node of the cluster (the
+	// cluster port's ServiceQueue), so that this node's clients can use
+	// queues that live there. Nil: queues of other nodes are unreachable.
+	DialPeer func(ctx context.Context, node string) (net.Conn, error)
 }
 
 func (c *Config) setDefaults() {
@@ -152,6 +156,8 @@ type Server struct {
 	retired   map[string]*MessageCounts // closed channels' counts by vhost
 	replies   map[string]*replyConsumer // direct reply-to keys
 	conns     map[*conn]struct{}
+	homeLinks map[*homeLink]struct{} // other nodes' links to this node's queues
+	peers     map[string]*peerSlot   // links to other nodes' queues, by node
 	listeners []net.Listener
 	closing   bool
 
@@ -162,7 +168,8 @@ type Server struct {
 	stop        chan struct{}  // closed by Close: background loops end
 	connsGone   chan struct{}  // closed by Close once every connection has ended
 	bg          sync.WaitGroup // background work: memory watch, dead letters, queue expiry; added to under mu while not closing
-	wg          sync.WaitGroup // accept loops and connections
+	wg          sync.WaitGroup // accept loops, connections and served queue links
+	linkWG      sync.WaitGroup // the goroutines of links dialled to other nodes
 	connSeq     atomic.Uint64
 	permGen     atomic.Uint64 // bumped on every user or permission change
 	started     time.Time
@@ -178,6 +185,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		matcher:     auth.NewMatcher(),
 		vhosts:      map[string]*vhost{},
 		conns:       map[*conn]struct{}{},
+		homeLinks:   map[*homeLink]struct{}{},
+		peers:       map[string]*peerSlot{},
 		replies:     map[string]*replyConsumer{},
 		started:     time.Now(),
 		alarms:      newAlarms(),
@@ -411,7 +420,14 @@ func (s *Server) Close() error {
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
+	links := make([]*homeLink, 0, len(s.homeLinks))
+	for l := range s.homeLinks {
+		links = append(links, l)
+	}
 	s.mu.Unlock()
+	for _, l := range links {
+		l.end()
+	}
 	close(s.stop)
 	for _, q := range s.localQueues("") {
 		q.stopExpiry()
@@ -424,6 +440,7 @@ func (s *Server) Close() error {
 	// its backlog, and waits for its writes, while the store still runs.
 	close(s.connsGone)
 	s.bg.Wait()
+	s.closePeerLinks()
 	for _, q := range s.localQueues("") {
 		q.CloseFiles()
 	}
@@ -482,7 +499,7 @@ func (s *Server) Changed(e meta.Event) {
 		if s.homedHere(*e.Queue) {
 			v.queues[e.Queue.Name] = s.newLocalQueue(*e.Queue, s.policies(e.VHost))
 		} else {
-			v.remote[e.Queue.Name] = *e.Queue
+			v.remote[e.Queue.Name] = &remoteQueue{def: *e.Queue}
 		}
 	case meta.QueueDeleted:
 		deleted = v.queues[e.Name]
@@ -510,8 +527,11 @@ func (s *Server) queueGone(q *localQueue) {
 	dropped, consumers := q.Delete()
 	s.releaseAll(q.key, dropped)
 	for _, c := range consumers {
-		if cons, ok := c.(*consumer); ok {
-			cons.ch.queueDeleted(cons)
+		switch k := c.(type) {
+		case *consumer:
+			k.ch.queueDeleted(k)
+		case *linkConsumer:
+			k.queueCancelled()
 		}
 	}
 }
@@ -598,7 +618,7 @@ func (s *Server) rebuild(d *meta.Definitions) {
 		switch {
 		case v == nil:
 		case !s.homedHere(q):
-			v.remote[q.Name] = q
+			v.remote[q.Name] = &remoteQueue{def: q}
 		default:
 			if ov := old[q.VHost]; ov != nil {
 				ov.mu.RLock()

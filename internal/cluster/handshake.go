@@ -26,6 +26,10 @@ const (
 	// ServiceMeta carries definition changes forwarded to the Raft
 	// leader, and membership requests.
 	ServiceMeta Service = 3
+	// ServiceQueue carries queue traffic from the node a client is
+	// connected to to the node a queue lives on: publishes and their
+	// confirms, deliveries under credit, acknowledgements and requests.
+	ServiceQueue Service = 4
 )
 
 // magic opens every connection to the cluster port, with the protocol

@@ -76,7 +76,10 @@ func (s *Server) statuses(ctx context.Context, members []Member) map[string]node
 	var wg sync.WaitGroup
 	for _, m := range members {
 		if m.Name == self {
-			out[self] = s.localStatus()
+			st := s.localStatus()
+			mu.Lock()
+			out[self] = st
+			mu.Unlock()
 			continue
 		}
 		wg.Add(1)

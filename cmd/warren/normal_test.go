@@ -1,0 +1,285 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// joinedCluster starts three members and joins the second and third to
+// the first, as the runbooks do; the third is a RAM node.
+func joinedCluster(t *testing.T, cookie string) (n1, n2, n3 *member) {
+	t.Helper()
+	ms := newMembers(t, 3, cookie)
+	for _, m := range ms {
+		m.start(t)
+		m.dial(t, "guest", "guest")
+	}
+	ms[1].join(t, ms[0])
+	ms[2].join(t, ms[1], "--ram")
+	return ms[0], ms[1], ms[2]
+}
+
+func channel(t *testing.T, c *amqp091.Connection) *amqp091.Channel {
+	t.Helper()
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// visible waits until queue is known to the node c is connected to: a
+// definition reaches other nodes as soon as Raft delivers it.
+func visible(t *testing.T, c *amqp091.Connection, queue string) {
+	t.Helper()
+	waitFor(t, func() bool {
+		ch, err := c.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ch.Close()
+		_, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		return err == nil
+	})
+}
+
+// confirmAll publishes n persistent messages named prefix-i to exchange
+// with key and returns how many were acked and nacked.
+func confirmAll(t *testing.T, ch *amqp091.Channel, exchange, key, prefix string, n int) (acked, nacked int) {
+	t.Helper()
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, n))
+	for i := range n {
+		if err := ch.Publish(exchange, key, false, false, amqp091.Publishing{DeliveryMode: 2, Body: fmt.Appendf(nil, "%s-%d", prefix, i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		select {
+		case c := <-confirms:
+			if c.Ack {
+				acked++
+			} else {
+				nacked++
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("confirms stopped after %d acks and %d nacks", acked, nacked)
+		}
+	}
+	return acked, nacked
+}
+
+// TestNormalModeServesEveryQueueFromEveryNode uses a queue that lives on
+// one node from clients on the two others: confirmed publishes, a
+// consumer under prefetch with acks, gets, rejects to a dead-letter queue
+// on a third node, purge and delete; then the queue's node is killed and
+// brought back.
+func TestNormalModeServesEveryQueueFromEveryNode(t *testing.T) {
+	n1, n2, n3 := joinedCluster(t, "NORMALCOOKIE")
+	c1, c2, c3 := n1.dial(t, "guest", "guest"), n2.dial(t, "guest", "guest"), n3.dial(t, "guest", "guest")
+
+	// The dead-letter queue lives on n2, the work queue on n1.
+	ch2 := channel(t, c2)
+	if err := ch2.ExchangeDeclare("dlx", "fanout", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch2.QueueDeclare("dead", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch2.QueueBind("dead", "", "dlx", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch1 := channel(t, c1)
+	if _, err := ch1.QueueDeclare("work", true, false, false, false, amqp091.Table{"x-dead-letter-exchange": "dlx"}); err != nil {
+		t.Fatal(err)
+	}
+
+	visible(t, c3, "work")
+	visible(t, c2, "work")
+	visible(t, c1, "dead")
+
+	// A producer on n2 and a consumer on n3, prefetch 100, manual acks.
+	const n = 3000
+	cons := channel(t, c3)
+	if err := cons.Qos(100, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	deliveries, err := cons.Consume("work", "c3", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		got      = map[string]int{}
+		maxUnack int
+	)
+	consumed := make(chan struct{})
+	go func() {
+		defer close(consumed)
+		var window []amqp091.Delivery
+		for d := range deliveries {
+			mu.Lock()
+			got[string(d.Body)]++
+			total := len(got)
+			mu.Unlock()
+			window = append(window, d)
+			maxUnack = max(maxUnack, len(window))
+			if len(window) == 50 || total == n {
+				window[len(window)-1].Ack(true)
+				window = window[:0]
+			}
+			if total == n {
+				return
+			}
+		}
+	}()
+	acked, nacked := confirmAll(t, channel(t, c2), "", "work", "m", n)
+	if acked != n || nacked != 0 {
+		t.Fatalf("publishes from n2 to a queue on n1: %d acked, %d nacked", acked, nacked)
+	}
+	select {
+	case <-consumed:
+	case <-time.After(60 * time.Second):
+		mu.Lock()
+		t.Fatalf("consumer on n3 got %d of %d\n%s", len(got), n, n1.ctl(t, "list_queues", "name", "messages_ready", "messages_unacknowledged", "consumers").stdout)
+	}
+	for k, v := range got {
+		if v != 1 || !strings.HasPrefix(k, "m-") {
+			t.Fatalf("delivered %q %d times", k, v)
+		}
+	}
+	if maxUnack > 100 {
+		t.Errorf("consumer held %d unacked messages with prefetch 100", maxUnack)
+	}
+	if err := cons.Cancel("c3", false); err != nil {
+		t.Fatal(err)
+	}
+
+	// basic.get from n2: a requeued message comes back redelivered; a
+	// rejected one is dead-lettered to the queue on n2.
+	if acked, _ := confirmAll(t, channel(t, c3), "", "work", "g", 2); acked != 2 {
+		t.Fatal("publishes from n3 nacked")
+	}
+	g := channel(t, c2)
+	d, ok, err := g.Get("work", false)
+	if err != nil || !ok || d.Redelivered {
+		t.Fatalf("get from n2: %v %v %+v", ok, err, d)
+	}
+	if d.MessageCount != 1 {
+		t.Errorf("get-ok message count %d, want 1", d.MessageCount)
+	}
+	if err := d.Nack(false, true); err != nil {
+		t.Fatal(err)
+	}
+	d, ok, err = g.Get("work", false)
+	if err != nil || !ok || !d.Redelivered || string(d.Body) != "g-0" {
+		t.Fatalf("requeued message from n2: %v %v redelivered=%v %q", ok, err, d.Redelivered, d.Body)
+	}
+	if err := d.Reject(false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		q, err := ch1.QueueDeclarePassive("dead", true, false, false, false, nil)
+		return err == nil && q.Messages == 1
+	})
+	// Passive declare, purge and delete from other nodes.
+	q, err := channel(t, c3).QueueDeclarePassive("work", true, false, false, false, nil)
+	if err != nil || q.Messages != 1 {
+		t.Fatalf("passive declare from n3: %+v %v", q, err)
+	}
+	if purged, err := channel(t, c3).QueuePurge("work", false); err != nil || purged != 1 {
+		t.Fatalf("purge from n3: %d %v", purged, err)
+	}
+
+	// A consumer on n3 of a queue on n1 is cancelled when the queue is
+	// deleted from n2.
+	watch := channel(t, c3)
+	cancels := watch.NotifyCancel(make(chan string, 1))
+	if _, err := watch.Consume("work", "watcher", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := channel(t, c2).QueueDelete("work", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case tag := <-cancels:
+		if tag != "watcher" {
+			t.Errorf("cancelled %q", tag)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no basic.cancel on n3 after the queue was deleted on n1")
+	}
+
+	// The queue's node dies: its consumers elsewhere are cancelled, and
+	// publishes to it are nacked, never acked; when it returns, what was
+	// confirmed before is there.
+	if _, err := ch1.QueueDeclare("durable", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	visible(t, c2, "durable")
+	visible(t, c3, "durable")
+	if acked, _ := confirmAll(t, channel(t, c2), "", "durable", "d", 100); acked != 100 {
+		t.Fatal("publishes to the durable queue nacked")
+	}
+	watch = channel(t, c3)
+	cancels = watch.NotifyCancel(make(chan string, 1))
+	if err := watch.Qos(1, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	held, err := watch.Consume("durable", "held", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-held // one message stays unacked on n3 while n1 dies
+	n1.kill()
+	select {
+	case <-cancels:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no basic.cancel on n3 after the queue's node died")
+	}
+	if acked, nacked := confirmAll(t, channel(t, c2), "", "durable", "late", 5); acked != 0 || nacked != 5 {
+		t.Errorf("publishes to a queue whose node is down: %d acked, %d nacked", acked, nacked)
+	}
+	_, err = channel(t, c3).QueueDeclarePassive("durable", true, false, false, false, nil)
+	var ae *amqp091.Error
+	if !errors.As(err, &ae) || ae.Code != 404 || !strings.Contains(ae.Reason, "home node '"+n1.name+"' of durable queue 'durable'") {
+		t.Errorf("passive declare while the home node is down: %v", err)
+	}
+	n1.start(t)
+	n1.dial(t, "guest", "guest")
+	all := map[string]int{}
+	var c2b *amqp091.Connection
+	waitFor(t, func() bool {
+		c, err := amqp091.Dial("amqp://guest:guest@" + n2.amqp + "/")
+		if err != nil {
+			return false
+		}
+		ch, err := c.Channel()
+		if err == nil {
+			_, err = ch.QueueDeclarePassive("durable", true, false, false, false, nil)
+		}
+		if err != nil {
+			c.Close()
+			return false
+		}
+		c2b = c
+		return true
+	})
+	defer c2b.Close()
+	if got := drainQueue(t, c2b, "durable", all); got != 100 {
+		t.Errorf("after the home node returned, n2 got %d of 100 confirmed messages", got)
+	}
+	for i := range 100 {
+		if all[fmt.Sprintf("d-%d", i)] != 1 {
+			t.Errorf("d-%d delivered %d times", i, all[fmt.Sprintf("d-%d", i)])
+		}
+	}
+}
