@@ -43,6 +43,7 @@ type app struct {
 	running atomic.Pointer[running]             // nil while the app is stopped
 	layer   atomic.Pointer[cluster.StreamLayer] // Raft's streams while the app starts or runs
 	meta    atomic.Pointer[meta.Node]           // the definitions while the app runs
+	paused  atomic.Pointer[pausedNode]          // set while pause_minority holds the app stopped
 }
 
 // running is a started app.
@@ -137,6 +138,7 @@ func (a *app) Stop() {
 func (a *app) StartApp(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.paused.Store(nil)
 	return a.startLocked(ctx)
 }
 
@@ -164,6 +166,7 @@ func (a *app) startLocked(ctx context.Context) error {
 		Network:                     &meta.Network{Layer: layer, Dial: a.dialMeta, Join: seeds},
 		RAM:                         ram,
 		DialPeer:                    a.dialQueue,
+		QueueMasterLocator:          cfg.QueueMasterLocator,
 		NodeName:                    cfg.NodeName,
 		DataDir:                     cfg.DataDir,
 		Logger:                      a.log,
@@ -269,6 +272,7 @@ func (a *app) serve(loop func() error) {
 func (a *app) StopApp(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.paused.Store(nil)
 	return a.stopLocked(ctx)
 }
 

@@ -22,6 +22,7 @@ type member struct {
 	name                      string // n1@localhost:PORT
 	amqp, mgmt, clusterListen string
 	dir, cookie               string
+	config                    string // a configuration file, if set
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -81,6 +82,9 @@ func (m *member) start(t *testing.T) {
 	m.stderr = &lockedBuffer{}
 	m.cmd = exec.Command(warrenBin, "--node-name", m.name, "--data-dir", m.dir, "--amqp-listen", m.amqp, "--mgmt-listen", m.mgmt,
 		"--cluster-listen", m.clusterListen, "--cookie-file", m.cookie, "--prometheus-listen", "127.0.0.1:0")
+	if m.config != "" {
+		m.cmd.Args = append(m.cmd.Args, "--config", m.config)
+	}
 	m.cmd.Stderr = m.stderr
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)

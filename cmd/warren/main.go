@@ -7,13 +7,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/warren-mq/warren/internal/cluster"
 	"github.com/warren-mq/warren/internal/config"
@@ -40,6 +45,8 @@ func run(args []string) error {
 	cookieFile := fs.String("cookie-file", cluster.DefaultCookieFile(), "the cookie shared with warrenctl and other nodes; created with mode 0400 if missing")
 	check := fs.Bool("t", false, "check the configuration and exit")
 	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the node to this file until it stops")
+	detached := fs.Bool("detached", false, "run in the background, as rabbitmq-server -detached: the log goes to DATA-DIR.log")
+	pidFile := fs.String("pid-file", os.Getenv("RABBITMQ_PID_FILE"), "write the process id here while the node runs (default DATA-DIR.pid)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,6 +79,12 @@ func run(args []string) error {
 	if *check {
 		fmt.Println("configuration ok")
 		return nil
+	}
+	if *pidFile == "" {
+		*pidFile = filepath.Clean(cfg.DataDir) + ".pid"
+	}
+	if *detached {
+		return detach(args, cfg.NodeName, *pidFile, filepath.Clean(cfg.DataDir)+".log")
 	}
 
 	if *cpuProfile != "" {
@@ -113,11 +126,30 @@ func run(args []string) error {
 	cs.Handle(cluster.ServiceQueue, a.serveQueue)
 	clusterErr := make(chan error, 1)
 	go func() { clusterErr <- cs.Serve(cl) }()
+	if err := os.WriteFile(*pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		cs.Close()
+		<-clusterErr
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	defer os.Remove(*pidFile)
 
 	if err := a.StartApp(ctx); err != nil {
 		cs.Close()
 		<-clusterErr
 		return err
+	}
+	stopWatch := func() {}
+	if cfg.PartitionHandling == "pause_minority" {
+		watchCtx, cancel := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			a.watchPartitions(watchCtx)
+		}()
+		stopWatch = func() {
+			cancel()
+			<-watched
+		}
 	}
 	select {
 	case <-ctx.Done():
@@ -129,6 +161,7 @@ func run(args []string) error {
 	case err = <-clusterErr:
 		logger.Error("stopping node", "reason", err)
 	}
+	stopWatch()
 	if serr := a.StopApp(context.Background()); serr != nil && err == nil {
 		err = serr
 	}
@@ -150,4 +183,66 @@ func logLevel(s string) slog.Level {
 		return slog.LevelError
 	}
 	return slog.LevelInfo
+}
+
+// detach starts the node again in the background, in a session of its
+// own with its log in logFile, and returns once it has written its pid
+// file, as rabbitmq-server -detached does; if it stops first, the end of
+// its log says why.
+func detach(args []string, node, pidFile, logFile string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	var childArgs []string
+	for _, a := range args {
+		switch strings.TrimLeft(a, "-") {
+		case "detached", "detached=true":
+			continue
+		}
+		childArgs = append(childArgs, a)
+	}
+	log, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("detach: open log: %w", err)
+	}
+	defer log.Close()
+	os.Remove(pidFile)
+	cmd := exec.Command(self, childArgs...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("detach: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	want := strconv.Itoa(cmd.Process.Pid)
+	logStart, _ := log.Seek(0, io.SeekEnd)
+	// Wait for the pid file, then for the app to start: a node that waits
+	// for the rest of its cluster may take longer, and is left to it.
+	deadline, hasPid := time.Now().Add(30*time.Second), false
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logFile)
+			tail := string(b[min(int(logStart), len(b)):])
+			return fmt.Errorf("node %s stopped at start (%v); its log (%s) says:\n%s", node, err, logFile, tail)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if !hasPid {
+			if b, err := os.ReadFile(pidFile); err == nil && strings.TrimSpace(string(b)) == want {
+				hasPid, deadline = true, time.Now().Add(10*time.Second)
+			}
+			continue
+		}
+		if b, err := os.ReadFile(logFile); err == nil && strings.Contains(string(b[min(int(logStart), len(b)):]), "msg=\"node started\"") {
+			fmt.Printf("warren: node %s running in the background, pid %s (pid file %s, log %s)\n", node, want, pidFile, logFile)
+			return nil
+		}
+	}
+	if hasPid {
+		fmt.Printf("warren: node %s running in the background, pid %s, still starting (waiting for its cluster?); see %s\n", node, want, logFile)
+		return nil
+	}
+	return fmt.Errorf("node %s (pid %s) has not written %s after 30s; see %s", node, want, pidFile, logFile)
 }

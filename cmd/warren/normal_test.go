@@ -12,7 +12,8 @@ import (
 )
 
 // joinedCluster starts three members and joins the second and third to
-// the first, as the runbooks do; the third is a RAM node.
+// the cluster of the first, as the runbooks do, the third through the
+// second; all three are disc nodes, so that two of them keep a majority.
 func joinedCluster(t *testing.T, cookie string) (n1, n2, n3 *member) {
 	t.Helper()
 	ms := newMembers(t, 3, cookie)
@@ -21,7 +22,7 @@ func joinedCluster(t *testing.T, cookie string) (n1, n2, n3 *member) {
 		m.dial(t, "guest", "guest")
 	}
 	ms[1].join(t, ms[0])
-	ms[2].join(t, ms[1], "--ram")
+	ms[2].join(t, ms[1])
 	return ms[0], ms[1], ms[2]
 }
 
@@ -168,6 +169,13 @@ func TestNormalModeServesEveryQueueFromEveryNode(t *testing.T) {
 	if acked, _ := confirmAll(t, channel(t, c3), "", "work", "g", 2); acked != 2 {
 		t.Fatal("publishes from n3 nacked")
 	}
+	// Every node lists every queue, with the node it lives on.
+	for _, m := range []*member{n2, n3} {
+		out := m.ctl(t, "list_queues", "name", "messages", "node", "state").ok(t).stdout
+		if !strings.Contains(out, "work\t2\t"+n1.name+"\trunning") {
+			t.Errorf("list_queues on %s:\n%s", m.name, out)
+		}
+	}
 	g := channel(t, c2)
 	d, ok, err := g.Get("work", false)
 	if err != nil || !ok || d.Redelivered {
@@ -224,6 +232,9 @@ func TestNormalModeServesEveryQueueFromEveryNode(t *testing.T) {
 	if _, err := ch1.QueueDeclare("durable", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := ch1.QueueDeclare("transient", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
 	visible(t, c2, "durable")
 	visible(t, c3, "durable")
 	if acked, _ := confirmAll(t, channel(t, c2), "", "durable", "d", 100); acked != 100 {
@@ -253,6 +264,23 @@ func TestNormalModeServesEveryQueueFromEveryNode(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Code != 404 || !strings.Contains(ae.Reason, "home node '"+n1.name+"' of durable queue 'durable'") {
 		t.Errorf("passive declare while the home node is down: %v", err)
 	}
+	if out := n2.ctl(t, "list_queues", "name", "state").ok(t).stdout; !strings.Contains(out, "durable\tdown") {
+		t.Errorf("list_queues while the queue's node is down:\n%s", out)
+	}
+	// Its non-durable queue goes: the cluster removes it once the node
+	// has missed heartbeats for a few seconds.
+	killed := time.Now()
+	for {
+		_, err := channel(t, c2).QueueDeclarePassive("transient", false, false, false, false, nil)
+		if errors.As(err, &ae) && ae.Code == 404 && strings.Contains(ae.Reason, "no queue 'transient'") {
+			break
+		}
+		if time.Since(killed) > 30*time.Second {
+			t.Fatalf("the non-durable queue of a killed node is still there: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("non-durable queue of the killed node removed after %v", time.Since(killed).Round(100*time.Millisecond))
 	n1.start(t)
 	n1.dial(t, "guest", "guest")
 	all := map[string]int{}
@@ -281,5 +309,43 @@ func TestNormalModeServesEveryQueueFromEveryNode(t *testing.T) {
 		if all[fmt.Sprintf("d-%d", i)] != 1 {
 			t.Errorf("d-%d delivered %d times", i, all[fmt.Sprintf("d-%d", i)])
 		}
+	}
+}
+
+// TestQueueMasterLocator places new queues as x-queue-master-locator and
+// the queue-master-locator policy key say: min-masters on the node with
+// the fewest queues, and an unknown locator refused.
+func TestQueueMasterLocator(t *testing.T) {
+	n1, n2, n3 := joinedCluster(t, "LOCATORCOOKIE")
+	ch := channel(t, n1.dial(t, "guest", "guest"))
+	for _, q := range []string{"a", "b"} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ch.QueueDeclare("placed", true, false, false, false, amqp091.Table{"x-queue-master-locator": "min-masters"}); err != nil {
+		t.Fatal(err)
+	}
+	n1.ctl(t, "set_policy", "spread", "^spread", `{"queue-master-locator":"min-masters"}`, "--apply-to", "queues").ok(t)
+	if _, err := ch.QueueDeclare("spread-1", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := n1.ctl(t, "list_queues", "name", "node").ok(t).stdout
+	home := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Split(line, "\t"); len(f) == 2 {
+			home[f[0]] = f[1]
+		}
+	}
+	if home["a"] != n1.name || home["placed"] == n1.name || home["placed"] == "" {
+		t.Errorf("min-masters placed the queue on %q:\n%s", home["placed"], out)
+	}
+	if h := home["spread-1"]; h == n1.name || h == home["placed"] || (h != n2.name && h != n3.name) {
+		t.Errorf("the policy's min-masters placed spread-1 on %q:\n%s", h, out)
+	}
+	_, err := ch.QueueDeclare("bad", true, false, false, false, amqp091.Table{"x-queue-master-locator": "nearest"})
+	var ae *amqp091.Error
+	if !errors.As(err, &ae) || ae.Code != 406 || !strings.Contains(ae.Reason, "invalid arg 'x-queue-master-locator' for queue 'bad'") {
+		t.Errorf("unknown locator: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -408,6 +409,9 @@ type QueueInfo struct {
 	// Effective is what they set, after the operator policy's caps.
 	Policy, OperatorPolicy string
 	Effective              map[string]any
+	// Down is set for a queue whose node could not be asked: only its
+	// definition is known.
+	Down bool
 }
 
 func (q *localQueue) info() QueueInfo {
@@ -434,7 +438,63 @@ func (s *Server) Queues(vhost string) []QueueInfo {
 	return out
 }
 
-// Queue returns one queue's state.
+// ClusterQueues returns the state of every queue of the cluster, or of
+// one vhost's, sorted by vhost and name: this node's, and each other
+// node's as that node reports it (Down, with the definition only, when it
+// cannot be asked).
+func (s *Server) ClusterQueues(vhost string) []QueueInfo {
+	out := s.Queues(vhost)
+	byNode := map[string][]meta.Queue{}
+	for _, q := range s.meta.Snapshot().Queues {
+		if (vhost == "" || q.VHost == vhost) && !s.homedHere(q) {
+			byNode[q.Node] = append(byNode[q.Node], q)
+		}
+	}
+	for node, defs := range byNode {
+		infos, err := s.remoteQueues(node, vhost, "")
+		if err != nil {
+			for _, d := range defs {
+				out = append(out, QueueInfo{Def: d, Down: true})
+			}
+			continue
+		}
+		out = append(out, infos...)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Def.VHost != out[j].Def.VHost {
+			return out[i].Def.VHost < out[j].Def.VHost
+		}
+		return out[i].Def.Name < out[j].Def.Name
+	})
+	return out
+}
+
+// remoteQueues asks node for the state of its queues in vhost (every
+// vhost if empty), or of one queue.
+func (s *Server) remoteQueues(node, vhost, name string) ([]QueueInfo, error) {
+	link, err := s.peerLink(node)
+	if err != nil {
+		return nil, err
+	}
+	r, err := link.call(opList, func(w *frameWriter) {
+		w.str(vhost)
+		w.str(name)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.error(); err != nil {
+		return nil, err
+	}
+	var infos []QueueInfo
+	if err := json.Unmarshal(r.r.bytes(), &infos); err != nil {
+		return nil, fmt.Errorf("queues of node %s: %w", node, err)
+	}
+	return infos, r.r.err
+}
+
+// Queue returns one queue's state; for a queue of another node, as that
+// node reports it, without its consumers.
 func (s *Server) Queue(vhost, name string) (QueueInfo, []ConsumerInfo, bool) {
 	v := s.vhost(vhost)
 	if v == nil {
@@ -442,7 +502,15 @@ func (s *Server) Queue(vhost, name string) (QueueInfo, []ConsumerInfo, bool) {
 	}
 	v.mu.RLock()
 	q := v.queues[name]
+	rq := v.remote[name]
 	v.mu.RUnlock()
+	if q == nil && rq != nil {
+		infos, err := s.remoteQueues(rq.def.Node, vhost, name)
+		if err != nil || len(infos) != 1 {
+			return QueueInfo{Def: rq.def, Down: true}, nil, true
+		}
+		return infos[0], nil, true
+	}
 	if q == nil {
 		return QueueInfo{}, nil, false
 	}
@@ -523,14 +591,21 @@ type QueueRef struct {
 	VHost, Name string
 }
 
-// QueueRefs lists the queues of a vhost, or of all when vhost is empty,
-// sorted by vhost and name, without reading their state.
+// QueueRefs lists the queues of the cluster in a vhost, or in all when
+// vhost is empty, sorted by vhost and name, without reading their state.
 func (s *Server) QueueRefs(vhost string) []QueueRef {
-	qs := s.localQueues(vhost)
-	out := make([]QueueRef, len(qs))
-	for i, q := range qs {
-		out[i] = QueueRef{q.VHost, q.Name}
+	var out []QueueRef
+	for _, q := range s.meta.Snapshot().Queues {
+		if vhost == "" || q.VHost == vhost {
+			out = append(out, QueueRef{q.VHost, q.Name})
+		}
 	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].VHost != out[j].VHost {
+			return out[i].VHost < out[j].VHost
+		}
+		return out[i].Name < out[j].Name
+	})
 	return out
 }
 

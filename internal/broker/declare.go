@@ -219,6 +219,9 @@ func (ch *channel) queueDeclare(m *amqp.QueueDeclare) error {
 		}
 	}
 	want := meta.Queue{VHost: vh, Name: name, Durable: m.Durable, Exclusive: m.Exclusive, AutoDelete: m.AutoDelete, Arguments: meta.Args{Table: m.Arguments}, Node: ch.c.s.cfg.NodeName}
+	if _, exists := ch.c.s.meta.Queue(vh, name); !exists {
+		want.Node = ch.c.s.homeFor(vh, name, m.Exclusive, m.Arguments)
+	}
 	if m.Exclusive {
 		want.Owner = ch.c.id
 	}

@@ -160,6 +160,11 @@ func queueArgProblem(name, vhost string, args amqp.Table) string {
 	} else if _, ok := args["x-queue-type"]; ok && s != "classic" {
 		return invalid("x-queue-type", fmt.Sprintf("\"unsupported queue type '%s'\"", s))
 	}
+	if s, p := strArg("x-queue-master-locator"); p != "" {
+		return p
+	} else if _, ok := args["x-queue-master-locator"]; ok && !validLocator(s) {
+		return invalid("x-queue-master-locator", "invalid_queue_locator_arg")
+	}
 	if v, ok := args["x-single-active-consumer"]; ok {
 		if _, isBool := v.(bool); !isBool {
 			return invalid("x-single-active-consumer", fmt.Sprintf("{unacceptable_type,%s}", fieldTypeName(v)))

@@ -14,8 +14,9 @@ import (
 type linkConn struct {
 	nc net.Conn
 
-	omu    sync.Mutex // guards out, spare and ended
+	omu    sync.Mutex // guards out, spare, synced and ended
 	out    frameWriter
+	synced uint64 // the last definitions position sent with opSync
 	spare  []byte
 	ended  bool
 	signal chan struct{} // capacity 1: something to write
@@ -33,10 +34,23 @@ func newLinkConn(nc net.Conn) *linkConn {
 // send appends one frame written by fn; it reports false, writing
 // nothing, once the link has ended.
 func (l *linkConn) send(op linkOp, fn func(w *frameWriter)) bool {
+	return l.sendSynced(0, op, fn)
+}
+
+// sendSynced is send preceded, if applied has moved since the last one,
+// by an opSync with applied: the frame may name a queue declared up to
+// there.
+func (l *linkConn) sendSynced(applied uint64, op linkOp, fn func(w *frameWriter)) bool {
 	l.omu.Lock()
 	if l.ended {
 		l.omu.Unlock()
 		return false
+	}
+	if applied > l.synced {
+		l.synced = applied
+		at := l.out.begin(opSync)
+		l.out.uint(applied)
+		l.out.end(at)
 	}
 	at := l.out.begin(op)
 	if fn != nil {

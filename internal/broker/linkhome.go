@@ -2,8 +2,10 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +25,9 @@ type homeLink struct {
 	s     *Server
 	peer  string
 	batch *flushSet // the reader's: local consumers' sockets to flush
+	// peerApplied is how far the other node had applied the definitions
+	// when it sent the frames now being read (reader only).
+	peerApplied uint64
 
 	mu        sync.Mutex // guards below; taken with a queue locked
 	consumers map[uint64]*linkConsumer
@@ -142,6 +147,8 @@ func (l *homeLink) serve() error {
 func (l *homeLink) handle(op linkOp, r *frameReader) error {
 	switch op {
 	case opPing:
+	case opSync:
+		l.peerApplied = max(l.peerApplied, r.uint())
 	case opPublish:
 		l.publish(r)
 	case opConsume:
@@ -177,15 +184,49 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 		l.get(r)
 	case opPurge, opInfo, opDelete:
 		l.request(op, r)
+	case opList:
+		req := r.uint()
+		vh, name := r.str(), r.str()
+		if r.err != nil {
+			return r.err
+		}
+		infos := l.s.Queues(vh)
+		if name != "" {
+			infos = slices.DeleteFunc(infos, func(qi QueueInfo) bool { return qi.Def.Name != name })
+		}
+		js, err := json.Marshal(infos)
+		if err != nil {
+			l.reply(req, chanErr(codeInternalError, "%v", err), nil)
+			return nil
+		}
+		l.reply(req, nil, func(w *frameWriter) { w.bytes(js) })
 	default:
 		return errLinkFrame
 	}
 	return r.err
 }
 
-// queue finds a queue of this node.
+// queue finds a queue of this node. One the other node knows of may have
+// been declared so recently that this node has yet to apply it: then it
+// waits (a little) until it has applied as far as the other node had.
 func (l *homeLink) queue(vhost, name string) *localQueue {
-	v := l.s.vhost(vhost)
+	if q := l.s.localQueue(vhost, name); q != nil {
+		return q
+	}
+	if l.peerApplied == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.s.meta.WaitApplied(ctx, l.peerApplied); err != nil {
+		l.s.log.Warn("definitions behind another node's", "node", l.peer, "error", err)
+	}
+	return l.s.localQueue(vhost, name)
+}
+
+// localQueue finds a queue of this node.
+func (s *Server) localQueue(vhost, name string) *localQueue {
+	v := s.vhost(vhost)
 	if v == nil {
 		return nil
 	}

@@ -290,7 +290,7 @@ func (l *peerLink) publish(vhost string, names []string, msg *queue.Message, don
 	l.pubs[id] = forwarded{done: done, size: size}
 	l.pubBytes += size
 	l.mu.Unlock()
-	l.send(opPublish, func(w *frameWriter) {
+	l.sendSynced(l.s.meta.Applied(), opPublish, func(w *frameWriter) {
 		w.uint(id)
 		w.str(vhost)
 		w.uint(uint64(len(names)))
@@ -314,7 +314,7 @@ func (l *peerLink) call(op linkOp, fn func(w *frameWriter)) (linkReply, error) {
 	id := l.nextID
 	l.reqs[id] = c
 	l.mu.Unlock()
-	l.send(op, func(w *frameWriter) {
+	l.sendSynced(l.s.meta.Applied(), op, func(w *frameWriter) {
 		w.uint(id)
 		fn(w)
 	})

@@ -47,6 +47,14 @@ const (
 	// opDelete: request id, vhost, queue, if-unused, if-empty. Answered
 	// with the count of messages deleted.
 	opDelete
+	// opList: request id, vhost, queue ("" for every one). Answered with
+	// the JSON of the queues' QueueInfo, for operators.
+	opList
+	// opSync: a position in the cluster's definitions log the peer has
+	// applied. The frames that follow may name queues declared up to
+	// there; the home node waits to have applied as far before it takes
+	// a queue it does not know for one that does not exist.
+	opSync
 )
 
 // Home to peer.

@@ -93,6 +93,15 @@ type Config struct {
 	// cluster port's ServiceQueue), so that this node's clients can use
 	// queues that live there. Nil: queues of other nodes are unreachable.
 	DialPeer func(ctx context.Context, node string) (net.Conn, error)
+	// NodeDownAfter is how long another node may leave Raft's heartbeats
+	// unanswered before the cluster takes it for down and removes its
+	// non-durable queues, as RabbitMQ does when net_ticktime runs out.
+	// Default 5s.
+	NodeDownAfter time.Duration
+	// QueueMasterLocator chooses where new queues live unless their
+	// x-queue-master-locator argument or policy says otherwise:
+	// client-local (the default), min-masters or random.
+	QueueMasterLocator string
 }
 
 func (c *Config) setDefaults() {
@@ -211,7 +220,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("create queue tail directory: %w", err)
 		}
 	}
-	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger, Dir: metaDir, Network: cfg.Network, RAM: cfg.RAM})
+	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger, Dir: metaDir, Network: cfg.Network, RAM: cfg.RAM, PeerDown: s.nodeDown, PeerDownAfter: cfg.NodeDownAfter})
 	if err != nil {
 		return nil, fmt.Errorf("open definitions: %w", err)
 	}
@@ -335,6 +344,26 @@ func (s *Server) dropTransient(ctx context.Context) error {
 	}
 	s.log.Info("definitions restored", "queues", len(d.Queues), "exchanges", len(d.Exchanges), "bindings", len(d.Bindings), "transient_dropped", dropped)
 	return nil
+}
+
+// nodeDown removes, on the leader, the non-durable and exclusive queues
+// of a node that has stopped answering: their messages and owners died
+// with it. Their consumers on other nodes have been cancelled as their
+// links broke.
+func (s *Server) nodeDown(m *meta.Node, node string) {
+	s.log.Warn("node down: removing its non-durable queues", "node", node)
+	for _, q := range m.Snapshot().Queues {
+		if q.Node != node || (q.Durable && !q.Exclusive) {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := m.DeleteQueue(ctx, q.VHost, q.Name)
+		cancel()
+		if err != nil && !errors.Is(err, meta.ErrNotFound) {
+			s.log.Warn("cannot remove a queue of a node that is down", "node", node, "queue", q.Name, "vhost", q.VHost, "error", err)
+			return
+		}
+	}
 }
 
 // homedHere reports whether a queue's messages live on this node.

@@ -53,6 +53,9 @@ type Node struct {
 	// PartitionHandling is cluster_partition_handling: ignore,
 	// pause_minority or autoheal.
 	PartitionHandling string
+	// QueueMasterLocator is queue_master_locator: where new queues live,
+	// client-local, min-masters or random.
+	QueueMasterLocator string
 	// formationIndex keeps the nodes' indexes while a file is read.
 	formationIndex []int
 }
@@ -281,6 +284,13 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 			n.FormationNodeType = "ram"
 		default:
 			return fmt.Errorf("want disc or ram, got %q", val)
+		}
+	case key == "queue_master_locator":
+		switch val {
+		case "client-local", "min-masters", "random":
+			n.QueueMasterLocator = val
+		default:
+			return fmt.Errorf("want client-local, min-masters or random, got %q", val)
 		}
 	case key == "cluster_partition_handling":
 		switch val {

@@ -633,10 +633,17 @@ func runListQueues(ctx context.Context, s *Server, b Broker, r *Request, c *comm
 		return *resp
 	}
 	rows := []map[string]any{}
-	node := b.NodeName()
-	for _, qi := range b.Queues(r.VHost) {
+	cons := b.Consumers(r.VHost)
+	for _, qi := range b.ClusterQueues(r.VHost) {
 		d, st := qi.Def, qi.Stats
-		cons := b.Consumers(r.VHost)
+		node := d.Node
+		if node == "" {
+			node = b.NodeName()
+		}
+		state, online := "running", []string{node}
+		if qi.Down {
+			state, online = "down", []string{}
+		}
 		exclTag := ""
 		for _, c := range cons {
 			if c.Queue == d.Name && c.Exclusive {
@@ -655,7 +662,7 @@ func runListQueues(ctx context.Context, s *Server, b Broker, r *Request, c *comm
 			"messages_ready_ram": st.Ready, "messages_unacknowledged_ram": st.Unacked, "messages_ram": st.Ready + st.Unacked,
 			"message_bytes": st.ReadyBytes, "message_bytes_ready": st.ReadyBytes,
 			"consumers": st.Consumers, "consumer_utilisation": capacity, "consumer_capacity": capacity,
-			"state": "running", "type": "classic", "leader": node, "members": []string{node}, "online": []string{node},
+			"state": state, "type": "classic", "leader": node, "members": []string{node}, "online": online,
 			"slave_pids": "", "synchronised_slave_pids": "", "node": node,
 		})
 	}

@@ -20,6 +20,7 @@ type Broker interface {
 	ClusterName() string
 	Authenticate(user, pass string, from net.Addr) (meta.User, error)
 	Queues(vhost string) []broker.QueueInfo
+	ClusterQueues(vhost string) []broker.QueueInfo
 	Connections() []broker.ConnectionInfo
 	Channels() []broker.ChannelInfo
 	Consumers(vhost string) []broker.ConsumerInfo

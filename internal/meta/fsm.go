@@ -40,18 +40,35 @@ func (f *fsm) setApplied(index uint64) {
 	f.appliedMu.Unlock()
 }
 
+// appliedIndex is the last log index applied.
+func (f *fsm) appliedIndex() uint64 {
+	f.appliedMu.Lock()
+	defer f.appliedMu.Unlock()
+	return f.applied
+}
+
 // waitApplied returns once the log is applied up to index. raftApplied
 // reports Raft's own applied index, which also moves when a snapshot is
-// installed (the state machine is not told the snapshot's index).
+// installed (the state machine is not told the snapshot's index); but
+// Raft moves it as it hands entries to the state machine, before they
+// are applied, so it is trusted only once it has stood for a while.
 func (f *fsm) waitApplied(ctx context.Context, index uint64, raftApplied func() uint64) error {
 	poll := time.NewTicker(20 * time.Millisecond)
 	defer poll.Stop()
+	var raftSince time.Time
 	for {
 		f.appliedMu.Lock()
 		done, ch := f.applied >= index, f.advanced
 		f.appliedMu.Unlock()
-		if done || raftApplied() >= index {
+		if done {
 			return nil
+		}
+		if raftApplied() >= index {
+			if raftSince.IsZero() {
+				raftSince = time.Now()
+			} else if time.Since(raftSince) > 500*time.Millisecond {
+				return nil
+			}
 		}
 		select {
 		case <-ch:

@@ -361,6 +361,19 @@ func (n *Node) Members() []Member {
 	return out
 }
 
+// InMajority reports whether this node is in touch with a majority of
+// the disc nodes: it leads, or it has heard from the leader within the
+// last few heartbeat timeouts.
+func (n *Node) InMajority() bool {
+	if n.raft.State() == raft.Leader {
+		return true
+	}
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return false
+	}
+	return time.Since(n.raft.LastContact()) < 3*leaseTimeout
+}
+
 // Leader returns the name of the member that leads, or "" if none is
 // known.
 func (n *Node) Leader() string {

@@ -40,6 +40,11 @@ type Config struct {
 	// cluster port. Without it the node is a cluster of one on an
 	// in-memory transport.
 	Network *Network
+	// PeerDown, if set, is called on the leader when a member has not
+	// answered Raft's heartbeats for PeerDownAfter (default 5s), once
+	// per outage, so that the cluster can act on the node's loss.
+	PeerDown      func(m *Node, node string)
+	PeerDownAfter time.Duration
 }
 
 // Network is how a node reaches the other members.
@@ -66,6 +71,11 @@ type Node struct {
 	closeT    func() error // closes the transport
 	closeLogs func() error // closes the on-disk log store; nil in memory
 	restored  bool
+
+	// The peer watcher, when PeerDown is set.
+	observer    *raft.Observer
+	stopWatch   chan struct{}
+	watchExited chan struct{}
 }
 
 // leaseTimeout is the single voter's leader lease, and its heartbeat and
@@ -172,6 +182,25 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.Close()
 		return nil, fmt.Errorf("start meta raft: %w", err)
 	}
+	if cfg.PeerDown != nil && cfg.Network != nil {
+		if n.cfg.PeerDownAfter <= 0 {
+			n.cfg.PeerDownAfter = 5 * time.Second
+		}
+		obs := make(chan raft.Observation, 64)
+		n.observer = raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+			switch o.Data.(type) {
+			case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
+				return true
+			}
+			return false
+		})
+		r.RegisterObserver(n.observer)
+		n.stopWatch, n.watchExited = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(n.watchExited)
+			n.watchPeers(obs, n.stopWatch)
+		}()
+	}
 	if joining {
 		if err := n.join(ctx, string(addr)); err != nil {
 			n.Close()
@@ -185,13 +214,35 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// Applied is the position in the cluster's log up to which this node
+// has applied the definitions (or is about to): a node that has applied
+// as far knows every definition this one knows.
+func (n *Node) Applied() uint64 {
+	return max(n.fsm.appliedIndex(), n.raft.AppliedIndex())
+}
+
+// WaitApplied returns once this node has applied the definitions up to
+// index, a position another node's Applied gave.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	return n.fsm.waitApplied(ctx, index, n.raft.AppliedIndex)
+}
+
 // Restored reports whether the node started from state on disk rather
 // than as a new cluster.
 func (n *Node) Restored() bool { return n.restored }
 
 // Close stops Raft, waits for its goroutines and closes the log.
 func (n *Node) Close() error {
+	if n.observer != nil {
+		n.raft.DeregisterObserver(n.observer)
+		close(n.stopWatch)
+	}
+	// Raft stops before the watcher is waited for: a report in progress
+	// may be applying a command, which the shutdown ends.
 	err := n.raft.Shutdown().Error()
+	if n.observer != nil {
+		<-n.watchExited
+	}
 	n.closeT()
 	if n.closeLogs != nil {
 		if cerr := n.closeLogs(); cerr != nil && err == nil {

@@ -350,7 +350,7 @@ func (s *Server) listVHosts(w http.ResponseWriter, r *http.Request, u *user) err
 func (s *Server) vhostStats(v meta.VHost) obj {
 	o := vhostObj(v, s.b.NodeName())
 	var ready, unacked int
-	for _, q := range s.b.Queues(v.Name) {
+	for _, q := range s.b.ClusterQueues(v.Name) {
 		ready += q.Stats.Ready
 		unacked += q.Stats.Unacked
 	}

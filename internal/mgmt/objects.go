@@ -53,7 +53,7 @@ func (s *Server) queueObj(qi broker.QueueInfo, consumers []broker.ConsumerInfo, 
 		"exclusive":                       d.Exclusive,
 		"arguments":                       defs.ArgsJSON(d.Arguments.Table),
 		"node":                            d.Node,
-		"state":                           "running",
+		"state":                           queueState(qi),
 		"type":                            "classic",
 		"consumers":                       st.Consumers,
 		"messages":                        st.Ready + st.Unacked,
@@ -368,4 +368,13 @@ func limitsObj(l map[string]int64) obj {
 		out[k] = v
 	}
 	return out
+}
+
+// queueState is a queue's state as RabbitMQ names it: "down" when its
+// node cannot be reached.
+func queueState(qi broker.QueueInfo) string {
+	if qi.Down {
+		return "down"
+	}
+	return "running"
 }

@@ -37,6 +37,8 @@ type Broker interface {
 	Channels() []broker.ChannelInfo
 	Consumers(vhost string) []broker.ConsumerInfo
 	Queues(vhost string) []broker.QueueInfo
+	// ClusterQueues is Queues over every node of the cluster.
+	ClusterQueues(vhost string) []broker.QueueInfo
 	QueueRefs(vhost string) []broker.QueueRef
 	QueueTotals(keep func(vhost string) bool) (queues, ready, unacked, consumers int)
 	Queue(vhost, name string) (broker.QueueInfo, []broker.ConsumerInfo, bool)

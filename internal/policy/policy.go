@@ -121,6 +121,7 @@ func keys(operator bool) map[string]validator {
 		"max-length-bytes":        nonNegInt("maximum length in bytes"),
 		"overflow":                oneOf("overflow", "drop-head", "reject-publish", "reject-publish-dlx"),
 		"queue-mode":              oneOf("queue-mode", "default", "lazy"),
+		"queue-master-locator":    oneOf("queue-master-locator", "client-local", "min-masters", "random"),
 		"ha-mode":                 oneOf("ha-mode", "all", "exactly", "nodes"),
 		"ha-params":               func(any) string { return "" }, // checked with ha-mode
 		"ha-sync-mode":            oneOf("ha-sync-mode", "manual", "automatic"),
