@@ -1,8 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -347,5 +351,90 @@ func TestQueueMasterLocator(t *testing.T) {
 	var ae *amqp091.Error
 	if !errors.As(err, &ae) || ae.Code != 406 || !strings.Contains(ae.Reason, "invalid arg 'x-queue-master-locator' for queue 'bad'") {
 		t.Errorf("unknown locator: %v", err)
+	}
+}
+
+// apiGet fetches a management API path from m as guest.
+func apiGet(t *testing.T, m *member, path string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+m.mgmt+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("guest", "guest")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestClusterWideOperations checks what operators see and what one node's
+// trouble does to the others: /api/nodes lists every node, a memory alarm
+// on one node blocks publishers on another, and the quorum-critical
+// health check fails once stopping the node would lose the majority.
+func TestClusterWideOperations(t *testing.T) {
+	n1, n2, n3 := joinedCluster(t, "OPSCOOKIE")
+	code, body := apiGet(t, n1, "/api/nodes")
+	var nodes []struct {
+		Name    string `json:"name"`
+		Type    string `json:"type"`
+		Running bool   `json:"running"`
+	}
+	if err := json.Unmarshal([]byte(body), &nodes); code != 200 || err != nil || len(nodes) != 3 {
+		t.Fatalf("/api/nodes: %d %v\n%s", code, err, body)
+	}
+	for _, n := range nodes {
+		if !n.Running || n.Type != "disc" {
+			t.Errorf("/api/nodes: %+v", n)
+		}
+	}
+	if code, body := apiGet(t, n1, "/api/health/checks/node-is-quorum-critical"); code != 200 {
+		t.Errorf("quorum-critical with every node up: %d %s", code, body)
+	}
+
+	// A memory alarm on n2 blocks a publisher on n1.
+	c1 := n1.dial(t, "guest", "guest")
+	blocked := c1.NotifyBlocked(make(chan amqp091.Blocking, 4))
+	channel(t, c1)
+	if out := n3.ctl(t, "list_connections", "node", "user").ok(t).stdout; !strings.Contains(out, n1.name+"\tguest") {
+		t.Errorf("list_connections on n3 lacks n1's connection:\n%s", out)
+	}
+	if out := n3.ctl(t, "list_channels", "pid", "user").ok(t).stdout; !strings.Contains(out, "<"+n1.name+".") {
+		t.Errorf("list_channels on n3 lacks n1's channel:\n%s", out)
+	}
+	n2.ctl(t, "set_vm_memory_high_watermark", "absolute", "1").ok(t)
+	if err := channel(t, c1).Publish("", "nowhere", false, false, amqp091.Publishing{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-blocked:
+		if !b.Active || b.Reason != "low on memory" {
+			t.Errorf("connection.blocked on n1: %+v", b)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("a memory alarm on n2 did not block a publisher on n1")
+	}
+	n2.ctl(t, "set_vm_memory_high_watermark", "0.4").ok(t)
+	select {
+	case b := <-blocked:
+		if b.Active {
+			t.Errorf("still blocked: %+v", b)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("n1's publisher not unblocked after n2's alarm cleared")
+	}
+
+	// With n3 gone, stopping n1 would leave one disc node of three.
+	n3.kill()
+	waitFor(t, func() bool {
+		code, _ := apiGet(t, n1, "/api/health/checks/node-is-quorum-critical")
+		return code == 503
+	})
+	_, body = apiGet(t, n1, "/api/nodes/"+url.PathEscape(n3.name))
+	if !strings.Contains(body, `"running":false`) {
+		t.Errorf("/api/nodes/%s after a kill: %s", n3.name, body)
 	}
 }

@@ -23,6 +23,10 @@ type alarms struct {
 	diskLimit uint64     // free octets below which the disk alarm is on; 0: none
 	memOn     bool
 	diskOn    bool
+	// remoteOn is set while another node of the cluster has an alarm on,
+	// which blocks publishers here too; remoteWhy is that alarm's reason.
+	remoteOn  bool
+	remoteWhy string
 	memUsed   uint64        // at the last check
 	diskFree  uint64        // at the last check; 0 before one or without a data directory
 	cleared   chan struct{} // closed while no alarm is on; replaced when one goes on
@@ -44,6 +48,8 @@ func (a *alarms) wait() (<-chan struct{}, string) {
 		return a.cleared, "low on memory"
 	case a.diskOn:
 		return a.cleared, "low on disk"
+	case a.remoteOn:
+		return a.cleared, a.remoteWhy
 	}
 	return nil, ""
 }
@@ -53,9 +59,9 @@ func (a *alarms) set(on *bool, want bool) bool {
 	if *on == want {
 		return false
 	}
-	wasAny := a.memOn || a.diskOn
+	wasAny := a.memOn || a.diskOn || a.remoteOn
 	*on = want
-	isAny := a.memOn || a.diskOn
+	isAny := a.memOn || a.diskOn || a.remoteOn
 	if isAny && !wasAny {
 		a.cleared = make(chan struct{})
 	} else if !isAny && wasAny {

@@ -184,6 +184,17 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 		l.get(r)
 	case opPurge, opInfo, opDelete:
 		l.request(op, r)
+	case opNode:
+		req := r.uint()
+		if r.err != nil {
+			return r.err
+		}
+		js, err := json.Marshal(l.s.Report())
+		if err != nil {
+			l.reply(req, chanErr(codeInternalError, "%v", err), nil)
+			return nil
+		}
+		l.reply(req, nil, func(w *frameWriter) { w.bytes(js) })
 	case opList:
 		req := r.uint()
 		vh, name := r.str(), r.str()

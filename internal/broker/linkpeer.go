@@ -318,11 +318,16 @@ func (l *peerLink) call(op linkOp, fn func(w *frameWriter)) (linkReply, error) {
 		w.uint(id)
 		fn(w)
 	})
-	r, ok := <-c
-	if !ok {
+	select {
+	case r, ok := <-c:
+		if !ok {
+			return linkReply{}, net.ErrClosed
+		}
+		return r, nil
+	case <-l.s.stop:
+		// The node is closing; the link ends after its background work.
 		return linkReply{}, net.ErrClosed
 	}
-	return r, nil
 }
 
 // settle sends acks, rejects or requeues of deliveries made over the

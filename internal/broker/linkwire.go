@@ -50,6 +50,9 @@ const (
 	// opList: request id, vhost, queue ("" for every one). Answered with
 	// the JSON of the queues' QueueInfo, for operators.
 	opList
+	// opNode: request id. Answered with the JSON of the node's
+	// NodeReport.
+	opNode
 	// opSync: a position in the cluster's definitions log the peer has
 	// applied. The frames that follow may name queues declared up to
 	// there; the home node waits to have applied as far before it takes

@@ -260,6 +260,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		defer s.bg.Done()
 		s.watchResources(s.stop)
 	}()
+	if cfg.DialPeer != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.watchClusterAlarms(s.stop, 2*cfg.MemoryCheckInterval)
+		}()
+	}
 	go func() {
 		defer s.bg.Done()
 		s.runDeadLetters(s.connsGone)

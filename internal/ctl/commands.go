@@ -34,6 +34,9 @@ type command struct {
 	defaults []string // the columns shown when none are named
 	needsApp bool     // fails while the app is stopped
 	hidden   bool     // between nodes only: not listed in usage
+	// clusterWide listings gather the rows of every running node, as
+	// rabbitmqctl's list_connections, list_channels and list_consumers do.
+	clusterWide bool
 	// banner is printed before the result, unless --quiet.
 	banner func(node string, r *Request) string
 	run    func(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response
@@ -229,13 +232,13 @@ func allCommands() map[string]*command {
 			columns:  []string{"source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"},
 			defaults: []string{"source_name", "source_kind", "destination_name", "destination_kind", "routing_key", "arguments"}, needsApp: true, run: runListBindings,
 			banner: func(node string, r *Request) string { return "Listing bindings for vhost " + r.VHost + "..." }},
-		"list_connections": {max: -1, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
+		"list_connections": {clusterWide: true, max: -1, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
 			columns: connectionColumns, defaults: []string{"user", "peer_host", "peer_port", "state"}, needsApp: true, run: runListConnections,
 			banner: func(node string, r *Request) string { return "Listing connections ..." }},
-		"list_channels": {max: -1, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
+		"list_channels": {clusterWide: true, max: -1, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
 			columns: channelColumns, defaults: []string{"pid", "user", "consumer_count", "messages_unacknowledged"}, needsApp: true, run: runListChannels,
 			banner: func(node string, r *Request) string { return "Listing channels ..." }},
-		"list_consumers": {max: -1, vhost: true, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
+		"list_consumers": {clusterWide: true, max: -1, vhost: true, flags: []string{"no-table-headers"}, opts: []string{"timeout"},
 			columns:  []string{"queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active", "activity_status", "arguments", "exclusive"},
 			defaults: []string{"queue_name", "channel_pid", "consumer_tag", "ack_required", "prefetch_count", "active", "activity_status", "arguments"}, needsApp: true, run: runListConsumers,
 			banner: func(node string, r *Request) string { return "Listing consumers in vhost " + r.VHost + " ..." }},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/warren-mq/warren/internal/broker"
@@ -121,6 +122,11 @@ func (s *Server) Run(ctx context.Context, req *Request) (resp Response) {
 	if !ok {
 		return failf(ExitUsage, "Command '%s' not found.", req.Command)
 	}
+	// Another node gathering a cluster-wide listing asks for this node's
+	// rows only.
+	local := req.Options[localOption] != ""
+	delete(req.Options, localOption)
+	asked := *req // before defaults are filled in, for the other nodes
 	if msg := c.check(req); msg != "" {
 		return failf(ExitUsage, "%s", msg)
 	}
@@ -136,7 +142,52 @@ func (s *Server) Run(ctx context.Context, req *Request) (resp Response) {
 			return failf(ExitUnavailable, "the broker application is not running on node %s.\n * Suggestion: start it with \"warrenctl start_app\" and try again", s.app.Info().Name)
 		}
 	}
-	return c.run(ctx, s, b, req, c)
+	resp = c.run(ctx, s, b, req, c)
+	if c.clusterWide && !local && resp.Error == "" {
+		s.gatherRows(ctx, &asked, &resp)
+	}
+	return resp
+}
+
+// localOption marks a request for one node's rows of a cluster-wide
+// listing.
+const localOption = "_local"
+
+// gatherRows adds the rows of every other running member to a listing;
+// a member that does not answer in time is left out, as rabbitmqctl
+// leaves out unreachable nodes.
+func (s *Server) gatherRows(ctx context.Context, req *Request, resp *Response) {
+	self := s.app.Info().Name
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		more [][]any
+	)
+	for _, m := range s.app.Members() {
+		if m.Name == self {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := *req
+			r.Options = map[string]string{localOption: "true"}
+			for k, v := range req.Options {
+				r.Options[k] = v
+			}
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			var other Response
+			if err := cluster.Call(cctx, m.Addr, s.app.Cookie(), self, cluster.ServiceCtl, &r, &other); err != nil || other.Error != "" {
+				return
+			}
+			mu.Lock()
+			more = append(more, other.Rows...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	resp.Rows = append(resp.Rows, more...)
 }
 
 func failf(code int, format string, a ...any) Response {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -164,7 +165,7 @@ func (s *Server) routes() {
 	h("GET /api/health/checks/port-listener/{port}", anyUser, s.portCheck)
 	h("GET /api/health/checks/protocol-listener/{protocol}", anyUser, s.protocolCheck)
 	h("GET /api/health/checks/node-is-mirror-sync-critical", anyUser, s.singleNodeCheck)
-	h("GET /api/health/checks/node-is-quorum-critical", anyUser, s.singleNodeCheck)
+	h("GET /api/health/checks/node-is-quorum-critical", anyUser, s.quorumCriticalCheck)
 	h("GET /api/health/checks/certificate-expiration/{within}/{unit}", anyUser, func(w http.ResponseWriter, r *http.Request, u *user) error {
 		return writeJSON(w, obj{"status": "ok"})
 	})
@@ -325,14 +326,47 @@ func (s *Server) nodeObj() obj {
 }
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, u *user) error {
-	return writeList(w, r, []obj{s.nodeObj()})
+	var items []obj
+	for _, rep := range s.b.ClusterReports() {
+		items = append(items, s.reportObj(rep))
+	}
+	return writeList(w, r, items)
 }
 
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request, u *user) error {
-	if r.PathValue("node") != s.b.NodeName() {
-		return errNotFound()
+	for _, rep := range s.b.ClusterReports() {
+		if rep.Name == r.PathValue("node") {
+			return writeOne(w, r, s.reportObj(rep))
+		}
 	}
-	return writeOne(w, r, s.nodeObj())
+	return errNotFound()
+}
+
+// reportObj is a node of the cluster as /api/nodes shows it: this node in
+// full, another with what it reports, or only its name and type while it
+// cannot be asked.
+func (s *Server) reportObj(rep broker.NodeReport) obj {
+	kind := "disc"
+	if rep.RAM {
+		kind = "ram"
+	}
+	if rep.Name == s.b.NodeName() {
+		o := s.nodeObj()
+		o["type"] = kind
+		return o
+	}
+	if !rep.Running {
+		return obj{"name": rep.Name, "type": kind, "running": false, "partitions": []string{}, "being_drained": false}
+	}
+	res := rep.Resources
+	return obj{
+		"name": rep.Name, "type": kind, "running": true, "being_drained": false, "partitions": []string{},
+		"os_pid": strconv.Itoa(rep.OSPid), "uptime": time.Since(rep.Started).Milliseconds(), "processors": rep.Processors,
+		"proc_used": rep.Goroutines, "mem_used": res.MemUsed, "mem_limit": res.MemLimit, "mem_alarm": res.MemAlarm,
+		"disk_free": res.DiskFree, "disk_free_limit": res.DiskFreeLimit, "disk_free_alarm": res.DiskAlarm,
+		"rates_mode": "basic", "gc_num": rep.GCNum, "run_queue": 0, "net_ticktime": 60, "sockets_used": rep.Sockets,
+		"enabled_plugins": []string{"rabbitmq_management"}, "exchange_types": exchangeTypes,
+	}
 }
 
 // ---- vhosts, users, permissions
@@ -1159,6 +1193,23 @@ func (s *Server) protocolCheck(w http.ResponseWriter, r *http.Request, u *user) 
 
 func (s *Server) singleNodeCheck(w http.ResponseWriter, r *http.Request, u *user) error {
 	return writeJSON(w, obj{"status": "ok", "reason": "single node cluster"})
+}
+
+// quorumCriticalCheck answers 503 when stopping this node would leave
+// the disc nodes, and so every definition change, without a majority.
+func (s *Server) quorumCriticalCheck(w http.ResponseWriter, r *http.Request, u *user) error {
+	if len(s.b.Meta().Members()) < 2 {
+		return s.singleNodeCheck(w, r, u)
+	}
+	critical, down := s.b.QuorumCritical()
+	if critical {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return json.NewEncoder(w).Encode(obj{"status": "failed",
+			"reason": fmt.Sprintf("stopping node %s would leave the cluster's disc nodes without a majority (down: %s)", s.b.NodeName(), strings.Join(down, ", ")),
+			"queues": []obj{{"name": "definitions (Raft)", "virtual_host": "", "type": "raft"}}})
+	}
+	return writeJSON(w, obj{"status": "ok"})
 }
 
 // ---- definitions

@@ -39,6 +39,8 @@ type Broker interface {
 	Queues(vhost string) []broker.QueueInfo
 	// ClusterQueues is Queues over every node of the cluster.
 	ClusterQueues(vhost string) []broker.QueueInfo
+	ClusterReports() []broker.NodeReport
+	QuorumCritical() (critical bool, down []string)
 	QueueRefs(vhost string) []broker.QueueRef
 	QueueTotals(keep func(vhost string) bool) (queues, ready, unacked, consumers int)
 	Queue(vhost, name string) (broker.QueueInfo, []broker.ConsumerInfo, bool)

@@ -1,0 +1,149 @@
+package broker
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// NodeReport is one node's state, as operators see it in /api/nodes and
+// cluster_status; a node that cannot be asked has only its name, type and
+// Running false.
+type NodeReport struct {
+	Name       string
+	RAM        bool
+	Running    bool
+	Started    time.Time
+	OSPid      int
+	Processors int
+	Goroutines int
+	GCNum      uint32
+	Sockets    int
+	Resources  Resources
+}
+
+// Report returns this node's state.
+func (s *Server) Report() NodeReport {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	s.mu.Lock()
+	sockets := len(s.conns)
+	s.mu.Unlock()
+	return NodeReport{Name: s.cfg.NodeName, RAM: s.cfg.RAM, Running: true, Started: s.started, OSPid: os.Getpid(),
+		Processors: runtime.NumCPU(), Goroutines: runtime.NumGoroutine(), GCNum: ms.NumGC, Sockets: sockets, Resources: s.Resources()}
+}
+
+// ClusterReports returns the state of every member of the cluster, this
+// node's included, sorted by name.
+func (s *Server) ClusterReports() []NodeReport {
+	var out []NodeReport
+	for _, m := range s.meta.Members() {
+		if m.ID == s.cfg.NodeName {
+			out = append(out, s.Report())
+			continue
+		}
+		r, err := s.remoteReport(m.ID)
+		if err != nil {
+			r = NodeReport{Name: m.ID}
+		}
+		r.RAM = !m.Voter
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// remoteReport asks another node for its state.
+func (s *Server) remoteReport(node string) (NodeReport, error) {
+	link, err := s.peerLink(node)
+	if err != nil {
+		return NodeReport{}, err
+	}
+	r, err := link.call(opNode, func(*frameWriter) {})
+	if err != nil {
+		return NodeReport{}, err
+	}
+	if err := r.error(); err != nil {
+		return NodeReport{}, err
+	}
+	var rep NodeReport
+	if err := json.Unmarshal(r.r.bytes(), &rep); err != nil {
+		return NodeReport{}, fmt.Errorf("state of node %s: %w", node, err)
+	}
+	return rep, r.r.err
+}
+
+// QuorumCritical reports whether stopping this node would leave the disc
+// nodes without a majority, and which disc nodes are down: RabbitMQ's
+// node-is-quorum-critical health check, for the definitions' Raft group.
+func (s *Server) QuorumCritical() (critical bool, down []string) {
+	voters, up, selfVoter := 0, 0, false
+	for _, r := range s.ClusterReports() {
+		if r.RAM {
+			continue
+		}
+		voters++
+		switch {
+		case r.Name == s.cfg.NodeName:
+			selfVoter = true
+			up++
+		case r.Running:
+			up++
+		default:
+			down = append(down, r.Name)
+		}
+	}
+	if !selfVoter || voters < 2 {
+		return false, down
+	}
+	return 2*(up-1) <= voters, down
+}
+
+// watchClusterAlarms asks the other nodes for their resource alarms every
+// interval until stop closes: while any has one on, publishers here are
+// blocked too, as in a RabbitMQ cluster.
+func (s *Server) watchClusterAlarms(stop <-chan struct{}, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		var why []string
+		reason := ""
+		for _, m := range s.meta.Members() {
+			if m.ID == s.cfg.NodeName {
+				continue
+			}
+			r, err := s.remoteReport(m.ID)
+			if err != nil {
+				continue
+			}
+			if r.Resources.MemAlarm {
+				why, reason = append(why, m.ID+" memory"), "low on memory"
+			}
+			if r.Resources.DiskAlarm {
+				why = append(why, m.ID+" disk")
+				if reason == "" {
+					reason = "low on disk"
+				}
+			}
+		}
+		a := s.alarms
+		a.mu.Lock()
+		a.remoteWhy = reason
+		changed := a.set(&a.remoteOn, len(why) > 0)
+		a.mu.Unlock()
+		if changed && len(why) > 0 {
+			s.log.Warn("alarm on another node: publishers are blocked", "alarms", strings.Join(why, ", "))
+		} else if changed {
+			s.log.Info("alarms on other nodes cleared")
+		}
+	}
+}
