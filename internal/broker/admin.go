@@ -540,6 +540,7 @@ var (
 	ErrQueueNotEmpty = errors.New("broker: queue not empty")
 )
 
+// findQueue finds a queue of this node.
 func (s *Server) findQueue(vhost, name string) *localQueue {
 	v := s.vhost(vhost)
 	if v == nil {

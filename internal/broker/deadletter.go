@@ -176,16 +176,8 @@ func (s *Server) republishDead(dl deadLetter) {
 		}
 		var loc *store.Location
 		if s.store != nil && m.Persistent && q.def.Durable {
-			if data == nil {
-				data = encodeMessage(m, time.Now().UnixNano())
-			}
 			w.pending.Add(1)
-			l, err := s.store.Append(q.key, data, w.done)
-			if err != nil {
-				w.done(err)
-			} else {
-				loc = &l
-			}
+			loc = s.storeCopy(q, m, &data, w.done)
 		}
 		if q.Publish(m, loc, nil) != queue.Queued {
 			s.releaseAt(q.key, loc)
@@ -211,6 +203,21 @@ func (s *Server) republishDead(dl deadLetter) {
 			w.done(err)
 		})
 	}
+}
+
+// storeCopy writes q's copy of a persistent message, encoding it into
+// *data the first time, and returns where it is, or nil if the write
+// could not start; done gets the write's outcome either way.
+func (s *Server) storeCopy(q *localQueue, m *queue.Message, data *[]byte, done func(error)) *store.Location {
+	if *data == nil {
+		*data = encodeMessage(m, time.Now().UnixNano())
+	}
+	at, err := s.store.Append(q.key, *data, done)
+	if err != nil {
+		done(err)
+		return nil
+	}
+	return &at
 }
 
 // addDeath records the death in the x-death header: one entry per queue

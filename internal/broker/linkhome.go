@@ -222,7 +222,7 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 // been declared so recently that this node has yet to apply it: then it
 // waits (a little) until it has applied as far as the other node had.
 func (l *homeLink) queue(vhost, name string) *localQueue {
-	if q := l.s.localQueue(vhost, name); q != nil {
+	if q := l.s.findQueue(vhost, name); q != nil {
 		return q
 	}
 	if l.peerApplied == 0 {
@@ -233,18 +233,17 @@ func (l *homeLink) queue(vhost, name string) *localQueue {
 	if err := l.s.meta.WaitApplied(ctx, l.peerApplied); err != nil {
 		l.s.log.Warn("definitions behind another node's", "node", l.peer, "error", err)
 	}
-	return l.s.localQueue(vhost, name)
+	return l.s.findQueue(vhost, name)
 }
 
-// localQueue finds a queue of this node.
-func (s *Server) localQueue(vhost, name string) *localQueue {
-	v := s.vhost(vhost)
-	if v == nil {
-		return nil
+// target finds the queue request req names, or answers that it does not
+// exist.
+func (l *homeLink) target(req uint64, vhost, name string) *localQueue {
+	q := l.queue(vhost, name)
+	if q == nil {
+		l.reply(req, notFound("queue", vhost, name), nil)
 	}
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return v.queues[name]
+	return q
 }
 
 // linkPublish counts the copies of one forwarded publish still to be
@@ -299,16 +298,8 @@ func (l *homeLink) publish(r *frameReader) {
 		}
 		var loc *store.Location
 		if s.store != nil && m.Persistent && q.def.Durable {
-			if data == nil {
-				data = encodeMessage(m, time.Now().UnixNano())
-			}
 			p.pending.Add(1)
-			at, err := s.store.Append(q.key, data, p.done)
-			if err != nil {
-				p.done(err)
-			} else {
-				loc = &at
-			}
+			loc = s.storeCopy(q, m, &data, p.done)
 		}
 		res := q.Publish(m, loc, l.batch)
 		if res == queue.Rejected {
@@ -355,9 +346,8 @@ func (l *homeLink) consume(r *frameReader) {
 		r.fail()
 		return
 	}
-	q := l.queue(vh, name)
+	q := l.target(req, vh, name)
 	if q == nil {
-		l.reply(req, notFound("queue", vh, name), nil)
 		return
 	}
 	for _, o := range q.Consumers() {
@@ -499,9 +489,8 @@ func (l *homeLink) get(r *frameReader) {
 	if r.err != nil {
 		return
 	}
-	q := l.queue(vh, name)
+	q := l.target(req, vh, name)
 	if q == nil {
-		l.reply(req, notFound("queue", vh, name), nil)
 		return
 	}
 	q.used()
@@ -552,9 +541,8 @@ func (l *homeLink) request(op linkOp, r *frameReader) {
 	if r.err != nil {
 		return
 	}
-	q := l.queue(vh, name)
+	q := l.target(req, vh, name)
 	if q == nil {
-		l.reply(req, notFound("queue", vh, name), nil)
 		return
 	}
 	var n, consumers int

@@ -3,9 +3,15 @@
 // are read from and written through the meta state machine; messages live
 // in queue.Queue values.
 //
+// A queue lives on one node; clients on other nodes use it over a queue
+// link (link*.go): the node a client is on forwards its publishes and
+// requests, and the queue's node delivers to a link consumer standing in
+// for the client's, under credit.
+//
 // Lock order: Server.mu, vhost.mu, queue (inside package queue),
-// channel.mu, outbox.mu. Meta observer callbacks take vhost.mu and never
-// hold it while calling a Queue that could call back.
+// channel.mu or homeLink.mu, outbox.mu or linkConn.omu; peerLink.mu is
+// never held while calling out. Meta observer callbacks take vhost.mu and
+// never hold it while calling a Queue that could call back.
 package broker
 
 import (

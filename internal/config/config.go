@@ -286,19 +286,9 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 			return fmt.Errorf("want disc or ram, got %q", val)
 		}
 	case key == "queue_master_locator":
-		switch val {
-		case "client-local", "min-masters", "random":
-			n.QueueMasterLocator = val
-		default:
-			return fmt.Errorf("want client-local, min-masters or random, got %q", val)
-		}
+		return oneOf(&n.QueueMasterLocator, val, "client-local", "min-masters", "random")
 	case key == "cluster_partition_handling":
-		switch val {
-		case "ignore", "pause_minority", "autoheal":
-			n.PartitionHandling = val
-		default:
-			return fmt.Errorf("want ignore, pause_minority or autoheal, got %q", val)
-		}
+		return oneOf(&n.PartitionHandling, val, "ignore", "pause_minority", "autoheal")
 	default:
 		return errUnknownKey
 	}
@@ -351,4 +341,13 @@ func ParseBytes(val string) (uint64, error) {
 		return 0, fmt.Errorf("want an amount of memory such as 1073741824, 1024MiB or 2GB, got %q", val)
 	}
 	return v * mult, nil
+}
+
+// oneOf sets *dst to val if val is one of the allowed values.
+func oneOf(dst *string, val string, allowed ...string) error {
+	if !slices.Contains(allowed, val) {
+		return fmt.Errorf("want %s or %s, got %q", strings.Join(allowed[:len(allowed)-1], ", "), allowed[len(allowed)-1], val)
+	}
+	*dst = val
+	return nil
 }
