@@ -2,9 +2,19 @@
 # Runs every test warren has, installing what the tests need first.
 #   ./scripts/test.sh           the whole suite (what CI runs)
 #   WARREN_FUZZTIME=30s ./scripts/test.sh   longer fuzz runs
-# Needs root for Debian packages and network namespaces.
+# Needs root for Debian packages and network namespaces: run by another
+# user, it runs itself again through sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null; then
+		echo "scripts/test.sh: not root; running again through sudo" >&2
+		exec sudo env "PATH=$PATH" ${WARREN_FUZZTIME:+"WARREN_FUZZTIME=$WARREN_FUZZTIME"} ${WARREN_SEEDS:+"WARREN_SEEDS=$WARREN_SEEDS"} ./scripts/test.sh "$@"
+	fi
+	echo "scripts/test.sh needs root (Debian packages, network namespaces): run it as root, or install sudo" >&2
+	exit 1
+fi
 
 fuzztime=${WARREN_FUZZTIME:-10s}
 

@@ -31,30 +31,18 @@ func newLinkConn(nc net.Conn) *linkConn {
 	return &linkConn{nc: nc, signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
 }
 
-// send appends one frame written by fn; it reports false, writing
-// nothing, once the link has ended.
+// send appends one frame written by fn and wakes the writer; it reports
+// false, writing nothing, once the link has ended. Frames are not held
+// back for the end of a batch of work: measured on two cores, the writer
+// writing while the reader reads is worth more than fewer, larger writes.
 func (l *linkConn) send(op linkOp, fn func(w *frameWriter)) bool {
-	return l.sendSynced(nil, 0, op, fn)
-}
-
-// sendBatch is send whose write waits for the flush of fs, so that a
-// batch of work goes out in one write; a nil fs writes at once.
-func (l *linkConn) sendBatch(fs *flushSet, op linkOp, fn func(w *frameWriter)) bool {
-	return l.sendSynced(fs, 0, op, fn)
-}
-
-// wake tells the writer there is something to write.
-func (l *linkConn) wake() {
-	select {
-	case l.signal <- struct{}{}:
-	default:
-	}
+	return l.sendSynced(0, op, fn)
 }
 
 // sendSynced is send preceded, if applied has moved since the last one,
 // by an opSync with applied: the frame may name a queue declared up to
 // there.
-func (l *linkConn) sendSynced(fs *flushSet, applied uint64, op linkOp, fn func(w *frameWriter)) bool {
+func (l *linkConn) sendSynced(applied uint64, op linkOp, fn func(w *frameWriter)) bool {
 	l.omu.Lock()
 	if l.ended {
 		l.omu.Unlock()
@@ -72,10 +60,9 @@ func (l *linkConn) sendSynced(fs *flushSet, applied uint64, op linkOp, fn func(w
 	}
 	l.out.end(at)
 	l.omu.Unlock()
-	if fs != nil {
-		fs.addLink(l)
-	} else {
-		l.wake()
+	select {
+	case l.signal <- struct{}{}:
+	default:
 	}
 	return true
 }

@@ -88,8 +88,7 @@ func (k *linkConsumer) Deliver(q *queue.Queue, e queue.Entry, b queue.Batch) boo
 		l.s.markDelivered(k.q.key, e.Loc)
 	}
 	m := e.Msg
-	fs, _ := b.(*flushSet)
-	l.sendBatch(fs, opDeliver, func(w *frameWriter) {
+	l.send(opDeliver, func(w *frameWriter) {
 		w.uint(k.id)
 		w.uint(id)
 		w.bool(e.Redelivered)

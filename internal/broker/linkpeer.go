@@ -40,7 +40,7 @@ type peerLink struct {
 
 // forwarded is a publish sent to the home node and not yet answered.
 type forwarded struct {
-	done func(fs *flushSet, status byte) // nil when nobody waits for the answer
+	done func(status byte) // nil when nobody waits for the answer
 	size int64
 }
 
@@ -195,7 +195,7 @@ func (l *peerLink) serve() error {
 			l.mu.Unlock()
 			l.room.Broadcast()
 			if ok && f.done != nil {
-				f.done(l.batch, st)
+				f.done(st)
 			}
 		case opReply:
 			id, code, text := r.uint(), r.uint(), r.str()
@@ -220,7 +220,7 @@ func (l *peerLink) serve() error {
 			k := l.consumers[id]
 			l.mu.Unlock()
 			if k == nil || !k.ch.remoteArrived(k, remoteDelivery{id: did, redelivered: redelivered, msg: m}, l.batch) {
-				l.settle(l.batch, settleRequeue, []uint64{did})
+				l.settle(settleRequeue, []uint64{did})
 			}
 		case opCancelled:
 			id := r.uint()
@@ -258,7 +258,7 @@ func (l *peerLink) fail() {
 	l.room.Broadcast()
 	for _, f := range pubs {
 		if f.done != nil {
-			f.done(nil, confirmFailed)
+			f.done(confirmFailed)
 		}
 	}
 	for _, c := range reqs {
@@ -272,7 +272,7 @@ func (l *peerLink) fail() {
 
 // publish forwards msg for the named queues of vhost, waiting first while
 // the link's window is full. done, if not nil, gets the answer.
-func (l *peerLink) publish(fs *flushSet, vhost string, names []string, msg *queue.Message, done func(fs *flushSet, status byte)) {
+func (l *peerLink) publish(vhost string, names []string, msg *queue.Message, done func(status byte)) {
 	size := int64(len(msg.Body) + len(msg.Properties) + 64)
 	l.mu.Lock()
 	for l.pubBytes > linkWindow && !l.failed {
@@ -281,7 +281,7 @@ func (l *peerLink) publish(fs *flushSet, vhost string, names []string, msg *queu
 	if l.failed {
 		l.mu.Unlock()
 		if done != nil {
-			done(nil, confirmFailed)
+			done(confirmFailed)
 		}
 		return
 	}
@@ -290,7 +290,7 @@ func (l *peerLink) publish(fs *flushSet, vhost string, names []string, msg *queu
 	l.pubs[id] = forwarded{done: done, size: size}
 	l.pubBytes += size
 	l.mu.Unlock()
-	l.sendSynced(fs, l.s.meta.Applied(), opPublish, func(w *frameWriter) {
+	l.sendSynced(l.s.meta.Applied(), opPublish, func(w *frameWriter) {
 		w.uint(id)
 		w.str(vhost)
 		w.uint(uint64(len(names)))
@@ -314,7 +314,7 @@ func (l *peerLink) call(op linkOp, fn func(w *frameWriter)) (linkReply, error) {
 	id := l.nextID
 	l.reqs[id] = c
 	l.mu.Unlock()
-	l.sendSynced(nil, l.s.meta.Applied(), op, func(w *frameWriter) {
+	l.sendSynced(l.s.meta.Applied(), op, func(w *frameWriter) {
 		w.uint(id)
 		fn(w)
 	})
@@ -332,11 +332,11 @@ func (l *peerLink) call(op linkOp, fn func(w *frameWriter)) (linkReply, error) {
 
 // settle sends acks, rejects or requeues of deliveries made over the
 // link; on a broken link there is nothing left to settle.
-func (l *peerLink) settle(fs *flushSet, kind byte, ids []uint64) {
+func (l *peerLink) settle(kind byte, ids []uint64) {
 	if len(ids) == 0 {
 		return
 	}
-	l.sendBatch(fs, opSettle, func(w *frameWriter) {
+	l.send(opSettle, func(w *frameWriter) {
 		w.b = append(w.b, kind)
 		w.uint(uint64(len(ids)))
 		for _, id := range ids {
@@ -432,8 +432,8 @@ func (ch *channel) drainRemoteLocked(k *consumer, fs *flushSet) {
 	}
 	clear(rc.pending[:n])
 	rc.pending = rc.pending[n:]
-	rc.link.settle(fs, settleAck, acked)
-	rc.link.sendBatch(fs, opCredit, func(w *frameWriter) {
+	rc.link.settle(settleAck, acked)
+	rc.link.send(opCredit, func(w *frameWriter) {
 		w.uint(rc.id)
 		w.uint(uint64(n))
 	})
@@ -501,7 +501,7 @@ func (ch *channel) cancelRemote(k *consumer) {
 	}
 	rc.pending = nil
 	ch.mu.Unlock()
-	link.settle(nil, settleRequeue, ids)
+	link.settle(settleRequeue, ids)
 }
 
 // getRemote is basic.get on a queue of another node.
@@ -583,10 +583,9 @@ func remoteRequest(rq *remoteQueue, link *peerLink, op linkOp, flags ...bool) (u
 // forward sends a message to queues of other nodes, one publish per
 // node. done, if not nil, is called once per node with nil once that
 // node holds the message, errRejected if a full queue refused it, or
-// errNotHere if the node cannot be reached, and with the flush set of
-// the goroutine calling it, if it has one; nodes counts the calls to
-// expect, so that the caller can count them before the first.
-func (s *Server) forward(fs *flushSet, vhost string, rqs []*remoteQueue, msg *queue.Message, done func(*flushSet, error)) {
+// errNotHere if the node cannot be reached; nodes returns how many
+// calls to expect, so that the caller can count them before the first.
+func (s *Server) forward(vhost string, rqs []*remoteQueue, msg *queue.Message, done func(error)) {
 	var names []string
 	for i, rq := range rqs {
 		node := rq.def.Node
@@ -609,24 +608,24 @@ func (s *Server) forward(fs *flushSet, vhost string, rqs []*remoteQueue, msg *qu
 		link, err := s.peerLink(node)
 		if err != nil {
 			if done != nil {
-				done(nil, errNotHere)
+				done(errNotHere)
 			}
 			continue
 		}
-		var answer func(*flushSet, byte)
+		var answer func(byte)
 		if done != nil {
-			answer = func(afs *flushSet, st byte) {
+			answer = func(st byte) {
 				switch st {
 				case confirmOK:
-					done(afs, nil)
+					done(nil)
 				case confirmRejected:
-					done(afs, errRejected)
+					done(errRejected)
 				default:
-					done(afs, errNotHere)
+					done(errNotHere)
 				}
 			}
 		}
-		link.publish(fs, vhost, names, msg, answer)
+		link.publish(vhost, names, msg, answer)
 	}
 }
 
