@@ -1,8 +1,9 @@
 # A RabbitMQ node from Debian's rabbitmq-server, run as a reference peer on
 # ports of the caller's choosing, never the package's own service. Set
 # rmq_dir, rmq_port, rmq_dist and rmq_epmd, and a log function, before
-# calling its functions; rmq_plugins (e.g. rabbitmq_management) and rmq_conf_extra
-# (rabbitmq.conf lines) are optional. start_rabbitmq installs the package
+# calling its functions; rmq_plugins (e.g. rabbitmq_management), rmq_conf_extra
+# (rabbitmq.conf lines) and rmq_node (the node name, default bench@localhost)
+# are optional. start_rabbitmq installs the package
 # if needed (as root) and waits for the node; stop_rabbitmq ends it.
 #
 # The node's data under rmq_dir outlives it, so starting again restarts the
@@ -39,7 +40,7 @@ rmq_pid=
 set_rmq_vars() {
 	rmq_vars=(
 		HOME="$rmq_dir/home"
-		RABBITMQ_NODENAME="bench@localhost"
+		RABBITMQ_NODENAME="${rmq_node:-bench@localhost}"
 		RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
 		RABBITMQ_NODE_PORT="$rmq_port"
 		RABBITMQ_DIST_PORT="$rmq_dist"
@@ -63,7 +64,7 @@ launch_rabbitmq() {
 	echo "[${rmq_plugins:-}]." >"$rmq_dir/enabled_plugins"
 	printf 'listeners.tcp.default = 127.0.0.1:%s\n' "$rmq_port" >"$rmq_dir/rabbitmq.conf"
 	printf '%s\n' "${rmq_conf_extra:-}" >>"$rmq_dir/rabbitmq.conf"
-	log "starting RabbitMQ on 127.0.0.1:$rmq_port (node bench@localhost, dist $rmq_dist, epmd $rmq_epmd)"
+	log "starting RabbitMQ on 127.0.0.1:$rmq_port (node ${rmq_node:-bench@localhost}, dist $rmq_dist, epmd $rmq_epmd)"
 	set_rmq_vars
 	rmq_started=$EPOCHREALTIME
 	# A simple command rather than a function, so that $! is the node's
@@ -76,7 +77,7 @@ await_rabbitmq() {
 	# await_startup gives up at once while the node is not yet registered
 	# with epmd, so ask again until it answers or the node dies.
 	local tries=0
-	until rmq_env timeout 120 "$rmq_bin/rabbitmqctl" -n bench@localhost -q await_startup >"$rmq_dir/await.out" 2>&1; do
+	until rmq_env timeout 120 "$rmq_bin/rabbitmqctl" -n ${rmq_node:-bench@localhost} -q await_startup >"$rmq_dir/await.out" 2>&1; do
 		tries=$((tries + 1))
 		if ! kill -0 "$rmq_pid" 2>/dev/null || [ $tries -ge 60 ]; then
 			log "RabbitMQ did not start; its output:"
@@ -98,7 +99,7 @@ shutdown_rabbitmq() {
 	[ -n "$rmq_pid" ] || return 0
 	local limit=${1:-80} t0=$SECONDS
 	log "stopping RabbitMQ"
-	rmq_env timeout "$limit" "$rmq_bin/rabbitmqctl" -n bench@localhost -q stop >/dev/null 2>&1 || true
+	rmq_env timeout "$limit" "$rmq_bin/rabbitmqctl" -n ${rmq_node:-bench@localhost} -q stop >/dev/null 2>&1 || true
 	while kill -0 "$rmq_pid" 2>/dev/null; do
 		[ $((SECONDS - t0)) -lt "$limit" ] || return 1
 		sleep 0.05
