@@ -391,6 +391,21 @@ func TestClusterWideOperations(t *testing.T) {
 			t.Errorf("/api/nodes: %+v", n)
 		}
 	}
+	// The overview counts the queues of every node.
+	for i, m := range []*member{n1, n2, n3} {
+		if _, err := channel(t, m.dial(t, "guest", "guest")).QueueDeclare(fmt.Sprintf("ov-%d", i), true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool {
+		_, body := apiGet(t, n2, "/api/overview")
+		var ov struct {
+			ObjectTotals struct {
+				Queues int `json:"queues"`
+			} `json:"object_totals"`
+		}
+		return json.Unmarshal([]byte(body), &ov) == nil && ov.ObjectTotals.Queues == 3
+	})
 	if code, body := apiGet(t, n1, "/api/health/checks/node-is-quorum-critical"); code != 200 {
 		t.Errorf("quorum-critical with every node up: %d %s", code, body)
 	}

@@ -610,9 +610,10 @@ func (s *Server) QueueRefs(vhost string) []QueueRef {
 	return out
 }
 
-// QueueTotals sums the state of the queues that keep says to count:
-// how many, their ready and unacked messages and their consumers. It
-// allocates nothing per queue.
+// QueueTotals sums the state of the cluster's queues that keep says to
+// count, this node's and those the other nodes report: how many, their
+// ready and unacked messages and their consumers. It allocates nothing
+// per queue of this node.
 func (s *Server) QueueTotals(keep func(vhost string) bool) (queues, ready, unacked, consumers int) {
 	s.mu.Lock()
 	vhs := make([]*vhost, 0, len(s.vhosts))
@@ -632,6 +633,30 @@ func (s *Server) QueueTotals(keep func(vhost string) bool) (queues, ready, unack
 			consumers += c
 		}
 		v.mu.RUnlock()
+	}
+	// The other nodes' queues, as each reports them; a node that cannot
+	// be asked adds its queues' count from the definitions.
+	for _, m := range s.meta.Members() {
+		if m.ID == s.cfg.NodeName {
+			continue
+		}
+		infos, err := s.remoteQueues(m.ID, "", "")
+		if err != nil {
+			for _, q := range s.meta.Snapshot().Queues {
+				if q.Node == m.ID && keep(q.VHost) {
+					queues++
+				}
+			}
+			continue
+		}
+		for _, qi := range infos {
+			if keep(qi.Def.VHost) {
+				queues++
+				ready += qi.Stats.Ready
+				unacked += qi.Stats.Unacked
+				consumers += qi.Stats.Consumers
+			}
+		}
 	}
 	return
 }
