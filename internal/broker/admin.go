@@ -636,13 +636,17 @@ func (s *Server) QueueTotals(keep func(vhost string) bool) (queues, ready, unack
 	}
 	// The other nodes' queues, as each reports them; a node that cannot
 	// be asked adds its queues' count from the definitions.
+	var defs []meta.Queue // read once, if a node cannot be asked
 	for _, m := range s.meta.Members() {
 		if m.ID == s.cfg.NodeName {
 			continue
 		}
 		infos, err := s.remoteQueues(m.ID, "", "")
 		if err != nil {
-			for _, q := range s.meta.Snapshot().Queues {
+			if defs == nil {
+				defs = s.meta.Snapshot().Queues
+			}
+			for _, q := range defs {
 				if q.Node == m.ID && keep(q.VHost) {
 					queues++
 				}

@@ -36,11 +36,13 @@ type peerLink struct {
 	reqs      map[uint64]chan linkReply
 	consumers map[uint64]*consumer
 	failed    bool
+	// broken is failed, for readers that take no lock.
+	broken atomic.Bool
 }
 
 // forwarded is a publish sent to the home node and not yet answered.
 type forwarded struct {
-	done func(status byte) // nil when nobody waits for the answer
+	done func(error) // nil when nobody waits for the answer
 	size int64
 }
 
@@ -83,8 +85,11 @@ var errNoCluster = errors.New("broker: no cluster link to other nodes")
 
 // peerSlot holds the link to one node, dialled when first needed.
 type peerSlot struct {
-	mu       sync.Mutex
-	link     *peerLink
+	// live is the link while it works: every forwarded publish reads it,
+	// so it takes no lock.
+	live atomic.Pointer[peerLink]
+
+	mu       sync.Mutex // serialises dialling; guards below
 	failedAt time.Time
 	err      error
 }
@@ -94,27 +99,24 @@ func (s *Server) peerLink(node string) (*peerLink, error) {
 	if s.cfg.DialPeer == nil {
 		return nil, errNoCluster
 	}
+	v, ok := s.peers.Load(node)
+	if !ok {
+		v, _ = s.peers.LoadOrStore(node, &peerSlot{})
+	}
+	slot := v.(*peerSlot)
+	if l := slot.live.Load(); l != nil && !l.broken.Load() {
+		return l, nil
+	}
 	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
 		return nil, net.ErrClosed
 	}
-	slot := s.peers[node]
-	if slot == nil {
-		slot = &peerSlot{}
-		s.peers[node] = slot
-	}
-	s.mu.Unlock()
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
-	if l := slot.link; l != nil {
-		l.mu.Lock()
-		failed := l.failed
-		l.mu.Unlock()
-		if !failed {
-			return l, nil
-		}
-		slot.link = nil
+	if l := slot.live.Load(); l != nil && !l.broken.Load() {
+		return l, nil // dialled by another caller meanwhile
 	}
 	if time.Since(slot.failedAt) < linkRetry {
 		return nil, slot.err
@@ -151,25 +153,18 @@ func (s *Server) peerLink(node string) (*peerLink, error) {
 			s.log.Warn("queue link to another node ended", "node", node, "error", err)
 		}
 	}()
-	slot.link = l
+	slot.live.Store(l)
 	return l, nil
 }
 
 // closePeerLinks ends every link this node dialled and waits for them.
 func (s *Server) closePeerLinks() {
-	s.mu.Lock()
-	var links []*peerLink
-	for _, slot := range s.peers {
-		slot.mu.Lock()
-		if slot.link != nil {
-			links = append(links, slot.link)
+	s.peers.Range(func(_, v any) bool {
+		if l := v.(*peerSlot).live.Load(); l != nil {
+			l.end()
 		}
-		slot.mu.Unlock()
-	}
-	s.mu.Unlock()
-	for _, l := range links {
-		l.end()
-	}
+		return true
+	})
 	s.linkWG.Wait()
 }
 
@@ -195,7 +190,7 @@ func (l *peerLink) serve() error {
 			l.mu.Unlock()
 			l.room.Broadcast()
 			if ok && f.done != nil {
-				f.done(st)
+				f.done(confirmErr(st))
 			}
 		case opReply:
 			id, code, text := r.uint(), r.uint(), r.str()
@@ -251,6 +246,7 @@ func (l *peerLink) serve() error {
 func (l *peerLink) fail() {
 	l.mu.Lock()
 	l.failed = true
+	l.broken.Store(true)
 	pubs, reqs, consumers := l.pubs, l.reqs, l.consumers
 	l.pubs, l.reqs, l.consumers = map[uint64]forwarded{}, map[uint64]chan linkReply{}, map[uint64]*consumer{}
 	l.pubBytes = 0
@@ -258,7 +254,7 @@ func (l *peerLink) fail() {
 	l.room.Broadcast()
 	for _, f := range pubs {
 		if f.done != nil {
-			f.done(confirmFailed)
+			f.done(errNotHere)
 		}
 	}
 	for _, c := range reqs {
@@ -270,9 +266,10 @@ func (l *peerLink) fail() {
 	}
 }
 
-// publish forwards msg for the named queues of vhost, waiting first while
-// the link's window is full. done, if not nil, gets the answer.
-func (l *peerLink) publish(vhost string, names []string, msg *queue.Message, done func(status byte)) {
+// publish forwards msg for the queues of rqs on rqs[0]'s node, waiting
+// first while the link's window is full. done, if not nil, gets the
+// answer.
+func (l *peerLink) publish(vhost string, rqs []*remoteQueue, msg *queue.Message, done func(error)) {
 	size := int64(len(msg.Body) + len(msg.Properties) + 64)
 	l.mu.Lock()
 	for l.pubBytes > linkWindow && !l.failed {
@@ -281,7 +278,7 @@ func (l *peerLink) publish(vhost string, names []string, msg *queue.Message, don
 	if l.failed {
 		l.mu.Unlock()
 		if done != nil {
-			done(confirmFailed)
+			done(errNotHere)
 		}
 		return
 	}
@@ -293,9 +290,17 @@ func (l *peerLink) publish(vhost string, names []string, msg *queue.Message, don
 	l.sendSynced(l.s.meta.Applied(), opPublish, func(w *frameWriter) {
 		w.uint(id)
 		w.str(vhost)
-		w.uint(uint64(len(names)))
-		for _, n := range names {
-			w.str(n)
+		node, n := rqs[0].def.Node, 0
+		for _, rq := range rqs {
+			if rq.def.Node == node {
+				n++
+			}
+		}
+		w.uint(uint64(n))
+		for _, rq := range rqs {
+			if rq.def.Node == node {
+				w.str(rq.def.Name)
+			}
 		}
 		w.message(msg)
 	})
@@ -586,63 +591,49 @@ func remoteRequest(rq *remoteQueue, link *peerLink, op linkOp, flags ...bool) (u
 // errNotHere if the node cannot be reached; nodes returns how many
 // calls to expect, so that the caller can count them before the first.
 func (s *Server) forward(vhost string, rqs []*remoteQueue, msg *queue.Message, done func(error)) {
-	var names []string
 	for i, rq := range rqs {
-		node := rq.def.Node
-		seen := false
-		for _, o := range rqs[:i] {
-			if o.def.Node == node {
-				seen = true
-				break
-			}
-		}
-		if seen {
+		if !firstOfNode(rqs, i) {
 			continue
 		}
-		names = names[:0]
-		for _, o := range rqs[i:] {
-			if o.def.Node == node {
-				names = append(names, o.def.Name)
-			}
-		}
-		link, err := s.peerLink(node)
+		link, err := s.peerLink(rq.def.Node)
 		if err != nil {
 			if done != nil {
 				done(errNotHere)
 			}
 			continue
 		}
-		var answer func(byte)
-		if done != nil {
-			answer = func(st byte) {
-				switch st {
-				case confirmOK:
-					done(nil)
-				case confirmRejected:
-					done(errRejected)
-				default:
-					done(errNotHere)
-				}
-			}
-		}
-		link.publish(vhost, names, msg, answer)
+		link.publish(vhost, rqs[i:], msg, done)
 	}
+}
+
+// firstOfNode reports whether rqs[i] is the first of rqs on its node.
+func firstOfNode(rqs []*remoteQueue, i int) bool {
+	for _, o := range rqs[:i] {
+		if o.def.Node == rqs[i].def.Node {
+			return false
+		}
+	}
+	return true
 }
 
 // nodes counts the distinct home nodes of rqs.
 func nodes(rqs []*remoteQueue) int {
 	n := 0
-	for i, rq := range rqs {
-		seen := false
-		for _, o := range rqs[:i] {
-			if o.def.Node == rq.def.Node {
-				seen = true
-				break
-			}
-		}
-		if !seen {
+	for i := range rqs {
+		if firstOfNode(rqs, i) {
 			n++
 		}
 	}
 	return n
+}
+
+// confirmErr is the publisher's answer for a forwarded publish's status.
+func confirmErr(status byte) error {
+	switch status {
+	case confirmOK:
+		return nil
+	case confirmRejected:
+		return errRejected
+	}
+	return errNotHere
 }

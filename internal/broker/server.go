@@ -172,7 +172,6 @@ type Server struct {
 	replies   map[string]*replyConsumer // direct reply-to keys
 	conns     map[*conn]struct{}
 	homeLinks map[*homeLink]struct{} // other nodes' links to this node's queues
-	peers     map[string]*peerSlot   // links to other nodes' queues, by node
 	listeners []net.Listener
 	closing   bool
 
@@ -185,6 +184,7 @@ type Server struct {
 	bg          sync.WaitGroup // background work: memory watch, dead letters, queue expiry; added to under mu while not closing
 	wg          sync.WaitGroup // accept loops, connections and served queue links
 	linkWG      sync.WaitGroup // the goroutines of links dialled to other nodes
+	peers       sync.Map       // node name → *peerSlot: links to other nodes' queues
 	connSeq     atomic.Uint64
 	permGen     atomic.Uint64 // bumped on every user or permission change
 	started     time.Time
@@ -201,7 +201,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		vhosts:      map[string]*vhost{},
 		conns:       map[*conn]struct{}{},
 		homeLinks:   map[*homeLink]struct{}{},
-		peers:       map[string]*peerSlot{},
 		replies:     map[string]*replyConsumer{},
 		started:     time.Now(),
 		alarms:      newAlarms(),
