@@ -308,6 +308,7 @@ func TestClusterRestartsInAnyOrder(t *testing.T) {
 		first.start(t)
 		second.start(t)
 		first.dial(t, "guest", "guest")
+		second.dial(t, "guest", "guest")
 		vhost := fmt.Sprintf("round%d", round)
 		second.ctl(t, "add_vhost", vhost).ok(t)
 		third.start(t)

@@ -133,6 +133,7 @@ func (n *Node) serve(ctx context.Context, req *wire) wire {
 			encodeErr(&resp, err)
 			return resp
 		}
+		n.nudge()
 		res := fut.Response().(result)
 		resp.Index = fut.Index()
 		switch v := res.value.(type) {
