@@ -193,7 +193,7 @@ func (ch *channel) release() {
 func requeueAll(ds []delivery) {
 	byQueue := map[*localQueue][]queue.Entry{}
 	var order []*localQueue
-	settleRemote(ds, settleRequeue)
+	settleRemote(nil, ds, settleRequeue)
 	for _, d := range ds {
 		if d.done || d.link != nil {
 			continue
@@ -221,10 +221,10 @@ func (ch *channel) removeConsumer(k *consumer) {
 	ch.c.s.consumerGone(k.q, k)
 }
 
-// settleRemote sends the settlement of the deliveries in ds that came
+// settleRemote sends, with fs's flush, the settlement of the deliveries in ds that came
 // from queues of other nodes, one frame per link; those already settled
 // (done) are left out.
-func settleRemote(ds []delivery, kind byte) {
+func settleRemote(fs *flushSet, ds []delivery, kind byte) {
 	var ids []uint64
 	for i, d := range ds {
 		if d.link == nil || d.done {
@@ -246,7 +246,7 @@ func settleRemote(ds []delivery, kind byte) {
 				ids = append(ids, o.rid)
 			}
 		}
-		d.link.settle(kind, ids)
+		d.link.settle(fs, kind, ids)
 	}
 }
 
@@ -567,7 +567,7 @@ func (ch *channel) settle(a txAck) error {
 		if a.nack {
 			kind = settleReject
 		}
-		settleRemote(picked, kind)
+		settleRemote(ch.c.batch, picked, kind)
 		// Settle runs of deliveries from the same queue together.
 		for i := 0; i < len(picked); {
 			j := i + 1

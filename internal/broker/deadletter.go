@@ -196,7 +196,7 @@ func (s *Server) republishDead(dl deadLetter) {
 		// the message drops it; one that cannot be reached leaves the
 		// source's copy in place.
 		w.pending.Add(int32(nodes(kept)))
-		s.forward(dl.vhost, kept, m, func(err error) {
+		s.forward(nil, dl.vhost, kept, m, func(_ *flushSet, err error) {
 			if errors.Is(err, errRejected) {
 				err = nil
 			}

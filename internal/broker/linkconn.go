@@ -4,15 +4,33 @@ import (
 	"bufio"
 	"net"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/warren-mq/warren/internal/sockio"
 )
+
+// linkInlineMax is the most flushInline writes from the goroutine that
+// did the work; more is left to the writer goroutine, which then gathers
+// what arrives while it writes.
+const linkInlineMax = 64 << 10
 
 // linkConn is one queue link's connection: an output buffer that any
 // goroutine appends frames to and a writer goroutine that sends what has
 // gathered with one write call, and pings while the link is idle. The
 // end that owns it runs the reader.
 type linkConn struct {
-	nc net.Conn
+	nc  net.Conn
+	raw syscall.RawConn // for flushInline's non-blocking write; nil if none
+
+	// wmu serializes writes to the socket: the writer goroutine's and
+	// flushInline's. It is taken before omu.
+	wmu sync.Mutex
+	// flushInline's write: bound once so that it allocates nothing;
+	// inline and inlineN are its input and result, guarded by wmu.
+	writeInline func(fd uintptr) bool
+	inline      []byte
+	inlineN     int
 
 	omu    sync.Mutex // guards out, spare, synced and ended
 	out    frameWriter
@@ -28,21 +46,36 @@ func newLinkConn(nc net.Conn) *linkConn {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	return &linkConn{nc: nc, signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+	l := &linkConn{nc: nc, raw: socketRaw(nc), signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+	l.writeInline = l.writeInlineFD
+	return l
 }
 
 // send appends one frame written by fn and wakes the writer; it reports
-// false, writing nothing, once the link has ended. Frames are not held
-// back for the end of a batch of work: measured on two cores, the writer
-// writing while the reader reads is worth more than fewer, larger writes.
+// false, writing nothing, once the link has ended.
 func (l *linkConn) send(op linkOp, fn func(w *frameWriter)) bool {
-	return l.sendSynced(0, op, fn)
+	return l.sendSynced(nil, 0, op, fn)
+}
+
+// sendBatch is send for a goroutine working through a batch (one read's
+// worth of frames): the frame goes out when fs is flushed, with the rest
+// of the batch, in one write made by that goroutine. A nil fs is send.
+func (l *linkConn) sendBatch(fs *flushSet, op linkOp, fn func(w *frameWriter)) bool {
+	return l.sendSynced(fs, 0, op, fn)
+}
+
+// wake tells the writer there is something to write.
+func (l *linkConn) wake() {
+	select {
+	case l.signal <- struct{}{}:
+	default:
+	}
 }
 
 // sendSynced is send preceded, if applied has moved since the last one,
 // by an opSync with applied: the frame may name a queue declared up to
 // there.
-func (l *linkConn) sendSynced(applied uint64, op linkOp, fn func(w *frameWriter)) bool {
+func (l *linkConn) sendSynced(fs *flushSet, applied uint64, op linkOp, fn func(w *frameWriter)) bool {
 	l.omu.Lock()
 	if l.ended {
 		l.omu.Unlock()
@@ -60,9 +93,10 @@ func (l *linkConn) sendSynced(applied uint64, op linkOp, fn func(w *frameWriter)
 	}
 	l.out.end(at)
 	l.omu.Unlock()
-	select {
-	case l.signal <- struct{}{}:
-	default:
+	if fs != nil {
+		fs.addLink(l)
+	} else {
+		l.wake()
 	}
 	return true
 }
@@ -86,10 +120,12 @@ func (l *linkConn) runWriter() {
 			l.send(opPing, nil)
 			continue
 		}
+		l.wmu.Lock()
 		l.omu.Lock()
 		b := l.out.b
 		if len(b) == 0 {
 			l.omu.Unlock()
+			l.wmu.Unlock()
 			continue
 		}
 		l.out.b = l.spare[:0]
@@ -104,11 +140,66 @@ func (l *linkConn) runWriter() {
 		l.omu.Lock()
 		l.spare = b
 		l.omu.Unlock()
+		l.wmu.Unlock()
 		if err != nil {
 			l.end()
 			return
 		}
 	}
+}
+
+// flushInline writes what has gathered from the calling goroutine, with
+// one write that never waits for the socket, when the writer is idle and
+// the batch is small: that saves waking the writer goroutine, which on a
+// busy machine costs more than the write. Anything else is left to the
+// writer.
+func (l *linkConn) flushInline() {
+	if l.raw == nil || !l.wmu.TryLock() {
+		l.wake()
+		return
+	}
+	l.omu.Lock()
+	b := l.out.b
+	if l.ended || len(b) == 0 || len(b) > linkInlineMax {
+		l.omu.Unlock()
+		l.wmu.Unlock()
+		if len(b) > 0 {
+			l.wake()
+		}
+		return
+	}
+	l.out.b = l.spare[:0]
+	l.spare = nil
+	l.omu.Unlock()
+
+	l.inline, l.inlineN = b, 0
+	l.raw.Write(l.writeInline)
+	n := l.inlineN
+	l.inline = nil
+	rest := len(b) - n
+	l.omu.Lock()
+	if rest == 0 {
+		l.spare = b[:0]
+	} else if !l.ended {
+		// Put the unwritten tail back in front of what arrived meanwhile.
+		copy(b, b[n:])
+		newer := l.out.b
+		l.out.b = append(b[:rest], newer...)
+		l.spare = newer[:0]
+	}
+	l.omu.Unlock()
+	l.wmu.Unlock()
+	if rest > 0 {
+		l.wake()
+	}
+}
+
+// writeInlineFD makes flushInline's one attempt to write l.inline.
+func (l *linkConn) writeInlineFD(fd uintptr) bool {
+	if n, errno := sockio.Write(fd, l.inline); errno == 0 {
+		l.inlineN = n
+	}
+	return true
 }
 
 // end marks the link ended and closes its connection; the reader then

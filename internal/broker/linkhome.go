@@ -88,7 +88,8 @@ func (k *linkConsumer) Deliver(q *queue.Queue, e queue.Entry, b queue.Batch) boo
 		l.s.markDelivered(k.q.key, e.Loc)
 	}
 	m := e.Msg
-	l.send(opDeliver, func(w *frameWriter) {
+	fs, _ := b.(*flushSet)
+	l.sendBatch(fs, opDeliver, func(w *frameWriter) {
 		w.uint(k.id)
 		w.uint(id)
 		w.bool(e.Redelivered)
@@ -254,7 +255,13 @@ type linkPublish struct {
 	status  atomic.Uint32
 }
 
-func (p *linkPublish) done(err error) {
+// done is called by the store once a copy is on disk, or failed to get
+// there.
+func (p *linkPublish) done(err error) { p.settle(nil, err) }
+
+// settle counts one copy as safe (or failed), and answers after the
+// last; fs is the flush set of the goroutine calling, if it has one.
+func (p *linkPublish) settle(fs *flushSet, err error) {
 	if err != nil {
 		p.status.CompareAndSwap(confirmOK, confirmFailed)
 	}
@@ -262,7 +269,7 @@ func (p *linkPublish) done(err error) {
 		return
 	}
 	st := byte(p.status.Load())
-	p.l.send(opConfirm, func(w *frameWriter) {
+	p.l.sendBatch(fs, opConfirm, func(w *frameWriter) {
 		w.uint(p.id)
 		w.b = append(w.b, st)
 	})
@@ -287,7 +294,7 @@ func (l *homeLink) publish(r *frameReader) {
 	s := l.s
 	p := &linkPublish{l: l, id: id}
 	p.pending.Store(1)
-	defer p.done(nil)
+	defer p.settle(l.batch, nil)
 	var data []byte
 	for _, name := range names {
 		q := l.queue(vh, name)

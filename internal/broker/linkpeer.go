@@ -42,7 +42,7 @@ type peerLink struct {
 
 // forwarded is a publish sent to the home node and not yet answered.
 type forwarded struct {
-	done func(error) // nil when nobody waits for the answer
+	done func(fs *flushSet, err error) // nil when nobody waits for the answer
 	size int64
 }
 
@@ -190,7 +190,7 @@ func (l *peerLink) serve() error {
 			l.mu.Unlock()
 			l.room.Broadcast()
 			if ok && f.done != nil {
-				f.done(confirmErr(st))
+				f.done(l.batch, confirmErr(st))
 			}
 		case opReply:
 			id, code, text := r.uint(), r.uint(), r.str()
@@ -215,7 +215,7 @@ func (l *peerLink) serve() error {
 			k := l.consumers[id]
 			l.mu.Unlock()
 			if k == nil || !k.ch.remoteArrived(k, remoteDelivery{id: did, redelivered: redelivered, msg: m}, l.batch) {
-				l.settle(settleRequeue, []uint64{did})
+				l.settle(l.batch, settleRequeue, []uint64{did})
 			}
 		case opCancelled:
 			id := r.uint()
@@ -254,7 +254,7 @@ func (l *peerLink) fail() {
 	l.room.Broadcast()
 	for _, f := range pubs {
 		if f.done != nil {
-			f.done(errNotHere)
+			f.done(nil, errNotHere)
 		}
 	}
 	for _, c := range reqs {
@@ -269,7 +269,7 @@ func (l *peerLink) fail() {
 // publish forwards msg for the queues of rqs on rqs[0]'s node, waiting
 // first while the link's window is full. done, if not nil, gets the
 // answer.
-func (l *peerLink) publish(vhost string, rqs []*remoteQueue, msg *queue.Message, done func(error)) {
+func (l *peerLink) publish(fs *flushSet, vhost string, rqs []*remoteQueue, msg *queue.Message, done func(*flushSet, error)) {
 	size := int64(len(msg.Body) + len(msg.Properties) + 64)
 	l.mu.Lock()
 	for l.pubBytes > linkWindow && !l.failed {
@@ -278,7 +278,7 @@ func (l *peerLink) publish(vhost string, rqs []*remoteQueue, msg *queue.Message,
 	if l.failed {
 		l.mu.Unlock()
 		if done != nil {
-			done(errNotHere)
+			done(nil, errNotHere)
 		}
 		return
 	}
@@ -287,7 +287,7 @@ func (l *peerLink) publish(vhost string, rqs []*remoteQueue, msg *queue.Message,
 	l.pubs[id] = forwarded{done: done, size: size}
 	l.pubBytes += size
 	l.mu.Unlock()
-	l.sendSynced(l.s.meta.Applied(), opPublish, func(w *frameWriter) {
+	l.sendSynced(fs, l.s.meta.Applied(), opPublish, func(w *frameWriter) {
 		w.uint(id)
 		w.str(vhost)
 		node, n := rqs[0].def.Node, 0
@@ -319,7 +319,7 @@ func (l *peerLink) call(op linkOp, fn func(w *frameWriter)) (linkReply, error) {
 	id := l.nextID
 	l.reqs[id] = c
 	l.mu.Unlock()
-	l.sendSynced(l.s.meta.Applied(), op, func(w *frameWriter) {
+	l.sendSynced(nil, l.s.meta.Applied(), op, func(w *frameWriter) {
 		w.uint(id)
 		fn(w)
 	})
@@ -337,11 +337,11 @@ func (l *peerLink) call(op linkOp, fn func(w *frameWriter)) (linkReply, error) {
 
 // settle sends acks, rejects or requeues of deliveries made over the
 // link; on a broken link there is nothing left to settle.
-func (l *peerLink) settle(kind byte, ids []uint64) {
+func (l *peerLink) settle(fs *flushSet, kind byte, ids []uint64) {
 	if len(ids) == 0 {
 		return
 	}
-	l.send(opSettle, func(w *frameWriter) {
+	l.sendBatch(fs, opSettle, func(w *frameWriter) {
 		w.b = append(w.b, kind)
 		w.uint(uint64(len(ids)))
 		for _, id := range ids {
@@ -437,8 +437,8 @@ func (ch *channel) drainRemoteLocked(k *consumer, fs *flushSet) {
 	}
 	clear(rc.pending[:n])
 	rc.pending = rc.pending[n:]
-	rc.link.settle(settleAck, acked)
-	rc.link.send(opCredit, func(w *frameWriter) {
+	rc.link.settle(fs, settleAck, acked)
+	rc.link.sendBatch(fs, opCredit, func(w *frameWriter) {
 		w.uint(rc.id)
 		w.uint(uint64(n))
 	})
@@ -506,7 +506,7 @@ func (ch *channel) cancelRemote(k *consumer) {
 	}
 	rc.pending = nil
 	ch.mu.Unlock()
-	link.settle(settleRequeue, ids)
+	link.settle(nil, settleRequeue, ids)
 }
 
 // getRemote is basic.get on a queue of another node.
@@ -588,9 +588,9 @@ func remoteRequest(rq *remoteQueue, link *peerLink, op linkOp, flags ...bool) (u
 // forward sends a message to queues of other nodes, one publish per
 // node. done, if not nil, is called once per node with nil once that
 // node holds the message, errRejected if a full queue refused it, or
-// errNotHere if the node cannot be reached; nodes returns how many
-// calls to expect, so that the caller can count them before the first.
-func (s *Server) forward(vhost string, rqs []*remoteQueue, msg *queue.Message, done func(error)) {
+// errNotHere if the node cannot be reached, and with the flush set of
+// the goroutine calling it, if it has one.
+func (s *Server) forward(fs *flushSet, vhost string, rqs []*remoteQueue, msg *queue.Message, done func(*flushSet, error)) {
 	for i, rq := range rqs {
 		if !firstOfNode(rqs, i) {
 			continue
@@ -598,11 +598,11 @@ func (s *Server) forward(vhost string, rqs []*remoteQueue, msg *queue.Message, d
 		link, err := s.peerLink(rq.def.Node)
 		if err != nil {
 			if done != nil {
-				done(errNotHere)
+				done(nil, errNotHere)
 			}
 			continue
 		}
-		link.publish(vhost, rqs[i:], msg, done)
+		link.publish(fs, vhost, rqs[i:], msg, done)
 	}
 }
 

@@ -78,6 +78,20 @@ func newOutbox(nc net.Conn) *outbox {
 // It belongs to one goroutine.
 type flushSet struct {
 	boxes []*outbox
+	links []*linkConn // queue links to write once the batch is done
+	// confirms are channels whose publisher confirms became due during
+	// the batch: answered at flush, one basic.ack for many.
+	confirms []*channel
+}
+
+// addLink records a queue link to write at flush.
+func (f *flushSet) addLink(l *linkConn) {
+	for _, x := range f.links {
+		if x == l {
+			return
+		}
+	}
+	f.links = append(f.links, l)
 }
 
 func (f *flushSet) add(o *outbox) {
@@ -93,11 +107,23 @@ func (f *flushSet) add(o *outbox) {
 // queue kicked after its consumer's backlog drained), which are written
 // too.
 func (f *flushSet) flush() {
+	for i, ch := range f.confirms {
+		ch.cf.mu.Lock()
+		ch.sendConfirmsLocked(f)
+		ch.cf.mu.Unlock()
+		f.confirms[i] = nil
+	}
+	f.confirms = f.confirms[:0]
 	for i := 0; i < len(f.boxes); i++ {
 		f.boxes[i].flushInline(f)
 		f.boxes[i] = nil
 	}
 	f.boxes = f.boxes[:0]
+	for i, l := range f.links {
+		l.flushInline()
+		f.links[i] = nil
+	}
+	f.links = f.links[:0]
 }
 
 func (o *outbox) wake() {

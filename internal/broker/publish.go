@@ -242,16 +242,16 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 		// node that cannot be reached answers with a nack, as RabbitMQ
 		// nacks a message routed to a queue whose node is down.
 		routed = true
-		var done func(error)
+		var done func(*flushSet, error)
 		if seq != 0 {
-			done = func(err error) { ch.diskDone(seq, err) }
+			done = func(fs *flushSet, err error) { ch.confirmDone(fs, seq, err) }
 		} else if w := ch.txDisk; w != nil {
 			for range nodes(remote) {
 				w.add()
 			}
-			done = w.done
+			done = func(_ *flushSet, err error) { w.done(err) }
 		}
-		ch.c.s.forward(ch.c.vhostName, remote, msg, done)
+		ch.c.s.forward(ch.c.batch, ch.c.vhostName, remote, msg, done)
 		clear(remote)
 	}
 	if !routed {
@@ -296,12 +296,27 @@ func (ch *channel) flushConfirms() {
 // diskDone is called by the store when one copy of publish seq is on
 // disk (err nil) or failed to get there.
 func (ch *channel) diskDone(seq uint64, err error) {
+	ch.confirmDone(nil, seq, err)
+}
+
+// confirmDone is diskDone for a goroutine with a batch of work: the
+// answers go out when fs is flushed, together.
+func (ch *channel) confirmDone(fs *flushSet, seq uint64, err error) {
 	ch.cf.mu.Lock()
 	defer ch.cf.mu.Unlock()
 	if ch.cf.done(seq, err != nil) {
 		ch.cf.nack(seq)
 	}
-	ch.sendConfirmsLocked(nil)
+	if fs == nil {
+		ch.sendConfirmsLocked(nil)
+		return
+	}
+	for _, o := range fs.confirms {
+		if o == ch {
+			return
+		}
+	}
+	fs.confirms = append(fs.confirms, ch)
 }
 
 // sendConfirmsLocked sends every answer that is due, in order: one
