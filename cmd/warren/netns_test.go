@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -435,5 +439,164 @@ func TestClusterOfHostsLosesNothingConfirmed(t *testing.T) {
 		len(published), len(confirmed), len(delivered), lost, unexpected, duplicated)
 	if lost > 0 || unexpected > 0 {
 		t.Errorf("lost %d confirmed messages, delivered %d never published", lost, unexpected)
+	}
+}
+
+// blackhole makes the host drop everything it sends to other, or stop
+// doing so: with both ends done, the two hosts are cut off from each
+// other while both still reach the third.
+func (h *labHost) blackhole(t *testing.T, other *labHost, on bool) {
+	t.Helper()
+	verb := "del"
+	if on {
+		verb = "add"
+	}
+	if out, err := exec.Command("ip", "-n", h.ns, "route", verb, "blackhole", other.addr+"/32").CombinedOutput(); err != nil {
+		t.Fatalf("route %s blackhole %s on %s: %v\n%s", verb, other.addr, h.name, err, out)
+	}
+}
+
+// api GETs path from the host's own management API.
+func (h *labHost) api(t *testing.T, path string, v any) {
+	t.Helper()
+	dial := h.dialer()
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) { return dial(network, addr) },
+	}}
+	req, err := http.NewRequest("GET", "http://localhost:15672"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("guest", "guest")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s on %s: %v", path, h.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s on %s: %s", path, h.name, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s on %s: %v", path, h.name, err)
+	}
+}
+
+// TestPartitionBetweenTwoHostsIsShown cuts node1 and node3 off from each
+// other while both still reach node2: cluster_status (text and JSON) and
+// /api/nodes, asked on any side, show each of the two as unable to
+// communicate with the other, and nothing once the cut heals. A node
+// that nobody reaches is down, not partitioned.
+func TestPartitionBetweenTwoHostsIsShown(t *testing.T) {
+	l := newHostLab(t)
+	n1, n2, n3 := l.hosts[0], l.hosts[1], l.hosts[2]
+	for _, h := range l.hosts {
+		h.start(t)
+	}
+	for _, h := range l.hosts {
+		h.dial(t)
+	}
+	defer func() {
+		if t.Failed() {
+			for _, h := range l.hosts {
+				out := h.log.String()
+				t.Logf("%s log, last 3000 octets:\n%s", h.name, out[max(0, len(out)-3000):])
+			}
+		}
+	}()
+	for _, h := range []*labHost{n2, n3} {
+		h.ctl(t, "", "stop_app").ok(t)
+		h.ctl(t, "", "join_cluster", "warren@node1").ok(t)
+		h.ctl(t, "", "start_app").ok(t)
+	}
+	if out := n2.ctl(t, "", "cluster_status").ok(t).stdout; !strings.Contains(out, "Network Partitions\n\n(none)") {
+		t.Fatalf("before the cut:\n%s", out)
+	}
+
+	n1.blackhole(t, n3, true)
+	n3.blackhole(t, n1, true)
+	want := []string{
+		"Node warren@node1 cannot communicate with warren@node3",
+		"Node warren@node3 cannot communicate with warren@node1",
+	}
+	var out string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		out = n2.ctl(t, "", "cluster_status").ok(t).stdout
+		if strings.Contains(out, want[0]) && strings.Contains(out, want[1]) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster_status on node2 does not show the cut within 30s:\n%s", out)
+		}
+	}
+	if !strings.Contains(out, "Running Nodes\n\nwarren@node1\nwarren@node2\nwarren@node3") {
+		t.Errorf("every node runs during the cut:\n%s", out)
+	}
+	// Each node reports what it reaches: node2 answers for both sides,
+	// node1 and node3 each for their own and see the other as down, as
+	// RabbitMQ's nodes do.
+	partitions := func(h *labHost) map[string][]string {
+		var js struct {
+			Partitions map[string][]string `json:"partitions"`
+		}
+		out := h.ctl(t, "", "cluster_status", "--formatter", "json").ok(t).stdout
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &js); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return js.Partitions
+	}
+	both := map[string][]string{"warren@node1": {"warren@node3"}, "warren@node3": {"warren@node1"}}
+	if got := partitions(n2); !reflect.DeepEqual(got, both) {
+		t.Errorf("cluster_status --formatter json on node2: partitions %v, want %v", got, both)
+	}
+	if got, want := partitions(n1), map[string][]string{"warren@node1": {"warren@node3"}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("cluster_status --formatter json on node1: partitions %v, want %v", got, want)
+	}
+	var nodes []struct {
+		Name       string   `json:"name"`
+		Running    bool     `json:"running"`
+		Partitions []string `json:"partitions"`
+	}
+	n2.api(t, "/api/nodes", &nodes)
+	got := map[string][]string{}
+	for _, n := range nodes {
+		if len(n.Partitions) > 0 {
+			got[n.Name] = n.Partitions
+		}
+	}
+	if !reflect.DeepEqual(got, both) {
+		t.Errorf("/api/nodes on node2: %+v", nodes)
+	}
+	n3.api(t, "/api/nodes", &nodes)
+	if len(nodes) != 3 || nodes[0].Running || !slices.Equal(nodes[2].Partitions, []string{"warren@node1"}) {
+		t.Errorf("/api/nodes on node3: %+v", nodes)
+	}
+
+	n1.blackhole(t, n3, false)
+	n3.blackhole(t, n1, false)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		out = n1.ctl(t, "", "cluster_status").ok(t).stdout
+		if strings.Contains(out, "Network Partitions\n\n(none)") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster_status on node1 still shows a partition 30s after the cut healed:\n%s", out)
+		}
+	}
+
+	// A node that nobody reaches is down, not partitioned.
+	n3.link(t, false)
+	defer n3.link(t, true)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		out = n1.ctl(t, "", "cluster_status").ok(t).stdout
+		if !strings.Contains(out, "Running Nodes\n\nwarren@node1\nwarren@node2\n\n") {
+			if time.Now().After(deadline) {
+				t.Fatalf("node3 off the network still runs for node1:\n%s", out)
+			}
+			continue
+		}
+		if !strings.Contains(out, "Network Partitions\n\n(none)") {
+			t.Fatalf("node3 off the network shows as a partition:\n%s", out)
+		}
+		break
 	}
 }

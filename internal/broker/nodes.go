@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -24,6 +25,13 @@ type NodeReport struct {
 	GCNum      uint32
 	Sockets    int
 	Resources  Resources
+	// Unreachable lists the other members the node could not reach over
+	// the cluster port when asked.
+	Unreachable []string `json:",omitempty"`
+	// Partitions lists the members the node cannot reach although
+	// another running node can: it and they are partitioned. Only
+	// ClusterReports fills it in.
+	Partitions []string `json:",omitempty"`
 }
 
 // Report returns this node's state.
@@ -34,7 +42,93 @@ func (s *Server) Report() NodeReport {
 	sockets := len(s.conns)
 	s.mu.Unlock()
 	return NodeReport{Name: s.cfg.NodeName, RAM: s.cfg.RAM, Running: true, Started: s.started, OSPid: os.Getpid(),
-		Processors: runtime.NumCPU(), Goroutines: runtime.NumGoroutine(), GCNum: ms.NumGC, Sockets: sockets, Resources: s.Resources()}
+		Processors: runtime.NumCPU(), Goroutines: runtime.NumGoroutine(), GCNum: ms.NumGC, Sockets: sockets, Resources: s.Resources(),
+		Unreachable: s.Unreachable()}
+}
+
+// probeWait bounds how long Unreachable waits for a member to answer.
+const probeWait = time.Second
+
+// Unreachable lists the other members that this node has no working
+// queue link to and cannot open one to within probeWait, sorted. A
+// member whose link is up costs nothing to check; the links opened stay
+// for later use.
+func (s *Server) Unreachable() []string {
+	if s.cfg.DialPeer == nil {
+		return nil
+	}
+	var others []string
+	for _, m := range s.meta.Members() {
+		if m.ID != s.cfg.NodeName {
+			others = append(others, m.ID)
+		}
+	}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.linkWG.Add(len(others))
+	s.mu.Unlock()
+	// The probes may outlive the wait (a dial gives up after
+	// linkDialTimeout); the buffer lets them finish without a reader, and
+	// linkWG makes Close wait for them.
+	reached := make(chan string, len(others))
+	for _, node := range others {
+		go func() {
+			defer s.linkWG.Done()
+			if _, err := s.peerLink(node); err == nil {
+				reached <- node
+			}
+		}()
+	}
+	ok := map[string]bool{}
+	timer := time.NewTimer(probeWait)
+	defer timer.Stop()
+wait:
+	for range others {
+		select {
+		case node := <-reached:
+			ok[node] = true
+		case <-timer.C:
+			break wait
+		}
+	}
+	var out []string
+	for _, node := range others {
+		if !ok[node] {
+			out = append(out, node)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Partitions works out which running nodes are cut off from which, from
+// what each says it cannot reach (unreachable, keyed by the nodes that
+// answered): a member that some running node reaches is running, so a
+// running node that cannot reach it is partitioned from it. A member
+// that nobody reaches is down, not partitioned. The result has an entry
+// only for nodes with partitions, as rabbitmqctl's cluster_status shows.
+func Partitions(members []string, unreachable map[string][]string) map[string][]string {
+	running := map[string]bool{}
+	for node, cut := range unreachable {
+		running[node] = true
+		for _, m := range members {
+			if m != node && !slices.Contains(cut, m) {
+				running[m] = true
+			}
+		}
+	}
+	out := map[string][]string{}
+	for node, cut := range unreachable {
+		for _, m := range cut {
+			if running[m] {
+				out[node] = append(out[node], m)
+			}
+		}
+	}
+	return out
 }
 
 // ClusterReports returns the state of every member of the cluster, this
@@ -54,6 +148,18 @@ func (s *Server) ClusterReports() []NodeReport {
 		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	names := make([]string, len(out))
+	cut := map[string][]string{}
+	for i, r := range out {
+		names[i] = r.Name
+		if r.Running {
+			cut[r.Name] = r.Unreachable
+		}
+	}
+	parts := Partitions(names, cut)
+	for i := range out {
+		out[i].Partitions = parts[out[i].Name]
+	}
 	return out
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/warren-mq/warren/internal/broker"
 	"github.com/warren-mq/warren/internal/cluster"
 )
 
@@ -42,6 +43,8 @@ type nodeStatus struct {
 	Version   string     `json:"version"`
 	Listeners []Listener `json:"listeners"`
 	Alarms    []string   `json:"alarms,omitempty"`
+	// Unreachable lists the members the node cannot reach.
+	Unreachable []string `json:"unreachable,omitempty"`
 }
 
 func (s *Server) localStatus() nodeStatus {
@@ -56,6 +59,7 @@ func (s *Server) localStatus() nodeStatus {
 		if res.DiskAlarm {
 			st.Alarms = append(st.Alarms, "disk")
 		}
+		st.Unreachable = b.Unreachable()
 	}
 	return st
 }
@@ -68,7 +72,8 @@ func runClusterMembers(ctx context.Context, s *Server, _ Broker, r *Request, c *
 	return Response{JSON: s.app.Members()}
 }
 
-// statuses asks every member how it is, at once, each within a second.
+// statuses asks every member how it is, at once, each within two
+// seconds: a node takes up to one to find which members it cannot reach.
 func (s *Server) statuses(ctx context.Context, members []Member) map[string]nodeStatus {
 	self := s.app.Info().Name
 	out := map[string]nodeStatus{}
@@ -85,7 +90,7 @@ func (s *Server) statuses(ctx context.Context, members []Member) map[string]node
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
 			var resp struct {
 				JSON nodeStatus `json:"json"`
@@ -157,7 +162,24 @@ func runClusterStatus(ctx context.Context, s *Server, _ Broker, r *Request, c *c
 	for _, n := range running {
 		fmt.Fprintf(&b, "Node: %s, status: not under maintenance\n", n)
 	}
-	fmt.Fprintf(&b, "\nAlarms\n\n%s\n\nNetwork Partitions\n\n(none)\n\nListeners\n\n", lines(alarms))
+	names := make([]string, len(members))
+	cut := map[string][]string{}
+	for i, m := range members {
+		names[i] = m.Name
+		if st[m.Name].Running {
+			cut[m.Name] = st[m.Name].Unreachable
+		}
+	}
+	parts := broker.Partitions(names, cut)
+	var partLines []string
+	partsJSON := map[string]any{}
+	for _, n := range running {
+		if p := parts[n]; len(p) > 0 {
+			partLines = append(partLines, fmt.Sprintf("Node %s cannot communicate with %s", n, strings.Join(p, ", ")))
+			partsJSON[n] = p
+		}
+	}
+	fmt.Fprintf(&b, "\nAlarms\n\n%s\n\nNetwork Partitions\n\n%s\n\nListeners\n\n", lines(alarms), lines(partLines))
 	for _, n := range running {
 		for _, l := range listeners[n] {
 			fmt.Fprintf(&b, "Node: %s, interface: %s, port: %d, protocol: %s, purpose: %s\n", n, l["interface"], l["port"], l["protocol"], l["purpose"])
@@ -186,7 +208,7 @@ func runClusterStatus(ctx context.Context, s *Server, _ Broker, r *Request, c *c
 	return Response{Text: strings.TrimRight(b.String(), "\n"), JSON: map[string]any{
 		"cluster_name": clusterName, "disk_nodes": disc, "ram_nodes": ram, "running_nodes": running,
 		"versions": versions, "maintenance_status": maintenance, "alarms": alarmsJSON,
-		"partitions": map[string]any{}, "listeners": listeners, "feature_flags": ff,
+		"partitions": partsJSON, "listeners": listeners, "feature_flags": ff,
 	}}
 }
 

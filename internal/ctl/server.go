@@ -29,6 +29,8 @@ type Broker interface {
 	PurgeQueue(vhost, name string) (int, error)
 	DeleteQueue(ctx context.Context, vhost, name string, ifUnused, ifEmpty bool) (int, error)
 	Resources() broker.Resources
+	// Unreachable lists the other members the node cannot reach now.
+	Unreachable() []string
 	SetMemoryHighWatermark(relative float64, absolute uint64) error
 	SetDiskFreeLimit(limit uint64)
 	Config() broker.Config

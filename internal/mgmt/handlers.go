@@ -350,17 +350,22 @@ func (s *Server) reportObj(rep broker.NodeReport) obj {
 	if rep.RAM {
 		kind = "ram"
 	}
+	parts := rep.Partitions
+	if parts == nil {
+		parts = []string{}
+	}
 	if rep.Name == s.b.NodeName() {
 		o := s.nodeObj()
 		o["type"] = kind
+		o["partitions"] = parts
 		return o
 	}
 	if !rep.Running {
-		return obj{"name": rep.Name, "type": kind, "running": false, "partitions": []string{}, "being_drained": false}
+		return obj{"name": rep.Name, "type": kind, "running": false, "partitions": parts, "being_drained": false}
 	}
 	res := rep.Resources
 	return obj{
-		"name": rep.Name, "type": kind, "running": true, "being_drained": false, "partitions": []string{},
+		"name": rep.Name, "type": kind, "running": true, "being_drained": false, "partitions": parts,
 		"os_pid": strconv.Itoa(rep.OSPid), "uptime": time.Since(rep.Started).Milliseconds(), "processors": rep.Processors,
 		"proc_used": rep.Goroutines, "mem_used": res.MemUsed, "mem_limit": res.MemLimit, "mem_alarm": res.MemAlarm,
 		"disk_free": res.DiskFree, "disk_free_limit": res.DiskFreeLimit, "disk_free_alarm": res.DiskAlarm,
