@@ -190,12 +190,26 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 		if r.err != nil {
 			return r.err
 		}
-		js, err := json.Marshal(l.s.Report())
-		if err != nil {
-			l.reply(req, chanErr(codeInternalError, "%v", err), nil)
+		// A report may wait up to probeWait for unreachable members:
+		// made here, it would hold up the link's queue traffic.
+		s := l.s
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			l.reply(req, chanErr(codeInternalError, "node %s is stopping", s.cfg.NodeName), nil)
 			return nil
 		}
-		l.reply(req, nil, func(w *frameWriter) { w.bytes(js) })
+		s.linkWG.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.linkWG.Done()
+			js, err := json.Marshal(s.Report())
+			if err != nil {
+				l.reply(req, chanErr(codeInternalError, "%v", err), nil)
+				return
+			}
+			l.reply(req, nil, func(w *frameWriter) { w.bytes(js) })
+		}()
 	case opList:
 		req := r.uint()
 		vh, name := r.str(), r.str()
