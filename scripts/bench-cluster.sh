@@ -7,6 +7,9 @@
 #      scenario on a single warren node is run too, for the cluster's cost;
 #   b  three queues, one on each node, a producer and a consumer for each,
 #      each connected to a node other than its queue's.
+# Then, on warren: the time a fourth node takes to join the cluster once
+# it holds 10,000 queues and 50,000 bindings, and the time from SIGKILL of
+# that node to the others removing its non-durable queue.
 # Rounds alternate which broker goes first. The table shows medians of the
 # receive rate and of the CPU time per message summed over every node of
 # the cluster, with warren/RabbitMQ ratios. Not part of CI.
@@ -23,7 +26,7 @@ cd "$(dirname "$0")/.."
 seconds=10
 rounds=3
 outdir=
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
 while getopts "d:r:o:h" opt; do
 	case $opt in
 	d) seconds=$OPTARG ;;
@@ -43,7 +46,7 @@ ports=()
 for i in 1 2 3; do
 	ports+=($((base + i)) $((base + 10 + i)) $((base + 30 + i)) $((base + 40 + i)) $((base + 50 + i)))
 done
-ports+=($((base + 20)) $((base + 61)) $((base + 62)) $((base + 63)))
+ports+=($((base + 20)) $((base + 34)) $((base + 44)) $((base + 54)) $((base + 61)) $((base + 62)) $((base + 63)))
 check_ports bench-cluster "${ports[@]}"
 
 work=$(mktemp -d /tmp/warren-bench-cluster.XXXXXX)
@@ -123,7 +126,7 @@ start_warren_cluster() {
 	log "warren cluster: $(wctl "w1@localhost:$((base + 51))" -q cluster_status --formatter json | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["running_nodes"]))')"
 }
 stop_warren_all() {
-	for n in "w3@localhost:$((base + 53))" "w2@localhost:$((base + 52))" "w1@localhost:$((base + 51))" "single@localhost:$((base + 63))"; do
+	for n in "w4@localhost:$((base + 54))" "w3@localhost:$((base + 53))" "w2@localhost:$((base + 52))" "w1@localhost:$((base + 51))" "single@localhost:$((base + 63))"; do
 		wctl "$n" stop >/dev/null 2>&1 || true
 	done
 }
@@ -132,7 +135,7 @@ cleanup() {
 	stop_warren_all
 	stop_rabbit_cluster
 	if [ "$outdir" = "$work" ]; then
-		rm -rf "$work"/rabbit* "$work"/w[123] "$work"/single
+		rm -rf "$work"/rabbit* "$work"/w[1234] "$work"/single
 	else
 		rm -rf "$work"
 	fi
@@ -232,6 +235,40 @@ for round in $(seq "$rounds"); do
 	scenario warren-single a "$round" $((base + 61)) $((base + 61)) $((base + 61)) "$single_pid"
 done
 
+# ---- joining a loaded cluster, and losing a node ------------------------------
+# seconds_since T0: wall-clock seconds from $EPOCHREALTIME T0 to now.
+seconds_since() { python3 -c "import sys, time; print(f'{time.time() - float(sys.argv[1]):.1f}')" "$1"; }
+python3 - "$work/defs.json" <<'EOF'
+import json, sys
+queues = [{"name": f"join-q{i}", "vhost": "/", "durable": True, "auto_delete": False, "arguments": {}} for i in range(10000)]
+exchanges = [{"name": f"join-x{j}", "vhost": "/", "type": "topic", "durable": True, "auto_delete": False, "internal": False, "arguments": {}} for j in range(10)]
+bindings = [{"source": f"join-x{(i + k) % 10}", "vhost": "/", "destination": f"join-q{i}", "destination_type": "queue",
+             "routing_key": f"k.{i}.{k}", "arguments": {}} for i in range(10000) for k in range(5)]
+json.dump({"exchanges": exchanges, "queues": queues, "bindings": bindings}, open(sys.argv[1], "w"))
+EOF
+w1="w1@localhost:$((base + 51))" w4="w4@localhost:$((base + 54))"
+t0=$EPOCHREALTIME
+wctl "$w1" -q import_definitions "$work/defs.json" >/dev/null
+import_s=$(seconds_since "$t0")
+log "warren: imported 10,000 queues and 50,000 bindings in $import_s s"
+wnode "$w4" $((base + 34)) $((base + 44)) "$work/w4"
+until wctl "$w4" -q status >/dev/null 2>&1; do sleep 0.2; done
+t0=$EPOCHREALTIME
+wctl "$w4" stop_app >/dev/null
+wctl "$w4" join_cluster "$w1" >/dev/null
+wctl "$w4" start_app >/dev/null
+join_s=$(seconds_since "$t0")
+joined=$(wctl "$w4" -q list_queues name | grep -c '^join-q' || true)
+log "warren: a fourth node joined in $join_s s (stop_app, join_cluster, start_app) and lists $joined of the 10,000 queues"
+curl -sf -u guest:guest -X PUT -H 'content-type: application/json' -d '{"durable":false}' \
+	"http://127.0.0.1:$((base + 44))/api/queues/%2F/on-w4" >/dev/null
+until wctl "$w1" -q list_queues name | grep -qx on-w4; do sleep 0.1; done
+kill -9 "$(cat "$work/w4.pid")"
+t0=$EPOCHREALTIME
+while wctl "$w1" -q list_queues name | grep -qx on-w4; do sleep 0.1; done
+gone_s=$(seconds_since "$t0")
+log "warren: the other nodes removed the killed node's non-durable queue $gone_s s after SIGKILL"
+
 echo
 echo "bench-cluster: $rounds rounds of $seconds s, $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg); results in $results"
 python3 - "$results" <<'EOF'
@@ -252,3 +289,4 @@ sr = med("warren-single", "a", "rate")
 print()
 print(f"warren, scenario (a) on one node: {sr:,.0f} msg/s; the cluster's (a) is {med('warren', 'a', 'rate')/sr:.2f}× of it")
 EOF
+echo "warren: importing 10,000 queues and 50,000 bindings took $import_s s; a fourth node then joined in $join_s s; its non-durable queue was gone from the others $gone_s s after it was killed with SIGKILL"

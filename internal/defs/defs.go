@@ -15,6 +15,7 @@ import (
 	"github.com/warren-mq/warren/internal/auth"
 	"github.com/warren-mq/warren/internal/meta"
 	"github.com/warren-mq/warren/internal/policy"
+	"golang.org/x/sync/errgroup"
 )
 
 // File is RabbitMQ's definitions file: what Export writes and Import
@@ -258,28 +259,61 @@ func Import(ctx context.Context, m *meta.Node, node string, d File, vhost string
 			return fmt.Errorf("import policy %q in vhost %q: %w", p.Name, p.VHost, err)
 		}
 	}
-	for _, x := range d.Exchanges {
+	// Exchanges, queues and bindings, the bulk of a large file, are
+	// applied many at a time within each kind, so that the cluster's log
+	// takes them in batches: one by one, each waits for its own fsync.
+	// Each kind waits for the one before, which it refers to.
+	err := inParallel(ctx, len(d.Exchanges), func(ctx context.Context, i int) error {
+		x := d.Exchanges[i]
 		if builtinExchange(x.Name) {
-			continue
+			return nil
 		}
 		def := meta.Exchange{VHost: in(x.VHost), Name: x.Name, Type: x.Type, Durable: x.Durable, AutoDelete: x.AutoDelete, Internal: x.Internal, Arguments: meta.Args{Table: ArgsTable(x.Arguments)}}
 		if _, err := m.DeclareExchange(ctx, def); err != nil && !errors.Is(err, meta.ErrExists) {
 			return fmt.Errorf("import exchange %q in vhost %q: %w", x.Name, def.VHost, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	for _, q := range d.Queues {
+	err = inParallel(ctx, len(d.Queues), func(ctx context.Context, i int) error {
+		q := d.Queues[i]
 		def := meta.Queue{VHost: in(q.VHost), Name: q.Name, Durable: q.Durable, AutoDelete: q.AutoDelete, Arguments: meta.Args{Table: ArgsTable(q.Arguments)}, Node: node}
 		if _, err := m.DeclareQueue(ctx, def); err != nil && !errors.Is(err, meta.ErrExists) {
 			return fmt.Errorf("import queue %q in vhost %q: %w", q.Name, def.VHost, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	for _, b := range d.Bindings {
+	return inParallel(ctx, len(d.Bindings), func(ctx context.Context, i int) error {
+		b := d.Bindings[i]
 		def := meta.Binding{VHost: in(b.VHost), Source: b.Source, Destination: b.Destination, DestinationType: b.DestinationType, RoutingKey: b.RoutingKey, Arguments: meta.Args{Table: ArgsTable(b.Arguments)}}
 		if err := m.Bind(ctx, def); err != nil {
 			return fmt.Errorf("import binding %q -> %s %q in vhost %q: %w", b.Source, b.DestinationType, b.Destination, def.VHost, err)
 		}
+		return nil
+	})
+}
+
+// importWorkers is how many definitions of one kind Import applies at
+// once.
+const importWorkers = 64
+
+// inParallel calls fn for 0..n-1, importWorkers at a time, and returns
+// the first error, after which the calls not yet started are skipped.
+func inParallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(importWorkers)
+	for i := range n {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error { return fn(ctx, i) })
 	}
-	return nil
+	return g.Wait()
 }
 
 // Tags accepts user tags as RabbitMQ does: a comma-separated string or a
