@@ -211,9 +211,9 @@ func (r *frameReader) bool() bool { return r.byte() != 0 }
 func (r *frameReader) message() *queue.Message {
 	m := &queue.Message{TTL: time.Duration(r.int()), Exchange: r.str(), RoutingKey: r.str()}
 	props, body := r.bytes(), r.bytes()
-	buf := make([]byte, len(props)+len(body))
-	copy(buf, props)
-	copy(buf[len(props):], body)
+	// One allocation for both, which append leaves unzeroed where it
+	// copies: props has no room, so it always gets a new array.
+	buf := append(props[:len(props):len(props)], body...)
 	m.Properties, m.Body = buf[:len(props):len(props)], buf[len(props):]
 	m.Persistent = r.bool()
 	m.Priority = r.byte()
