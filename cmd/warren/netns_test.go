@@ -97,6 +97,26 @@ func newHostLab(t *testing.T) *hostLab {
 	return l
 }
 
+// startAll starts every host's node and waits for each to serve AMQP;
+// if the test fails, the end of each node's log goes with it.
+func (l *hostLab) startAll(t *testing.T) {
+	t.Helper()
+	for _, h := range l.hosts {
+		h.start(t)
+	}
+	for _, h := range l.hosts {
+		h.dial(t)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, h := range l.hosts {
+				out := h.log.String()
+				t.Logf("%s log, last 3000 octets:\n%s", h.name, out[max(0, len(out)-3000):])
+			}
+		}
+	})
+}
+
 // start runs warren on the host with the defaults a runbook uses: node
 // name warren@nodeN, AMQP 5672, HTTP 15672, cluster port 25672.
 func (h *labHost) start(t *testing.T) {
@@ -211,20 +231,7 @@ func (h *labHost) link(t *testing.T, up bool) {
 func TestClusterOfHostsLosesNothingConfirmed(t *testing.T) {
 	l := newHostLab(t)
 	n1, n2, n3 := l.hosts[0], l.hosts[1], l.hosts[2]
-	for _, h := range l.hosts {
-		h.start(t)
-	}
-	for _, h := range l.hosts {
-		h.dial(t)
-	}
-	defer func() {
-		if t.Failed() {
-			for _, h := range l.hosts {
-				out := h.log.String()
-				t.Logf("%s log, last 3000 octets:\n%s", h.name, out[max(0, len(out)-3000):])
-			}
-		}
-	}()
+	l.startAll(t)
 	n2.ctl(t, "", "stop_app").ok(t)
 	n2.ctl(t, "", "join_cluster", "warren@node1").ok(t)
 	n2.ctl(t, "", "start_app").ok(t)
@@ -489,20 +496,7 @@ func (h *labHost) api(t *testing.T, path string, v any) {
 func TestPartitionBetweenTwoHostsIsShown(t *testing.T) {
 	l := newHostLab(t)
 	n1, n2, n3 := l.hosts[0], l.hosts[1], l.hosts[2]
-	for _, h := range l.hosts {
-		h.start(t)
-	}
-	for _, h := range l.hosts {
-		h.dial(t)
-	}
-	defer func() {
-		if t.Failed() {
-			for _, h := range l.hosts {
-				out := h.log.String()
-				t.Logf("%s log, last 3000 octets:\n%s", h.name, out[max(0, len(out)-3000):])
-			}
-		}
-	}()
+	l.startAll(t)
 	for _, h := range []*labHost{n2, n3} {
 		h.ctl(t, "", "stop_app").ok(t)
 		h.ctl(t, "", "join_cluster", "warren@node1").ok(t)

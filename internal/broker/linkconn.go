@@ -4,10 +4,7 @@ import (
 	"bufio"
 	"net"
 	"sync"
-	"syscall"
 	"time"
-
-	"github.com/warren-mq/warren/internal/sockio"
 )
 
 // linkInlineMax is the most flushInline writes from the goroutine that
@@ -20,17 +17,12 @@ const linkInlineMax = 64 << 10
 // gathered with one write call, and pings while the link is idle. The
 // end that owns it runs the reader.
 type linkConn struct {
-	nc  net.Conn
-	raw syscall.RawConn // for flushInline's non-blocking write; nil if none
+	nc net.Conn
+	tw *tryWriter // flushInline's write; guarded by wmu
 
 	// wmu serializes writes to the socket: the writer goroutine's and
 	// flushInline's. It is taken before omu.
 	wmu sync.Mutex
-	// flushInline's write: bound once so that it allocates nothing;
-	// inline and inlineN are its input and result, guarded by wmu.
-	writeInline func(fd uintptr) bool
-	inline      []byte
-	inlineN     int
 
 	omu    sync.Mutex // guards out, spare, synced and ended
 	out    frameWriter
@@ -46,9 +38,7 @@ func newLinkConn(nc net.Conn) *linkConn {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	l := &linkConn{nc: nc, raw: socketRaw(nc), signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
-	l.writeInline = l.writeInlineFD
-	return l
+	return &linkConn{nc: nc, tw: newTryWriter(nc), signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
 }
 
 // send appends one frame written by fn and wakes the writer; it reports
@@ -154,7 +144,7 @@ func (l *linkConn) runWriter() {
 // busy machine costs more than the write. Anything else is left to the
 // writer.
 func (l *linkConn) flushInline() {
-	if l.raw == nil || !l.wmu.TryLock() {
+	if !l.tw.ok() || !l.wmu.TryLock() {
 		l.wake()
 		return
 	}
@@ -172,34 +162,19 @@ func (l *linkConn) flushInline() {
 	l.spare = nil
 	l.omu.Unlock()
 
-	l.inline, l.inlineN = b, 0
-	l.raw.Write(l.writeInline)
-	n := l.inlineN
-	l.inline = nil
+	n := l.tw.try(b)
 	rest := len(b) - n
 	l.omu.Lock()
 	if rest == 0 {
 		l.spare = b[:0]
 	} else if !l.ended {
-		// Put the unwritten tail back in front of what arrived meanwhile.
-		copy(b, b[n:])
-		newer := l.out.b
-		l.out.b = append(b[:rest], newer...)
-		l.spare = newer[:0]
+		l.out.b, l.spare = putBack(b, n, l.out.b)
 	}
 	l.omu.Unlock()
 	l.wmu.Unlock()
 	if rest > 0 {
 		l.wake()
 	}
-}
-
-// writeInlineFD makes flushInline's one attempt to write l.inline.
-func (l *linkConn) writeInlineFD(fd uintptr) bool {
-	if n, errno := sockio.Write(fd, l.inline); errno == 0 {
-		l.inlineN = n
-	}
-	return true
 }
 
 // end marks the link ended and closes its connection; the reader then

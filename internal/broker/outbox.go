@@ -4,12 +4,10 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/queue"
-	"github.com/warren-mq/warren/internal/sockio"
 )
 
 // outboxHighWater is how many octets may wait for the socket before
@@ -53,13 +51,7 @@ type outbox struct {
 	spare  []byte    // guarded by wmu
 	lastTx time.Time // guarded by wmu
 
-	// flushInline's write: the callback is bound once, so that the write
-	// allocates nothing; inline and inlineN are its input and result.
-	writeInline func(fd uintptr) bool
-	inline      []byte // guarded by wmu
-	inlineN     int    // guarded by wmu
-
-	raw syscall.RawConn // for non-blocking writes; nil if the conn has none
+	tw *tryWriter // flushInline's write; guarded by wmu
 
 	// Octets and write calls to the socket, for statistics.
 	sendOct, sendCnt atomic.Uint64
@@ -67,8 +59,7 @@ type outbox struct {
 
 func newOutbox(nc net.Conn) *outbox {
 	o := &outbox{nc: nc, signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
-	o.writeInline = o.writeInlineFD
-	o.raw = socketRaw(nc)
+	o.tw = newTryWriter(nc)
 	return o
 }
 
@@ -191,7 +182,7 @@ func (o *outbox) tryAppend(q kicker, fs *flushSet, fn func([]byte) []byte) bool 
 // socket does not take at once, or anything while the writer is busy, is
 // left to the writer.
 func (o *outbox) flushInline(fs *flushSet) {
-	if o.raw == nil || !o.wmu.TryLock() {
+	if !o.tw.ok() || !o.wmu.TryLock() {
 		o.wake()
 		return
 	}
@@ -211,10 +202,7 @@ func (o *outbox) flushInline(fs *flushSet) {
 	o.waiters = nil
 	o.mu.Unlock()
 
-	o.inline, o.inlineN = b, 0
-	o.raw.Write(o.writeInline)
-	n := o.inlineN
-	o.inline = nil
+	n := o.tw.try(b)
 	if n > 0 {
 		o.lastTx = time.Now()
 		o.sendOct.Add(uint64(n))
@@ -225,11 +213,7 @@ func (o *outbox) flushInline(fs *flushSet) {
 	if rest == 0 {
 		o.spare = b[:0]
 	} else {
-		// Put the unwritten tail back in front of what arrived meanwhile.
-		copy(b, b[n:])
-		newer := o.buf
-		o.buf = append(b[:rest], newer...)
-		o.spare = newer[:0]
+		o.buf, o.spare = putBack(b, n, o.buf)
 		o.waiters = append(o.waiters, waiters...)
 		waiters = nil
 	}
@@ -241,15 +225,6 @@ func (o *outbox) flushInline(fs *flushSet) {
 	for _, q := range waiters {
 		q.Kick(fs)
 	}
-}
-
-// writeInlineFD makes flushInline's one attempt to write o.inline; it
-// never waits for the socket.
-func (o *outbox) writeInlineFD(fd uintptr) bool {
-	if n, errno := sockio.Write(fd, o.inline); errno == 0 {
-		o.inlineN = n
-	}
-	return true
 }
 
 // startWriter starts the writer goroutine; heartbeat > 0 makes it send a
