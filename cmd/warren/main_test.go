@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -68,7 +67,7 @@ type node struct {
 	mgmt    string // management HTTP
 	cluster string // cluster port, for warrenctl
 	cookie  string // cookie file
-	stderr  *bytes.Buffer
+	stderr  *lockedBuffer
 }
 
 // startNode runs the binary on dataDir and waits until it accepts a client.
@@ -78,10 +77,27 @@ func startNode(t *testing.T, bin, dataDir string) (*node, *amqp091.Connection) {
 }
 
 // startNodeWithin is startNode for a node that may take up to wait to
-// start (recovering a large store).
+// start (recovering a large store). A port found free can be taken by
+// another process before the node binds it; the node then exits saying
+// so, and it is started again on other ports.
 func startNodeWithin(t *testing.T, bin, dataDir string, wait time.Duration) (*node, *amqp091.Connection) {
 	t.Helper()
-	n := &node{addr: freePort(t), mgmt: freePort(t), cluster: freePort(t), cookie: filepath.Join(dataDir + ".cookie"), stderr: &bytes.Buffer{}}
+	for try := 1; ; try++ {
+		n, c, inUse := startNodeOnce(t, bin, dataDir, wait)
+		if !inUse || try == 3 {
+			if c == nil {
+				t.Fatalf("node did not start\n%s", n.stderr.String())
+			}
+			return n, c
+		}
+	}
+}
+
+// startNodeOnce starts a node on ports found free and waits for it to
+// serve AMQP; it reports inUse if a port was taken meanwhile.
+func startNodeOnce(t *testing.T, bin, dataDir string, wait time.Duration) (n *node, c *amqp091.Connection, inUse bool) {
+	t.Helper()
+	n = &node{addr: freePort(t), mgmt: freePort(t), cluster: freePort(t), cookie: filepath.Join(dataDir + ".cookie"), stderr: &lockedBuffer{}}
 	n.cmd = exec.Command(bin, "--data-dir", dataDir, "--amqp-listen", n.addr, "--mgmt-listen", n.mgmt,
 		"--cluster-listen", n.cluster, "--cookie-file", n.cookie, "--prometheus-listen", "127.0.0.1:0")
 	n.cmd.Stderr = n.stderr
@@ -89,7 +105,6 @@ func startNodeWithin(t *testing.T, bin, dataDir string, wait time.Duration) (*no
 		t.Fatal(err)
 	}
 	kill := func() { n.cmd.Process.Kill(); n.cmd.Wait() }
-	var c *amqp091.Connection
 	var err error
 	for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
 		if c, err = amqp091.Dial("amqp://guest:guest@" + n.addr + "/"); err == nil {
@@ -97,13 +112,18 @@ func startNodeWithin(t *testing.T, bin, dataDir string, wait time.Duration) (*no
 			// closes, so a client stuck on a blocked node cannot hang.
 			t.Cleanup(func() { c.Close() })
 			t.Cleanup(kill)
-			return n, c
+			return n, c, false
+		}
+		if strings.Contains(n.stderr.String(), "address already in use") {
+			kill()
+			t.Logf("a port was taken before the node bound it, starting it again:\n%s", n.stderr.String())
+			return n, nil, true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	kill()
-	t.Fatalf("node did not start: %v\n%s", err, n.stderr.String())
-	return nil, nil
+	t.Logf("node did not serve AMQP within %v: %v", wait, err)
+	return n, nil, false
 }
 
 func TestSIGTERMClosesConnectionsWithConnectionForced(t *testing.T) {
