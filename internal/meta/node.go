@@ -333,11 +333,17 @@ func (n *Node) runNudger() {
 			return
 		case <-n.nudges:
 		}
-		if n.raft.State() == raft.Leader {
-			// An error means leadership or the node itself went away:
-			// nobody to tell, or a new leader that will.
-			_ = n.raft.Barrier(n.cfg.ApplyTimeout).Error()
+		if n.raft.State() != raft.Leader {
+			continue
 		}
+		// Alone, there is nobody to tell: a barrier would only cost a
+		// node of one another fsync per change.
+		if f := n.raft.GetConfiguration(); f.Error() != nil || len(f.Configuration().Servers) < 2 {
+			continue
+		}
+		// An error means leadership or the node itself went away: nobody
+		// to tell, or a new leader that will.
+		_ = n.raft.Barrier(n.cfg.ApplyTimeout).Error()
 	}
 }
 
