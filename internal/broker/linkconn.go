@@ -13,9 +13,11 @@ import (
 const linkInlineMax = 64 << 10
 
 // linkConn is one queue link's connection: an output buffer that any
-// goroutine appends frames to and a writer goroutine that sends what has
-// gathered with one write call, and pings while the link is idle. The
-// end that owns it runs the reader.
+// goroutine appends frames to, and a writer goroutine that sends what has
+// gathered with one write call and pings while the link is idle. A
+// goroutine working through a batch writes its frames itself at the end
+// of the batch (flushInline) while the writer is idle. The end that owns
+// the link runs the reader.
 type linkConn struct {
 	nc net.Conn
 	tw *tryWriter // flushInline's write; guarded by wmu
