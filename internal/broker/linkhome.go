@@ -192,24 +192,16 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 		}
 		// A report may wait up to probeWait for unreachable members:
 		// made here, it would hold up the link's queue traffic.
-		s := l.s
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			l.reply(req, chanErr(codeInternalError, "node %s is stopping", s.cfg.NodeName), nil)
-			return nil
-		}
-		s.linkWG.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.linkWG.Done()
-			js, err := json.Marshal(s.Report())
+		if !l.s.goLink(func() {
+			js, err := json.Marshal(l.s.Report())
 			if err != nil {
 				l.reply(req, chanErr(codeInternalError, "%v", err), nil)
 				return
 			}
 			l.reply(req, nil, func(w *frameWriter) { w.bytes(js) })
-		}()
+		}) {
+			l.reply(req, chanErr(codeInternalError, "node %s is stopping", l.s.cfg.NodeName), nil)
+		}
 	case opList:
 		req := r.uint()
 		vh, name := r.str(), r.str()

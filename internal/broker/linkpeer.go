@@ -157,6 +157,23 @@ func (s *Server) peerLink(node string) (*peerLink, error) {
 	return l, nil
 }
 
+// goLink runs fn on a goroutine of the server's link work, which Close
+// waits for; it reports false, running nothing, once the server is
+// closing.
+func (s *Server) goLink(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.linkWG.Add(1)
+	go func() {
+		defer s.linkWG.Done()
+		fn()
+	}()
+	return true
+}
+
 // closePeerLinks ends every link this node dialled and waits for them.
 func (s *Server) closePeerLinks() {
 	s.peers.Range(func(_, v any) bool {

@@ -63,24 +63,17 @@ func (s *Server) Unreachable() []string {
 			others = append(others, m.ID)
 		}
 	}
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return nil
-	}
-	s.linkWG.Add(len(others))
-	s.mu.Unlock()
 	// The probes may outlive the wait (a dial gives up after
-	// linkDialTimeout); the buffer lets them finish without a reader, and
-	// linkWG makes Close wait for them.
+	// linkDialTimeout); the buffer lets them finish without a reader.
 	reached := make(chan string, len(others))
 	for _, node := range others {
-		go func() {
-			defer s.linkWG.Done()
+		if !s.goLink(func() {
 			if _, err := s.peerLink(node); err == nil {
 				reached <- node
 			}
-		}()
+		}) {
+			return nil
+		}
 	}
 	ok := map[string]bool{}
 	timer := time.NewTimer(probeWait)

@@ -65,6 +65,23 @@ func socketInput(nc net.Conn) io.Reader {
 // other net.Conn. Only those two concrete types qualify: a wrapper that
 // embeds one may buffer input it has already read, or output it has not
 // yet written, which going to the file descriptor would skip or reorder.
+func socketRaw(nc net.Conn) syscall.RawConn {
+	var sc syscall.Conn
+	switch c := nc.(type) {
+	case *net.TCPConn:
+		sc = c
+	case *net.UnixConn:
+		sc = c
+	default:
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
 // tryWriter makes one write to a socket that never waits for it, for a
 // goroutine that would rather leave what the socket does not take at once
 // to a writer goroutine than block. Its callback is bound once, so that a
@@ -106,21 +123,4 @@ func (w *tryWriter) writeFD(fd uintptr) bool {
 func putBack(b []byte, n int, newer []byte) (buf, spare []byte) {
 	rest := copy(b, b[n:])
 	return append(b[:rest], newer...), newer[:0]
-}
-
-func socketRaw(nc net.Conn) syscall.RawConn {
-	var sc syscall.Conn
-	switch c := nc.(type) {
-	case *net.TCPConn:
-		sc = c
-	case *net.UnixConn:
-		sc = c
-	default:
-		return nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return raw
 }
