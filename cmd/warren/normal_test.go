@@ -357,7 +357,13 @@ func TestQueueMasterLocator(t *testing.T) {
 // apiGet fetches a management API path from m as guest.
 func apiGet(t *testing.T, m *member, path string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest("GET", "http://"+m.mgmt+path, nil)
+	return apiDo(t, m, "GET", path)
+}
+
+// apiDo makes a management API request of m as guest.
+func apiDo(t *testing.T, m *member, method, path string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+m.mgmt+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,6 +426,7 @@ func TestClusterWideOperations(t *testing.T) {
 	if out := n3.ctl(t, "list_channels", "pid", "user").ok(t).stdout; !strings.Contains(out, "<"+n1.name+".") {
 		t.Errorf("list_channels on n3 lacks n1's channel:\n%s", out)
 	}
+	seeClientsOfOtherNodes(t, n1, n2, n3, c1)
 	n2.ctl(t, "set_vm_memory_high_watermark", "absolute", "1").ok(t)
 	if err := channel(t, c1).Publish("", "nowhere", false, false, amqp091.Publishing{Body: []byte("x")}); err != nil {
 		t.Fatal(err)
@@ -451,5 +458,118 @@ func TestClusterWideOperations(t *testing.T) {
 	_, body = apiGet(t, n1, "/api/nodes/"+url.PathEscape(n3.name))
 	if !strings.Contains(body, `"running":false`) {
 		t.Errorf("/api/nodes/%s after a kill: %s", n3.name, body)
+	}
+}
+
+// seeClientsOfOtherNodes checks that the management API of every node
+// shows the connections, channels and consumers of all of them, as
+// RabbitMQ's does, and closes a connection of another node: c1 is a
+// client of n1 with a channel open, and queue ov-0 lives on n1.
+func seeClientsOfOtherNodes(t *testing.T, n1, n2, n3 *member, c1 *amqp091.Connection) {
+	t.Helper()
+	type connection struct {
+		Name string `json:"name"`
+		Node string `json:"node"`
+	}
+	c1Name := c1.LocalAddr().String() + " -> "
+	var conns []connection
+	_, body := apiGet(t, n2, "/api/connections")
+	if err := json.Unmarshal([]byte(body), &conns); err != nil {
+		t.Fatalf("/api/connections on n2: %v\n%s", err, body)
+	}
+	found := ""
+	for _, c := range conns {
+		if strings.HasPrefix(c.Name, c1Name) {
+			found = c.Node
+		}
+	}
+	if found != n1.name {
+		t.Errorf("/api/connections on n2: n1's client %q on node %q, want %q\n%s", c1Name, found, n1.name, body)
+	}
+	var ov struct {
+		ObjectTotals struct {
+			Connections int `json:"connections"`
+		} `json:"object_totals"`
+	}
+	_, body = apiGet(t, n3, "/api/overview")
+	if err := json.Unmarshal([]byte(body), &ov); err != nil || ov.ObjectTotals.Connections != len(conns) {
+		t.Errorf("/api/overview on n3 counts %d connections, /api/connections on n2 lists %d (%v)", ov.ObjectTotals.Connections, len(conns), err)
+	}
+	var chans []struct {
+		Node       string `json:"node"`
+		Connection struct {
+			Name string `json:"name"`
+		} `json:"connection_details"`
+	}
+	_, body = apiGet(t, n3, "/api/channels")
+	if err := json.Unmarshal([]byte(body), &chans); err != nil {
+		t.Fatalf("/api/channels on n3: %v\n%s", err, body)
+	}
+	found = ""
+	for _, c := range chans {
+		if strings.HasPrefix(c.Connection.Name, c1Name) {
+			found = c.Node
+		}
+	}
+	if found != n1.name {
+		t.Errorf("/api/channels on n3: n1's channel on node %q\n%s", found, body)
+	}
+
+	// A client of n3 consumes from n1's queue: n1 lists the consumer as
+	// n3's, and so does every node's API.
+	c3 := n3.dial(t, "guest", "guest")
+	if _, err := channel(t, c3).Consume("ov-0", "remote-tag", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out := n1.ctl(t, "list_consumers", "queue_name", "consumer_tag", "channel_pid").ok(t).stdout; !strings.Contains(out, "ov-0\tremote-tag\t<"+n3.name+".") {
+		t.Errorf("list_consumers on n1 lacks n3's consumer of ov-0:\n%s", out)
+	}
+	var consumers []struct {
+		Tag     string `json:"consumer_tag"`
+		Channel struct {
+			Node string `json:"node"`
+		} `json:"channel_details"`
+	}
+	_, body = apiGet(t, n2, "/api/consumers")
+	if err := json.Unmarshal([]byte(body), &consumers); err != nil {
+		t.Fatalf("/api/consumers on n2: %v\n%s", err, body)
+	}
+	if len(consumers) != 1 || consumers[0].Tag != "remote-tag" || consumers[0].Channel.Node != n3.name {
+		t.Errorf("/api/consumers on n2: want remote-tag of %s\n%s", n3.name, body)
+	}
+	var q struct {
+		Consumers []struct {
+			Tag string `json:"consumer_tag"`
+		} `json:"consumer_details"`
+	}
+	_, body = apiGet(t, n2, "/api/queues/%2F/ov-0")
+	if err := json.Unmarshal([]byte(body), &q); err != nil || len(q.Consumers) != 1 || q.Consumers[0].Tag != "remote-tag" {
+		t.Errorf("/api/queues/%%2F/ov-0 on n2: want consumer remote-tag (%v)\n%s", err, body)
+	}
+
+	// A connection of n1 closed through n2's API, and one of n3 through
+	// warrenctl on n1.
+	for _, tc := range []struct {
+		client *amqp091.Connection
+		close  func(name string)
+	}{
+		{n1.dial(t, "guest", "guest"), func(name string) {
+			if code, body := apiDo(t, n2, "DELETE", "/api/connections/"+url.PathEscape(name)); code != 204 {
+				t.Errorf("DELETE /api/connections on n2 of a connection of n1: %d %s", code, body)
+			}
+		}},
+		{c3, func(name string) { n1.ctl(t, "close_connection", name, "bye").ok(t) }},
+	} {
+		closed := tc.client.NotifyClose(make(chan *amqp091.Error, 1))
+		name := tc.client.LocalAddr().String() + " -> " + tc.client.RemoteAddr().String()
+		tc.close(name)
+		select {
+		case err := <-closed:
+			if err == nil || err.Code != 320 {
+				t.Errorf("connection %s closed with %v, want 320 CONNECTION_FORCED", name, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("connection %s not closed", name)
+		}
 	}
 }

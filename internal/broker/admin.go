@@ -193,7 +193,8 @@ func (c *conn) removeChannel(ch *channel) {
 
 // ConnectionInfo describes an open client connection for operators.
 type ConnectionInfo struct {
-	ID               string // unique on this node while it runs
+	ID               string // unique on its node while it runs
+	Node             string // the node the client is connected to
 	Name             string // "peer -> local", as RabbitMQ names connections
 	Direct           bool   // made in process (management API), not over the network
 	User, VHost      string
@@ -232,7 +233,7 @@ func (c *conn) info() ConnectionInfo {
 	nch := len(c.channels)
 	c.mu.Unlock()
 	return ConnectionInfo{
-		ID: c.id, Name: c.connName, Direct: c.direct, User: c.user, VHost: c.vhostName,
+		ID: c.id, Node: c.s.cfg.NodeName, Name: c.connName, Direct: c.direct, User: c.user, VHost: c.vhostName,
 		Peer: c.nc.RemoteAddr(), Local: c.nc.LocalAddr(),
 		AuthMechanism: c.authMech, ClientProperties: c.clientProps, ConnectedAt: c.connectedAt,
 		Channels: nch, FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat,
@@ -261,6 +262,7 @@ func (s *Server) CloseConnection(name, reason string) bool {
 
 // ChannelInfo describes an open channel for operators.
 type ChannelInfo struct {
+	Node           string // the node of its connection
 	Connection     string // the connection's name
 	Number         uint16
 	User, VHost    string
@@ -301,7 +303,7 @@ func (s *Server) Channels() []ChannelInfo {
 func (ch *channel) info() ChannelInfo {
 	c := ch.c
 	ci := ChannelInfo{
-		Connection: c.connName, Number: ch.id, User: c.user, VHost: c.vhostName, Peer: c.nc.RemoteAddr(),
+		Node: c.s.cfg.NodeName, Connection: c.connName, Number: ch.id, User: c.user, VHost: c.vhostName, Peer: c.nc.RemoteAddr(),
 		Confirm: ch.stats.confirm.Load(), Transactional: ch.stats.tx.Load(),
 		Prefetch: int(ch.stats.prefetch.Load()), Consumers: int(ch.stats.consumers.Load()),
 		Counts: ch.stats.counts(),
@@ -330,22 +332,27 @@ func ChannelName(conn string, number uint16) string {
 
 // ConsumerInfo describes a consumer for operators.
 type ConsumerInfo struct {
-	Tag         string
-	VHost       string
-	Queue       string
-	Connection  string
-	Channel     uint16
-	User        string
-	Peer        net.Addr
-	AckRequired bool
-	Exclusive   bool
-	Active      bool // false while waiting behind a single active consumer
-	Prefetch    int
-	Arguments   amqp.Table
+	Tag   string
+	VHost string
+	Queue string
+	// Node, ConnectionID, Connection and Channel name the client's
+	// channel: on another node for a client that consumes over the
+	// cluster.
+	Node         string
+	ConnectionID string
+	Connection   string
+	Channel      uint16
+	User         string
+	Peer         net.Addr
+	AckRequired  bool
+	Exclusive    bool
+	Active       bool // false while waiting behind a single active consumer
+	Prefetch     int
+	Arguments    amqp.Table
 }
 
-// Consumers lists the consumers of every queue, or of one vhost's queues
-// when vhost is not empty.
+// Consumers lists the consumers of this node's queues, or of one vhost's
+// when vhost is not empty: those of clients on other nodes included.
 func (s *Server) Consumers(vhost string) []ConsumerInfo {
 	var out []ConsumerInfo
 	for _, q := range s.localQueues(vhost) {
@@ -357,16 +364,24 @@ func (s *Server) Consumers(vhost string) []ConsumerInfo {
 func (q *localQueue) consumerInfos() []ConsumerInfo {
 	var out []ConsumerInfo
 	for _, k := range q.Consumers() {
-		cons, ok := k.(*consumer)
-		if !ok {
-			continue
+		switch cons := k.(type) {
+		case *consumer:
+			c := cons.ch.c
+			out = append(out, ConsumerInfo{
+				Tag: cons.tag, VHost: q.VHost, Queue: q.Name,
+				Node: c.s.cfg.NodeName, ConnectionID: c.id, Connection: c.connName, Channel: cons.ch.id,
+				User: c.user, Peer: c.nc.RemoteAddr(), AckRequired: !cons.noAck, Exclusive: cons.exclusive, Active: q.Active(k),
+				Prefetch: cons.prefetch, Arguments: cons.args,
+			})
+		case *linkConsumer:
+			cl := cons.client
+			out = append(out, ConsumerInfo{
+				Tag: cons.tag, VHost: q.VHost, Queue: q.Name,
+				Node: cons.l.peer, ConnectionID: cl.connID, Connection: cl.connName, Channel: cl.channel,
+				User: cl.user, Peer: parseAddr(cl.peer), AckRequired: !cons.noAck, Exclusive: cons.exclusive, Active: q.Active(k),
+				Prefetch: cons.prefetch, Arguments: cons.args,
+			})
 		}
-		c := cons.ch.c
-		out = append(out, ConsumerInfo{
-			Tag: cons.tag, VHost: q.VHost, Queue: q.Name, Connection: c.connName, Channel: cons.ch.id,
-			User: c.user, Peer: c.nc.RemoteAddr(), AckRequired: !cons.noAck, Exclusive: cons.exclusive, Active: q.Active(k),
-			Prefetch: cons.prefetch, Arguments: cons.args,
-		})
 	}
 	return out
 }
@@ -493,8 +508,8 @@ func (s *Server) remoteQueues(node, vhost, name string) ([]QueueInfo, error) {
 	return infos, r.r.err
 }
 
-// Queue returns one queue's state; for a queue of another node, as that
-// node reports it, without its consumers.
+// Queue returns one queue's state and consumers; for a queue of another
+// node, as that node reports them.
 func (s *Server) Queue(vhost, name string) (QueueInfo, []ConsumerInfo, bool) {
 	v := s.vhost(vhost)
 	if v == nil {
@@ -509,7 +524,18 @@ func (s *Server) Queue(vhost, name string) (QueueInfo, []ConsumerInfo, bool) {
 		if err != nil || len(infos) != 1 {
 			return QueueInfo{Def: rq.def, Down: true}, nil, true
 		}
-		return infos[0], nil, true
+		var consumers []ConsumerInfo
+		if js, err := s.askNode(rq.def.Node, adminConsumers, vhost); err == nil {
+			var all []ConsumerInfo
+			if json.Unmarshal(js, &all) == nil {
+				for _, c := range all {
+					if c.Queue == name {
+						consumers = append(consumers, c)
+					}
+				}
+			}
+		}
+		return infos[0], consumers, true
 	}
 	if q == nil {
 		return QueueInfo{}, nil, false

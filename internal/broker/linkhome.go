@@ -55,10 +55,19 @@ type linkConsumer struct {
 	priority  int
 	prefetch  int
 	args      amqp.Table
+	client    linkClient
 	// Guarded by l.mu.
 	inflight  int // unsettled deliveries, against prefetch
 	credit    int // deliveries the other end can still take
 	cancelled bool
+}
+
+// linkClient names, for operators, the channel on the other node that a
+// linkConsumer stands for.
+type linkClient struct {
+	connID, connName string
+	channel          uint16
+	user, peer       string
 }
 
 // Priority implements queue.Consumer.
@@ -194,6 +203,34 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 		// made here, it would hold up the link's queue traffic.
 		if !l.s.goLink(func() {
 			js, err := json.Marshal(l.s.Report())
+			if err != nil {
+				l.reply(req, chanErr(codeInternalError, "%v", err), nil)
+				return
+			}
+			l.reply(req, nil, func(w *frameWriter) { w.bytes(js) })
+		}) {
+			l.reply(req, chanErr(codeInternalError, "node %s is stopping", l.s.cfg.NodeName), nil)
+		}
+	case opAdmin:
+		req, kind, n := r.uint(), r.byte(), r.uint()
+		if n > uint64(len(r.b)) {
+			return errLinkFrame
+		}
+		args := make([]string, 0, n)
+		for range n {
+			args = append(args, r.str())
+		}
+		if r.err != nil {
+			return r.err
+		}
+		// Listing every connection and channel takes locks client
+		// traffic takes: made here, it would hold up the link.
+		if !l.s.goLink(func() {
+			v, err := l.s.answerAdmin(kind, args)
+			var js []byte
+			if err == nil {
+				js, err = json.Marshal(v)
+			}
 			if err != nil {
 				l.reply(req, chanErr(codeInternalError, "%v", err), nil)
 				return
@@ -350,6 +387,10 @@ func (l *homeLink) consume(r *frameReader) {
 	noAck, exclusive := r.bool(), r.bool()
 	priority, prefetch, credit := r.int(), r.uint(), r.uint()
 	rawArgs := r.bytes()
+	var cl linkClient
+	cl.connID, cl.connName = r.str(), r.str()
+	cl.channel = uint16(r.uint())
+	cl.user, cl.peer = r.str(), r.str()
 	if r.err != nil {
 		return
 	}
@@ -369,7 +410,7 @@ func (l *homeLink) consume(r *frameReader) {
 		}
 	}
 	k := &linkConsumer{l: l, id: id, q: q, tag: tag, noAck: noAck, exclusive: exclusive,
-		priority: int(priority), prefetch: int(prefetch), credit: int(credit), args: args}
+		priority: int(priority), prefetch: int(prefetch), credit: int(credit), args: args, client: cl}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

@@ -482,6 +482,12 @@ func (ch *channel) consumeRemote(k *consumer, rq *remoteQueue, link *peerLink, n
 		w.uint(uint64(max(k.prefetch, 0)))
 		w.uint(linkCredit)
 		w.bytes(args)
+		c := ch.c
+		w.str(c.id)
+		w.str(c.connName)
+		w.uint(uint64(ch.id))
+		w.str(c.user)
+		w.str(addrText(c.nc.RemoteAddr()))
 	})
 	if err == nil {
 		err = r.error()

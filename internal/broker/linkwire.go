@@ -27,7 +27,9 @@ const (
 	// where it must be).
 	opPublish linkOp = 1 + iota
 	// opConsume: request id, consumer id, vhost, queue, tag, no-ack,
-	// exclusive, priority, prefetch, credit, arguments (an AMQP table).
+	// exclusive, priority, prefetch, credit, arguments (an AMQP table),
+	// and, for operators, the client's connection ID and name, channel
+	// number, user and address.
 	opConsume
 	// opCancel: consumer id. The consumer's unsettled deliveries stay
 	// until settled.
@@ -58,6 +60,9 @@ const (
 	// there; the home node waits to have applied as far before it takes
 	// a queue it does not know for one that does not exist.
 	opSync
+	// opAdmin: request id, what (see adminConnections), argument count,
+	// arguments. Answered with JSON, for operators.
+	opAdmin
 )
 
 // Home to peer.

@@ -786,14 +786,9 @@ func runListConsumers(ctx context.Context, s *Server, b Broker, r *Request, c *c
 	if resp := vhostMissing(b, r.VHost); resp != nil {
 		return *resp
 	}
-	node := b.NodeName()
-	ids := map[string]string{}
-	for _, c := range b.Connections() {
-		ids[c.Name] = c.ID
-	}
 	rows := []map[string]any{}
 	for _, c := range b.Consumers(r.VHost) {
-		rows = append(rows, map[string]any{"queue_name": c.Queue, "channel_pid": channelPid(node, ids[c.Connection], c.Channel),
+		rows = append(rows, map[string]any{"queue_name": c.Queue, "channel_pid": channelPid(c.Node, c.ConnectionID, c.Channel),
 			"consumer_tag": c.Tag, "ack_required": c.AckRequired, "prefetch_count": c.Prefetch, "active": c.Active,
 			"activity_status": map[bool]string{true: "up", false: "waiting"}[c.Active], "arguments": c.Arguments, "exclusive": c.Exclusive})
 	}
@@ -829,17 +824,14 @@ func runDeleteQueue(ctx context.Context, s *Server, b Broker, r *Request, c *com
 
 func runCloseConnection(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
 	target := r.Args[0]
-	node := b.NodeName()
-	for _, c := range b.Connections() {
-		if target == pid(node, c.ID) || target == c.Name {
-			target = c.ID
-			break
+	for _, c := range b.ClusterConnections() {
+		if !c.Direct && (target == pid(c.Node, c.ID) || target == c.Name) {
+			if b.CloseConnectionOn(c.Node, c.ID, r.Args[1]) {
+				return ok("")
+			}
 		}
 	}
-	if !b.CloseConnection(target, r.Args[1]) {
-		return failf(ExitDataErr, "no connection %s on node %s (see warrenctl list_connections pid name)", r.Args[0], node)
-	}
-	return ok("")
+	return failf(ExitDataErr, "no connection %s in the cluster (see warrenctl list_connections pid name)", r.Args[0])
 }
 
 func runExport(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {

@@ -25,7 +25,10 @@ type Broker interface {
 	Connections() []broker.ConnectionInfo
 	Channels() []broker.ChannelInfo
 	Consumers(vhost string) []broker.ConsumerInfo
-	CloseConnection(name, reason string) bool
+	// ClusterConnections and CloseConnectionOn reach every node, for
+	// close_connection.
+	ClusterConnections() []broker.ConnectionInfo
+	CloseConnectionOn(node, name, reason string) bool
 	PurgeQueue(vhost, name string) (int, error)
 	DeleteQueue(ctx context.Context, vhost, name string, ifUnused, ifEmpty bool) (int, error)
 	Resources() broker.Resources

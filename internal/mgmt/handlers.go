@@ -212,7 +212,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, u *user) error
 		}
 	}
 	var conns, chans int
-	for _, c := range s.b.Connections() {
+	for _, c := range s.b.ClusterConnections() {
 		if !c.Direct && s.seesConn(u, c.User, c.VHost) {
 			conns++
 			chans += c.Channels
@@ -986,7 +986,7 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request, u *user
 	}
 	var cs []broker.ConnectionInfo
 	var names []string
-	for _, c := range s.b.Connections() {
+	for _, c := range s.b.ClusterConnections() {
 		if c.Direct || (only != "" && c.VHost != only) || !s.seesConn(u, c.User, c.VHost) {
 			continue
 		}
@@ -998,7 +998,7 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request, u *user
 
 func (s *Server) getConnection(w http.ResponseWriter, r *http.Request, u *user) error {
 	name := r.PathValue("name")
-	for _, c := range s.b.Connections() {
+	for _, c := range s.b.ClusterConnections() {
 		if c.Name == name && s.seesConn(u, c.User, c.VHost) {
 			return writeOne(w, r, s.connectionObj(c))
 		}
@@ -1008,7 +1008,7 @@ func (s *Server) getConnection(w http.ResponseWriter, r *http.Request, u *user) 
 
 func (s *Server) closeConnection(w http.ResponseWriter, r *http.Request, u *user) error {
 	name := r.PathValue("name")
-	for _, c := range s.b.Connections() {
+	for _, c := range s.b.ClusterConnections() {
 		if c.Name != name {
 			continue
 		}
@@ -1019,7 +1019,7 @@ func (s *Server) closeConnection(w http.ResponseWriter, r *http.Request, u *user
 		if reason == "" {
 			reason = "Closed via management plugin"
 		}
-		if s.b.CloseConnection(name, reason) {
+		if s.b.CloseConnectionOn(c.Node, c.ID, reason) {
 			return noContent(w)
 		}
 	}
@@ -1029,7 +1029,7 @@ func (s *Server) closeConnection(w http.ResponseWriter, r *http.Request, u *user
 func (s *Server) connectionChannels(w http.ResponseWriter, r *http.Request, u *user) error {
 	name := r.PathValue("name")
 	found := false
-	for _, c := range s.b.Connections() {
+	for _, c := range s.b.ClusterConnections() {
 		if c.Name == name && s.seesConn(u, c.User, c.VHost) {
 			found = true
 		}
@@ -1038,7 +1038,7 @@ func (s *Server) connectionChannels(w http.ResponseWriter, r *http.Request, u *u
 		return errNotFound()
 	}
 	var items []obj
-	for _, c := range s.b.Channels() {
+	for _, c := range s.b.ClusterChannels() {
 		if c.Connection == name {
 			items = append(items, s.channelObj(c))
 		}
@@ -1056,14 +1056,14 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request, u *user) e
 		only = v
 	}
 	direct := map[string]bool{}
-	for _, c := range s.b.Connections() {
+	for _, c := range s.b.ClusterConnections() {
 		if c.Direct {
 			direct[c.Name] = true
 		}
 	}
 	var chans []broker.ChannelInfo
 	var names []string
-	for _, c := range s.b.Channels() {
+	for _, c := range s.b.ClusterChannels() {
 		if direct[c.Connection] || (only != "" && c.VHost != only) || !s.seesConn(u, c.User, c.VHost) {
 			continue
 		}
@@ -1075,7 +1075,7 @@ func (s *Server) listChannels(w http.ResponseWriter, r *http.Request, u *user) e
 
 func (s *Server) getChannel(w http.ResponseWriter, r *http.Request, u *user) error {
 	name := r.PathValue("name")
-	for _, c := range s.b.Channels() {
+	for _, c := range s.b.ClusterChannels() {
 		if s.seesConn(u, c.User, c.VHost) && name == channelNameOf(c.Connection, c.Number) {
 			return writeOne(w, r, s.channelObj(c))
 		}
@@ -1097,7 +1097,7 @@ func (s *Server) listConsumers(w http.ResponseWriter, r *http.Request, u *user) 
 		only = v
 	}
 	var items []obj
-	for _, c := range s.b.Consumers(only) {
+	for _, c := range s.b.ClusterConsumers(only) {
 		if s.canSee(u, c.VHost) {
 			items = append(items, s.consumerObj(c))
 		}
@@ -1362,9 +1362,9 @@ func (s *Server) userConnections(w http.ResponseWriter, r *http.Request, u *user
 		return errNotAuthorised("Not monitor user")
 	}
 	var items []obj
-	for _, c := range s.b.Connections() {
+	for _, c := range s.b.ClusterConnections() {
 		if !c.Direct && c.User == name {
-			items = append(items, obj{"name": c.Name, "vhost": c.VHost, "user": c.User, "node": s.b.NodeName()})
+			items = append(items, obj{"name": c.Name, "vhost": c.VHost, "user": c.User, "node": c.Node})
 		}
 	}
 	return writeList(w, r, items)
@@ -1380,9 +1380,9 @@ func (s *Server) closeUserConnections(w http.ResponseWriter, r *http.Request, u 
 	if reason == "" {
 		reason = "Closed via management plugin"
 	}
-	for _, c := range s.b.Connections() {
+	for _, c := range s.b.ClusterConnections() {
 		if !c.Direct && c.User == name {
-			s.b.CloseConnection(c.ID, reason)
+			s.b.CloseConnectionOn(c.Node, c.ID, reason)
 		}
 	}
 	return noContent(w)

@@ -129,7 +129,7 @@ func (s *Server) connectionObj(c broker.ConnectionInfo) obj {
 	}
 	o := obj{
 		"name":                      c.Name,
-		"node":                      s.b.NodeName(),
+		"node":                      c.Node,
 		"type":                      typ,
 		"user":                      c.User,
 		"user_who_performed_action": c.User,
@@ -176,7 +176,7 @@ func (s *Server) channelObj(c broker.ChannelInfo) obj {
 	return obj{
 		"name":                      broker.ChannelName(c.Connection, c.Number),
 		"number":                    c.Number,
-		"node":                      s.b.NodeName(),
+		"node":                      c.Node,
 		"user":                      c.User,
 		"user_who_performed_action": c.User,
 		"vhost":                     c.VHost,
@@ -209,7 +209,7 @@ func (s *Server) consumerObj(c broker.ConsumerInfo) obj {
 			"peer_host":       peerHost,
 			"peer_port":       peerPort,
 			"user":            c.User,
-			"node":            s.b.NodeName(),
+			"node":            c.Node,
 		},
 		"ack_required":    c.AckRequired,
 		"exclusive":       c.Exclusive,

@@ -32,10 +32,15 @@ import (
 type Broker interface {
 	Authenticate(user, pass string, from net.Addr) (meta.User, error)
 	ServeConn(nc net.Conn) error
+	// Connections, Channels and Consumers are this node's, for its
+	// metrics; the Cluster ones are every node's, for the API.
 	Connections() []broker.ConnectionInfo
-	CloseConnection(name, reason string) bool
 	Channels() []broker.ChannelInfo
 	Consumers(vhost string) []broker.ConsumerInfo
+	ClusterConnections() []broker.ConnectionInfo
+	ClusterChannels() []broker.ChannelInfo
+	ClusterConsumers(vhost string) []broker.ConsumerInfo
+	CloseConnectionOn(node, name, reason string) bool
 	Queues(vhost string) []broker.QueueInfo
 	// ClusterQueues is Queues over every node of the cluster.
 	ClusterQueues(vhost string) []broker.QueueInfo
