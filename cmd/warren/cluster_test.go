@@ -101,6 +101,16 @@ func (m *member) kill() {
 	}
 }
 
+// signal sends sig to the node's process (SIGSTOP and SIGCONT freeze and
+// thaw it).
+func (m *member) signal(sig os.Signal) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd != nil {
+		m.cmd.Process.Signal(sig)
+	}
+}
+
 // stop ends the process with SIGTERM, as an operator's "warrenctl stop".
 func (m *member) stop(t *testing.T) {
 	t.Helper()

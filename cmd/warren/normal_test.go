@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -571,5 +572,79 @@ func seeClientsOfOtherNodes(t *testing.T, n1, n2, n3 *member, c1 *amqp091.Connec
 		case <-time.After(10 * time.Second):
 			t.Errorf("connection %s not closed", name)
 		}
+	}
+}
+
+// TestDeclaredQueueIsUsableAtOnceFromEveryNode declares queues through one
+// node and at once publishes to each through another, mandatory and
+// confirmed: as with RabbitMQ, whose declare-ok comes once every running
+// node has the queue, none may come back unroutable.
+func TestDeclaredQueueIsUsableAtOnceFromEveryNode(t *testing.T) {
+	n1, n2, n3 := joinedCluster(t, "SPREADCOOKIE")
+	for _, pair := range [][2]*member{{n1, n2}, {n2, n3}, {n3, n1}} {
+		decl := channel(t, pair[0].dial(t, "guest", "guest"))
+		pub := channel(t, pair[1].dial(t, "guest", "guest"))
+		if err := pub.Confirm(false); err != nil {
+			t.Fatal(err)
+		}
+		returns := pub.NotifyReturn(make(chan amqp091.Return, 1000))
+		const n = 100
+		for i := range n {
+			q := fmt.Sprintf("spread-%s-%d", pair[0].name, i)
+			if _, err := decl.QueueDeclare(q, false, false, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+			dc, err := pub.PublishWithDeferredConfirm("", q, true, false, amqp091.Publishing{Body: []byte("x")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !dc.Wait() {
+				t.Fatalf("publish to %s nacked", q)
+			}
+		}
+		if len(returns) > 0 {
+			r := <-returns
+			t.Errorf("declared through %s, published through %s: %d of %d returned unroutable, first %s", pair[0].name, pair[1].name, len(returns)+1, n, r.RoutingKey)
+		}
+	}
+
+	// A frozen node holds up a declare once, not every declare; once it
+	// runs again, declares wait for it again.
+	n3.signal(syscall.SIGSTOP)
+	decl := channel(t, n1.dial(t, "guest", "guest"))
+	start := time.Now()
+	for i := range 20 {
+		if _, err := decl.QueueDeclare(fmt.Sprintf("frozen-%d", i), false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("20 declares with a node frozen took %v: each waited for it", d)
+	}
+	if !strings.Contains(n1.stderr.String(), "definition changes no longer wait for a node that did not answer") {
+		t.Errorf("n1 did not log that it stopped waiting for %s", n3.name)
+	}
+	n3.signal(syscall.SIGCONT)
+	waitFor(t, func() bool {
+		return strings.Contains(n1.stderr.String(), "definition changes wait for a node again")
+	})
+	pub := channel(t, n3.dial(t, "guest", "guest"))
+	returns := pub.NotifyReturn(make(chan amqp091.Return, 100))
+	if err := pub.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		q := fmt.Sprintf("thawed-%d", i)
+		if _, err := decl.QueueDeclare(q, false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		dc, err := pub.PublishWithDeferredConfirm("", q, true, false, amqp091.Publishing{Body: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dc.Wait()
+	}
+	if len(returns) > 0 {
+		t.Errorf("after %s ran again: %d of 50 publishes through it returned unroutable", n3.name, len(returns))
 	}
 }

@@ -211,6 +211,20 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 		}) {
 			l.reply(req, chanErr(codeInternalError, "node %s is stopping", l.s.cfg.NodeName), nil)
 		}
+	case opAwait:
+		req, index := r.uint(), r.uint()
+		if r.err != nil {
+			return r.err
+		}
+		if !l.s.goLink(func() {
+			if err := l.s.answerAwait(index); err != nil {
+				l.reply(req, chanErr(codeInternalError, "node %s has not applied the change: %v", l.s.cfg.NodeName, err), nil)
+				return
+			}
+			l.reply(req, nil, nil)
+		}) {
+			l.reply(req, chanErr(codeInternalError, "node %s is stopping", l.s.cfg.NodeName), nil)
+		}
 	case opAdmin:
 		req, kind, n := r.uint(), r.byte(), r.uint()
 		if n > uint64(len(r.b)) {

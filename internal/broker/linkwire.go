@@ -63,6 +63,10 @@ const (
 	// opAdmin: request id, what (see adminConnections), argument count,
 	// arguments. Answered with JSON, for operators.
 	opAdmin
+	// opAwait: request id, a position in the cluster's definitions log.
+	// Answered once the home node has applied as far, or with an error
+	// after spreadWait.
+	opAwait
 )
 
 // Home to peer.

@@ -185,6 +185,8 @@ type Server struct {
 	wg          sync.WaitGroup // accept loops, connections and served queue links
 	linkWG      sync.WaitGroup // the goroutines of links dialled to other nodes
 	peers       sync.Map       // node name → *peerSlot: links to other nodes' queues
+	lagging     sync.Map       // node name → struct{}: not waited for by spread
+	metaSet     atomic.Bool    // meta is set: links may use it
 	connSeq     atomic.Uint64
 	permGen     atomic.Uint64 // bumped on every user or permission change
 	started     time.Time
@@ -225,11 +227,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("create queue tail directory: %w", err)
 		}
 	}
-	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger, Dir: metaDir, Network: cfg.Network, RAM: cfg.RAM, PeerDown: s.nodeDown, PeerDownAfter: cfg.NodeDownAfter})
+	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger, Dir: metaDir, Network: cfg.Network, RAM: cfg.RAM, PeerDown: s.nodeDown, PeerDownAfter: cfg.NodeDownAfter, Spread: s.spread})
 	if err != nil {
 		return nil, fmt.Errorf("open definitions: %w", err)
 	}
 	s.meta = m
+	s.metaSet.Store(true)
 	for _, v := range m.Snapshot().VHosts {
 		s.applyPolicies(v.Name)
 	}

@@ -185,8 +185,11 @@ func Export(m *meta.Node, src Source, vhost string) File {
 // exchanges, queues and bindings, declared on node. With vhost set, every
 // object goes into that vhost. Sections the node cannot honour yet are
 // refused before anything is applied, so a file is never half imported
-// for that reason.
+// for that reason. It returns once every running member has applied what
+// it applied.
 func Import(ctx context.Context, m *meta.Node, node string, d File, vhost string) error {
+	defer m.Spread()
+	ctx = meta.Unspread(ctx)
 	if len(d.Parameters) > 0 {
 		return fmt.Errorf("definitions contain parameters (federation, shovel), which this node does not support")
 	}

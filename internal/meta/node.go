@@ -45,6 +45,11 @@ type Config struct {
 	// per outage, so that the cluster can act on the node's loss.
 	PeerDown      func(m *Node, node string)
 	PeerDownAfter time.Duration
+	// Spread, if set, is called after a change made through this node
+	// has been applied here, before the change's caller learns that it
+	// is done: the broker waits there for the other members to apply it
+	// too, so that what one node has answered holds on every node.
+	Spread func(m *Node)
 }
 
 // Network is how a node reaches the other members.
@@ -280,6 +285,34 @@ func (n *Node) Close() error {
 }
 
 func (n *Node) apply(ctx context.Context, t CommandType, c *command) (any, error) {
+	v, err := n.applyHere(ctx, t, c)
+	if err == nil && ctx.Value(unspreadKey{}) == nil {
+		n.Spread()
+	}
+	return v, err
+}
+
+// unspreadKey marks a context of changes that do not wait for the other
+// members one by one.
+type unspreadKey struct{}
+
+// Unspread returns a context whose changes return once applied on this
+// node, without Config.Spread's wait: for a batch of changes, after which
+// the caller calls Spread once.
+func Unspread(ctx context.Context) context.Context {
+	return context.WithValue(ctx, unspreadKey{}, true)
+}
+
+// Spread waits, through Config.Spread, for the other members to apply
+// every change this node has applied.
+func (n *Node) Spread() {
+	if n.cfg.Spread != nil {
+		n.cfg.Spread(n)
+	}
+}
+
+// applyHere commits a command and waits until this node has applied it.
+func (n *Node) applyHere(ctx context.Context, t CommandType, c *command) (any, error) {
 	data, err := encodeCommand(t, c)
 	if err != nil {
 		return nil, err
