@@ -389,12 +389,14 @@ func TestClusterWideOperations(t *testing.T) {
 		Name    string `json:"name"`
 		Type    string `json:"type"`
 		Running bool   `json:"running"`
+		FDUsed  int    `json:"fd_used"`
+		FDTotal int    `json:"fd_total"`
 	}
 	if err := json.Unmarshal([]byte(body), &nodes); code != 200 || err != nil || len(nodes) != 3 {
 		t.Fatalf("/api/nodes: %d %v\n%s", code, err, body)
 	}
 	for _, n := range nodes {
-		if !n.Running || n.Type != "disc" {
+		if !n.Running || n.Type != "disc" || n.FDUsed <= 0 || n.FDTotal < n.FDUsed {
 			t.Errorf("/api/nodes: %+v", n)
 		}
 	}

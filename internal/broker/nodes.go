@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -24,6 +25,8 @@ type NodeReport struct {
 	Goroutines int
 	GCNum      uint32
 	Sockets    int
+	FDs        int    // open file descriptors
+	FDLimit    uint64 // the process's limit on them
 	Resources  Resources
 	// Unreachable lists the other members the node could not reach over
 	// the cluster port when asked.
@@ -42,8 +45,28 @@ func (s *Server) Report() NodeReport {
 	sockets := len(s.conns)
 	s.mu.Unlock()
 	return NodeReport{Name: s.cfg.NodeName, RAM: s.cfg.RAM, Running: true, Started: s.started, OSPid: os.Getpid(),
-		Processors: runtime.NumCPU(), Goroutines: runtime.NumGoroutine(), GCNum: ms.NumGC, Sockets: sockets, Resources: s.Resources(),
+		Processors: runtime.NumCPU(), Goroutines: runtime.NumGoroutine(), GCNum: ms.NumGC, Sockets: sockets,
+		FDs: OpenFDs(), FDLimit: FDLimit(), Resources: s.Resources(),
 		Unreachable: s.Unreachable()}
+}
+
+// OpenFDs counts the process's open file descriptors (0 if unknown).
+func OpenFDs() int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	return len(entries)
+}
+
+// FDLimit is the process's soft limit on open file descriptors (0 if
+// unknown).
+func FDLimit() uint64 {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	return lim.Cur
 }
 
 // probeWait bounds how long Unreachable waits for a member to answer.

@@ -321,6 +321,9 @@ func (s *Server) nodeObj() obj {
 		"config_files":            []string{},
 		"db_dir":                  "",
 		"sockets_used":            len(s.b.Connections()),
+		"sockets_total":           socketsTotal(broker.FDLimit()),
+		"fd_used":                 broker.OpenFDs(),
+		"fd_total":                broker.FDLimit(),
 		"metrics_gc_queue_length": obj{},
 	}
 }
@@ -370,8 +373,18 @@ func (s *Server) reportObj(rep broker.NodeReport) obj {
 		"proc_used": rep.Goroutines, "mem_used": res.MemUsed, "mem_limit": res.MemLimit, "mem_alarm": res.MemAlarm,
 		"disk_free": res.DiskFree, "disk_free_limit": res.DiskFreeLimit, "disk_free_alarm": res.DiskAlarm,
 		"rates_mode": "basic", "gc_num": rep.GCNum, "run_queue": 0, "net_ticktime": 60, "sockets_used": rep.Sockets,
+		"fd_used": rep.FDs, "fd_total": rep.FDLimit, "sockets_total": socketsTotal(rep.FDLimit),
 		"enabled_plugins": []string{"rabbitmq_management"}, "exchange_types": exchangeTypes,
 	}
+}
+
+// socketsTotal is how many client sockets RabbitMQ allows under an open
+// files limit: nine tenths of what 100 reserved descriptors leave, less 2.
+func socketsTotal(fdLimit uint64) uint64 {
+	if fdLimit < 103 {
+		return 0
+	}
+	return (fdLimit-100)*9/10 - 2
 }
 
 // ---- vhosts, users, permissions

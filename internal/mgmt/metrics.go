@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/warren-mq/warren/internal/broker"
@@ -154,8 +152,8 @@ func (m *Metrics) write(w *bufio.Writer, perObject bool) {
 		{"rabbitmq_resident_memory_limit_bytes", "Memory high watermark in bytes", float64(res.MemLimit)},
 		{"rabbitmq_disk_space_available_bytes", "Disk space available in bytes", float64(res.DiskFree)},
 		{"rabbitmq_disk_space_available_limit_bytes", "Free disk space low watermark in bytes", float64(res.DiskFreeLimit)},
-		{"rabbitmq_process_open_fds", "Open file descriptors", float64(openFDs())},
-		{"rabbitmq_process_max_fds", "Open file descriptors limit", float64(maxFDs())},
+		{"rabbitmq_process_open_fds", "Open file descriptors", float64(broker.OpenFDs())},
+		{"rabbitmq_process_max_fds", "Open file descriptors limit", float64(broker.FDLimit())},
 		{"rabbitmq_process_open_tcp_sockets", "Open TCP sockets", float64(len(network))},
 		{"rabbitmq_erlang_uptime_seconds", "Node uptime", nodeUptime(m.b)},
 		{"rabbitmq_global_consumers", "Current number of consumers", float64(len(consumers))},
@@ -251,22 +249,6 @@ func (m *Metrics) write(w *bufio.Writer, perObject bool) {
 
 func nodeUptime(b Broker) float64 {
 	return float64(int64(time.Since(b.Started()).Seconds()))
-}
-
-func openFDs() int {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return 0
-	}
-	return len(entries)
-}
-
-func maxFDs() uint64 {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0
-	}
-	return lim.Cur
 }
 
 // clusterID is the cluster's permanent id, the internal_cluster_id global
