@@ -41,9 +41,20 @@ func (n *topicNode) child(w string, create bool) *topicNode {
 	return *p
 }
 
+// topicWords splits a routing or binding key into its words, as RabbitMQ
+// does: the empty key has no words (so "*" does not match it), and every
+// other key has one more word than it has dots, empty words included
+// ("a..b" is "a", "", "b").
+func topicWords(key string) []string {
+	if key == "" {
+		return nil
+	}
+	return strings.Split(key, ".")
+}
+
 func (t *topicTrie) add(pattern string, d dest) {
 	n := &t.root
-	for _, w := range strings.Split(pattern, ".") {
+	for _, w := range topicWords(pattern) {
 		n = n.child(w, true)
 	}
 	if n.dests == nil {
@@ -54,7 +65,7 @@ func (t *topicTrie) add(pattern string, d dest) {
 
 func (t *topicTrie) remove(pattern string, d dest) {
 	n := &t.root
-	for _, w := range strings.Split(pattern, ".") {
+	for _, w := range topicWords(pattern) {
 		if n = n.child(w, false); n == nil {
 			return
 		}
@@ -68,8 +79,7 @@ func (t *topicTrie) remove(pattern string, d dest) {
 
 // match calls fn for every destination whose pattern matches key.
 func (t *topicTrie) match(key string, fn func(dest)) {
-	words := strings.Split(key, ".")
-	t.root.match(words, fn)
+	t.root.match(topicWords(key), fn)
 }
 
 func (n *topicNode) match(words []string, fn func(dest)) {
