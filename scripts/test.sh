@@ -68,6 +68,18 @@ go vet ./...
 step "staticcheck"
 go tool staticcheck ./...
 
+step "runbooks"
+# The tests of the runbooks' configurations run where the runbooks are
+# (WARREN_SEEDS, or shared/seeds beside the repository) and skip, saying
+# so, in a clone alone.
+if [ -n "${WARREN_SEEDS:-}" ]; then
+	echo "runbooks at $WARREN_SEEDS (WARREN_SEEDS): their configurations are tested"
+elif [ -d ../shared/seeds ]; then
+	echo "runbooks at $(cd ../shared/seeds && pwd): their configurations are tested"
+else
+	echo "runbooks not found (no ../shared/seeds beside the repository, WARREN_SEEDS not set): their configurations are not tested"
+fi
+
 step "unit and integration tests (race)"
 go test -race -count=1 -timeout 20m ./...
 

@@ -29,6 +29,10 @@ const manifestName = "internal/seeds/manifest.txt"
 // are looked for.
 const EnvDir = "WARREN_SEEDS"
 
+// ErrNoRunbooks means that the runbooks are neither named by WARREN_SEEDS
+// nor beside the repository: a clone of the repository alone.
+var ErrNoRunbooks = errors.New("runbooks not found")
+
 // Dir returns the runbooks' directory: $WARREN_SEEDS, or shared/seeds
 // beside the repository that contains the working directory.
 func Dir() (string, error) {
@@ -43,6 +47,9 @@ func Dir() (string, error) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
 			seeds := filepath.Join(filepath.Dir(d), "shared", "seeds")
 			if _, err := os.Stat(seeds); err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return "", fmt.Errorf("%w: no %s beside the repository, and %s is not set", ErrNoRunbooks, seeds, EnvDir)
+				}
 				return "", fmt.Errorf("find runbooks: %s beside the repository: %w (set %s)", seeds, err, EnvDir)
 			}
 			return seeds, nil

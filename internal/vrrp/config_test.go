@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warren-mq/warren/internal/seeds"
+	"github.com/warren-mq/warren/internal/seeds/seedstest"
 )
 
 // seedFile writes the runbook configuration called name to a temporary
@@ -24,6 +25,7 @@ func seedFile(t *testing.T, name string) string {
 }
 
 func TestParseSeedConfigs(t *testing.T) {
+	seedstest.Need(t)
 	var files []string
 	for _, n := range seeds.NamesWithSuffix(".conf") {
 		files = append(files, seedFile(t, n))

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/warren-mq/warren/internal/seeds"
+	"github.com/warren-mq/warren/internal/seeds/seedstest"
 )
 
 // deliberateDifferences lists corpus files that HAProxy 2.6 rejects and
@@ -71,17 +72,19 @@ func TestOracleHAProxyCheck(t *testing.T) {
 	if err != nil || len(files) < 30 {
 		t.Fatalf("corpus: %d files, %v", len(files), err)
 	}
-	seedDir := t.TempDir()
-	seedNames := seeds.NamesWithSuffix(".cfg")
-	if len(seedNames) < 7 {
-		t.Fatalf("runbook haproxy.cfg files: %v", seedNames)
-	}
-	for _, n := range seedNames {
-		p, err := seeds.WriteFile(seedDir, n)
-		if err != nil {
-			t.Fatal(err)
+	if seedstest.Found(t) {
+		seedDir := t.TempDir()
+		seedNames := seeds.NamesWithSuffix(".cfg")
+		if len(seedNames) < 7 {
+			t.Fatalf("runbook haproxy.cfg files: %v", seedNames)
 		}
-		files = append(files, p)
+		for _, n := range seedNames {
+			p, err := seeds.WriteFile(seedDir, n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, p)
+		}
 	}
 	for _, path := range files {
 		name := filepath.Base(path)
