@@ -128,9 +128,20 @@ func (s *Server) MemoryLimit() uint64 {
 }
 
 // SetMemoryHighWatermark sets the watermark as a fraction of the machine's
-// memory (relative) or, with absolute > 0, in octets. It takes effect at
-// the next check.
+// memory (relative) or, with absolute > 0, in octets, in force when it
+// returns.
 func (s *Server) SetMemoryHighWatermark(relative float64, absolute uint64) error {
+	if err := s.setMemoryLimit(relative, absolute); err != nil {
+		return err
+	}
+	// At once, as RabbitMQ does: a client told that the watermark is set
+	// finds the alarm in force.
+	s.checkResources()
+	return nil
+}
+
+// setMemoryLimit sets the watermark for the next check.
+func (s *Server) setMemoryLimit(relative float64, absolute uint64) error {
 	limit := absolute
 	if limit == 0 {
 		total, err := totalMemory()
@@ -151,9 +162,15 @@ func (s *Server) SetMemoryHighWatermark(relative float64, absolute uint64) error
 	return nil
 }
 
-// SetDiskFreeLimit sets the free space below which publishers are blocked.
-// It takes effect at the next check.
+// SetDiskFreeLimit sets the free space below which publishers are blocked,
+// in force when it returns.
 func (s *Server) SetDiskFreeLimit(limit uint64) {
+	s.setDiskLimit(limit)
+	s.checkResources()
+}
+
+// setDiskLimit sets the free space limit for the next check.
+func (s *Server) setDiskLimit(limit uint64) {
 	s.alarms.mu.Lock()
 	s.alarms.diskLimit = limit
 	s.alarms.mu.Unlock()

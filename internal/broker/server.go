@@ -210,10 +210,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		stop:        make(chan struct{}),
 		connsGone:   make(chan struct{}),
 	}
-	if err := s.SetMemoryHighWatermark(cfg.MemoryHighWatermark, cfg.MemoryHighWatermarkAbsolute); err != nil {
+	// The first check comes when the node starts watching.
+	if err := s.setMemoryLimit(cfg.MemoryHighWatermark, cfg.MemoryHighWatermarkAbsolute); err != nil {
 		return nil, fmt.Errorf("memory high watermark: %w", err)
 	}
-	s.SetDiskFreeLimit(cfg.DiskFreeLimit)
+	s.setDiskLimit(cfg.DiskFreeLimit)
 	metaDir := ""
 	if cfg.DataDir != "" {
 		metaDir = filepath.Join(cfg.DataDir, "meta")
