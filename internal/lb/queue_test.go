@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,11 +91,44 @@ func (tw *twinProxies) dial() {
 	tw.compare(fmt.Sprintf("after client %d connected", len(tw.hp)-1))
 }
 
-// close closes client i on both proxies.
+// close closes client i on both proxies. A client that a proxy still
+// serves or queues must be gone from both before the next step: the
+// proxies could otherwise agree on the moment before its session ends,
+// and the next step's session race its end (and its log line).
 func (tw *twinProxies) close(i int) {
+	st := tw.ours[i].status(20 * time.Millisecond)
+	live := strings.HasPrefix(st, "served") || st == "waiting"
+	before := []int{backendSessions(tw.t, tw.hpSock), backendSessions(tw.t, tw.ouSock)}
 	_ = tw.hp[i].conn.Close()
 	_ = tw.ours[i].conn.Close()
+	if live {
+		checkFor(tw.t, 5*time.Second, 10*time.Millisecond, func() error {
+			for j, sock := range []string{tw.hpSock, tw.ouSock} {
+				if n := backendSessions(tw.t, sock); n >= before[j] {
+					return fmt.Errorf("client %d closed: %s still has %d sessions", i, sock, n)
+				}
+			}
+			return nil
+		})
+	}
 	tw.compare(fmt.Sprintf("after client %d closed", i))
+}
+
+// backendSessions is the current session count (scur) of proxy l's
+// backend, queued sessions included.
+func backendSessions(t *testing.T, sock string) int {
+	t.Helper()
+	for _, line := range strings.Split(statColumns(t, sock, "l", "scur"), "\n") {
+		if n, ok := strings.CutPrefix(line, "BACKEND: scur="); ok {
+			v, err := strconv.Atoi(n)
+			if err != nil {
+				t.Fatalf("backend scur %q", n)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no backend line in show stat on %s", sock)
+	return 0
 }
 
 // both sends a runtime command to both proxies.
