@@ -11,6 +11,7 @@ const CLOSE_REASON = 'Closed from the warren management UI';
 export function connectionsPage(ctx) {
   const list = pagedPanel('Connections', [
     { label: 'Name', value: (c) => c.name },
+    { label: 'Node', value: (c) => c.node },
     { label: 'Virtual host', value: (c) => c.vhost },
     { label: 'User', value: (c) => c.user },
     { label: 'State', value: (c) => stateLabel(c.state) },
@@ -41,6 +42,7 @@ export function connectionsPage(ctx) {
 export function channelsPage(ctx) {
   const list = pagedPanel('Channels', [
     { label: 'Channel', value: (c) => c.name },
+    { label: 'Node', value: (c) => c.node },
     { label: 'Virtual host', value: (c) => c.vhost },
     { label: 'User', value: (c) => c.user },
     { label: 'Mode', value: mode },

@@ -14,6 +14,7 @@ export function queuesPage(ctx) {
     { label: 'Virtual host', value: (q) => q.vhost },
     { label: 'Name', value: (q) => h('a', { href: routeTo('queues', q.vhost, q.name) }, q.name) },
     { label: 'Type', value: (q) => q.type },
+    { label: 'Node', value: (q) => q.node },
     { label: 'Features', value: (q) => featurePills(features(q)) },
     { label: 'State', value: (q) => h('span', { class: `pill ${q.state === 'running' ? 'good' : 'warn'}` }, q.state) },
     { label: 'Ready', value: (q) => count(q.messages_ready), num: true },
