@@ -27,6 +27,9 @@ var static embed.FS
 // taken from the host's MIME tables so that every node answers alike; ""
 // for a kind of file the UI does not ship.
 func contentType(name string) string {
+	if name == adminTool {
+		return "text/x-python; charset=utf-8"
+	}
 	switch path.Ext(name) {
 	case ".html":
 		return "text/html; charset=utf-8"
@@ -39,6 +42,11 @@ func contentType(name string) string {
 	}
 	return ""
 }
+
+// adminTool is the command-line client that runbooks fetch from a node
+// (wget http://NODE:15672/cli/rabbitmqadmin): rabbitmqadmin's commands
+// and options, in Python 3 with its standard library only.
+const adminTool = "cli/rabbitmqadmin"
 
 // securityPolicy lets the page load only its own files and talk only to
 // its own node, and keeps it out of other sites' frames.
@@ -79,8 +87,11 @@ func (Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // file returns the embedded file a URL path names: "/" is the page.
 func file(urlPath string) (string, []byte, error) {
 	name := strings.TrimPrefix(path.Clean("/"+urlPath), "/")
-	if name == "" {
+	switch name {
+	case "":
 		name = "index.html"
+	case "cli":
+		name = "cli/index.html"
 	}
 	if contentType(name) == "" {
 		return "", nil, fmt.Errorf("%s: not a file of the web UI: %w", name, fs.ErrNotExist)
