@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/warren-mq/warren/internal/amqp"
@@ -53,39 +54,24 @@ func (s *Server) askMembers(kind byte, args ...string) [][]byte {
 	if s.cfg.DialPeer == nil {
 		return nil
 	}
-	var others []string
-	for _, m := range s.meta.Members() {
-		if m.ID != s.cfg.NodeName {
-			others = append(others, m.ID)
+	var mu sync.Mutex
+	answers := map[string][]byte{}
+	done, _ := s.fanOut(s.otherMembers(s.meta), gatherWait, func(node string) bool {
+		js, err := s.askNode(node, kind, args...)
+		if err != nil {
+			s.log.Debug("cluster listing: node left out", "node", node, "error", err)
+			return false
 		}
-	}
-	// An answer may come after the wait; the buffer lets its goroutine
-	// finish without a reader.
-	answers := make(chan []byte, len(others))
-	for _, node := range others {
-		if !s.goLink(func() {
-			js, err := s.askNode(node, kind, args...)
-			if err != nil {
-				s.log.Debug("cluster listing: node left out", "node", node, "error", err)
-				js = nil
-			}
-			answers <- js
-		}) {
-			return nil
-		}
-	}
+		mu.Lock()
+		answers[node] = js
+		mu.Unlock()
+		return true
+	})
 	var out [][]byte
-	timer := time.NewTimer(gatherWait)
-	defer timer.Stop()
-	for range others {
-		select {
-		case js := <-answers:
-			if js != nil {
-				out = append(out, js)
-			}
-		case <-timer.C:
-			return out
-		}
+	mu.Lock()
+	defer mu.Unlock()
+	for node := range done {
+		out = append(out, answers[node])
 	}
 	return out
 }

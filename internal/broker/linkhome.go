@@ -199,32 +199,14 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 		if r.err != nil {
 			return r.err
 		}
-		// A report may wait up to probeWait for unreachable members:
-		// made here, it would hold up the link's queue traffic.
-		if !l.s.goLink(func() {
-			js, err := json.Marshal(l.s.Report())
-			if err != nil {
-				l.reply(req, chanErr(codeInternalError, "%v", err), nil)
-				return
-			}
-			l.reply(req, nil, func(w *frameWriter) { w.bytes(js) })
-		}) {
-			l.reply(req, chanErr(codeInternalError, "node %s is stopping", l.s.cfg.NodeName), nil)
-		}
+		// A report may wait up to probeWait for unreachable members.
+		l.answerLater(req, func() (any, error) { return l.s.Report(), nil })
 	case opAwait:
 		req, index := r.uint(), r.uint()
 		if r.err != nil {
 			return r.err
 		}
-		if !l.s.goLink(func() {
-			if err := l.s.answerAwait(index); err != nil {
-				l.reply(req, chanErr(codeInternalError, "node %s has not applied the change: %v", l.s.cfg.NodeName, err), nil)
-				return
-			}
-			l.reply(req, nil, nil)
-		}) {
-			l.reply(req, chanErr(codeInternalError, "node %s is stopping", l.s.cfg.NodeName), nil)
-		}
+		l.answerLater(req, func() (any, error) { return nil, l.s.answerAwait(index) })
 	case opAdmin:
 		req, kind, n := r.uint(), r.byte(), r.uint()
 		if n > uint64(len(r.b)) {
@@ -237,22 +219,9 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 		if r.err != nil {
 			return r.err
 		}
-		// Listing every connection and channel takes locks client
-		// traffic takes: made here, it would hold up the link.
-		if !l.s.goLink(func() {
-			v, err := l.s.answerAdmin(kind, args)
-			var js []byte
-			if err == nil {
-				js, err = json.Marshal(v)
-			}
-			if err != nil {
-				l.reply(req, chanErr(codeInternalError, "%v", err), nil)
-				return
-			}
-			l.reply(req, nil, func(w *frameWriter) { w.bytes(js) })
-		}) {
-			l.reply(req, chanErr(codeInternalError, "node %s is stopping", l.s.cfg.NodeName), nil)
-		}
+		// Listing every connection and channel takes locks that client
+		// traffic takes.
+		l.answerLater(req, func() (any, error) { return l.s.answerAdmin(kind, args) })
 	case opList:
 		req := r.uint()
 		vh, name := r.str(), r.str()
@@ -273,6 +242,31 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 		return errLinkFrame
 	}
 	return r.err
+}
+
+// answerLater answers request req with what fn returns, as JSON (nil:
+// nothing), made on a goroutine of its own: fn may wait, and made on the
+// reader it would hold up the link's queue traffic.
+func (l *homeLink) answerLater(req uint64, fn func() (any, error)) {
+	started := l.s.goLink(func() {
+		v, err := fn()
+		var js []byte
+		if err == nil && v != nil {
+			js, err = json.Marshal(v)
+		}
+		if err != nil {
+			l.reply(req, chanErr(codeInternalError, "%v", err), nil)
+			return
+		}
+		if js == nil {
+			l.reply(req, nil, nil)
+			return
+		}
+		l.reply(req, nil, func(w *frameWriter) { w.bytes(js) })
+	})
+	if !started {
+		l.reply(req, chanErr(codeInternalError, "node %s is stopping", l.s.cfg.NodeName), nil)
+	}
 }
 
 // queue finds a queue of this node. One the other node knows of may have

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/warren-mq/warren/internal/meta"
 )
 
 // NodeReport is one node's state, as operators see it in /api/nodes and
@@ -80,44 +82,65 @@ func (s *Server) Unreachable() []string {
 	if s.cfg.DialPeer == nil {
 		return nil
 	}
-	var others []string
-	for _, m := range s.meta.Members() {
-		if m.ID != s.cfg.NodeName {
-			others = append(others, m.ID)
-		}
-	}
-	// The probes may outlive the wait (a dial gives up after
-	// linkDialTimeout); the buffer lets them finish without a reader.
-	reached := make(chan string, len(others))
-	for _, node := range others {
-		if !s.goLink(func() {
-			if _, err := s.peerLink(node); err == nil {
-				reached <- node
-			}
-		}) {
-			return nil
-		}
-	}
-	ok := map[string]bool{}
-	timer := time.NewTimer(probeWait)
-	defer timer.Stop()
-wait:
-	for range others {
-		select {
-		case node := <-reached:
-			ok[node] = true
-		case <-timer.C:
-			break wait
-		}
+	others := s.otherMembers(s.meta)
+	reached, ok := s.fanOut(others, probeWait, func(node string) bool {
+		_, err := s.peerLink(node)
+		return err == nil
+	})
+	if !ok {
+		return nil
 	}
 	var out []string
 	for _, node := range others {
-		if !ok[node] {
+		if !reached[node] {
 			out = append(out, node)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// otherMembers lists the members of the cluster but this node.
+func (s *Server) otherMembers(defs *meta.Node) []string {
+	var out []string
+	for _, m := range defs.Members() {
+		if m.ID != s.cfg.NodeName {
+			out = append(out, m.ID)
+		}
+	}
+	return out
+}
+
+// fanOut runs do for every node at once, on goroutines of the server's
+// link work, and waits up to wait for them: it returns the nodes whose do
+// returned true in time. ok is false, and nothing ran, when the server is
+// closing. A do may outlive the wait; it ends when its link call does.
+func (s *Server) fanOut(nodes []string, wait time.Duration, do func(node string) bool) (done map[string]bool, ok bool) {
+	type result struct {
+		node string
+		ok   bool
+	}
+	// The buffer lets a late do finish without a reader.
+	results := make(chan result, len(nodes))
+	for _, node := range nodes {
+		if !s.goLink(func() { results <- result{node, do(node)} }) {
+			return nil, false
+		}
+	}
+	done = map[string]bool{}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for range nodes {
+		select {
+		case r := <-results:
+			if r.ok {
+				done[r.node] = true
+			}
+		case <-timer.C:
+			return done, true
+		}
+	}
+	return done, true
 }
 
 // Partitions works out which running nodes are cut off from which, from

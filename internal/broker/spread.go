@@ -32,45 +32,22 @@ func (s *Server) spread(defs *meta.Node) {
 	}
 	index := defs.Applied()
 	var others []string
-	for _, m := range defs.Members() {
-		if m.ID == s.cfg.NodeName {
-			continue
-		}
-		if _, lagging := s.lagging.Load(m.ID); !lagging {
-			others = append(others, m.ID)
+	for _, node := range s.otherMembers(defs) {
+		if _, lagging := s.lagging.Load(node); !lagging {
+			others = append(others, node)
 		}
 	}
 	if len(others) == 0 {
 		return
 	}
-	// An answer may come after the wait; the buffer lets its goroutine
-	// finish without a reader.
-	applied := make(chan string, len(others))
-	for _, node := range others {
-		if !s.goLink(func() {
-			if s.awaitApplied(node, index) == nil {
-				applied <- node
-			} else {
-				applied <- ""
-			}
-		}) {
-			return
-		}
-	}
-	ok := map[string]bool{}
-	timer := time.NewTimer(spreadWait)
-	defer timer.Stop()
-wait:
-	for range others {
-		select {
-		case node := <-applied:
-			ok[node] = true
-		case <-timer.C:
-			break wait
-		}
+	applied, ok := s.fanOut(others, spreadWait, func(node string) bool {
+		return s.awaitApplied(node, index) == nil
+	})
+	if !ok {
+		return
 	}
 	for _, node := range others {
-		if !ok[node] {
+		if !applied[node] {
 			s.lagBehind(node)
 		}
 	}
