@@ -50,14 +50,24 @@ func buildWarren(t *testing.T) string {
 	return warrenBin
 }
 
+// freePort returns a loopback address with a port that is free now. It
+// is taken below the kernel's range of ephemeral ports (32768 and up by
+// default), so that a node stopped and started again by a test finds its
+// ports still free: a port of that range can meanwhile become the source
+// port of any outgoing connection on the machine.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free loopback port between 20000 and 32000")
+	return ""
 }
 
 // node is a warren process started by a test.
