@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -50,15 +51,30 @@ func buildWarren(t *testing.T) string {
 	return warrenBin
 }
 
-// freePort returns a loopback address with a port that is free now. It
-// is taken below the kernel's range of ephemeral ports (32768 and up by
-// default), so that a node stopped and started again by a test finds its
-// ports still free: a port of that range can meanwhile become the source
-// port of any outgoing connection on the machine.
+// portCursor walks test ports upward from a random start, so that one
+// test process never hands out a port twice (a test picks several ports
+// before it starts the nodes that bind them).
+var portCursor = func() *atomic.Int32 {
+	var c atomic.Int32
+	c.Store(int32(rand.IntN(portSpan)))
+	return &c
+}()
+
+// Test ports lie below the kernel's range of ephemeral ports (32768 and
+// up by default), so that a node stopped and started again by a test
+// finds its ports still free: a port of that range can meanwhile become
+// the source port of any outgoing connection on the machine.
+const (
+	portBase = 20000
+	portSpan = 12000
+)
+
+// freePort returns a loopback address with a port that is free now and
+// that this test process has not handed out before.
 func freePort(t *testing.T) string {
 	t.Helper()
-	for range 100 {
-		port := 20000 + rand.IntN(12000)
+	for range portSpan {
+		port := portBase + int(portCursor.Add(1))%portSpan
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
@@ -66,7 +82,7 @@ func freePort(t *testing.T) string {
 		l.Close()
 		return l.Addr().String()
 	}
-	t.Fatal("no free loopback port between 20000 and 32000")
+	t.Fatalf("no free loopback port between %d and %d", portBase, portBase+portSpan)
 	return ""
 }
 
@@ -90,10 +106,10 @@ func startNode(t *testing.T, bin, dataDir string) (*node, *amqp091.Connection) {
 // start (recovering a large store). A port found free can be taken by
 // another process before the node binds it; the node then exits saying
 // so, and it is started again on other ports.
-func startNodeWithin(t *testing.T, bin, dataDir string, wait time.Duration) (*node, *amqp091.Connection) {
+func startNodeWithin(t *testing.T, bin, dataDir string, wait time.Duration, extra ...string) (*node, *amqp091.Connection) {
 	t.Helper()
 	for try := 1; ; try++ {
-		n, c, inUse := startNodeOnce(t, bin, dataDir, wait)
+		n, c, inUse := startNodeOnce(t, bin, dataDir, wait, extra)
 		if !inUse || try == 3 {
 			if c == nil {
 				t.Fatalf("node did not start\n%s", n.stderr.String())
@@ -103,13 +119,14 @@ func startNodeWithin(t *testing.T, bin, dataDir string, wait time.Duration) (*no
 	}
 }
 
-// startNodeOnce starts a node on ports found free and waits for it to
-// serve AMQP; it reports inUse if a port was taken meanwhile.
-func startNodeOnce(t *testing.T, bin, dataDir string, wait time.Duration) (n *node, c *amqp091.Connection, inUse bool) {
+// startNodeOnce starts a node on ports found free, with extra arguments
+// after its own, and waits for it to serve AMQP; it reports inUse if a
+// port was taken meanwhile.
+func startNodeOnce(t *testing.T, bin, dataDir string, wait time.Duration, extra []string) (n *node, c *amqp091.Connection, inUse bool) {
 	t.Helper()
 	n = &node{addr: freePort(t), mgmt: freePort(t), cluster: freePort(t), cookie: filepath.Join(dataDir + ".cookie"), stderr: &lockedBuffer{}}
-	n.cmd = exec.Command(bin, "--data-dir", dataDir, "--amqp-listen", n.addr, "--mgmt-listen", n.mgmt,
-		"--cluster-listen", n.cluster, "--cookie-file", n.cookie, "--prometheus-listen", "127.0.0.1:0")
+	n.cmd = exec.Command(bin, append([]string{"--data-dir", dataDir, "--amqp-listen", n.addr, "--mgmt-listen", n.mgmt,
+		"--cluster-listen", n.cluster, "--cookie-file", n.cookie, "--prometheus-listen", "127.0.0.1:0"}, extra...)...)
 	n.cmd.Stderr = n.stderr
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
