@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,7 @@ type app struct {
 type running struct {
 	srv       *broker.Server
 	amqp      net.Listener
+	amqps     net.Listener // nil without listeners.ssl
 	http      *http.Server
 	httpAddr  string
 	prom      *http.Server
@@ -148,6 +150,13 @@ func (a *app) startLocked(ctx context.Context) error {
 		return nil
 	}
 	cfg := a.cfg
+	var amqpsTLS *tls.Config
+	if cfg.AMQPSListen != "" {
+		var err error
+		if amqpsTLS, err = cfg.SSL.Server(); err != nil {
+			return fmt.Errorf("AMQPS listener (listeners.ssl.default): %w", err)
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -194,38 +203,58 @@ func (a *app) startLocked(ctx context.Context) error {
 	if err := a.rememberMembers(srv.Meta(), ram); err != nil {
 		a.log.Warn("cannot record the cluster's members", "error", err)
 	}
-	l, err := net.Listen("tcp", cfg.AMQPListen)
-	if err != nil {
-		a.closeBroker(srv)
-		return fmt.Errorf("listen for AMQP: %w", err)
+	var opened []net.Listener
+	listen := func(what, addr string, tc *tls.Config) (net.Listener, error) {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, o := range opened {
+				o.Close()
+			}
+			a.closeBroker(srv)
+			return nil, fmt.Errorf("listen for %s: %w", what, err)
+		}
+		opened = append(opened, l)
+		if tc != nil {
+			return tls.NewListener(l, tc), nil
+		}
+		return l, nil
 	}
-	ml, err := net.Listen("tcp", cfg.MgmtListen)
+	l, err := listen("AMQP", cfg.AMQPListen, nil)
 	if err != nil {
-		l.Close()
-		a.closeBroker(srv)
-		return fmt.Errorf("listen for management HTTP: %w", err)
+		return err
 	}
-	pl, err := net.Listen("tcp", cfg.PrometheusListen)
+	var sl net.Listener
+	if amqpsTLS != nil {
+		if sl, err = listen("AMQPS", cfg.AMQPSListen, amqpsTLS); err != nil {
+			return err
+		}
+	}
+	ml, err := listen("management HTTP", cfg.MgmtListen, nil)
 	if err != nil {
-		ml.Close()
-		l.Close()
-		a.closeBroker(srv)
-		return fmt.Errorf("listen for Prometheus: %w", err)
+		return err
+	}
+	pl, err := listen("Prometheus", cfg.PrometheusListen, nil)
+	if err != nil {
+		return err
+	}
+	listeners := []mgmt.Listener{
+		{Protocol: "amqp", Addr: l.Addr().String()},
+		{Protocol: "http", Addr: ml.Addr().String()},
+		{Protocol: "clustering", Addr: a.clusterAddr},
+		{Protocol: "prometheus", Addr: pl.Addr().String()},
+	}
+	if sl != nil {
+		listeners = append(listeners, mgmt.Listener{Protocol: "amqp/ssl", Addr: sl.Addr().String()})
 	}
 	api := mgmt.New(mgmt.Config{
-		Broker:  srv,
-		Logger:  a.log,
-		Version: broker.Version,
-		Product: cfg.ServerProduct,
-		Listeners: []mgmt.Listener{
-			{Protocol: "amqp", Addr: l.Addr().String()},
-			{Protocol: "http", Addr: ml.Addr().String()},
-			{Protocol: "clustering", Addr: a.clusterAddr},
-			{Protocol: "prometheus", Addr: pl.Addr().String()},
-		},
+		Broker:    srv,
+		Logger:    a.log,
+		Version:   broker.Version,
+		Product:   cfg.ServerProduct,
+		Listeners: listeners,
 	})
 	r := &running{
-		srv: srv, amqp: l, httpAddr: ml.Addr().String(), serveErrs: make(chan error, 2),
+		srv: srv, amqp: l, amqps: sl, httpAddr: ml.Addr().String(), serveErrs: make(chan error, 2),
 		http:     &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)},
 		prom:     &http.Server{Handler: mgmt.NewMetrics(srv, broker.Version), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)},
 		promAddr: pl.Addr().String(),
@@ -241,6 +270,13 @@ func (a *app) startLocked(ctx context.Context) error {
 		defer r.wg.Done()
 		a.serve(func() error { return srv.Serve(l) })
 	}()
+	if sl != nil {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			a.serve(func() error { return srv.Serve(sl) })
+		}()
+	}
 	go func() {
 		defer r.wg.Done()
 		a.serve(func() error { return r.http.Serve(ml) })
@@ -250,7 +286,11 @@ func (a *app) startLocked(ctx context.Context) error {
 		a.serve(func() error { return r.prom.Serve(pl) })
 	}()
 	a.running.Store(r)
-	a.log.Info("node started", "node", cfg.NodeName, "amqp", l.Addr().String(), "http", r.httpAddr, "prometheus", r.promAddr, "cluster", a.clusterAddr, "data_dir", cfg.DataDir, "version", broker.Version)
+	amqpsAddr := ""
+	if sl != nil {
+		amqpsAddr = sl.Addr().String()
+	}
+	a.log.Info("node started", "node", cfg.NodeName, "amqp", l.Addr().String(), "amqps", amqpsAddr, "http", r.httpAddr, "prometheus", r.promAddr, "cluster", a.clusterAddr, "data_dir", cfg.DataDir, "version", broker.Version)
 	return nil
 }
 
@@ -331,6 +371,9 @@ func (a *app) Info() ctl.NodeInfo {
 			ctl.Listener{Protocol: "amqp", Addr: r.amqp.Addr().String()},
 			ctl.Listener{Protocol: "http", Addr: r.httpAddr},
 			ctl.Listener{Protocol: "http/prometheus", Addr: r.promAddr})
+		if r.amqps != nil {
+			info.Listeners = append(info.Listeners, ctl.Listener{Protocol: "amqp/ssl", Addr: r.amqps.Addr().String()})
+		}
 	}
 	return info
 }

@@ -38,6 +38,7 @@ func run(args []string) error {
 	configFile := fs.String("config", os.Getenv("RABBITMQ_CONFIG_FILE"), "rabbitmq.conf-style configuration file")
 	dataDir := fs.String("data-dir", "", "data directory (default "+cfg.DataDir+")")
 	amqpListen := fs.String("amqp-listen", "", "AMQP listen address (default "+cfg.AMQPListen+")")
+	amqpsListen := fs.String("amqps-listen", "", "AMQP over TLS listen address, as listeners.ssl.default (default none; needs ssl_options.certfile and keyfile)")
 	mgmtListen := fs.String("mgmt-listen", "", "management HTTP listen address (default "+cfg.MgmtListen+")")
 	promListen := fs.String("prometheus-listen", "", "Prometheus metrics listen address (default "+cfg.PrometheusListen+")")
 	clusterListen := fs.String("cluster-listen", "", "cluster listen address, for warrenctl and other nodes (default "+cfg.ClusterListen+")")
@@ -64,6 +65,7 @@ func run(args []string) error {
 	}
 	override(*dataDir, &cfg.DataDir)
 	override(*amqpListen, &cfg.AMQPListen)
+	override(*amqpsListen, &cfg.AMQPSListen)
 	override(*mgmtListen, &cfg.MgmtListen)
 	override(*promListen, &cfg.PrometheusListen)
 	override(*clusterListen, &cfg.ClusterListen)
@@ -75,6 +77,13 @@ func run(args []string) error {
 	if self.Port != 0 && *clusterListen == "" {
 		// warren@host:25673 listens on 25673 unless told otherwise.
 		cfg.ClusterListen = ":" + strconv.Itoa(self.Port)
+	}
+	if cfg.AMQPSListen != "" {
+		// Certificates and keys are read now, so that -t and a detached
+		// start report a bad one before anything runs.
+		if _, err := cfg.SSL.Server(); err != nil {
+			return fmt.Errorf("AMQPS listener (listeners.ssl.default): %w", err)
+		}
 	}
 	if *check {
 		fmt.Println("configuration ok")

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,6 +210,49 @@ type ConnectionInfo struct {
 	Blocked          bool // publishing stopped by a resource alarm
 	RecvOct, RecvCnt uint64
 	SendOct, SendCnt uint64
+	TLS              *TLSInfo `json:",omitempty"` // nil for a plain connection
+}
+
+// TLSInfo describes the TLS session of a connection, as RabbitMQ's ssl_*
+// and peer_cert_* fields do.
+type TLSInfo struct {
+	Protocol  string // "tlsv1.3"
+	Cipher    string // the IANA name of the cipher suite
+	PeerCert  bool   // the client presented a certificate
+	Subject   string // the client certificate's subject, issuer and validity
+	Issuer    string
+	NotBefore time.Time
+	NotAfter  time.Time
+}
+
+// tlsInfo returns the TLS session of nc, or nil if it has none.
+func tlsInfo(nc net.Conn) *TLSInfo {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	st := tc.ConnectionState()
+	ti := &TLSInfo{Protocol: tlsVersionName(st.Version), Cipher: tls.CipherSuiteName(st.CipherSuite)}
+	if len(st.PeerCertificates) > 0 {
+		c := st.PeerCertificates[0]
+		ti.PeerCert, ti.Subject, ti.Issuer, ti.NotBefore, ti.NotAfter = true, c.Subject.String(), c.Issuer.String(), c.NotBefore, c.NotAfter
+	}
+	return ti
+}
+
+// tlsVersionName names a TLS version as RabbitMQ does.
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS13:
+		return "tlsv1.3"
+	case tls.VersionTLS12:
+		return "tlsv1.2"
+	case tls.VersionTLS11:
+		return "tlsv1.1"
+	case tls.VersionTLS10:
+		return "tlsv1"
+	}
+	return fmt.Sprintf("0x%04x", v)
 }
 
 // Connections lists the open connections that finished their handshake,
@@ -240,6 +284,7 @@ func (c *conn) info() ConnectionInfo {
 		Blocked: c.blocked.Load(),
 		RecvOct: c.recvOct.Load(), RecvCnt: c.recvCnt.Load(),
 		SendOct: c.out.sendOct.Load(), SendCnt: c.out.sendCnt.Load(),
+		TLS: tlsInfo(c.nc),
 	}
 }
 

@@ -13,14 +13,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/warren-mq/warren/internal/tlsconf"
 )
 
 // Node is a node's configuration. The zero value is not useful; start from
 // Defaults.
 type Node struct {
-	DataDir                 string
-	NodeName                string
-	AMQPListen              string
+	DataDir    string
+	NodeName   string
+	AMQPListen string
+	// AMQPSListen is listeners.ssl.default: where AMQP over TLS is
+	// served, beside AMQPListen; empty for nowhere.
+	AMQPSListen string
+	// SSL is ssl_options: the AMQPS listener's TLS settings.
+	SSL                     tlsconf.Options
 	MgmtListen              string
 	PrometheusListen        string
 	ClusterListen           string
@@ -92,6 +99,7 @@ func Defaults() Node {
 		FormationNodeType: "disc",
 		PartitionHandling: "ignore",
 		DiskFreeLimit:     50_000_000,
+		SSL:               tlsconf.Default(),
 	}
 }
 
@@ -151,6 +159,14 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 			return err
 		}
 		n.AMQPListen = addr
+	case key == "listeners.ssl.default" || strings.HasPrefix(key, "listeners.ssl."):
+		addr, err := listenAddr(val)
+		if err != nil {
+			return err
+		}
+		n.AMQPSListen = addr
+	case strings.HasPrefix(key, "ssl_options."):
+		return n.SSL.Set(strings.TrimPrefix(key, "ssl_options."), val)
 	case key == "management.tcp.port" || key == "management.listener.port":
 		addr, err := listenAddr(val)
 		if err != nil {

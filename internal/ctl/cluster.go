@@ -231,6 +231,8 @@ func splitListen(addr string) (string, int) {
 
 func purpose(protocol string) string {
 	switch {
+	case protocol == "amqp/ssl":
+		return "AMQP 0-9-1 and AMQP 1.0 over TLS"
 	case strings.HasPrefix(protocol, "amqp"):
 		return "AMQP 0-9-1 and AMQP 1.0"
 	case protocol == "http":

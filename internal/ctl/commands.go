@@ -710,7 +710,8 @@ func runListBindings(ctx context.Context, s *Server, b Broker, r *Request, c *co
 	return table(r, c, rows)
 }
 
-var connectionColumns = []string{"pid", "name", "port", "host", "peer_port", "peer_host", "ssl", "user", "vhost", "timeout",
+var connectionColumns = []string{"pid", "name", "port", "host", "peer_port", "peer_host", "ssl", "ssl_protocol", "ssl_cipher",
+	"peer_cert_subject", "peer_cert_issuer", "peer_cert_validity", "user", "vhost", "timeout",
 	"frame_max", "channel_max", "client_properties", "connected_at", "recv_oct", "recv_cnt", "send_oct", "send_cnt",
 	"send_pend", "state", "channels", "protocol", "auth_mechanism", "type", "node"}
 
@@ -741,12 +742,21 @@ func runListConnections(ctx context.Context, s *Server, b Broker, r *Request, c 
 		if c.Blocked {
 			state = "blocked"
 		}
-		rows = append(rows, map[string]any{"pid": pid(node, c.ID), "name": c.Name, "port": port, "host": host,
-			"peer_port": peerPort, "peer_host": peerHost, "ssl": false, "user": c.User, "vhost": c.VHost,
+		row := map[string]any{"pid": pid(node, c.ID), "name": c.Name, "port": port, "host": host,
+			"peer_port": peerPort, "peer_host": peerHost, "ssl": c.TLS != nil, "user": c.User, "vhost": c.VHost,
 			"timeout": int(c.Heartbeat / time.Second), "frame_max": c.FrameMax, "channel_max": c.ChannelMax,
 			"client_properties": c.ClientProperties, "connected_at": c.ConnectedAt.UnixMilli(),
 			"recv_oct": c.RecvOct, "recv_cnt": c.RecvCnt, "send_oct": c.SendOct, "send_cnt": c.SendCnt, "send_pend": 0,
-			"state": state, "channels": c.Channels, "protocol": "{0,9,1}", "auth_mechanism": c.AuthMechanism, "type": "network", "node": node})
+			"state": state, "channels": c.Channels, "protocol": "{0,9,1}", "auth_mechanism": c.AuthMechanism, "type": "network", "node": node,
+			"ssl_protocol": "", "ssl_cipher": "", "peer_cert_subject": "", "peer_cert_issuer": "", "peer_cert_validity": ""}
+		if t := c.TLS; t != nil {
+			row["ssl_protocol"], row["ssl_cipher"] = t.Protocol, t.Cipher
+			if t.PeerCert {
+				row["peer_cert_subject"], row["peer_cert_issuer"] = t.Subject, t.Issuer
+				row["peer_cert_validity"] = t.NotBefore.UTC().Format(time.RFC3339) + " - " + t.NotAfter.UTC().Format(time.RFC3339)
+			}
+		}
+		rows = append(rows, row)
 	}
 	return table(r, c, rows)
 }

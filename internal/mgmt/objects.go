@@ -153,7 +153,7 @@ func (s *Server) connectionObj(c broker.ConnectionInfo) obj {
 		"send_oct_details":          details(rates["send_oct"]),
 		"send_cnt":                  c.SendCnt,
 		"send_pend":                 0,
-		"ssl":                       false,
+		"ssl":                       c.TLS != nil,
 		"state":                     state,
 		"peer_cert_issuer":          nil,
 		"peer_cert_subject":         nil,
@@ -163,6 +163,13 @@ func (s *Server) connectionObj(c broker.ConnectionInfo) obj {
 		"ssl_cipher":                nil,
 		"ssl_hash":                  nil,
 		"garbage_collection":        obj{},
+	}
+	if t := c.TLS; t != nil {
+		o["ssl_protocol"], o["ssl_cipher"] = t.Protocol, t.Cipher
+		if t.PeerCert {
+			o["peer_cert_subject"], o["peer_cert_issuer"] = t.Subject, t.Issuer
+			o["peer_cert_validity"] = t.NotBefore.UTC().Format(time.RFC3339) + " - " + t.NotAfter.UTC().Format(time.RFC3339)
+		}
 	}
 	if name, ok := c.ClientProperties["connection_name"].(string); ok {
 		o["user_provided_name"] = name

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// testPKI is a certificate authority and the certificates a test signs
+// with it, written as PEM files into a directory.
+type testPKI struct {
+	t    *testing.T
+	dir  string
+	ca   *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pool *x509.CertPool
+	next int64
+}
+
+func newTestPKI(t *testing.T) *testPKI {
+	t.Helper()
+	p := &testPKI{t: t, dir: t.TempDir(), pool: x509.NewCertPool(), next: 2}
+	p.ca, p.key = p.issue("warren test CA", nil, nil, true)
+	p.pool.AddCert(p.ca)
+	p.write("ca.pem", "CERTIFICATE", p.ca.Raw)
+	return p
+}
+
+// issue makes a certificate for cn, signed by parent (self-signed when
+// nil), valid for loopback when it is a server's.
+func (p *testPKI) issue(cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, isCA bool) (*x509.Certificate, *ecdsa.PrivateKey) {
+	p.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(p.next), Subject: pkix.Name{CommonName: cn, Organization: []string{"warren tests"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IsCA:        isCA, BasicConstraintsValid: true,
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+	}
+	p.next++
+	signer, signerKey := tmpl, key
+	if parent != nil {
+		signer, signerKey = parent, parentKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return c, key
+}
+
+func (p *testPKI) write(name, typ string, der []byte) string {
+	p.t.Helper()
+	path := filepath.Join(p.dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	return path
+}
+
+// pair issues a leaf certificate for cn (through intermediate, if set)
+// and writes it and its key as name.pem and name.key; the certificate
+// file carries the intermediate after the leaf.
+func (p *testPKI) pair(name, cn string, via *x509.Certificate, viaKey *ecdsa.PrivateKey) (tls.Certificate, string, string) {
+	p.t.Helper()
+	parent, parentKey := p.ca, p.key
+	if via != nil {
+		parent, parentKey = via, viaKey
+	}
+	c, key := p.issue(cn, parent, parentKey, false)
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	if via != nil {
+		certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: via.Raw})...)
+	}
+	certPath := filepath.Join(p.dir, name+".pem")
+	if err := os.WriteFile(certPath, certPEM, 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	keyPath := p.write(name+".key", "EC PRIVATE KEY", kder)
+	tc, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return tc, certPath, keyPath
+}
+
+// TestAMQPSLikeRabbitMQ serves AMQP over TLS beside plain AMQP, configured
+// with rabbitmq.conf's keys, and checks what RabbitMQ's verify_peer and
+// fail_if_no_peer_cert do, the protocol versions allowed by default, the
+// depth of client chains, and the refusals of a broken setup.
+func TestAMQPSLikeRabbitMQ(t *testing.T) {
+	pki := newTestPKI(t)
+	_, serverCert, serverKey := pki.pair("server", "localhost", nil, nil)
+	client, _, _ := pki.pair("client", "guest", nil, nil)
+	mid, midKey := pki.issue("warren test intermediate", pki.ca, pki.key, true)
+	deepClient, _, _ := pki.pair("deep", "deep-client", mid, midKey)
+	amqps := freePort(t)
+	conf := filepath.Join(pki.dir, "warren.conf")
+	write := func(lines ...string) {
+		if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("listeners.ssl.default = "+amqps,
+		"ssl_options.cacertfile = "+filepath.Join(pki.dir, "ca.pem"),
+		"ssl_options.certfile = "+serverCert,
+		"ssl_options.keyfile = "+serverKey,
+		"ssl_options.verify = verify_peer",
+		"ssl_options.fail_if_no_peer_cert = true",
+		"ssl_options.depth = 0")
+	bin := buildWarren(t)
+	n, plain := startNodeWithin(t, bin, t.TempDir(), 10*time.Second, "--config", conf)
+
+	dialTLS := func(cfg *tls.Config) (*amqp091.Connection, error) {
+		return amqp091.DialTLS("amqps://guest:guest@"+amqps+"/", cfg)
+	}
+	base := func() *tls.Config { return &tls.Config{RootCAs: pki.pool, ServerName: "localhost"} }
+
+	// A client with a certificate of the CA: messages go both ways, and
+	// both kinds of connection are listed with what they are.
+	withCert := base()
+	withCert.Certificates = []tls.Certificate{client}
+	c, err := dialTLS(withCert)
+	if err != nil {
+		t.Fatalf("AMQPS with a client certificate: %v\n%s", err, n.stderr.String())
+	}
+	defer c.Close()
+	ch := channel(t, c)
+	if _, err := ch.QueueDeclare("over-tls", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := channel(t, plain).Publish("", "over-tls", false, false, amqp091.Publishing{Body: []byte("from plain")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		m, ok, err := ch.Get("over-tls", true)
+		return err == nil && ok && string(m.Body) == "from plain"
+	})
+	out := n.warrenctl(t, "list_connections", "ssl", "ssl_protocol", "peer_cert_subject").ok(t).stdout
+	if !strings.Contains(out, "true\ttlsv1.3\tCN=guest,O=warren tests") || !strings.Contains(out, "false\t\t") {
+		t.Errorf("list_connections ssl ssl_protocol peer_cert_subject:\n%s", out)
+	}
+	var conns []struct {
+		SSL      bool   `json:"ssl"`
+		Protocol any    `json:"ssl_protocol"`
+		Subject  any    `json:"peer_cert_subject"`
+		Name     string `json:"name"`
+	}
+	resp := n.apiJSON(t, "/api/connections", &conns)
+	tlsSeen := false
+	for _, cn := range conns {
+		if cn.SSL {
+			tlsSeen = cn.Protocol == "tlsv1.3" && cn.Subject == "CN=guest,O=warren tests"
+		}
+	}
+	if !tlsSeen {
+		t.Errorf("/api/connections shows no TLS connection with its protocol and subject:\n%s", resp)
+	}
+	if out := n.warrenctl(t, "status").ok(t).stdout; !strings.Contains(out, "amqp/ssl") {
+		t.Errorf("status lists no amqp/ssl listener:\n%s", out)
+	}
+
+	// verify_peer with fail_if_no_peer_cert: no certificate, no entry.
+	if c, err := dialTLS(base()); err == nil {
+		c.Close()
+		t.Error("AMQPS without a client certificate was let in despite fail_if_no_peer_cert")
+	}
+	// depth = 0: a client certificate must be signed by the CA itself.
+	deep := base()
+	deep.Certificates = []tls.Certificate{deepClient}
+	if c, err := dialTLS(deep); err == nil {
+		c.Close()
+		t.Error("a client chain with an intermediate was let in despite depth = 0")
+	}
+	// TLS 1.2 and 1.3 only unless versions say otherwise.
+	old := base()
+	old.Certificates, old.MaxVersion = []tls.Certificate{client}, tls.VersionTLS11
+	if c, err := dialTLS(old); err == nil {
+		c.Close()
+		t.Error("a TLS 1.1 client was let in by default")
+	}
+	tls12 := base()
+	tls12.Certificates, tls12.MaxVersion = []tls.Certificate{client}, tls.VersionTLS12
+	if c, err := dialTLS(tls12); err != nil {
+		t.Errorf("a TLS 1.2 client was refused: %v", err)
+	} else {
+		c.Close()
+	}
+
+	// Mistakes are refused before the node starts, saying what is wrong.
+	for _, tc := range []struct {
+		lines []string
+		want  string
+	}{
+		{[]string{"listeners.ssl.default = " + amqps}, "ssl_options.certfile and ssl_options.keyfile are required"},
+		{[]string{"listeners.ssl.default = " + amqps, "ssl_options.certfile = " + serverCert, "ssl_options.keyfile = /nonexistent.key"}, "ssl_options.keyfile: open /nonexistent.key"},
+		{[]string{"ssl_options.verify = verify_maybe"}, `warren.conf:1: ssl_options.verify: want verify_peer or verify_none, got "verify_maybe"`},
+		{[]string{"ssl_options.versions.1 = tlsv1.3", "ssl_options.versions.2 = sslv3"}, `warren.conf:2: ssl_options.versions.2: unknown TLS version "sslv3"`},
+		{[]string{"ssl_options.ciphers.1 = ECDHE-RSA-AES256-GCM-SHA384", "ssl_options.ciphers.2 = NULL-MD5"}, `warren.conf:2: ssl_options.ciphers.2: unknown or unsupported cipher suite "NULL-MD5"`},
+		{[]string{"listeners.ssl.default = " + amqps, "ssl_options.certfile = " + serverCert, "ssl_options.keyfile = " + serverKey, "ssl_options.verify = verify_peer"}, "verify_peer needs ssl_options.cacertfile"},
+	} {
+		write(tc.lines...)
+		out, err := exec.Command(bin, "-t", "--config", conf).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("warren -t with %q: %v\n%s\nwant %q", tc.lines, err, out, tc.want)
+		}
+	}
+}
+
+// apiJSON gets an API path as guest into v and returns the body.
+func (n *node) apiJSON(t *testing.T, path string, v any) string {
+	t.Helper()
+	req, err := http.NewRequest("GET", "http://"+n.mgmt+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("guest", "guest")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %d %v\n%s", path, resp.StatusCode, err, body)
+	}
+	return string(body)
+}
