@@ -50,12 +50,9 @@ type app struct {
 // running is a started app.
 type running struct {
 	srv       *broker.Server
-	amqp      net.Listener
-	amqps     net.Listener // nil without listeners.ssl
+	listeners []ctl.Listener // where it serves AMQP, HTTP and Prometheus
 	http      *http.Server
-	httpAddr  string
 	prom      *http.Server
-	promAddr  string
 	stopAPI   context.CancelFunc
 	wg        sync.WaitGroup // serve loops and the rate sampler
 	serveErrs chan error     // one per serve loop
@@ -150,12 +147,9 @@ func (a *app) startLocked(ctx context.Context) error {
 		return nil
 	}
 	cfg := a.cfg
-	var amqpsTLS *tls.Config
-	if cfg.AMQPSListen != "" {
-		var err error
-		if amqpsTLS, err = cfg.SSL.Server(); err != nil {
-			return fmt.Errorf("AMQPS listener (listeners.ssl.default): %w", err)
-		}
+	tlsFor, err := cfg.TLSConfigs()
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
@@ -203,48 +197,59 @@ func (a *app) startLocked(ctx context.Context) error {
 	if err := a.rememberMembers(srv.Meta(), ram); err != nil {
 		a.log.Warn("cannot record the cluster's members", "error", err)
 	}
-	var opened []net.Listener
-	listen := func(what, addr string, tc *tls.Config) (net.Listener, error) {
+	// Each service listens where the configuration says, plain or over
+	// TLS; a failure closes what was opened.
+	type service struct {
+		protocol string // as RabbitMQ names its listeners
+		l        net.Listener
+		serve    func(net.Listener) error
+	}
+	r := &running{srv: srv, serveErrs: make(chan error, 2)}
+	var services []service
+	open := func(what, protocol, addr string, tc *tls.Config, serve func(net.Listener) error) error {
+		if addr == "" {
+			return nil
+		}
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			for _, o := range opened {
-				o.Close()
+			for _, sv := range services {
+				sv.l.Close()
 			}
 			a.closeBroker(srv)
-			return nil, fmt.Errorf("listen for %s: %w", what, err)
+			return fmt.Errorf("listen for %s: %w", what, err)
 		}
-		opened = append(opened, l)
 		if tc != nil {
-			return tls.NewListener(l, tc), nil
+			l = tls.NewListener(l, tc)
 		}
-		return l, nil
+		services = append(services, service{protocol, l, serve})
+		return nil
 	}
-	l, err := listen("AMQP", cfg.AMQPListen, nil)
-	if err != nil {
-		return err
-	}
-	var sl net.Listener
-	if amqpsTLS != nil {
-		if sl, err = listen("AMQPS", cfg.AMQPSListen, amqpsTLS); err != nil {
+	serveHTTP := func(l net.Listener) error { return r.http.Serve(l) }
+	serveProm := func(l net.Listener) error { return r.prom.Serve(l) }
+	for _, o := range []struct {
+		what, protocol, addr string
+		tc                   *tls.Config
+		serve                func(net.Listener) error
+	}{
+		{"AMQP", "amqp", cfg.AMQPListen, nil, srv.Serve},
+		{"AMQPS", "amqp/ssl", cfg.AMQPSListen, tlsFor.AMQPS, srv.Serve},
+		{"management HTTP", "http", cfg.MgmtListen, nil, serveHTTP},
+		{"management HTTPS", "https", cfg.MgmtTLSListen, tlsFor.Mgmt, serveHTTP},
+		{"Prometheus", "http/prometheus", cfg.PrometheusListen, nil, serveProm},
+		{"Prometheus over HTTPS", "https/prometheus", cfg.PrometheusTLSListen, tlsFor.Prometheus, serveProm},
+	} {
+		if err := open(o.what, o.protocol, o.addr, o.tc, o.serve); err != nil {
 			return err
 		}
 	}
-	ml, err := listen("management HTTP", cfg.MgmtListen, nil)
-	if err != nil {
-		return err
-	}
-	pl, err := listen("Prometheus", cfg.PrometheusListen, nil)
-	if err != nil {
-		return err
-	}
-	listeners := []mgmt.Listener{
-		{Protocol: "amqp", Addr: l.Addr().String()},
-		{Protocol: "http", Addr: ml.Addr().String()},
-		{Protocol: "clustering", Addr: a.clusterAddr},
-		{Protocol: "prometheus", Addr: pl.Addr().String()},
-	}
-	if sl != nil {
-		listeners = append(listeners, mgmt.Listener{Protocol: "amqp/ssl", Addr: sl.Addr().String()})
+	listeners := []mgmt.Listener{{Protocol: "clustering", Addr: a.clusterAddr}}
+	for _, sv := range services {
+		r.listeners = append(r.listeners, ctl.Listener{Protocol: sv.protocol, Addr: sv.l.Addr().String()})
+		protocol := sv.protocol
+		if protocol == "http/prometheus" {
+			protocol = "prometheus"
+		}
+		listeners = append(listeners, mgmt.Listener{Protocol: protocol, Addr: sv.l.Addr().String()})
 	}
 	api := mgmt.New(mgmt.Config{
 		Broker:    srv,
@@ -253,44 +258,27 @@ func (a *app) startLocked(ctx context.Context) error {
 		Product:   cfg.ServerProduct,
 		Listeners: listeners,
 	})
-	r := &running{
-		srv: srv, amqp: l, amqps: sl, httpAddr: ml.Addr().String(), serveErrs: make(chan error, 2),
-		http:     &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)},
-		prom:     &http.Server{Handler: mgmt.NewMetrics(srv, broker.Version), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)},
-		promAddr: pl.Addr().String(),
-	}
+	r.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	r.prom = &http.Server{Handler: mgmt.NewMetrics(srv, broker.Version), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	apiCtx, stopAPI := context.WithCancel(context.Background())
 	r.stopAPI = stopAPI
-	r.wg.Add(4)
+	r.wg.Add(1 + len(services))
 	go func() {
 		defer r.wg.Done()
 		api.Run(apiCtx)
 	}()
-	go func() {
-		defer r.wg.Done()
-		a.serve(func() error { return srv.Serve(l) })
-	}()
-	if sl != nil {
-		r.wg.Add(1)
+	for _, sv := range services {
 		go func() {
 			defer r.wg.Done()
-			a.serve(func() error { return srv.Serve(sl) })
+			a.serve(func() error { return sv.serve(sv.l) })
 		}()
 	}
-	go func() {
-		defer r.wg.Done()
-		a.serve(func() error { return r.http.Serve(ml) })
-	}()
-	go func() {
-		defer r.wg.Done()
-		a.serve(func() error { return r.prom.Serve(pl) })
-	}()
 	a.running.Store(r)
-	amqpsAddr := ""
-	if sl != nil {
-		amqpsAddr = sl.Addr().String()
+	logArgs := []any{"node", cfg.NodeName}
+	for _, l := range r.listeners {
+		logArgs = append(logArgs, l.Protocol, l.Addr)
 	}
-	a.log.Info("node started", "node", cfg.NodeName, "amqp", l.Addr().String(), "amqps", amqpsAddr, "http", r.httpAddr, "prometheus", r.promAddr, "cluster", a.clusterAddr, "data_dir", cfg.DataDir, "version", broker.Version)
+	a.log.Info("node started", append(logArgs, "cluster", a.clusterAddr, "data_dir", cfg.DataDir, "version", broker.Version)...)
 	return nil
 }
 
@@ -367,13 +355,7 @@ func (a *app) Info() ctl.NodeInfo {
 		},
 	}
 	if r := a.running.Load(); r != nil {
-		info.Listeners = append(info.Listeners,
-			ctl.Listener{Protocol: "amqp", Addr: r.amqp.Addr().String()},
-			ctl.Listener{Protocol: "http", Addr: r.httpAddr},
-			ctl.Listener{Protocol: "http/prometheus", Addr: r.promAddr})
-		if r.amqps != nil {
-			info.Listeners = append(info.Listeners, ctl.Listener{Protocol: "amqp/ssl", Addr: r.amqps.Addr().String()})
-		}
+		info.Listeners = append(info.Listeners, r.listeners...)
 	}
 	return info
 }

@@ -78,12 +78,10 @@ func run(args []string) error {
 		// warren@host:25673 listens on 25673 unless told otherwise.
 		cfg.ClusterListen = ":" + strconv.Itoa(self.Port)
 	}
-	if cfg.AMQPSListen != "" {
-		// Certificates and keys are read now, so that -t and a detached
-		// start report a bad one before anything runs.
-		if _, err := cfg.SSL.Server(); err != nil {
-			return fmt.Errorf("AMQPS listener (listeners.ssl.default): %w", err)
-		}
+	// Certificates and keys are read now, so that -t and a detached start
+	// report a bad one before anything runs.
+	if _, err := cfg.TLSConfigs(); err != nil {
+		return err
 	}
 	if *check {
 		fmt.Println("configuration ok")

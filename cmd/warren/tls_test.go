@@ -256,3 +256,80 @@ func (n *node) apiJSON(t *testing.T, path string, v any) string {
 	}
 	return string(body)
 }
+
+// TestHTTPSLikeRabbitMQ serves the management API and UI, and Prometheus,
+// over HTTPS with management.ssl.* and prometheus.ssl.*: plain HTTP is
+// off where only the HTTPS port is set, as in RabbitMQ, and on beside it
+// where both are; the node's own rabbitmqadmin speaks HTTPS with -s.
+func TestHTTPSLikeRabbitMQ(t *testing.T) {
+	pki := newTestPKI(t)
+	_, serverCert, serverKey := pki.pair("server", "localhost", nil, nil)
+	mgmtTLS, promTLS, promPlain, amqpAddr, cl := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	_, mgmtPort, _ := net.SplitHostPort(mgmtTLS)
+	conf := filepath.Join(pki.dir, "warren.conf")
+	var lines []string
+	for _, svc := range []string{"management", "prometheus"} {
+		lines = append(lines, svc+".ssl.cacertfile = "+filepath.Join(pki.dir, "ca.pem"),
+			svc+".ssl.certfile = "+serverCert, svc+".ssl.keyfile = "+serverKey)
+	}
+	_, promPort, _ := net.SplitHostPort(promTLS)
+	_, promPlainPort, _ := net.SplitHostPort(promPlain)
+	lines = append(lines, "management.ssl.port = "+mgmtPort, "management.ssl.ip = 127.0.0.1",
+		"prometheus.ssl.port = "+promPort, "prometheus.ssl.ip = 127.0.0.1", "prometheus.tcp.port = "+promPlainPort, "prometheus.tcp.ip = 127.0.0.1")
+	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	stderr := &lockedBuffer{}
+	cmd := exec.Command(buildWarren(t), "--config", conf, "--data-dir", filepath.Join(dir, "data"), "--amqp-listen", amqpAddr,
+		"--cluster-listen", cl, "--cookie-file", filepath.Join(dir, "cookie"))
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, func() bool { return strings.Contains(stderr.String(), "node started") })
+	started := stderr.String()
+	if !strings.Contains(started, "https="+mgmtTLS) || strings.Contains(started, " http=") {
+		t.Errorf("with management.ssl.port alone, want HTTPS and no plain HTTP:\n%s", started)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.pool}}}
+	get := func(url string, user bool) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if user {
+			req.SetBasicAuth("guest", "guest")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("https://"+mgmtTLS+"/api/overview", true); code != 200 || !strings.Contains(body, `"protocol":"https"`) {
+		t.Errorf("GET /api/overview over HTTPS: %d\n%.300s", code, body)
+	}
+	if code, body := get("https://"+mgmtTLS+"/", false); code != 200 || !strings.Contains(body, "<title>warren</title>") {
+		t.Errorf("the UI over HTTPS: %d\n%.200s", code, body)
+	}
+	for _, url := range []string{"https://" + promTLS + "/metrics", "http://" + promPlain + "/metrics"} {
+		if code, body := get(url, false); code != 200 || !strings.Contains(body, "rabbitmq_") {
+			t.Errorf("GET %s: %d\n%.200s", url, code, body)
+		}
+	}
+	code, tool := get("https://"+mgmtTLS+"/cli/rabbitmqadmin", false)
+	if code != 200 {
+		t.Fatalf("GET /cli/rabbitmqadmin over HTTPS: %d", code)
+	}
+	admin := filepath.Join(dir, "rabbitmqadmin")
+	if err := os.WriteFile(admin, []byte(tool), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(admin, "-s", "--ssl-ca-cert-file", filepath.Join(pki.dir, "ca.pem"), "-H", "localhost", "-P", mgmtPort,
+		"declare", "queue", "name=over-https").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "queue declared") {
+		t.Errorf("rabbitmqadmin -s: %v\n%s", err, out)
+	}
+}

@@ -5,6 +5,7 @@ package config
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -27,9 +28,21 @@ type Node struct {
 	// served, beside AMQPListen; empty for nowhere.
 	AMQPSListen string
 	// SSL is ssl_options: the AMQPS listener's TLS settings.
-	SSL                     tlsconf.Options
-	MgmtListen              string
-	PrometheusListen        string
+	SSL              tlsconf.Options
+	MgmtListen       string
+	PrometheusListen string
+	// MgmtTLSListen is management.ssl.port (and .ip): where the API and
+	// the UI are served over HTTPS, with MgmtSSL; empty for nowhere. Set
+	// without management.tcp.port, it turns plain HTTP off, as in
+	// RabbitMQ. The same holds for Prometheus's.
+	MgmtTLSListen       string
+	MgmtSSL             tlsconf.Options
+	PrometheusTLSListen string
+	PrometheusSSL       tlsconf.Options
+	// While a file is read: what it set, to apply the rule above and the
+	// .ip keys once the whole file is known.
+	mgmtTCPSet, promTCPSet  bool
+	mgmtTLSIP, promTLSIP    string
 	ClusterListen           string
 	DefaultUser             string
 	DefaultPass             string
@@ -100,6 +113,8 @@ func Defaults() Node {
 		PartitionHandling: "ignore",
 		DiskFreeLimit:     50_000_000,
 		SSL:               tlsconf.Default(),
+		MgmtSSL:           withPrefix(tlsconf.Default(), "management.ssl."),
+		PrometheusSSL:     withPrefix(tlsconf.Default(), "prometheus.ssl."),
 	}
 }
 
@@ -146,10 +161,66 @@ func (n *Node) LoadFile(path string) error {
 	if len(problems) > 0 {
 		return &Error{Problems: problems}
 	}
+	n.MgmtListen, n.MgmtTLSListen = httpsListeners(n.MgmtListen, n.MgmtTLSListen, n.mgmtTCPSet, n.mgmtTLSIP)
+	n.PrometheusListen, n.PrometheusTLSListen = httpsListeners(n.PrometheusListen, n.PrometheusTLSListen, n.promTCPSet, n.promTLSIP)
 	return nil
 }
 
 var errUnknownKey = errors.New("unknown setting")
+
+func withPrefix(o tlsconf.Options, prefix string) tlsconf.Options {
+	o.Prefix = prefix
+	return o
+}
+
+// TLSConfigs are the configurations of the listeners that serve TLS; nil
+// for a listener that is off.
+type TLSConfigs struct {
+	AMQPS, Mgmt, Prometheus *tls.Config
+}
+
+// TLSConfigs reads the certificates and keys of every TLS listener the
+// configuration asks for, so that a broken one is reported before the
+// node starts.
+func (n *Node) TLSConfigs() (TLSConfigs, error) {
+	var out TLSConfigs
+	for _, l := range []struct {
+		addr, what string
+		o          tlsconf.Options
+		dst        **tls.Config
+	}{
+		{n.AMQPSListen, "AMQPS listener (listeners.ssl.default)", n.SSL, &out.AMQPS},
+		{n.MgmtTLSListen, "management HTTPS listener (management.ssl.port)", n.MgmtSSL, &out.Mgmt},
+		{n.PrometheusTLSListen, "Prometheus HTTPS listener (prometheus.ssl.port)", n.PrometheusSSL, &out.Prometheus},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		c, err := l.o.Server()
+		if err != nil {
+			return TLSConfigs{}, fmt.Errorf("%s: %w", l.what, err)
+		}
+		*l.dst = c
+	}
+	return out, nil
+}
+
+// httpsListeners applies a file's HTTPS settings to an HTTP service's
+// listeners: the .ssl.ip to the HTTPS address, and no plain listener when
+// the file asked for HTTPS but set no plain port, as RabbitMQ does.
+func httpsListeners(plain, secure string, plainSet bool, ip string) (string, string) {
+	if secure == "" {
+		return plain, secure
+	}
+	if ip != "" {
+		_, port, _ := net.SplitHostPort(secure)
+		secure = net.JoinHostPort(ip, port)
+	}
+	if !plainSet {
+		plain = ""
+	}
+	return plain, secure
+}
 
 func (n *Node) set(key, val string, loopbackSet *bool) error {
 	switch {
@@ -173,6 +244,27 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 			return err
 		}
 		n.MgmtListen = addr
+		n.mgmtTCPSet = true
+	case key == "management.ssl.port":
+		addr, err := listenAddr(val)
+		if err != nil {
+			return err
+		}
+		n.MgmtTLSListen = addr
+	case key == "management.ssl.ip":
+		n.mgmtTLSIP = val
+	case strings.HasPrefix(key, "management.ssl."):
+		return n.MgmtSSL.Set(strings.TrimPrefix(key, "management.ssl."), val)
+	case key == "prometheus.ssl.port":
+		addr, err := listenAddr(val)
+		if err != nil {
+			return err
+		}
+		n.PrometheusTLSListen = addr
+	case key == "prometheus.ssl.ip":
+		n.promTLSIP = val
+	case strings.HasPrefix(key, "prometheus.ssl."):
+		return n.PrometheusSSL.Set(strings.TrimPrefix(key, "prometheus.ssl."), val)
 	case key == "management.tcp.ip":
 		_, port, _ := net.SplitHostPort(n.MgmtListen)
 		n.MgmtListen = net.JoinHostPort(val, port)
@@ -182,6 +274,7 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 			return err
 		}
 		n.PrometheusListen = addr
+		n.promTCPSet = true
 	case key == "prometheus.tcp.ip":
 		_, port, _ := net.SplitHostPort(n.PrometheusListen)
 		n.PrometheusListen = net.JoinHostPort(val, port)

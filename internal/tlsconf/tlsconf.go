@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -39,6 +38,9 @@ type Options struct {
 	// name; none given means Go's secure defaults. TLS 1.3's suites are
 	// not configurable and always on.
 	Ciphers []string
+	// Prefix is how the settings are named in messages: "ssl_options."
+	// (the default), "management.ssl." or "prometheus.ssl.".
+	Prefix string
 	// HonorCipherOrder is accepted for compatibility: Go always picks
 	// the suite by its own order of preference, which puts AES-GCM first
 	// on hardware with AES instructions and ChaCha20 elsewhere.
@@ -49,10 +51,19 @@ type Options struct {
 // no depth limit, TLS 1.2 and 1.3.
 func Default() Options { return Options{Verify: "verify_none", Depth: -1} }
 
-// Set applies one setting, named as in rabbitmq.conf after its
-// "ssl_options." prefix: cacertfile, certfile, keyfile, password, verify,
-// fail_if_no_peer_cert, depth, versions.N, ciphers.N, honor_cipher_order
-// or honor_ecc_order. Versions and ciphers keep the order of the file.
+// key names one setting in messages.
+func (o Options) key(name string) string {
+	if o.Prefix == "" {
+		return "ssl_options." + name
+	}
+	return o.Prefix + name
+}
+
+// Set applies one setting, named as in rabbitmq.conf after its prefix
+// (ssl_options., management.ssl. or prometheus.ssl.): cacertfile,
+// certfile, keyfile, password, verify, fail_if_no_peer_cert, depth,
+// versions.N, ciphers.N, honor_cipher_order or honor_ecc_order. Versions
+// and ciphers keep the order of the file.
 func (o *Options) Set(key, val string) error {
 	flag := func() (bool, error) {
 		b, err := strconv.ParseBool(val)
@@ -97,7 +108,7 @@ func (o *Options) Set(key, val string) error {
 	case key == "honor_cipher_order" || key == "honor_ecc_order":
 		o.HonorCipherOrder, err = flag()
 	default:
-		return fmt.Errorf("unknown setting ssl_options.%s", key)
+		return fmt.Errorf("unknown setting %s", o.key(key))
 	}
 	return err
 }
@@ -164,7 +175,7 @@ var opensslNames = map[string]string{
 // asked for and checked as Verify and FailIfNoPeerCert say.
 func (o Options) Server() (*tls.Config, error) {
 	if o.CertFile == "" || o.KeyFile == "" {
-		return nil, errors.New("ssl_options.certfile and ssl_options.keyfile are required for a TLS listener")
+		return nil, fmt.Errorf("%s and %s are required for a TLS listener", o.key("certfile"), o.key("keyfile"))
 	}
 	cert, err := o.keyPair()
 	if err != nil {
@@ -192,9 +203,9 @@ func (o Options) Server() (*tls.Config, error) {
 	case "", "verify_none":
 	case "verify_peer":
 		if o.CACertFile == "" {
-			return nil, errors.New("ssl_options.verify = verify_peer needs ssl_options.cacertfile, the CAs that client certificates must chain to")
+			return nil, fmt.Errorf("%s = verify_peer needs %s, the CAs that client certificates must chain to", o.key("verify"), o.key("cacertfile"))
 		}
-		pool, err := loadPool(o.CACertFile)
+		pool, err := loadPool(o.key("cacertfile"), o.CACertFile)
 		if err != nil {
 			return nil, err
 		}
@@ -204,7 +215,7 @@ func (o Options) Server() (*tls.Config, error) {
 			cfg.ClientAuth = tls.RequireAndVerifyClientCert
 		}
 		if o.Depth >= 0 {
-			depth := o.Depth
+			depth, depthKey := o.Depth, o.key("depth")
 			cfg.VerifyPeerCertificate = func(_ [][]byte, chains [][]*x509.Certificate) error {
 				for _, chain := range chains {
 					// A chain is the client's certificate, its
@@ -216,11 +227,11 @@ func (o Options) Server() (*tls.Config, error) {
 				if len(chains) == 0 {
 					return nil // no certificate, allowed without fail_if_no_peer_cert
 				}
-				return fmt.Errorf("client certificate chain has more than %d intermediate certificates (ssl_options.depth)", depth)
+				return fmt.Errorf("client certificate chain has more than %d intermediate certificates (%s)", depth, depthKey)
 			}
 		}
 	default:
-		return nil, fmt.Errorf("ssl_options.verify: %q is neither verify_peer nor verify_none", o.Verify)
+		return nil, fmt.Errorf("%s: %q is neither verify_peer nor verify_none", o.key("verify"), o.Verify)
 	}
 	return cfg, nil
 }
@@ -230,43 +241,43 @@ func (o Options) Server() (*tls.Config, error) {
 func (o Options) keyPair() (tls.Certificate, error) {
 	certPEM, err := os.ReadFile(o.CertFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ssl_options.certfile: %w", err)
+		return tls.Certificate{}, fmt.Errorf("%s: %w", o.key("certfile"), err)
 	}
 	keyPEM, err := os.ReadFile(o.KeyFile)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ssl_options.keyfile: %w", err)
+		return tls.Certificate{}, fmt.Errorf("%s: %w", o.key("keyfile"), err)
 	}
 	if block, _ := pem.Decode(keyPEM); block != nil {
 		switch {
 		case block.Type == "ENCRYPTED PRIVATE KEY":
-			return tls.Certificate{}, fmt.Errorf("ssl_options.keyfile %s: an encrypted PKCS#8 key is not supported; store it unencrypted (mode 0600) or in the traditional PEM encryption (openssl rsa -aes256 -traditional)", o.KeyFile)
+			return tls.Certificate{}, fmt.Errorf("%s %s: an encrypted PKCS#8 key is not supported; store it unencrypted (mode 0600) or in the traditional PEM encryption (openssl rsa -aes256 -traditional)", o.key("keyfile"), o.KeyFile)
 		case isEncryptedPEM(block):
 			if o.Password == "" {
-				return tls.Certificate{}, fmt.Errorf("ssl_options.keyfile %s is encrypted: set ssl_options.password", o.KeyFile)
+				return tls.Certificate{}, fmt.Errorf("%s %s is encrypted: set %s", o.key("keyfile"), o.KeyFile, o.key("password"))
 			}
 			der, err := decryptPEM(block, o.Password)
 			if err != nil {
-				return tls.Certificate{}, fmt.Errorf("ssl_options.keyfile %s: decrypt with ssl_options.password: %w", o.KeyFile, err)
+				return tls.Certificate{}, fmt.Errorf("%s %s: decrypt with %s: %w", o.key("keyfile"), o.KeyFile, o.key("password"), err)
 			}
 			keyPEM = pem.EncodeToMemory(&pem.Block{Type: block.Type, Bytes: der})
 		}
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ssl_options.certfile %s and keyfile %s: %w", o.CertFile, o.KeyFile, err)
+		return tls.Certificate{}, fmt.Errorf("%s %s and keyfile %s: %w", o.key("certfile"), o.CertFile, o.KeyFile, err)
 	}
 	return cert, nil
 }
 
 // loadPool reads PEM CA certificates.
-func loadPool(path string) (*x509.CertPool, error) {
+func loadPool(key, path string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("ssl_options.cacertfile: %w", err)
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("ssl_options.cacertfile %s: no PEM certificate in it", path)
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", key, path)
 	}
 	return pool, nil
 }
