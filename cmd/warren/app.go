@@ -181,6 +181,8 @@ func (a *app) startLocked(ctx context.Context) error {
 		DefaultPass:                 cfg.DefaultPass,
 		DefaultVHost:                cfg.DefaultVHost,
 		LoopbackUsers:               cfg.LoopbackUsers,
+		AuthMechanisms:              cfg.AuthMechanisms,
+		CertLoginFrom:               cfg.CertLoginFrom,
 		Product:                     cfg.ServerProduct,
 		MemoryHighWatermark:         cfg.MemoryHighWater,
 		MemoryHighWatermarkAbsolute: cfg.MemoryHighWaterAbsolute,

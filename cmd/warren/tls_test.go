@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -331,5 +332,112 @@ func TestHTTPSLikeRabbitMQ(t *testing.T) {
 		"declare", "queue", "name=over-https").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "queue declared") {
 		t.Errorf("rabbitmqadmin -s: %v\n%s", err, out)
+	}
+}
+
+// TestExternalLoginLikeRabbitMQ logs in with client certificates through
+// the EXTERNAL mechanism, as rabbitmq_auth_mechanism_ssl does: offered only
+// where auth_mechanisms lists it, the user named by the certificate's
+// subject (ssl_cert_login_from), no password, and RabbitMQ's refusal, with
+// the reason in the node's log, for an unknown user or no certificate.
+func TestExternalLoginLikeRabbitMQ(t *testing.T) {
+	pki := newTestPKI(t)
+	_, serverCert, serverKey := pki.pair("server", "localhost", nil, nil)
+	guestCert, _, _ := pki.pair("guest", "guest", nil, nil)
+	nobodyCert, _, _ := pki.pair("nobody", "nobody", nil, nil)
+	bin := buildWarren(t)
+	start := func(extra ...string) (*node, string) {
+		amqps := freePort(t)
+		conf := filepath.Join(t.TempDir(), "warren.conf")
+		lines := append([]string{"listeners.ssl.default = " + amqps,
+			"ssl_options.cacertfile = " + filepath.Join(pki.dir, "ca.pem"),
+			"ssl_options.certfile = " + serverCert, "ssl_options.keyfile = " + serverKey,
+			"ssl_options.verify = verify_peer", "ssl_options.fail_if_no_peer_cert = false"}, extra...)
+		if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Started by hand: with EXTERNAL alone, a password login cannot
+		// tell when the node is up.
+		dir := t.TempDir()
+		n := &node{addr: freePort(t), mgmt: freePort(t), cluster: freePort(t), cookie: filepath.Join(dir, "cookie"), stderr: &lockedBuffer{}}
+		n.cmd = exec.Command(bin, "--config", conf, "--data-dir", filepath.Join(dir, "data"), "--amqp-listen", n.addr,
+			"--mgmt-listen", n.mgmt, "--cluster-listen", n.cluster, "--cookie-file", n.cookie, "--prometheus-listen", "127.0.0.1:0")
+		n.cmd.Stderr = n.stderr
+		if err := n.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.cmd.Process.Kill(); n.cmd.Wait() })
+		waitFor(t, func() bool { return strings.Contains(n.stderr.String(), "node started") })
+		return n, amqps
+	}
+	external := func(amqps string, cert *tls.Certificate) (*amqp091.Connection, error) {
+		cfg := &tls.Config{RootCAs: pki.pool, ServerName: "localhost"}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		return amqp091.DialTLS_ExternalAuth("amqps://"+amqps+"/", cfg)
+	}
+	// amqp091-go reports a 403 during the handshake as its own
+	// ErrCredentials, without the server's text; the node's log has the
+	// reason.
+	refused := func(n *node, err error, reason string) {
+		t.Helper()
+		var ae *amqp091.Error
+		if !errors.As(err, &ae) || ae.Code != 403 {
+			t.Errorf("want 403 ACCESS_REFUSED for EXTERNAL, got %v", err)
+		}
+		waitFor(t, func() bool {
+			return strings.Contains(n.stderr.String(), `mechanism=EXTERNAL reason="`+reason)
+		})
+	}
+
+	// Not offered unless configured.
+	plainOnly, amqps := start()
+	if c, err := external(amqps, &guestCert); err == nil {
+		c.Close()
+		t.Error("EXTERNAL accepted by a node whose auth_mechanisms do not list it")
+	} else if !errors.Is(err, amqp091.ErrSASL) {
+		t.Errorf("EXTERNAL on a node without it: %v, want the client to find no common mechanism", err)
+	}
+	_ = plainOnly
+
+	// The default: the user is the subject's distinguished name.
+	n, amqps := start("auth_mechanisms.1 = EXTERNAL", "auth_mechanisms.2 = PLAIN")
+	dn := "CN=guest,O=warren tests"
+	n.warrenctl(t, "add_user", dn, "unused-password").ok(t)
+	n.warrenctl(t, "set_permissions", "-p", "/", dn, ".*", ".*", ".*").ok(t)
+	c, err := external(amqps, &guestCert)
+	if err != nil {
+		t.Fatalf("EXTERNAL as %q: %v\n%s", dn, err, n.stderr.String())
+	}
+	if _, err := channel(t, c).QueueDeclare("by-certificate", false, true, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out := n.warrenctl(t, "list_connections", "user", "auth_mechanism").ok(t).stdout; !strings.Contains(out, dn+"\tEXTERNAL") {
+		t.Errorf("list_connections user auth_mechanism:\n%s", out)
+	}
+	c.Close()
+	_, err = external(amqps, &nobodyCert)
+	refused(n, err, `user 'CN=nobody,O=warren tests' does not exist`)
+	_, err = external(amqps, nil)
+	refused(n, err, "no peer certificate")
+	// PLAIN stays on where it is listed.
+	if c, err := amqp091.DialTLS("amqps://guest:guest@"+amqps+"/", &tls.Config{RootCAs: pki.pool, ServerName: "localhost"}); err != nil {
+		t.Errorf("PLAIN over TLS beside EXTERNAL: %v", err)
+	} else {
+		c.Close()
+	}
+
+	// ssl_cert_login_from = common_name: the user is the CN; EXTERNAL
+	// alone refuses PLAIN.
+	n2, amqps2 := start("auth_mechanisms.1 = EXTERNAL", "ssl_cert_login_from = common_name")
+	if c, err := external(amqps2, &guestCert); err != nil {
+		t.Errorf("EXTERNAL as guest by common name: %v\n%s", err, n2.stderr.String())
+	} else {
+		c.Close()
+	}
+	if c, err := amqp091.DialTLS("amqps://guest:guest@"+amqps2+"/", &tls.Config{RootCAs: pki.pool, ServerName: "localhost"}); err == nil {
+		c.Close()
+		t.Error("PLAIN accepted where auth_mechanisms lists EXTERNAL only")
 	}
 }

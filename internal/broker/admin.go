@@ -38,6 +38,27 @@ func (s *Server) Authenticate(user, pass string, from net.Addr) (meta.User, erro
 	return u, nil
 }
 
+// authenticateCert checks a login by client certificate (EXTERNAL): the
+// user must exist, and loopback_users applies; there is no password.
+func (s *Server) authenticateCert(user string, from net.Addr) (meta.User, error) {
+	u, ok := s.meta.User(user)
+	if !ok {
+		return meta.User{}, fmt.Errorf("user '%s' does not exist", user)
+	}
+	if slices.Contains(s.cfg.LoopbackUsers, user) && !isLoopback(from) {
+		return meta.User{}, ErrLoopbackOnly
+	}
+	return u, nil
+}
+
+// mechanisms are the SASL mechanisms this node offers.
+func (s *Server) mechanisms() []string {
+	if len(s.cfg.AuthMechanisms) == 0 {
+		return []string{"PLAIN", "AMQPLAIN"}
+	}
+	return s.cfg.AuthMechanisms
+}
+
 // ServeConn serves one AMQP connection that did not come from a listener,
 // such as the in-process connections the management API makes. The server
 // owns it from then on: Close closes it. Its peer address decides

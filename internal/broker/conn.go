@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,9 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -326,7 +329,7 @@ func (c *conn) handshake() error {
 		VersionMajor:     0,
 		VersionMinor:     9,
 		ServerProperties: serverProperties(c.s),
-		Mechanisms:       "PLAIN AMQPLAIN",
+		Mechanisms:       strings.Join(c.s.mechanisms(), " "),
 		Locales:          "en_US",
 	}))
 	m, err := c.readMethod()
@@ -406,8 +409,21 @@ func (c *conn) applyTune(t *amqp.ConnectionTuneOk) error {
 }
 
 func (c *conn) authenticate(so *amqp.ConnectionStartOk) error {
+	if !slices.Contains(c.s.mechanisms(), so.Mechanism) {
+		return connErr(codeAccessRefused, "unsupported authentication mechanism '%s'", so.Mechanism)
+	}
 	var user, pass string
 	switch so.Mechanism {
+	case "EXTERNAL":
+		user, why := certUser(c.nc, c.s.cfg.CertLoginFrom)
+		if why != "" {
+			return c.refuseLogin(so.Mechanism, "", why)
+		}
+		if _, err := c.s.authenticateCert(user, c.nc.RemoteAddr()); err != nil {
+			return c.refuseLogin(so.Mechanism, user, err.Error())
+		}
+		c.user = user
+		return nil
 	case "PLAIN":
 		parts := bytes.SplitN([]byte(so.Response), []byte{0}, 3)
 		if len(parts) != 3 {
@@ -431,6 +447,27 @@ func (c *conn) authenticate(so *amqp.ConnectionStartOk) error {
 	}
 	c.user = user
 	return nil
+}
+
+// certUser is the user a client's verified certificate names, or why
+// there is none.
+func certUser(nc net.Conn, from string) (user, why string) {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return "", "EXTERNAL needs a TLS connection with a client certificate"
+	}
+	st := tc.ConnectionState()
+	if len(st.PeerCertificates) == 0 || len(st.VerifiedChains) == 0 {
+		return "", "no peer certificate (the client presented none, or ssl_options.verify is not verify_peer)"
+	}
+	subject := st.PeerCertificates[0].Subject
+	if from == "common_name" {
+		if subject.CommonName == "" {
+			return "", "the client certificate has no common name"
+		}
+		return subject.CommonName, ""
+	}
+	return subject.String(), ""
 }
 
 func bigEndian32(n uint32) []byte {

@@ -63,6 +63,13 @@ type Config struct {
 	// ["guest"]; an empty non-nil slice lets every user connect from
 	// anywhere.
 	LoopbackUsers []string
+	// AuthMechanisms are the SASL mechanisms offered to clients, in order:
+	// PLAIN, AMQPLAIN, EXTERNAL. Default PLAIN and AMQPLAIN.
+	AuthMechanisms []string
+	// CertLoginFrom is where EXTERNAL takes the user name from in a
+	// client's certificate: "distinguished_name" (the default; the
+	// subject in RFC 2253 form, "CN=guest,O=example") or "common_name".
+	CertLoginFrom string
 	// MaxMessageSize refuses larger bodies with 406. Default 128 MiB.
 	MaxMessageSize uint64
 	// Product is the "product" server property. Default "warren".

@@ -39,6 +39,12 @@ type Node struct {
 	MgmtSSL             tlsconf.Options
 	PrometheusTLSListen string
 	PrometheusSSL       tlsconf.Options
+	// AuthMechanisms are auth_mechanisms.N: the SASL mechanisms offered
+	// (PLAIN, AMQPLAIN, EXTERNAL); empty for PLAIN and AMQPLAIN.
+	AuthMechanisms []string
+	// CertLoginFrom is ssl_cert_login_from: distinguished_name or
+	// common_name, for EXTERNAL.
+	CertLoginFrom string
 	// While a file is read: what it set, to apply the rule above and the
 	// .ip keys once the whole file is known.
 	mgmtTCPSet, promTCPSet  bool
@@ -245,6 +251,20 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 		}
 		n.MgmtListen = addr
 		n.mgmtTCPSet = true
+	case strings.HasPrefix(key, "auth_mechanisms."):
+		switch val {
+		case "PLAIN", "AMQPLAIN", "EXTERNAL":
+		default:
+			return fmt.Errorf("want PLAIN, AMQPLAIN or EXTERNAL, got %q", val)
+		}
+		if !slices.Contains(n.AuthMechanisms, val) {
+			n.AuthMechanisms = append(n.AuthMechanisms, val)
+		}
+	case key == "ssl_cert_login_from":
+		if val != "distinguished_name" && val != "common_name" {
+			return fmt.Errorf("want distinguished_name or common_name, got %q", val)
+		}
+		n.CertLoginFrom = val
 	case key == "management.ssl.port":
 		addr, err := listenAddr(val)
 		if err != nil {
