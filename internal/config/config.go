@@ -174,6 +174,25 @@ func (n *Node) LoadFile(path string) error {
 
 var errUnknownKey = errors.New("unknown setting")
 
+// setHTTPS applies one setting of an HTTP service's HTTPS listener (the
+// part of its key after "management.ssl." or "prometheus.ssl."): port, ip
+// or one of the TLS options.
+func setHTTPS(key, val string, addr, ip *string, o *tlsconf.Options) error {
+	switch key {
+	case "port":
+		a, err := listenAddr(val)
+		if err != nil {
+			return err
+		}
+		*addr = a
+	case "ip":
+		*ip = val
+	default:
+		return o.Set(key, val)
+	}
+	return nil
+}
+
 func withPrefix(o tlsconf.Options, prefix string) tlsconf.Options {
 	o.Prefix = prefix
 	return o
@@ -265,26 +284,10 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 			return fmt.Errorf("want distinguished_name or common_name, got %q", val)
 		}
 		n.CertLoginFrom = val
-	case key == "management.ssl.port":
-		addr, err := listenAddr(val)
-		if err != nil {
-			return err
-		}
-		n.MgmtTLSListen = addr
-	case key == "management.ssl.ip":
-		n.mgmtTLSIP = val
 	case strings.HasPrefix(key, "management.ssl."):
-		return n.MgmtSSL.Set(strings.TrimPrefix(key, "management.ssl."), val)
-	case key == "prometheus.ssl.port":
-		addr, err := listenAddr(val)
-		if err != nil {
-			return err
-		}
-		n.PrometheusTLSListen = addr
-	case key == "prometheus.ssl.ip":
-		n.promTLSIP = val
+		return setHTTPS(strings.TrimPrefix(key, "management.ssl."), val, &n.MgmtTLSListen, &n.mgmtTLSIP, &n.MgmtSSL)
 	case strings.HasPrefix(key, "prometheus.ssl."):
-		return n.PrometheusSSL.Set(strings.TrimPrefix(key, "prometheus.ssl."), val)
+		return setHTTPS(strings.TrimPrefix(key, "prometheus.ssl."), val, &n.PrometheusTLSListen, &n.promTLSIP, &n.PrometheusSSL)
 	case key == "management.tcp.ip":
 		_, port, _ := net.SplitHostPort(n.MgmtListen)
 		n.MgmtListen = net.JoinHostPort(val, port)

@@ -52,3 +52,34 @@ func TestLoadFileReportsEveryProblem(t *testing.T) {
 		t.Fatal("defaults changed")
 	}
 }
+
+// HTTPS for an HTTP service: .ip may come before .port, and without a
+// plain port in the file the plain listener is off, as in RabbitMQ; with
+// one, both serve.
+func TestHTTPSListeners(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rabbitmq.conf")
+	os.WriteFile(path, []byte("management.ssl.ip = 127.0.0.1\nmanagement.ssl.port = 15671\nmanagement.ssl.certfile = /c.pem\n"+
+		"prometheus.tcp.port = 15692\nprometheus.ssl.port = 15691\nauth_mechanisms.1 = EXTERNAL\nauth_mechanisms.2 = PLAIN\n"), 0o644)
+	n := Defaults()
+	if err := n.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if n.MgmtListen != "" || n.MgmtTLSListen != "127.0.0.1:15671" || n.MgmtSSL.CertFile != "/c.pem" {
+		t.Errorf("management: plain %q, TLS %q, %+v", n.MgmtListen, n.MgmtTLSListen, n.MgmtSSL)
+	}
+	if n.PrometheusListen != ":15692" || n.PrometheusTLSListen != ":15691" {
+		t.Errorf("prometheus: plain %q, TLS %q", n.PrometheusListen, n.PrometheusTLSListen)
+	}
+	if strings.Join(n.AuthMechanisms, " ") != "EXTERNAL PLAIN" {
+		t.Errorf("auth_mechanisms: %v", n.AuthMechanisms)
+	}
+	os.WriteFile(path, []byte("auth_mechanisms.1 = KERBEROS\nmanagement.ssl.verify = always\n"), 0o644)
+	bad := Defaults()
+	err := bad.LoadFile(path)
+	for _, want := range []string{`rabbitmq.conf:1: auth_mechanisms.1: want PLAIN, AMQPLAIN or EXTERNAL, got "KERBEROS"`,
+		`rabbitmq.conf:2: management.ssl.verify: want verify_peer or verify_none, got "always"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want %q in %v", want, err)
+		}
+	}
+}
