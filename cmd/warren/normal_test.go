@@ -489,6 +489,13 @@ func seeClientsOfOtherNodes(t *testing.T, n1, n2, n3 *member, c1 *amqp091.Connec
 	if found != n1.name {
 		t.Errorf("/api/connections on n2: n1's client %q on node %q, want %q\n%s", c1Name, found, n1.name, body)
 	}
+	nodes := map[string]bool{}
+	for _, c := range conns {
+		nodes[c.Node] = true
+	}
+	if len(nodes) != 3 {
+		t.Errorf("/api/connections on n2 lists clients of %d nodes, want all 3\n%s", len(nodes), body)
+	}
 	var ov struct {
 		ObjectTotals struct {
 			Connections int `json:"connections"`
