@@ -127,11 +127,7 @@ func TestAMQPSLikeRabbitMQ(t *testing.T) {
 	deepClient, _, _ := pki.pair("deep", "deep-client", mid, midKey)
 	amqps := freePort(t)
 	conf := filepath.Join(pki.dir, "warren.conf")
-	write := func(lines ...string) {
-		if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(lines ...string) { writeConfig(t, conf, lines...) }
 	write("listeners.ssl.default = "+amqps,
 		"ssl_options.cacertfile = "+filepath.Join(pki.dir, "ca.pem"),
 		"ssl_options.certfile = "+serverCert,
@@ -265,7 +261,7 @@ func (n *node) apiJSON(t *testing.T, path string, v any) string {
 func TestHTTPSLikeRabbitMQ(t *testing.T) {
 	pki := newTestPKI(t)
 	_, serverCert, serverKey := pki.pair("server", "localhost", nil, nil)
-	mgmtTLS, promTLS, promPlain, amqpAddr, cl := freePort(t), freePort(t), freePort(t), freePort(t), freePort(t)
+	mgmtTLS, promTLS, promPlain := freePort(t), freePort(t), freePort(t)
 	_, mgmtPort, _ := net.SplitHostPort(mgmtTLS)
 	conf := filepath.Join(pki.dir, "warren.conf")
 	var lines []string
@@ -277,20 +273,10 @@ func TestHTTPSLikeRabbitMQ(t *testing.T) {
 	_, promPlainPort, _ := net.SplitHostPort(promPlain)
 	lines = append(lines, "management.ssl.port = "+mgmtPort, "management.ssl.ip = 127.0.0.1",
 		"prometheus.ssl.port = "+promPort, "prometheus.ssl.ip = 127.0.0.1", "prometheus.tcp.port = "+promPlainPort, "prometheus.tcp.ip = 127.0.0.1")
-	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeConfig(t, conf, lines...)
+	n := startByLog(t, buildWarren(t), conf, false)
 	dir := t.TempDir()
-	stderr := &lockedBuffer{}
-	cmd := exec.Command(buildWarren(t), "--config", conf, "--data-dir", filepath.Join(dir, "data"), "--amqp-listen", amqpAddr,
-		"--cluster-listen", cl, "--cookie-file", filepath.Join(dir, "cookie"))
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, func() bool { return strings.Contains(stderr.String(), "node started") })
-	started := stderr.String()
+	started := n.stderr.String()
 	if !strings.Contains(started, "https="+mgmtTLS) || strings.Contains(started, " http=") {
 		t.Errorf("with management.ssl.port alone, want HTTPS and no plain HTTP:\n%s", started)
 	}
@@ -353,21 +339,10 @@ func TestExternalLoginLikeRabbitMQ(t *testing.T) {
 			"ssl_options.cacertfile = " + filepath.Join(pki.dir, "ca.pem"),
 			"ssl_options.certfile = " + serverCert, "ssl_options.keyfile = " + serverKey,
 			"ssl_options.verify = verify_peer", "ssl_options.fail_if_no_peer_cert = false"}, extra...)
-		if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		// Started by hand: with EXTERNAL alone, a password login cannot
-		// tell when the node is up.
-		dir := t.TempDir()
-		n := &node{addr: freePort(t), mgmt: freePort(t), cluster: freePort(t), cookie: filepath.Join(dir, "cookie"), stderr: &lockedBuffer{}}
-		n.cmd = exec.Command(bin, "--config", conf, "--data-dir", filepath.Join(dir, "data"), "--amqp-listen", n.addr,
-			"--mgmt-listen", n.mgmt, "--cluster-listen", n.cluster, "--cookie-file", n.cookie, "--prometheus-listen", "127.0.0.1:0")
-		n.cmd.Stderr = n.stderr
-		if err := n.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.cmd.Process.Kill(); n.cmd.Wait() })
-		waitFor(t, func() bool { return strings.Contains(n.stderr.String(), "node started") })
+		writeConfig(t, conf, lines...)
+		// Started by its log: with EXTERNAL alone, a password login
+		// cannot tell when the node is up.
+		n := startByLog(t, bin, conf, true)
 		return n, amqps
 	}
 	external := func(amqps string, cert *tls.Certificate) (*amqp091.Connection, error) {
@@ -440,4 +415,34 @@ func TestExternalLoginLikeRabbitMQ(t *testing.T) {
 		c.Close()
 		t.Error("PLAIN accepted where auth_mechanisms lists EXTERNAL only")
 	}
+}
+
+// writeConfig writes a configuration file of lines.
+func writeConfig(t *testing.T, path string, lines ...string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startByLog starts a node with a configuration file and waits for its
+// "node started" line: for nodes whose AMQP a password login cannot
+// reach, or whose HTTP ports the file decides (plainHTTP false).
+func startByLog(t *testing.T, bin, conf string, plainHTTP bool) *node {
+	t.Helper()
+	dir := t.TempDir()
+	n := &node{addr: freePort(t), mgmt: freePort(t), cluster: freePort(t), cookie: filepath.Join(dir, "cookie"), stderr: &lockedBuffer{}}
+	args := []string{"--config", conf, "--data-dir", filepath.Join(dir, "data"), "--amqp-listen", n.addr,
+		"--cluster-listen", n.cluster, "--cookie-file", n.cookie}
+	if plainHTTP {
+		args = append(args, "--mgmt-listen", n.mgmt, "--prometheus-listen", "127.0.0.1:0")
+	}
+	n.cmd = exec.Command(bin, args...)
+	n.cmd.Stderr = n.stderr
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.cmd.Process.Kill(); n.cmd.Wait() })
+	waitFor(t, func() bool { return strings.Contains(n.stderr.String(), "node started") })
+	return n
 }

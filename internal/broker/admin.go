@@ -246,6 +246,12 @@ type TLSInfo struct {
 	NotAfter  time.Time
 }
 
+// Validity is the client certificate's validity as RabbitMQ's
+// peer_cert_validity shows it: "from - until", in UTC.
+func (t *TLSInfo) Validity() string {
+	return t.NotBefore.UTC().Format(time.RFC3339) + " - " + t.NotAfter.UTC().Format(time.RFC3339)
+}
+
 // tlsInfo returns the TLS session of nc, or nil if it has none.
 func tlsInfo(nc net.Conn) *TLSInfo {
 	tc, ok := nc.(*tls.Conn)

@@ -753,7 +753,7 @@ func runListConnections(ctx context.Context, s *Server, b Broker, r *Request, c 
 			row["ssl_protocol"], row["ssl_cipher"] = t.Protocol, t.Cipher
 			if t.PeerCert {
 				row["peer_cert_subject"], row["peer_cert_issuer"] = t.Subject, t.Issuer
-				row["peer_cert_validity"] = t.NotBefore.UTC().Format(time.RFC3339) + " - " + t.NotAfter.UTC().Format(time.RFC3339)
+				row["peer_cert_validity"] = t.Validity()
 			}
 		}
 		rows = append(rows, row)

@@ -168,7 +168,7 @@ func (s *Server) connectionObj(c broker.ConnectionInfo) obj {
 		o["ssl_protocol"], o["ssl_cipher"] = t.Protocol, t.Cipher
 		if t.PeerCert {
 			o["peer_cert_subject"], o["peer_cert_issuer"] = t.Subject, t.Issuer
-			o["peer_cert_validity"] = t.NotBefore.UTC().Format(time.RFC3339) + " - " + t.NotAfter.UTC().Format(time.RFC3339)
+			o["peer_cert_validity"] = t.Validity()
 		}
 	}
 	if name, ok := c.ClientProperties["connection_name"].(string); ok {
