@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -21,6 +22,7 @@ const linkInlineMax = 64 << 10
 type linkConn struct {
 	nc net.Conn
 	tw *tryWriter // flushInline's write; guarded by wmu
+	w  io.Writer  // the writer goroutine's: nc's socket (socketOutput)
 
 	// wmu serializes writes to the socket: the writer goroutine's and
 	// flushInline's. It is taken before omu.
@@ -40,7 +42,7 @@ func newLinkConn(nc net.Conn) *linkConn {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	return &linkConn{nc: nc, tw: newTryWriter(nc), signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+	return &linkConn{nc: nc, tw: newTryWriter(nc), w: socketOutput(nc), signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
 }
 
 // send appends one frame written by fn and wakes the writer; it reports
@@ -124,7 +126,7 @@ func (l *linkConn) runWriter() {
 		l.spare = nil
 		l.omu.Unlock()
 		l.nc.SetWriteDeadline(time.Now().Add(linkTimeout))
-		_, err := l.nc.Write(b)
+		_, err := l.w.Write(b)
 		last = time.Now()
 		if cap(b) > 4<<20 {
 			b = nil
@@ -197,13 +199,15 @@ func (l *linkConn) end() {
 // reader returns the link's buffered reader; each read refreshes the
 // deadline by which the other end must have said something.
 func (l *linkConn) reader() *bufio.Reader {
-	return bufio.NewReaderSize(&linkReader{nc: l.nc}, 64<<10)
+	return bufio.NewReaderSize(&linkReader{nc: l.nc, in: socketInput(l.nc)}, 64<<10)
 }
 
-// linkReader moves the read deadline forward at most every second, not
-// on every read.
+// linkReader reads the link's socket as a client's is read (socketInput)
+// and moves the read deadline forward at most every second, not on every
+// read.
 type linkReader struct {
 	nc  net.Conn
+	in  io.Reader
 	set time.Time
 }
 
@@ -212,5 +216,5 @@ func (r *linkReader) Read(p []byte) (int, error) {
 		r.nc.SetReadDeadline(now.Add(linkTimeout))
 		r.set = now
 	}
-	return r.nc.Read(p)
+	return r.in.Read(p)
 }

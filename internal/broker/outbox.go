@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,7 @@ type outbox struct {
 	lastTx time.Time // guarded by wmu
 
 	tw *tryWriter // flushInline's write; guarded by wmu
+	w  io.Writer  // the writer's: nc, or its socket (socketOutput); guarded by wmu
 
 	// Octets and write calls to the socket, for statistics.
 	sendOct, sendCnt atomic.Uint64
@@ -60,6 +62,7 @@ type outbox struct {
 func newOutbox(nc net.Conn) *outbox {
 	o := &outbox{nc: nc, signal: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
 	o.tw = newTryWriter(nc)
+	o.w = socketOutput(nc)
 	return o
 }
 
@@ -301,7 +304,7 @@ func (o *outbox) writeLocked() (bool, []kicker) {
 	ok := true
 	if len(b) > 0 {
 		o.nc.SetWriteDeadline(time.Now().Add(timeout))
-		n, err := o.nc.Write(b)
+		n, err := o.w.Write(b)
 		if err != nil {
 			ok = false
 		}

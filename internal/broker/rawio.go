@@ -61,6 +61,63 @@ func socketInput(nc net.Conn) io.Reader {
 	return r
 }
 
+// socketWriter writes all of each buffer to a socket through its RawConn
+// with sockio.Write, waiting in the poller while the socket is full; like
+// socketReader, deadlines and closing behave as for net.Conn's Write. It
+// belongs to one writer goroutine.
+type socketWriter struct {
+	raw   syscall.RawConn
+	write func(fd uintptr) bool // w.writeFD
+	b     []byte
+	n     int
+	errno syscall.Errno
+}
+
+func (w *socketWriter) writeFD(fd uintptr) bool {
+	for w.n < len(w.b) {
+		n, errno := sockio.Write(fd, w.b[w.n:])
+		if errno == unix.EAGAIN {
+			return false
+		}
+		if errno != 0 {
+			w.errno = errno
+			return true
+		}
+		w.n += n
+	}
+	return true
+}
+
+func (w *socketWriter) Write(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	w.b, w.n, w.errno = b, 0, 0
+	err := w.raw.Write(w.write)
+	n := w.n
+	w.b = nil
+	switch {
+	case err != nil:
+		return n, err
+	case w.errno != 0:
+		return n, os.NewSyscallError("write", w.errno)
+	}
+	return n, nil
+}
+
+// socketOutput is what a writer goroutine writes a connection's frames
+// to: the socket itself through socketWriter where socketRaw gives its
+// RawConn, else nc.
+func socketOutput(nc net.Conn) io.Writer {
+	raw := socketRaw(nc)
+	if raw == nil {
+		return nc
+	}
+	w := &socketWriter{raw: raw}
+	w.write = w.writeFD
+	return w
+}
+
 // socketRaw returns the RawConn of a TCP or Unix socket, or nil for any
 // other net.Conn. Only those two concrete types qualify: a wrapper that
 // embeds one may buffer input it has already read, or output it has not
