@@ -553,7 +553,19 @@ func (s *Server) ClusterQueues(vhost string) []QueueInfo {
 		}
 		return out[i].Def.Name < out[j].Def.Name
 	})
+	s.withPlacements(out)
 	return out
+}
+
+// withPlacements sets each queue's mirrors as the definitions last
+// committed them: a queue's own copy of its definition keeps the
+// placement it was made with.
+func (s *Server) withPlacements(qs []QueueInfo) {
+	for i := range qs {
+		if q, ok := s.meta.Queue(qs[i].Def.VHost, qs[i].Def.Name); ok {
+			qs[i].Def.Mirroring = q.Mirroring
+		}
+	}
 }
 
 // remoteQueues asks node for the state of its queues in vhost (every
@@ -583,6 +595,16 @@ func (s *Server) remoteQueues(node, vhost, name string) ([]QueueInfo, error) {
 // Queue returns one queue's state and consumers; for a queue of another
 // node, as that node reports them.
 func (s *Server) Queue(vhost, name string) (QueueInfo, []ConsumerInfo, bool) {
+	qi, consumers, ok := s.queueInfo(vhost, name)
+	if ok {
+		one := []QueueInfo{qi}
+		s.withPlacements(one)
+		qi = one[0]
+	}
+	return qi, consumers, ok
+}
+
+func (s *Server) queueInfo(vhost, name string) (QueueInfo, []ConsumerInfo, bool) {
 	v := s.vhost(vhost)
 	if v == nil {
 		return QueueInfo{}, nil, false

@@ -187,6 +187,7 @@ type Server struct {
 	tailDir     string       // queues' scratch tail files; "" without a data directory
 	deadLetters *deadLetterer
 	stop        chan struct{}  // closed by Close: background loops end
+	placeNow    chan struct{}  // capacity 1: the placer should look now
 	connsGone   chan struct{}  // closed by Close once every connection has ended
 	bg          sync.WaitGroup // background work: memory watch, dead letters, queue expiry; added to under mu while not closing
 	wg          sync.WaitGroup // accept loops, connections and served queue links
@@ -215,6 +216,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		alarms:      newAlarms(),
 		deadLetters: newDeadLetterer(),
 		stop:        make(chan struct{}),
+		placeNow:    make(chan struct{}, 1),
 		connsGone:   make(chan struct{}),
 	}
 	// The first check comes when the node starts watching.
@@ -281,6 +283,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		go func() {
 			defer s.bg.Done()
 			s.watchClusterAlarms(s.stop, 2*cfg.MemoryCheckInterval)
+		}()
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.runPlacer(s.stop)
 		}()
 	}
 	go func() {
@@ -369,11 +376,12 @@ func (s *Server) dropTransient(ctx context.Context) error {
 	return nil
 }
 
-// nodeDown removes, on the leader, the non-durable and exclusive queues
-// of a node that has stopped answering: their messages and owners died
-// with it. Their consumers on other nodes have been cancelled as their
+// nodeDown fails over, on the leader, the mirrored queues that a node
+// that has stopped answering led, then removes the non-durable and
+// exclusive queues left on it: their messages and owners died with it. Their consumers on other nodes have been cancelled as their
 // links broke.
 func (s *Server) nodeDown(m *meta.Node, node string) {
+	s.failOver(m, node)
 	s.log.Warn("node down: removing its non-durable queues", "node", node)
 	for _, q := range m.Snapshot().Queues {
 		if q.Node != node || (q.Durable && !q.Exclusive) {
@@ -529,6 +537,7 @@ func (s *Server) Changed(e meta.Event) {
 		return
 	case meta.PolicyChanged:
 		s.applyPolicies(e.VHost)
+		s.placeSoon()
 		return
 	case meta.StateReset:
 		s.rebuild(e.Definitions)
@@ -538,7 +547,7 @@ func (s *Server) Changed(e meta.Event) {
 	if v == nil {
 		return
 	}
-	var deleted *localQueue
+	var deleted *localQueue // deleted, or led from another node now
 	v.mu.Lock()
 	switch e.Kind {
 	case meta.ExchangeAdded:
@@ -552,6 +561,19 @@ func (s *Server) Changed(e meta.Event) {
 			v.queues[e.Queue.Name] = s.newLocalQueue(*e.Queue, s.policies(e.VHost))
 		} else {
 			v.remote[e.Queue.Name] = &remoteQueue{def: *e.Queue}
+		}
+		s.placeSoon()
+	case meta.QueuePlaced:
+		q := *e.Queue
+		if s.homedHere(q) {
+			if v.queues[q.Name] == nil {
+				v.queues[q.Name] = s.newLocalQueue(q, s.policies(e.VHost))
+				delete(v.remote, q.Name)
+			}
+		} else {
+			deleted = v.queues[q.Name]
+			delete(v.queues, q.Name)
+			v.remote[q.Name] = &remoteQueue{def: q}
 		}
 	case meta.QueueDeleted:
 		deleted = v.queues[e.Name]

@@ -657,6 +657,11 @@ func runListQueues(ctx context.Context, s *Server, b Broker, r *Request, c *comm
 		if st.Consumers > 0 {
 			capacity = 1
 		}
+		// Like RabbitMQ's: "" for a queue never mirrored, a list otherwise.
+		var slaves, synced any = "", ""
+		if m := d.Mirroring; m != nil {
+			slaves, synced = mirrorPids(m.Mirrors, d.Name), mirrorPids(m.InSync, d.Name)
+		}
 		rows = append(rows, map[string]any{
 			"name": d.Name, "vhost": d.VHost, "durable": d.Durable, "auto_delete": d.AutoDelete, "exclusive": d.Exclusive,
 			"arguments": d.Arguments.Table, "policy": qi.Policy, "operator_policy": qi.OperatorPolicy, "effective_policy_definition": qi.Effective, "pid": "<" + node + ".queue." + d.Name + ">", "owner_pid": qi.ExclusiveOwner,
@@ -666,10 +671,20 @@ func runListQueues(ctx context.Context, s *Server, b Broker, r *Request, c *comm
 			"message_bytes": st.ReadyBytes, "message_bytes_ready": st.ReadyBytes,
 			"consumers": st.Consumers, "consumer_utilisation": capacity, "consumer_capacity": capacity,
 			"state": state, "type": "classic", "leader": node, "members": []string{node}, "online": online,
-			"slave_pids": "", "synchronised_slave_pids": "", "node": node,
+			"slave_pids": slaves, "synchronised_slave_pids": synced, "node": node,
 		})
 	}
 	return table(r, c, rows)
+}
+
+// mirrorPids names a queue's mirrors on nodes as pids, in the form the
+// pid column uses for its leader.
+func mirrorPids(nodes []string, queue string) []string {
+	out := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, "<"+n+".mirror."+queue+">")
+	}
+	return out
 }
 
 func runListExchanges(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {

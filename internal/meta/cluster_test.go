@@ -153,6 +153,21 @@ func TestGroupReplicatesAndForwards(t *testing.T) {
 	}
 	waitFor(t, func() bool { _, ok := a.n().Queue("/", "q"); return ok })
 
+	// Placements change only from the current version, wherever asked:
+	// of two changes made from the same version, the second is refused.
+	move := Placement{VHost: "/", Name: "q", Expect: 0, Leader: "b@localhost", Mirroring: Mirroring{Mirrors: []string{"c@localhost"}, Epoch: 1, Version: 1}}
+	if q, err := c.n().SetPlacement(ctx, move); err != nil || q.Node != "b@localhost" || q.PlacementVersion() != 1 {
+		t.Fatalf("placement through c: %+v %v", q, err)
+	}
+	move.Leader = "a@localhost"
+	if q, err := b.n().SetPlacement(ctx, move); !errors.Is(err, ErrStale) || q.Node != "b@localhost" {
+		t.Fatalf("second placement from version 0 through b: %+v %v", q, err)
+	}
+	waitFor(t, func() bool {
+		q, _ := a.n().Queue("/", "q")
+		return q.PlacementVersion() == 1 && q.Node == "b@localhost"
+	})
+
 	// The only disc node left cannot go, nor become a RAM node.
 	if err := b.n().RemoveMember(ctx, "b@localhost"); err != nil {
 		t.Fatal(err)

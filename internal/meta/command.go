@@ -32,6 +32,7 @@ const (
 	CmdClearGlobalParameter
 	CmdSetTopicPermission
 	CmdClearTopicPermission
+	CmdSetPlacement
 )
 
 // CmdSync changes nothing: a node that has applied it has applied
@@ -49,12 +50,23 @@ type command struct {
 	Policy     *Policy          `json:"policy,omitempty"`
 	Global     *GlobalParameter `json:"global,omitempty"`
 	Topic      *TopicPermission `json:"topic,omitempty"`
+	Placement  *Placement       `json:"placement,omitempty"`
 	// Operator selects operator policies for CmdClearPolicy.
 	Operator bool `json:"operator,omitempty"`
 	// Target names what a delete removes: vhost, user, exchange or queue,
 	// in VHostName for the scoped ones.
 	Target    string `json:"target,omitempty"`
 	VHostName string `json:"vhost,omitempty"`
+}
+
+// Placement is a change of a queue's leader and mirrors, made from the
+// placement of version Expect.
+type Placement struct {
+	VHost     string    `json:"vhost"`
+	Name      string    `json:"name"`
+	Expect    uint64    `json:"expect"`
+	Leader    string    `json:"leader"`
+	Mirroring Mirroring `json:"mirroring"`
 }
 
 func encodeCommand(t CommandType, c *command) ([]byte, error) {

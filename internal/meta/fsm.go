@@ -179,6 +179,9 @@ func (f *fsm) applyLocked(t CommandType, c *command, ev emit, index uint64) resu
 			return result{err: err}
 		}
 		return result{value: s.deleteQueue(v, c.Target, ev)}
+	case CmdSetPlacement:
+		q, err := s.setPlacement(*c.Placement, ev)
+		return result{value: q, err: err}
 	case CmdBind:
 		return result{err: s.bind(*c.Binding, ev)}
 	case CmdUnbind:

@@ -120,6 +120,65 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 }
 
+// TestPlacementFencing: a placement names the version it replaces, and
+// is refused unless that version is current and its own is newer.
+func TestPlacementFencing(t *testing.T) {
+	rec := &recorder{}
+	n := openTest(t, rec)
+	ctx := context.Background()
+	n.PutVHost(ctx, VHost{Name: "/"})
+	if _, err := n.SetPlacement(ctx, Placement{VHost: "/", Name: "none", Mirroring: Mirroring{Version: 1}}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("placement of a missing queue: %v", err)
+	}
+	if _, err := n.DeclareQueue(ctx, Queue{VHost: "/", Name: "q", Durable: true, Node: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	first := Placement{VHost: "/", Name: "q", Expect: 0, Leader: "a", Mirroring: Mirroring{Mirrors: []string{"b", "c"}, Epoch: 1, Version: 1}}
+	if q, err := n.SetPlacement(ctx, first); err != nil || q.Node != "a" || q.Mirroring == nil || len(q.Mirroring.Mirrors) != 2 {
+		t.Fatalf("first placement: %+v %v", q, err)
+	}
+	// A decider still at version 0 loses.
+	stale := first
+	stale.Leader = "b"
+	if _, err := n.SetPlacement(ctx, stale); !errors.Is(err, ErrStale) {
+		t.Fatalf("placement from a replaced version: %v", err)
+	}
+	// A change must move the version forward.
+	same := Placement{VHost: "/", Name: "q", Expect: 1, Leader: "b", Mirroring: Mirroring{Epoch: 2, Version: 1}}
+	if _, err := n.SetPlacement(ctx, same); !errors.Is(err, ErrStale) {
+		t.Fatalf("placement that keeps the version: %v", err)
+	}
+	next := Placement{VHost: "/", Name: "q", Expect: 1, Leader: "c", Mirroring: Mirroring{Mirrors: []string{"b"}, InSync: []string{"b"}, Epoch: 2, Version: 2}}
+	if _, err := n.SetPlacement(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	q, _ := n.Queue("/", "q")
+	if q.Node != "c" || q.PlacementVersion() != 2 || q.Mirroring.Epoch != 2 || len(q.Mirroring.InSync) != 1 || !q.Durable {
+		t.Fatalf("queue after two placements: %+v %+v", q, q.Mirroring)
+	}
+	if rec.count(QueuePlaced) != 2 {
+		t.Fatalf("%d QueuePlaced events, want 2", rec.count(QueuePlaced))
+	}
+
+	// A snapshot keeps the placement.
+	snap, err := n.fsm.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := snap.(*fsmSnapshot).data.write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	f := &fsm{st: newState()}
+	if err := f.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	got := f.st.export().Queues
+	if len(got) != 1 || got[0].Node != "c" || got[0].Mirroring == nil || got[0].Mirroring.Version != 2 || got[0].Mirroring.InSync[0] != "b" {
+		t.Fatalf("restored %+v", got)
+	}
+}
+
 // TestCascadeRemovesLaterBindings deletes a queue whose only binding is
 // from an auto-delete exchange that is itself the destination of another
 // binding: the cascade removes a binding the outer loop has yet to visit.

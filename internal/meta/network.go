@@ -64,7 +64,7 @@ const (
 // Error kinds that keep their sentinel across the wire.
 var errKinds = map[string]error{
 	"not_found": ErrNotFound, "exists": ErrExists, "no_leader": ErrNoLeader,
-	"last_disc": ErrLastDisc, "not_leader": raft.ErrNotLeader,
+	"last_disc": ErrLastDisc, "not_leader": raft.ErrNotLeader, "stale": ErrStale,
 }
 
 // remoteError is an error that came back from the leader: its text as

@@ -449,6 +449,15 @@ func (n *Node) DeleteQueue(ctx context.Context, vhost, name string) (bool, error
 	return ok, err
 }
 
+// SetPlacement moves a queue's leader and mirrors. It is refused with
+// ErrStale unless the queue's placement is still at version p.Expect and
+// p's version is newer; it returns the queue as it then is.
+func (n *Node) SetPlacement(ctx context.Context, p Placement) (Queue, error) {
+	v, err := n.apply(ctx, CmdSetPlacement, &command{Placement: &p})
+	q, _ := v.(Queue)
+	return q, err
+}
+
 // Bind adds a binding; adding one that exists does nothing.
 func (n *Node) Bind(ctx context.Context, b Binding) error {
 	_, err := n.apply(ctx, CmdBind, &command{Binding: &b})

@@ -10,6 +10,9 @@ import (
 var (
 	ErrNotFound = errors.New("meta: not found")
 	ErrExists   = errors.New("meta: already exists")
+	// ErrStale refuses a placement change made from a placement that
+	// another change has replaced meanwhile.
+	ErrStale = errors.New("meta: the queue's placement has changed meanwhile")
 )
 
 // EventKind says what changed.
@@ -23,6 +26,8 @@ const (
 	ExchangeDeleted
 	QueueAdded
 	QueueDeleted
+	// QueuePlaced: a queue's leader or mirrors changed (Queue).
+	QueuePlaced
 	BindingAdded
 	BindingRemoved
 	UserChanged
@@ -192,6 +197,30 @@ func (s *state) declareQueue(q Queue, ev emit) (Queue, error) {
 	v.queues[q.Name] = &nq
 	ev(Event{Kind: QueueAdded, VHost: q.VHost, Queue: &nq})
 	return q, nil
+}
+
+// setPlacement moves a queue's leader and mirrors, if the placement it
+// replaces is still the current one (the version check that makes two
+// deciders unable to both win).
+func (s *state) setPlacement(p Placement, ev emit) (Queue, error) {
+	v, err := s.vhost(p.VHost)
+	if err != nil {
+		return Queue{}, err
+	}
+	q, ok := v.queues[p.Name]
+	if !ok {
+		return Queue{}, fmt.Errorf("queue %q in vhost %q: %w", p.Name, p.VHost, ErrNotFound)
+	}
+	if cur := q.PlacementVersion(); cur != p.Expect || p.Mirroring.Version <= cur {
+		return *q, fmt.Errorf("queue %q in vhost %q at version %d, not %d: %w", p.Name, p.VHost, cur, p.Expect, ErrStale)
+	}
+	nq := *q
+	nq.Node = p.Leader
+	m := p.Mirroring
+	nq.Mirroring = &m
+	v.queues[p.Name] = &nq
+	ev(Event{Kind: QueuePlaced, VHost: p.VHost, Queue: &nq})
+	return nq, nil
 }
 
 func (s *state) deleteQueue(v *vhostState, name string, ev emit) bool {

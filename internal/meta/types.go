@@ -107,7 +107,8 @@ type Exchange struct {
 }
 
 // Queue is a queue's definition. Owner is the connection that declared an
-// exclusive queue; empty otherwise.
+// exclusive queue; empty otherwise. Node is the node its messages live on
+// (a mirrored queue's leader); empty means the node that reads it.
 type Queue struct {
 	VHost      string `json:"vhost"`
 	Name       string `json:"name"`
@@ -117,6 +118,32 @@ type Queue struct {
 	Arguments  Args   `json:"arguments"`
 	Owner      string `json:"owner,omitempty"`
 	Node       string `json:"node,omitempty"`
+	// Mirroring is where a mirrored queue's copies are; nil for a queue
+	// that has never been mirrored. Only SetPlacement changes it.
+	Mirroring *Mirroring `json:"mirroring,omitempty"`
+}
+
+// Mirroring is the placement of a mirrored queue's copies besides its
+// leader (Queue.Node): see package mirror for the rules.
+type Mirroring struct {
+	// Mirrors are the other nodes that keep a copy, oldest first.
+	Mirrors []string `json:"mirrors,omitempty"`
+	// InSync are the mirrors holding every message the leader has
+	// confirmed, oldest first.
+	InSync []string `json:"in_sync,omitempty"`
+	// Epoch grows with every change of leader.
+	Epoch uint64 `json:"epoch"`
+	// Version grows with every change of the placement.
+	Version uint64 `json:"version"`
+}
+
+// PlacementVersion is the version of a queue's placement: 0 before its
+// first SetPlacement.
+func (q Queue) PlacementVersion() uint64 {
+	if q.Mirroring == nil {
+		return 0
+	}
+	return q.Mirroring.Version
 }
 
 // Policy applies settings to the queues or exchanges whose names match

@@ -85,6 +85,11 @@ func (s *Server) queueObj(qi broker.QueueInfo, consumers []broker.ConsumerInfo, 
 	if qi.ExclusiveOwner != "" {
 		o["owner_pid_details"] = obj{"name": qi.ExclusiveOwner}
 	}
+	if m := d.Mirroring; m != nil {
+		// As RabbitMQ's: present for mirrored queues only.
+		o["slave_nodes"] = nonNil(m.Mirrors)
+		o["synchronised_slave_nodes"] = nonNil(m.InSync)
+	}
 	for _, c := range consumers {
 		if c.Exclusive {
 			o["exclusive_consumer_tag"] = c.Tag
@@ -384,4 +389,12 @@ func queueState(qi broker.QueueInfo) string {
 		return "down"
 	}
 	return "running"
+}
+
+// nonNil is ss, or an empty list for JSON's sake.
+func nonNil(ss []string) []string {
+	if ss == nil {
+		return []string{}
+	}
+	return ss
 }
