@@ -20,6 +20,7 @@ import (
 	"github.com/warren-mq/warren/internal/ctl"
 	"github.com/warren-mq/warren/internal/meta"
 	"github.com/warren-mq/warren/internal/mgmt"
+	"github.com/warren-mq/warren/internal/sockio"
 )
 
 // app is the broker application of a node: the AMQP listener, the
@@ -31,7 +32,9 @@ type app struct {
 	log         *slog.Logger
 	started     time.Time
 	clusterAddr string // set before the cluster port serves; immutable after
-	cookie      string
+	// id is how this node introduces itself on other nodes' cluster
+	// ports: its cookie, its name and its TLS client settings.
+	id cluster.Identity
 	// advertise is the cluster port's address as other nodes dial it:
 	// the node name's host with the port it listens on.
 	advertise string
@@ -93,7 +96,7 @@ func (a *app) serveMeta(nc net.Conn, peer string) {
 
 // dialMeta reaches another member's meta service.
 func (a *app) dialMeta(ctx context.Context, addr string) (net.Conn, error) {
-	return cluster.Dial(ctx, addr, a.cookie, a.cfg.NodeName, cluster.ServiceMeta)
+	return a.id.Dial(ctx, addr, cluster.ServiceMeta)
 }
 
 // serveQueue serves another node's queue link: its clients' use of this
@@ -124,7 +127,7 @@ func (a *app) dialQueue(ctx context.Context, node string) (net.Conn, error) {
 		}
 		addr = n.Addr(cluster.DefaultPort)
 	}
-	return cluster.Dial(ctx, addr, a.cookie, a.cfg.NodeName, cluster.ServiceQueue)
+	return a.id.Dial(ctx, addr, cluster.ServiceQueue)
 }
 
 // Stop implements ctl.App.
@@ -163,7 +166,7 @@ func (a *app) startLocked(ctx context.Context) error {
 		seeds = a.formationSeeds()
 	}
 	ram := st.RAM || (len(st.Members) == 0 && cfg.FormationNodeType == "ram")
-	layer := cluster.NewStreamLayer(a.advertise, a.cookie, cfg.NodeName)
+	layer := cluster.NewStreamLayer(a.advertise, a.id)
 	a.layer.Store(layer)
 	srv, err := broker.New(ctx, broker.Config{
 		Network:                     &meta.Network{Layer: layer, Dial: a.dialMeta, Join: seeds},
@@ -221,7 +224,7 @@ func (a *app) startLocked(ctx context.Context) error {
 			return fmt.Errorf("listen for %s: %w", what, err)
 		}
 		if tc != nil {
-			l = tls.NewListener(l, tc)
+			l = sockio.TLSListener(l, tc)
 		}
 		services = append(services, service{protocol, l, serve})
 		return nil

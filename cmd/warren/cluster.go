@@ -14,8 +14,8 @@ import (
 	"github.com/warren-mq/warren/internal/meta"
 )
 
-// Cookie implements ctl.Clustered.
-func (a *app) Cookie() string { return a.cookie }
+// Identity implements ctl.Clustered.
+func (a *app) Identity() cluster.Identity { return a.id }
 
 // Members implements ctl.Clustered: the running definitions' members, or
 // while the app is stopped, those the node remembers.
@@ -64,7 +64,7 @@ func (a *app) remoteMembers(ctx context.Context, name cluster.NodeName, addr str
 		JSON  []ctl.Member `json:"json"`
 		Error string       `json:"error"`
 	}
-	err := cluster.Call(ctx, addr, a.cookie, a.cfg.NodeName, cluster.ServiceCtl, &ctl.Request{Command: "cluster_members"}, &resp)
+	err := a.id.Call(ctx, addr, cluster.ServiceCtl, &ctl.Request{Command: "cluster_members"}, &resp)
 	switch {
 	case errors.Is(err, cluster.ErrBadCookie):
 		return nil, ctl.Refuse(ctl.ExitUnavailable, "unable to connect to node %s: its cookie is different from this node's.\n * copy the cookie file of one node to the others (mode 0400) and restart them", name)
@@ -224,7 +224,7 @@ func (a *app) ForgetNode(ctx context.Context, name string, offline bool) error {
 		} `json:"json"`
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	err = cluster.Call(cctx, addr, a.cookie, a.cfg.NodeName, cluster.ServiceCtl, &ctl.Request{Command: "node_status"}, &resp)
+	err = a.id.Call(cctx, addr, cluster.ServiceCtl, &ctl.Request{Command: "node_status"}, &resp)
 	cancel()
 	if err == nil && resp.JSON.Running {
 		return ctl.Refuse(ctl.ExitSoftware, "node %s is running: stop its app with \"warrenctl -n %s stop_app\" before it can be removed", target, target)
@@ -363,7 +363,7 @@ func (a *app) ForceBoot(ctx context.Context) ([]string, error) {
 	for _, p := range st.Members {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		var resp ctl.Response
-		err := cluster.Call(cctx, p.Addr, a.cookie, a.cfg.NodeName, cluster.ServiceCtl, &ctl.Request{Command: "ping"}, &resp)
+		err := a.id.Call(cctx, p.Addr, cluster.ServiceCtl, &ctl.Request{Command: "ping"}, &resp)
 		cancel()
 		up[p.Name] = err == nil
 	}

@@ -22,7 +22,8 @@ type member struct {
 	name                      string // n1@localhost:PORT
 	amqp, mgmt, clusterListen string
 	dir, cookie               string
-	config                    string // a configuration file, if set
+	config                    string   // a configuration file, if set
+	ctlArgs                   []string // more options for warrenctl
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -131,7 +132,7 @@ func (m *member) stop(t *testing.T) {
 
 func (m *member) ctl(t *testing.T, args ...string) ctlResult {
 	t.Helper()
-	return runCtl(t, append([]string{"-n", m.name, "--cookie-file", m.cookie}, args...)...)
+	return runCtl(t, append(append([]string{"-n", m.name, "--cookie-file", m.cookie}, m.ctlArgs...), args...)...)
 }
 
 // dial waits until the member's app serves AMQP.

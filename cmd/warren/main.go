@@ -80,7 +80,8 @@ func run(args []string) error {
 	}
 	// Certificates and keys are read now, so that -t and a detached start
 	// report a bad one before anything runs.
-	if _, err := cfg.TLSConfigs(); err != nil {
+	tlsFor, err := cfg.TLSConfigs()
+	if err != nil {
 		return err
 	}
 	if *check {
@@ -117,7 +118,7 @@ func run(args []string) error {
 		return fmt.Errorf("node name %s: %w", cfg.NodeName, err)
 	}
 	a := newApp(cfg, configFiles, logger)
-	a.cookie = cookie
+	a.id = cluster.Identity{Cookie: cookie, Name: cfg.NodeName, TLS: tlsFor.ClusterClient}
 	// The cluster port stays open while the app is stopped, so that
 	// warrenctl can start it again.
 	cl, err := net.Listen("tcp", cfg.ClusterListen)
@@ -126,7 +127,7 @@ func run(args []string) error {
 	}
 	a.clusterAddr = cl.Addr().String()
 	a.advertise = self.Addr(cl.Addr().(*net.TCPAddr).Port)
-	cs := cluster.NewServer(cookie, logger)
+	cs := cluster.NewServer(cookie, tlsFor.ClusterServer, logger)
 	cs.Handle(cluster.ServiceCtl, ctl.NewServer(a, logger).ServeConn)
 	cs.Handle(cluster.ServiceRaft, a.serveRaft)
 	cs.Handle(cluster.ServiceMeta, a.serveMeta)

@@ -103,7 +103,7 @@ func (a *app) majorityAnswers(ctx context.Context, p *pausedNode) bool {
 	}
 	for _, v := range p.voters {
 		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		nc, err := cluster.Dial(cctx, v.Addr, a.cookie, a.cfg.NodeName, cluster.ServiceCtl)
+		nc, err := a.id.Dial(cctx, v.Addr, cluster.ServiceCtl)
 		cancel()
 		if err == nil {
 			nc.Close()

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,9 @@ import (
 	"time"
 
 	"github.com/warren-mq/warren/internal/cluster"
+	"github.com/warren-mq/warren/internal/config"
 	"github.com/warren-mq/warren/internal/ctl"
+	"github.com/warren-mq/warren/internal/tlsconf"
 )
 
 func main() {
@@ -29,6 +32,11 @@ type options struct {
 	node       string
 	port       int
 	cookieFile string
+	// configFile is a node's configuration file, read for its
+	// cluster.ssl_options; tls holds them and the --certfile, --keyfile
+	// and --cacertfile that override them.
+	configFile string
+	tls        tlsconf.Options
 	quiet      bool
 	silent     bool
 	json       bool
@@ -40,11 +48,13 @@ type options struct {
 var valued = map[string]string{
 	"-n": "node", "--node": "node", "--formatter": "formatter", "--port": "port", "--cookie-file": "cookie-file",
 	"-t": "timeout", "--timeout": "timeout", "-p": "vhost", "--vhost": "vhost",
+	"--config": "config", "--certfile": "certfile", "--keyfile": "keyfile", "--cacertfile": "cacertfile",
 	"--priority": "priority", "--apply-to": "apply-to", "--description": "description", "--tags": "tags",
 }
 
 func parse(args []string) (*options, error) {
-	o := &options{port: ctl.DefaultPort, cookieFile: cluster.DefaultCookieFile(), timeout: 60 * time.Second}
+	o := &options{port: ctl.DefaultPort, cookieFile: cluster.DefaultCookieFile(), timeout: 60 * time.Second,
+		configFile: os.Getenv("RABBITMQ_CONFIG_FILE")}
 	if host, err := os.Hostname(); err == nil {
 		short, _, _ := strings.Cut(host, ".")
 		o.node = "warren@" + short
@@ -101,6 +111,35 @@ func parse(args []string) (*options, error) {
 	return o, nil
 }
 
+// clusterTLS is the TLS warrenctl dials the node with: the node's
+// cluster.ssl_options from its configuration file, with the files the
+// command line names instead; nil (plain TCP) when none is set.
+func (o *options) clusterTLS() (*tls.Config, error) {
+	opts := tlsconf.Default()
+	opts.Prefix = "cluster.ssl_options."
+	if o.configFile != "" {
+		n := config.Defaults()
+		if err := n.LoadFile(o.configFile); err != nil {
+			return nil, err
+		}
+		opts = n.ClusterSSL
+	}
+	if o.tls.CertFile != "" {
+		opts.CertFile = o.tls.CertFile
+	}
+	if o.tls.KeyFile != "" {
+		opts.KeyFile = o.tls.KeyFile
+	}
+	if o.tls.CACertFile != "" {
+		opts.CACertFile = o.tls.CACertFile
+	}
+	if opts.CertFile == "" && opts.KeyFile == "" && opts.CACertFile == "" {
+		return nil, nil
+	}
+	_, client, err := opts.Mutual()
+	return client, err
+}
+
 func (o *options) set(key, val string) error {
 	switch key {
 	case "node":
@@ -121,6 +160,14 @@ func (o *options) set(key, val string) error {
 		o.port = p
 	case "cookie-file":
 		o.cookieFile = val
+	case "config":
+		o.configFile = val
+	case "certfile":
+		o.tls.CertFile = val
+	case "keyfile":
+		o.tls.KeyFile = val
+	case "cacertfile":
+		o.tls.CACertFile = val
 	case "timeout":
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 0 {
@@ -137,7 +184,7 @@ func (o *options) set(key, val string) error {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintln(w, "Usage\n\nwarrenctl [--node <node>] [--port <port>] [--cookie-file <file>] [--timeout <seconds>] [--quiet] [--silent] [--formatter json] <command> [<command options>]\n\nCommands:")
+	fmt.Fprintln(w, "Usage\n\nwarrenctl [--node <node>] [--port <port>] [--cookie-file <file>] [--config <file> | --certfile <file> --keyfile <file> --cacertfile <file>] [--timeout <seconds>] [--quiet] [--silent] [--formatter json] <command> [<command options>]\n\nCommands:")
 	for _, c := range ctl.Commands() {
 		fmt.Fprintln(w, "   "+c)
 	}
@@ -196,12 +243,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
 		return ctl.ExitUnavailable
 	}
+	clientTLS, err := o.clusterTLS()
+	if err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return ctl.ExitConfig
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	addr := ctl.NodeAddr(o.node, o.port)
-	resp, err := ctl.Call(ctx, addr, cookie, &o.req)
+	resp, err := ctl.Call(ctx, addr, cluster.Identity{Cookie: cookie, Name: ctl.CallerName(), TLS: clientTLS}, &o.req)
 	if err != nil {
 		return unreachable(stderr, o, addr, err)
 	}

@@ -18,9 +18,8 @@ import (
 // and incoming ones are handed to it by the node's Server through Handoff.
 // It implements raft.StreamLayer.
 type StreamLayer struct {
-	addr   net.Addr
-	cookie string
-	self   string
+	addr net.Addr
+	id   Identity
 
 	incoming  chan net.Conn
 	closed    chan struct{}
@@ -63,8 +62,8 @@ func (l *StreamLayer) track(nc net.Conn) *layerConn {
 
 // NewStreamLayer returns the Raft stream layer of the node self, whose
 // cluster port others reach at advertise.
-func NewStreamLayer(advertise, cookie, self string) *StreamLayer {
-	return &StreamLayer{addr: stringAddr(advertise), cookie: cookie, self: self,
+func NewStreamLayer(advertise string, id Identity) *StreamLayer {
+	return &StreamLayer{addr: stringAddr(advertise), id: id,
 		incoming: make(chan net.Conn), closed: make(chan struct{}), conns: make(map[*layerConn]struct{})}
 }
 
@@ -118,7 +117,7 @@ func (l *StreamLayer) Addr() net.Addr { return l.addr }
 func (l *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	nc, err := Dial(ctx, string(address), l.cookie, l.self, ServiceRaft)
+	nc, err := l.id.Dial(ctx, string(address), ServiceRaft)
 	if err != nil {
 		return nil, err
 	}
@@ -169,8 +168,8 @@ func ReadJSON(r io.Reader, v any) error {
 
 // Call dials a service at addr, sends req, reads one answer into resp
 // and closes the connection. ctx bounds the whole exchange.
-func Call(ctx context.Context, addr, cookie, self string, svc Service, req, resp any) error {
-	nc, err := Dial(ctx, addr, cookie, self, svc)
+func (id Identity) Call(ctx context.Context, addr string, svc Service, req, resp any) error {
+	nc, err := id.Dial(ctx, addr, svc)
 	if err != nil {
 		return err
 	}

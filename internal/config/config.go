@@ -28,7 +28,10 @@ type Node struct {
 	// served, beside AMQPListen; empty for nowhere.
 	AMQPSListen string
 	// SSL is ssl_options: the AMQPS listener's TLS settings.
-	SSL              tlsconf.Options
+	SSL tlsconf.Options
+	// ClusterSSL is cluster.ssl_options: with its files set, the cluster
+	// port takes TLS only, and both ends present certificates of the CA.
+	ClusterSSL       tlsconf.Options
 	MgmtListen       string
 	PrometheusListen string
 	// MgmtTLSListen is management.ssl.port (and .ip): where the API and
@@ -121,6 +124,7 @@ func Defaults() Node {
 		SSL:               tlsconf.Default(),
 		MgmtSSL:           withPrefix(tlsconf.Default(), "management.ssl."),
 		PrometheusSSL:     withPrefix(tlsconf.Default(), "prometheus.ssl."),
+		ClusterSSL:        withPrefix(tlsconf.Default(), "cluster.ssl_options."),
 	}
 }
 
@@ -202,6 +206,10 @@ func withPrefix(o tlsconf.Options, prefix string) tlsconf.Options {
 // for a listener that is off.
 type TLSConfigs struct {
 	AMQPS, Mgmt, Prometheus *tls.Config
+	// ClusterServer and ClusterClient are the cluster port's ends when
+	// cluster.ssl_options asks for TLS there: the port's, and the one
+	// this node (or warrenctl) dials other nodes with.
+	ClusterServer, ClusterClient *tls.Config
 }
 
 // TLSConfigs reads the certificates and keys of every TLS listener the
@@ -227,7 +235,21 @@ func (n *Node) TLSConfigs() (TLSConfigs, error) {
 		}
 		*l.dst = c
 	}
+	if n.ClusterTLS() {
+		var err error
+		out.ClusterServer, out.ClusterClient, err = n.ClusterSSL.Mutual()
+		if err != nil {
+			return TLSConfigs{}, fmt.Errorf("cluster port TLS (cluster.ssl_options): %w", err)
+		}
+	}
 	return out, nil
+}
+
+// ClusterTLS reports whether the configuration asks for TLS on the
+// cluster port: some cluster.ssl_options file is set.
+func (n *Node) ClusterTLS() bool {
+	o := n.ClusterSSL
+	return o.CACertFile != "" || o.CertFile != "" || o.KeyFile != ""
 }
 
 // httpsListeners applies a file's HTTPS settings to an HTTP service's
@@ -263,6 +285,8 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 		n.AMQPSListen = addr
 	case strings.HasPrefix(key, "ssl_options."):
 		return n.SSL.Set(strings.TrimPrefix(key, "ssl_options."), val)
+	case strings.HasPrefix(key, "cluster.ssl_options."):
+		return n.ClusterSSL.Set(strings.TrimPrefix(key, "cluster.ssl_options."), val)
 	case key == "management.tcp.port" || key == "management.listener.port":
 		addr, err := listenAddr(val)
 		if err != nil {

@@ -83,3 +83,31 @@ func TestHTTPSListeners(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterTLS reads cluster.ssl_options, and refuses a cluster port
+// TLS setting that lacks one of its three files, naming the keys.
+func TestClusterTLS(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rabbitmq.conf")
+	os.WriteFile(path, []byte("cluster.ssl_options.certfile = /n.pem\ncluster.ssl_options.keyfile = /n.key\n"+
+		"cluster.ssl_options.versions.1 = tlsv1.3\n"), 0o644)
+	n := Defaults()
+	if err := n.LoadFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if !n.ClusterTLS() || n.ClusterSSL.CertFile != "/n.pem" || n.ClusterSSL.KeyFile != "/n.key" || len(n.ClusterSSL.Versions) != 1 {
+		t.Fatalf("cluster.ssl_options: %+v", n.ClusterSSL)
+	}
+	_, err := n.TLSConfigs()
+	want := "cluster port TLS (cluster.ssl_options): cluster.ssl_options.cacertfile, cluster.ssl_options.certfile and cluster.ssl_options.keyfile are all required"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("without a CA file: %v, want %q", err, want)
+	}
+	if d := Defaults(); d.ClusterTLS() {
+		t.Error("the defaults ask for TLS on the cluster port")
+	}
+	os.WriteFile(path, []byte("cluster.ssl_options.verify = sometimes\n"), 0o644)
+	bad := Defaults()
+	if err := bad.LoadFile(path); err == nil || !strings.Contains(err.Error(), "rabbitmq.conf:1: cluster.ssl_options.verify") {
+		t.Errorf("bad cluster.ssl_options line: %v", err)
+	}
+}

@@ -38,11 +38,11 @@ func CallerName() string {
 	return fmt.Sprintf("warrenctl-%d@%s", os.Getpid(), short)
 }
 
-// Call sends one request to the node at addr, authenticated with cookie,
-// and returns its answer.
-func Call(ctx context.Context, addr, cookie string, req *Request) (Response, error) {
+// Call sends one request to the node at addr, introduced as id, and
+// returns its answer.
+func Call(ctx context.Context, addr string, id cluster.Identity, req *Request) (Response, error) {
 	var resp Response
-	if err := cluster.Call(ctx, addr, cookie, CallerName(), cluster.ServiceCtl, req, &resp); err != nil {
+	if err := id.Call(ctx, addr, cluster.ServiceCtl, req, &resp); err != nil {
 		return Response{}, err
 	}
 	return resp, nil

@@ -24,8 +24,9 @@ type Member struct {
 type Clustered interface {
 	// Members returns the cluster's nodes, this one included.
 	Members() []Member
-	// Cookie is the cookie the node proves to other nodes.
-	Cookie() string
+	// Identity is how the node introduces itself to other nodes: its
+	// cookie, name and TLS client settings.
+	Identity() cluster.Identity
 	JoinCluster(ctx context.Context, target string, ram bool) error
 	// Leave is reset: the other members forget this node (unless force)
 	// and its data is deleted.
@@ -95,7 +96,7 @@ func (s *Server) statuses(ctx context.Context, members []Member) map[string]node
 			var resp struct {
 				JSON nodeStatus `json:"json"`
 			}
-			err := cluster.Call(cctx, m.Addr, s.app.Cookie(), self, cluster.ServiceCtl, &Request{Command: "node_status"}, &resp)
+			err := s.app.Identity().Call(cctx, m.Addr, cluster.ServiceCtl, &Request{Command: "node_status"}, &resp)
 			if err != nil {
 				return
 			}

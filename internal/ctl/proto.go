@@ -42,4 +42,5 @@ const (
 	ExitUnavailable = 69
 	ExitSoftware    = 70
 	ExitTempFail    = 75
+	ExitConfig      = 78 // a configuration or certificate file is unusable
 )

@@ -183,7 +183,7 @@ func (s *Server) gatherRows(ctx context.Context, req *Request, resp *Response) {
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			var other Response
-			if err := cluster.Call(cctx, m.Addr, s.app.Cookie(), self, cluster.ServiceCtl, &r, &other); err != nil || other.Error != "" {
+			if err := s.app.Identity().Call(cctx, m.Addr, cluster.ServiceCtl, &r, &other); err != nil || other.Error != "" {
 				return
 			}
 			mu.Lock()

@@ -33,7 +33,7 @@ func newMember(t *testing.T, id string, ram bool) *member {
 		t.Fatal(err)
 	}
 	m := &member{id: id, addr: l.Addr().String(), dir: t.TempDir(), ram: ram, serveDone: make(chan error, 1)}
-	m.srv = cluster.NewServer(testCookie, nil)
+	m.srv = cluster.NewServer(testCookie, nil, nil)
 	m.srv.Handle(cluster.ServiceRaft, func(nc net.Conn, peer string) {
 		m.mu.Lock()
 		layer := m.layer
@@ -67,14 +67,15 @@ func newMember(t *testing.T, id string, ram bool) *member {
 // no state.
 func (m *member) start(ctx context.Context, t *testing.T, seeds ...string) error {
 	t.Helper()
-	layer := cluster.NewStreamLayer(m.addr, testCookie, m.id)
+	id := cluster.Identity{Cookie: testCookie, Name: m.id}
+	layer := cluster.NewStreamLayer(m.addr, id)
 	m.mu.Lock()
 	m.layer = layer
 	m.mu.Unlock()
 	n, err := Open(ctx, Config{NodeID: m.id, Dir: m.dir, RAM: m.ram, ApplyTimeout: 5 * time.Second, Network: &Network{
 		Layer: layer,
 		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
-			return cluster.Dial(ctx, addr, testCookie, m.id, cluster.ServiceMeta)
+			return id.Dial(ctx, addr, cluster.ServiceMeta)
 		},
 		Join: seeds,
 	}})

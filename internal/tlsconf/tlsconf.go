@@ -236,6 +236,31 @@ func (o Options) Server() (*tls.Config, error) {
 	return cfg, nil
 }
 
+// Mutual returns the two ends of a link on which both sides present a
+// certificate that the other verifies against CACertFile: the server's
+// configuration (client certificates required) and the client's (the
+// server's certificate must chain to the CAs and name the host dialled).
+// Versions and Ciphers apply to both; Verify, FailIfNoPeerCert and Depth
+// do not: verification is never optional here.
+func (o Options) Mutual() (server, client *tls.Config, err error) {
+	if o.CACertFile == "" || o.CertFile == "" || o.KeyFile == "" {
+		return nil, nil, fmt.Errorf("%s, %s and %s are all required: each end presents a certificate and verifies the other's", o.key("cacertfile"), o.key("certfile"), o.key("keyfile"))
+	}
+	o.Verify, o.FailIfNoPeerCert, o.Depth = "verify_peer", true, -1
+	server, err = o.Server()
+	if err != nil {
+		return nil, nil, err
+	}
+	client = &tls.Config{
+		Certificates: server.Certificates,
+		RootCAs:      server.ClientCAs,
+		MinVersion:   server.MinVersion,
+		MaxVersion:   server.MaxVersion,
+		CipherSuites: server.CipherSuites,
+	}
+	return server, client, nil
+}
+
 // keyPair loads the certificate and its key, decrypting the key with
 // Password when it is encrypted.
 func (o Options) keyPair() (tls.Certificate, error) {
