@@ -23,6 +23,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -173,8 +174,17 @@ func idle(args []string) int {
 	pid := fs.Int("broker-pid", 0, "pid of the broker whose memory is measured")
 	jsonOut := fs.Bool("json", false, "print the result as one JSON line")
 	hold := fs.Bool("hold", false, "keep the connections open after measuring, until interrupted")
+	caFile := fs.String("cacert", "", "PEM CA certificates to check an amqps:// broker's certificate with; without it any is accepted")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	var tc *tls.Config
+	if *caFile != "" {
+		var err error
+		if tc, err = perf.LoadCA(*caFile); err != nil {
+			fmt.Fprintf(os.Stderr, "warren-perf idle: -cacert: %v\n", err)
+			return 2
+		}
 	}
 	if *pid == 0 {
 		fmt.Fprintln(os.Stderr, "warren-perf idle: -broker-pid is required")
@@ -182,7 +192,7 @@ func idle(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := perf.Idle(ctx, perf.IdleConfig{URI: *uri, Connections: *conns, Queues: *queues, BrokerPID: *pid, Progress: os.Stderr, Hold: *hold})
+	res, err := perf.Idle(ctx, perf.IdleConfig{URI: *uri, TLS: tc, Connections: *conns, Queues: *queues, BrokerPID: *pid, Progress: os.Stderr, Hold: *hold})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "warren-perf idle: %v\n", err)
 		return 1

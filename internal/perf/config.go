@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,9 @@ const TimestampSize = 8
 type Config struct {
 	// URI is the AMQP URI of the broker, e.g. amqp://guest:guest@127.0.0.1:5672/.
 	URI string
+	// TLS is the client's TLS settings for an amqps:// URI; nil trusts any
+	// certificate, as PerfTest does for amqps.
+	TLS *tls.Config
 	// Label names the run in the result (PerfTest's --id). Optional.
 	Label string
 	// Broker names the broker under test in the result ("rabbitmq", "warren").

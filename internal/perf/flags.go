@@ -60,7 +60,9 @@ func ParseFlags(args []string, output io.Writer) (CLI, error) {
 		fs.BoolVar(p, short, def, usage)
 		fs.BoolVar(p, long, def, "same as -"+short)
 	}
-	str(&cfg.URI, "h", "uri", DefaultURI, "AMQP URI of the broker")
+	str(&cfg.URI, "h", "uri", DefaultURI, "AMQP URI of the broker (amqps:// for TLS)")
+	var caFile string
+	fs.StringVar(&caFile, "cacert", "", "PEM CA certificates to check an amqps:// broker's certificate with; without it any certificate is accepted, as PerfTest does")
 	num(&cfg.Producers, "x", "producers", 1, "number of producers (one connection and channel each)")
 	num(&cfg.Consumers, "y", "consumers", 1, "number of consumers (one connection and channel each)")
 	num(&cfg.Size, "s", "size", 12, "message size in bytes (at least 8: the send timestamp)")
@@ -95,6 +97,13 @@ func ParseFlags(args []string, output io.Writer) (CLI, error) {
 		return CLI{}, fmt.Errorf("-z: duration must be a non-negative number of seconds, got %v", seconds)
 	}
 	cfg.Duration = time.Duration(seconds * float64(time.Second))
+	if caFile != "" {
+		tc, err := LoadCA(caFile)
+		if err != nil {
+			return CLI{}, fmt.Errorf("-cacert: %w", err)
+		}
+		cfg.TLS = tc
+	}
 	cfg.Persistent = flags.persistent
 	if len(queueArgs.table) > 0 {
 		cfg.QueueArgs = queueArgs.table

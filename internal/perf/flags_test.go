@@ -73,6 +73,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"-x 0 -C 10", "message count needs at least one producer"},
 		{"stray", `unexpected argument "stray"`},
 		{"-nosuchflag", "flag provided but not defined"},
+		{"-cacert /nonexistent/ca.pem", "-cacert: CA file: open /nonexistent/ca.pem"},
+		{"-cacert /etc/hostname", "no PEM certificate in it"},
 	} {
 		var out strings.Builder
 		_, err := ParseFlags(strings.Fields(tc.args), &out)

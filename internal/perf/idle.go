@@ -3,6 +3,8 @@ package perf
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +20,7 @@ import (
 // read after each step.
 type IdleConfig struct {
 	URI         string
+	TLS         *tls.Config // for amqps://; see Config.TLS
 	Connections int
 	Queues      int
 	// BrokerPID is the broker process whose memory is read.
@@ -65,7 +68,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (IdleResult, error) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				c, err := amqp.DialConfig(cfg.URI, amqp.Config{Heartbeat: 0})
+				c, err := amqp.DialConfig(cfg.URI, amqp.Config{Heartbeat: 0, TLSClientConfig: TLSFor(cfg.TLS)})
 				if err != nil {
 					errs <- fmt.Errorf("connection %d: %w", i, err)
 					return
@@ -127,7 +130,7 @@ feed:
 // channels, without waiting for each declare-ok, and then checks the last
 // one exists.
 func declareQueues(ctx context.Context, cfg IdleConfig, out io.Writer) error {
-	c, err := amqp.Dial(cfg.URI)
+	c, err := amqp.DialConfig(cfg.URI, amqp.Config{TLSClientConfig: TLSFor(cfg.TLS)})
 	if err != nil {
 		return err
 	}
@@ -187,4 +190,28 @@ func processRSS(pid int) (uint64, error) {
 		}
 	}
 	return 0, fmt.Errorf("read broker memory: no VmRSS for pid %d", pid)
+}
+
+// TLSFor is the TLS configuration to dial an amqps:// URI with: c, or
+// one that accepts any certificate (PerfTest's default for amqps).
+func TLSFor(c *tls.Config) *tls.Config {
+	if c != nil {
+		return c
+	}
+	// A load generator, as PerfTest: -cacert asks for checking.
+	return &tls.Config{InsecureSkipVerify: true}
+}
+
+// LoadCA returns a TLS configuration that checks the broker's certificate
+// against the PEM CA certificates in path.
+func LoadCA(path string) (*tls.Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", path)
+	}
+	return &tls.Config{RootCAs: pool}, nil
 }

@@ -309,7 +309,7 @@ func selfCPU() time.Duration {
 func (r *runner) dial(role string, i int) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(fmt.Sprintf("warren-perf %s %d", role, i))
-	conn, err := amqp.DialConfig(r.cfg.URI, amqp.Config{Properties: props, Heartbeat: 10 * time.Second})
+	conn, err := amqp.DialConfig(r.cfg.URI, amqp.Config{Properties: props, Heartbeat: 10 * time.Second, TLSClientConfig: TLSFor(r.cfg.TLS)})
 	if err != nil {
 		return nil, fmt.Errorf("perf: %s %d: connect: %w", role, i, err)
 	}
