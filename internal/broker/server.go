@@ -635,17 +635,19 @@ func (s *Server) newLocalQueue(def meta.Queue, pols []meta.Policy) *localQueue {
 // policies returns a vhost's policies; none while the definitions are
 // being replayed at start (New applies them once replay is done).
 func (s *Server) policies(vhost string) []meta.Policy {
-	if s.meta == nil {
+	if !s.metaSet.Load() {
 		return nil
 	}
 	return s.meta.Policies(vhost)
 }
 
 // applyPolicies brings a vhost's queues and exchanges in line with its
-// policies after one changed.
+// policies after one changed. While the definitions are replayed at
+// start it does nothing: New applies every vhost's policies once replay
+// is done.
 func (s *Server) applyPolicies(vhost string) {
 	v := s.vhost(vhost)
-	if v == nil {
+	if v == nil || !s.metaSet.Load() {
 		return
 	}
 	pols := s.meta.Policies(vhost)
