@@ -18,6 +18,7 @@ import (
 	"github.com/warren-mq/warren/internal/cluster"
 	"github.com/warren-mq/warren/internal/config"
 	"github.com/warren-mq/warren/internal/ctl"
+	"github.com/warren-mq/warren/internal/defs"
 	"github.com/warren-mq/warren/internal/meta"
 	"github.com/warren-mq/warren/internal/mgmt"
 	"github.com/warren-mq/warren/internal/sockio"
@@ -201,6 +202,13 @@ func (a *app) startLocked(ctx context.Context) error {
 	a.meta.Store(srv.Meta())
 	if err := a.rememberMembers(srv.Meta(), ram); err != nil {
 		a.log.Warn("cannot record the cluster's members", "error", err)
+	}
+	if cfg.LoadDefinitions != "" {
+		if err := loadDefinitions(ctx, srv, cfg.LoadDefinitions); err != nil {
+			a.closeBroker(srv)
+			return err
+		}
+		a.log.Info("definitions imported", "file", cfg.LoadDefinitions)
 	}
 	// Each service listens where the configuration says, plain or over
 	// TLS; a failure closes what was opened.
@@ -408,4 +416,31 @@ func (a *app) rememberMembers(m *meta.Node, ram bool) error {
 		}
 	}
 	return cluster.SaveState(a.cfg.DataDir, st)
+}
+
+// readDefinitions reads and decodes a load_definitions file.
+func readDefinitions(path string) (defs.File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return defs.File{}, fmt.Errorf("load_definitions: %w", err)
+	}
+	f, err := defs.Decode(b)
+	if err != nil {
+		return defs.File{}, fmt.Errorf("load_definitions %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// loadDefinitions imports a load_definitions file, as RabbitMQ does at
+// every start: what it defines is created or updated, nothing else is
+// touched, so every node of a cluster may import the same file.
+func loadDefinitions(ctx context.Context, srv *broker.Server, path string) error {
+	f, err := readDefinitions(path)
+	if err != nil {
+		return err
+	}
+	if err := defs.Import(ctx, srv.Meta(), srv.NodeName(), f, ""); err != nil {
+		return fmt.Errorf("load_definitions %s: %w", path, err)
+	}
+	return nil
 }

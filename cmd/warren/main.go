@@ -84,6 +84,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if cfg.LoadDefinitions != "" {
+		if _, err := readDefinitions(cfg.LoadDefinitions); err != nil {
+			return err
+		}
+	}
 	if *check {
 		fmt.Println("configuration ok")
 		return nil

@@ -79,6 +79,10 @@ type Node struct {
 	FormationNodes []string
 	// FormationNodeType is the type a fresh node joins as: disc or ram.
 	FormationNodeType string
+	// LoadDefinitions is load_definitions (or definitions.local.path): a
+	// definitions file the node imports every time it starts, as
+	// RabbitMQ does.
+	LoadDefinitions string
 	// PartitionHandling is cluster_partition_handling: ignore,
 	// pause_minority or autoheal.
 	PartitionHandling string
@@ -443,6 +447,12 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 		}
 	case key == "queue_master_locator":
 		return oneOf(&n.QueueMasterLocator, val, "client-local", "min-masters", "random")
+	case key == "load_definitions" || key == "definitions.local.path":
+		n.LoadDefinitions = val
+	case key == "definitions.import_backend":
+		if val != "local_filesystem" {
+			return fmt.Errorf("want local_filesystem (the only backend warren has), got %q", val)
+		}
 	case key == "cluster_partition_handling":
 		return oneOf(&n.PartitionHandling, val, "ignore", "pause_minority", "autoheal")
 	default:

@@ -1,7 +1,6 @@
 package ctl
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -870,11 +869,9 @@ func runExport(ctx context.Context, s *Server, b Broker, r *Request, c *command)
 }
 
 func runImport(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
-	dec := json.NewDecoder(bytes.NewReader(r.Input))
-	dec.UseNumber()
-	var f defs.File
-	if err := dec.Decode(&f); err != nil {
-		return failf(ExitDataErr, "the definitions are not valid JSON: %v", err)
+	f, err := defs.Decode(r.Input)
+	if err != nil {
+		return failf(ExitDataErr, "%v", err)
 	}
 	if err := defs.Import(ctx, b.Meta(), b.NodeName(), f, ""); err != nil {
 		return failf(ExitDataErr, "%v", err)

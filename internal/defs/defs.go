@@ -5,6 +5,7 @@
 package defs
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -17,6 +18,17 @@ import (
 	"github.com/warren-mq/warren/internal/policy"
 	"golang.org/x/sync/errgroup"
 )
+
+// Decode reads a definitions file's JSON, keeping numbers as written.
+func Decode(b []byte) (File, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		return File{}, fmt.Errorf("the definitions are not valid JSON: %w", err)
+	}
+	return f, nil
+}
 
 // File is RabbitMQ's definitions file: what Export writes and Import
 // reads.
