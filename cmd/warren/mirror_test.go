@@ -87,12 +87,12 @@ func TestHAPoliciesPlaceMirrors(t *testing.T) {
 		Slaves []string `json:"slave_nodes"`
 		Synced []string `json:"synchronised_slave_nodes"`
 	}
-	getJSON(t, "http://"+n3.mgmt+"/api/queues/%2F/all.q", &api)
+	getJSON(t, n3, "/api/queues/%2F/all.q", &api)
 	if api.Node != n1.name || !slices.Equal(api.Slaves, []string{n2.name, n3.name}) || api.Synced == nil || len(api.Synced) != 0 {
 		t.Errorf("GET /api/queues/%%2F/all.q: %+v", api)
 	}
 	var plain map[string]any
-	getJSON(t, "http://"+n3.mgmt+"/api/queues/%2F/plain.q", &plain)
+	getJSON(t, n3, "/api/queues/%2F/plain.q", &plain)
 	if _, ok := plain["slave_nodes"]; ok {
 		t.Errorf("a queue that is not mirrored has slave_nodes: %v", plain["slave_nodes"])
 	}
@@ -157,24 +157,16 @@ func TestHAPoliciesPlaceMirrors(t *testing.T) {
 	waitFor(t, func() bool { return len(asList(n1.mirrors(t)["all.q"].Slaves)) == 0 })
 }
 
-// getJSON gets url as guest and decodes its JSON body into v.
-func getJSON(t *testing.T, url string, v any) {
+// getJSON gets a management API path of m as guest and decodes its
+// JSON body into v.
+func getJSON(t *testing.T, m *member, path string, v any) {
 	t.Helper()
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		t.Fatal(err)
+	code, body := apiGet(t, m, path)
+	if code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, code, body)
 	}
-	req.SetBasicAuth("guest", "guest")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		t.Fatalf("GET %s: %v", path, err)
 	}
 }
 
