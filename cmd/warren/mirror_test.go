@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -101,6 +102,24 @@ func TestHAPoliciesPlaceMirrors(t *testing.T) {
 		if len(asList(rows[q].Synced)) != 0 {
 			t.Errorf("%s has mirrors in sync: %+v", q, rows[q])
 		}
+	}
+
+	// n1 leads the mirrored queues and none of their mirrors is in sync:
+	// stopping it would lose their only copy. n2 leads none.
+	code, body := apiGet(t, n1, "/api/health/checks/node-is-mirror-sync-critical")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "There are classic mirrored queues without online synchronised mirrors") ||
+		!strings.Contains(body, `"name":"all.q"`) || strings.Contains(body, "plain.q") || strings.Contains(body, "all.mine") {
+		t.Errorf("node-is-mirror-sync-critical on n1: %d %s", code, body)
+	}
+	r := n1.ctl(t, "check_if_node_is_mirror_sync_critical")
+	if want := fmt.Sprintf("queue 'two.q' in vhost '/' would lose its only synchronised replica (master) if node %s is stopped", n1.name); r.code != 69 || !strings.Contains(r.stderr, want) {
+		t.Errorf("check_if_node_is_mirror_sync_critical on n1: exit %d\n%s", r.code, r.stderr)
+	}
+	if code, body := apiGet(t, n2, "/api/health/checks/node-is-mirror-sync-critical"); code != http.StatusOK || !strings.Contains(body, `"ok"`) {
+		t.Errorf("node-is-mirror-sync-critical on n2: %d %s", code, body)
+	}
+	if r := n2.ctl(t, "check_if_node_is_mirror_sync_critical"); r.code != 0 || !strings.Contains(r.stdout, "reported no classic mirrored queues without online synchronised mirrors") {
+		t.Errorf("check_if_node_is_mirror_sync_critical on n2: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
 	// ha-mode exactly replaces a mirror whose node dies; all keeps it

@@ -198,3 +198,25 @@ func (s *Server) failOver(m *meta.Node, node string) {
 		}
 	}
 }
+
+// MirrorSyncCritical lists the mirrored queues led from this node that
+// have no in-sync mirror on a running node: stopping this node would take
+// away their only up-to-date copy. Exclusive queues, never mirrored, are
+// left out, as in RabbitMQ's check.
+func (s *Server) MirrorSyncCritical() []meta.Queue {
+	down := map[string]bool{}
+	for _, n := range s.Unreachable() {
+		down[n] = true
+	}
+	c := mirror.Cluster{Running: func(n string) bool { return !down[n] }}
+	var out []meta.Queue
+	for _, q := range s.meta.Snapshot().Queues {
+		if !s.homedHere(q) || q.Exclusive || !s.mirrorPolicy(q).Mirrored() {
+			continue
+		}
+		if mirror.Critical(s.placementOf(q), s.cfg.NodeName, c) {
+			out = append(out, q)
+		}
+	}
+	return out
+}

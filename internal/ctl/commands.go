@@ -183,6 +183,10 @@ func allCommands() map[string]*command {
 			banner: func(node string, r *Request) string {
 				return "Will wait for at least " + r.Args[0] + " nodes to join the cluster of " + node + ". Timeout: 300 seconds."
 			}},
+		"check_if_node_is_mirror_sync_critical": {needsApp: true, run: runMirrorSyncCritical,
+			banner: func(node string, r *Request) string {
+				return "Checking if node " + node + " is critical for data safety of any classic mirrored queues ..."
+			}},
 		"node_status":     {hidden: true, run: runNodeStatus},
 		"cluster_members": {hidden: true, needsApp: true, run: runClusterMembers},
 
@@ -1237,4 +1241,23 @@ func runListLimits(user bool) func(ctx context.Context, s *Server, b Broker, r *
 		}
 		return resp
 	}
+}
+
+// runMirrorSyncCritical is rabbitmq-queues check_if_node_is_mirror_sync_critical:
+// exit 69 with a line per mirrored queue whose only in-sync copy this node
+// holds.
+func runMirrorSyncCritical(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	node := b.NodeName()
+	if len(b.Meta().Members()) < 2 {
+		return Response{Text: "Node " + node + " seems to be the only one in a single node cluster, the check does not apply", JSON: map[string]any{"result": "ok"}}
+	}
+	qs := b.MirrorSyncCritical()
+	if len(qs) == 0 {
+		return Response{Text: "Node " + node + " reported no classic mirrored queues without online synchronised mirrors", JSON: map[string]any{"result": "ok"}}
+	}
+	lines := make([]string, 0, len(qs))
+	for _, q := range qs {
+		lines = append(lines, fmt.Sprintf("queue '%s' in vhost '%s' would lose its only synchronised replica (master) if node %s is stopped", q.Name, q.VHost, node))
+	}
+	return failf(ExitUnavailable, "%s", strings.Join(lines, "\n"))
 }

@@ -34,6 +34,9 @@ type Broker interface {
 	Resources() broker.Resources
 	// Unreachable lists the other members the node cannot reach now.
 	Unreachable() []string
+	// MirrorSyncCritical lists the mirrored queues this node leads with
+	// no in-sync mirror online.
+	MirrorSyncCritical() []meta.Queue
 	SetMemoryHighWatermark(relative float64, absolute uint64) error
 	SetDiskFreeLimit(limit uint64)
 	Config() broker.Config

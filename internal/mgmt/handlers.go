@@ -164,7 +164,7 @@ func (s *Server) routes() {
 	h("GET /api/health/checks/virtual-hosts", anyUser, s.vhostsCheck)
 	h("GET /api/health/checks/port-listener/{port}", anyUser, s.portCheck)
 	h("GET /api/health/checks/protocol-listener/{protocol}", anyUser, s.protocolCheck)
-	h("GET /api/health/checks/node-is-mirror-sync-critical", anyUser, s.singleNodeCheck)
+	h("GET /api/health/checks/node-is-mirror-sync-critical", anyUser, s.mirrorSyncCriticalCheck)
 	h("GET /api/health/checks/node-is-quorum-critical", anyUser, s.quorumCriticalCheck)
 	h("GET /api/health/checks/certificate-expiration/{within}/{unit}", anyUser, func(w http.ResponseWriter, r *http.Request, u *user) error {
 		return writeJSON(w, obj{"status": "ok"})
@@ -1211,6 +1211,25 @@ func (s *Server) protocolCheck(w http.ResponseWriter, r *http.Request, u *user) 
 
 func (s *Server) singleNodeCheck(w http.ResponseWriter, r *http.Request, u *user) error {
 	return writeJSON(w, obj{"status": "ok", "reason": "single node cluster"})
+}
+
+// mirrorSyncCriticalCheck answers 503, with RabbitMQ's text, when this
+// node leads mirrored queues that have no in-sync mirror online.
+func (s *Server) mirrorSyncCriticalCheck(w http.ResponseWriter, r *http.Request, u *user) error {
+	if len(s.b.Meta().Members()) < 2 {
+		return s.singleNodeCheck(w, r, u)
+	}
+	qs := s.b.MirrorSyncCritical()
+	if len(qs) == 0 {
+		return writeJSON(w, obj{"status": "ok"})
+	}
+	list := make([]obj, 0, len(qs))
+	for _, q := range qs {
+		list = append(list, obj{"readable_name": fmt.Sprintf("queue '%s' in vhost '%s'", q.Name, q.VHost), "name": q.Name, "virtual_host": q.VHost, "type": "classic"})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	return json.NewEncoder(w).Encode(obj{"status": "failed", "reason": "There are classic mirrored queues without online synchronised mirrors", "queues": list})
 }
 
 // quorumCriticalCheck answers 503 when stopping this node would leave

@@ -46,6 +46,7 @@ type Broker interface {
 	ClusterQueues(vhost string) []broker.QueueInfo
 	ClusterReports() []broker.NodeReport
 	QuorumCritical() (critical bool, down []string)
+	MirrorSyncCritical() []meta.Queue
 	QueueRefs(vhost string) []broker.QueueRef
 	QueueTotals(keep func(vhost string) bool) (queues, ready, unacked, consumers int)
 	Queue(vhost, name string) (broker.QueueInfo, []broker.ConsumerInfo, bool)
