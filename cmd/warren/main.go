@@ -23,6 +23,7 @@ import (
 	"github.com/warren-mq/warren/internal/cluster"
 	"github.com/warren-mq/warren/internal/config"
 	"github.com/warren-mq/warren/internal/ctl"
+	"github.com/warren-mq/warren/internal/sdnotify"
 )
 
 func main() {
@@ -151,6 +152,10 @@ func run(args []string) error {
 		<-clusterErr
 		return err
 	}
+	// Under systemd (Type=notify), start returns now: the node serves.
+	if _, err := sdnotify.Notify("READY=1", "STATUS=serving AMQP"); err != nil {
+		logger.Warn("cannot tell systemd the node is ready", "error", err)
+	}
 	stopWatch := func() {}
 	if cfg.PartitionHandling == "pause_minority" {
 		watchCtx, cancel := context.WithCancel(ctx)
@@ -174,6 +179,7 @@ func run(args []string) error {
 	case err = <-clusterErr:
 		logger.Error("stopping node", "reason", err)
 	}
+	sdnotify.Notify("STOPPING=1")
 	stopWatch()
 	if serr := a.StopApp(context.Background()); serr != nil && err == nil {
 		err = serr

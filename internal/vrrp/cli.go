@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/warren-mq/warren/internal/sdnotify"
 )
 
 // Defaults of the command line, as keepalived's.
@@ -114,8 +116,16 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- d.Run(ctx) }()
+	// Under systemd (Type=notify), start returns now.
+	if _, err := sdnotify.Notify("READY=1"); err != nil {
+		log.Warn("cannot tell systemd warren-vrrp is ready", "err", err)
+	}
+	done := ctx.Done()
 	for {
 		select {
+		case <-done:
+			sdnotify.Notify("STOPPING=1")
+			done = nil // Run returns on errc
 		case err := <-errc:
 			if err != nil {
 				log.Error("stopped", "err", err)
@@ -124,7 +134,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
+				sdnotify.Notify(sdnotify.Reloading()...)
 				reload(d, file, log)
+				sdnotify.Notify("READY=1")
 				continue
 			}
 			if err := d.WriteStatusFile(statusFile); err != nil {

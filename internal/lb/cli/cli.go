@@ -19,6 +19,7 @@ import (
 
 	"github.com/warren-mq/warren/internal/lb"
 	"github.com/warren-mq/warren/internal/lb/config"
+	"github.com/warren-mq/warren/internal/sdnotify"
 )
 
 // Version is reported by -v and on the stats page.
@@ -232,12 +233,18 @@ func run(flags *Flags, cfg *config.Config, stderr io.Writer) int {
 		_, _ = ready.WriteString("ok\n")
 		_ = ready.Close()
 	}
+	// Under systemd (Type=notify), start returns now: the listeners are
+	// bound.
+	if _, err := sdnotify.Notify("READY=1"); err != nil {
+		logger.Warn("cannot tell systemd warren-lb is ready", "error", err)
+	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGUSR2:
+			sdnotify.Notify(sdnotify.Reloading()...)
 			res, err := config.ParseFiles(flags.Files)
 			if res != nil && !flags.Quiet {
 				// HAProxy's new worker prints its warnings at a reload too.
@@ -248,22 +255,25 @@ func run(flags *Flags, cfg *config.Config, stderr io.Writer) int {
 					logger.Error("config: " + a.Error())
 				}
 			}
-			if err != nil {
-				logger.Error("reload failed, keeping the running configuration", "error", err)
-				continue
+			if err == nil {
+				err = l.Reload(res.Config)
 			}
-			if err := l.Reload(res.Config); err != nil {
+			// Ready again either way: a failed reload keeps serving.
+			sdnotify.Notify("READY=1")
+			if err != nil {
 				logger.Error("reload failed, keeping the running configuration", "error", err)
 				continue
 			}
 			logger.Info("configuration reloaded", "files", strings.Join(flags.Files, ","))
 		case syscall.SIGUSR1:
+			sdnotify.Notify("STOPPING=1")
 			logger.Info("soft stop: no longer accepting connections, waiting for active ones", "active", l.ActiveConns())
 			_ = l.Shutdown(context.Background())
 			return 0
 		case syscall.SIGHUP:
 			logger.Info("state", "active_connections", l.ActiveConns())
 		default:
+			sdnotify.Notify("STOPPING=1")
 			l.Close()
 			return 0
 		}
