@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warren-mq/warren/internal/sdnotify/sdnotifytest"
 )
 
 // TestReadinessToSystemd starts a node as systemd's Type=notify does,
@@ -16,19 +18,13 @@ import (
 // STOPPING=1 when the node is asked to stop.
 func TestReadinessToSystemd(t *testing.T) {
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "notify")
-	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	sd := sdnotifytest.Listen(t)
 	cookie := filepath.Join(dir, "cookie")
 	os.WriteFile(cookie, []byte("NOTIFYCOOKIE"), 0o400)
 	amqpAddr, cl := freePort(t), freePort(t)
 	_, port, _ := strings.Cut(cl, ":")
 	cmd := exec.Command(warrenBin, "--node-name", "sd@localhost:"+port, "--data-dir", filepath.Join(dir, "data"), "--amqp-listen", amqpAddr,
 		"--mgmt-listen", freePort(t), "--cluster-listen", cl, "--cookie-file", cookie, "--prometheus-listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 	stderr := &lockedBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -42,16 +38,7 @@ func TestReadinessToSystemd(t *testing.T) {
 		}
 	}()
 
-	read := func() string {
-		t.Helper()
-		buf := make([]byte, 512)
-		l.SetReadDeadline(time.Now().Add(30 * time.Second))
-		n, _, err := l.ReadFromUnix(buf)
-		if err != nil {
-			t.Fatalf("waiting for the node's notification: %v", err)
-		}
-		return string(buf[:n])
-	}
+	read := func() string { return sd.Next(30 * time.Second) }
 	if got := read(); !strings.HasPrefix(got, "READY=1") {
 		t.Fatalf("first notification %q, want READY=1", got)
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/warren-mq/warren/internal/sdnotify/sdnotifytest"
 )
 
 // binary is warren-lb built once for the process tests.
@@ -506,13 +508,7 @@ func TestReloadAppliesGlobalMaxconn(t *testing.T) {
 // RELOADING=1 and READY=1 around a SIGUSR2 reload, STOPPING=1 at SIGTERM.
 func TestReadinessToSystemd(t *testing.T) {
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "notify")
-	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	t.Setenv("NOTIFY_SOCKET", sock)
+	sd := sdnotifytest.Listen(t)
 	port := freePort(t)
 	cfgPath := filepath.Join(dir, "haproxy.cfg")
 	cfg := fmt.Sprintf("defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\nlisten l\n    bind 127.0.0.1:%d\n    server a %s\n", port, echoServer(t, "a"))
@@ -520,31 +516,18 @@ func TestReadinessToSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startProcess(t, "-db", "-f", cfgPath)
-	read := func() string {
-		t.Helper()
-		buf := make([]byte, 512)
-		l.SetReadDeadline(time.Now().Add(10 * time.Second))
-		n, _, err := l.ReadFromUnix(buf)
-		if err != nil {
-			t.Fatalf("waiting for a notification: %v\n%s", err, p.stderr.String())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("warren-lb log:\n%s", p.stderr.String())
 		}
-		return string(buf[:n])
-	}
-	if got := read(); got != "READY=1" {
-		t.Fatalf("first notification %q", got)
-	}
+	})
+	sd.Expect(10*time.Second, "READY=1", "start")
 	if got, err := greet(fmt.Sprintf("127.0.0.1:%d", port)); err != nil || got != "a" {
 		t.Fatalf("through the listener after READY=1: %q %v", got, err)
 	}
 	p.cmd.Process.Signal(syscall.SIGUSR2)
-	if got := read(); !strings.HasPrefix(got, "RELOADING=1\nMONOTONIC_USEC=") {
-		t.Fatalf("at SIGUSR2: %q", got)
-	}
-	if got := read(); got != "READY=1" {
-		t.Fatalf("after the reload: %q", got)
-	}
+	sd.Expect(10*time.Second, "RELOADING=1\nMONOTONIC_USEC=", "SIGUSR2")
+	sd.Expect(10*time.Second, "READY=1", "after the reload")
 	p.cmd.Process.Signal(syscall.SIGTERM)
-	if got := read(); got != "STOPPING=1" {
-		t.Fatalf("at SIGTERM: %q", got)
-	}
+	sd.Expect(10*time.Second, "STOPPING=1", "SIGTERM")
 }
