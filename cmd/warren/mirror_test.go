@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
 // mirrorRow is a queue's row of list_queues name pid slave_pids
@@ -50,20 +52,26 @@ func pidsOn(queue string, nodes ...*member) []any {
 // 3-node cluster and checks where the mirrors go, as RabbitMQ places
 // them: on every node, on one other node, on the nodes named; never for
 // exclusive queues; away from a node that dies when the policy wants a
-// fixed number of copies; and gone when the policy goes.
+// fixed number of copies; and gone when the policy goes. Each queue has
+// a message from before its policy: with ha-sync-mode automatic the new
+// mirrors copy it and are in sync, with manual (the default) they are
+// not while it is there.
 func TestHAPoliciesPlaceMirrors(t *testing.T) {
 	n1, n2, n3 := joinedCluster(t, "MIRRORCOOKIE")
-	n1.ctl(t, "set_policy", "ha-all", `^all\.`, `{"ha-mode":"all"}`)
-	n1.ctl(t, "set_policy", "ha-two", `^two\.`, `{"ha-mode":"exactly","ha-params":2,"ha-sync-mode":"automatic"}`)
-	n2.ctl(t, "set_policy", "ha-nodes", `^nodes\.`, fmt.Sprintf(`{"ha-mode":"nodes","ha-params":[%q]}`, n3.name))
-
 	conn := n1.dial(t, "guest", "guest")
 	ch := channel(t, conn)
 	for _, q := range []string{"all.q", "two.q", "nodes.q", "plain.q"} {
 		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
 			t.Fatal(err)
 		}
+		if acked, _ := confirmAll(t, ch, "", q, "old", 1); acked != 1 {
+			t.Fatalf("publish to %s: not confirmed", q)
+		}
 	}
+	n1.ctl(t, "set_policy", "ha-all", `^all\.`, `{"ha-mode":"all"}`)
+	n1.ctl(t, "set_policy", "ha-two", `^two\.`, `{"ha-mode":"exactly","ha-params":2,"ha-sync-mode":"automatic"}`)
+	n2.ctl(t, "set_policy", "ha-nodes", `^nodes\.`, fmt.Sprintf(`{"ha-mode":"nodes","ha-params":[%q]}`, n3.name))
+
 	if _, err := ch.QueueDeclare("all.mine", false, false, true, false, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +80,7 @@ func TestHAPoliciesPlaceMirrors(t *testing.T) {
 	placed := func() bool {
 		rows = n2.mirrors(t)
 		two, _ := rows["two.q"].Slaves.([]any)
-		return len(two) == 1 && slices.Equal(asList(rows["all.q"].Slaves), pidsOn("all.q", n2, n3)) &&
+		return len(two) == 1 && slices.Equal(asList(rows["two.q"].Synced), two) && slices.Equal(asList(rows["all.q"].Slaves), pidsOn("all.q", n2, n3)) &&
 			slices.Equal(asList(rows["nodes.q"].Slaves), pidsOn("nodes.q", n3))
 	}
 	waitFor(t, placed)
@@ -97,22 +105,23 @@ func TestHAPoliciesPlaceMirrors(t *testing.T) {
 	if _, ok := plain["slave_nodes"]; ok {
 		t.Errorf("a queue that is not mirrored has slave_nodes: %v", plain["slave_nodes"])
 	}
-	// Nothing is copied to the mirrors yet, so none is in sync.
-	for _, q := range []string{"all.q", "two.q", "nodes.q"} {
+	// Manual synchronisation leaves the mirrors out of sync while the
+	// message from before them is in the queue.
+	for _, q := range []string{"all.q", "nodes.q"} {
 		if len(asList(rows[q].Synced)) != 0 {
 			t.Errorf("%s has mirrors in sync: %+v", q, rows[q])
 		}
 	}
 
-	// n1 leads the mirrored queues and none of their mirrors is in sync:
-	// stopping it would lose their only copy. n2 leads none.
+	// n1 leads the mirrored queues and the mirrors of two of them are
+	// not in sync: stopping it would lose their only copy. n2 leads none.
 	code, body := apiGet(t, n1, "/api/health/checks/node-is-mirror-sync-critical")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "There are classic mirrored queues without online synchronised mirrors") ||
 		!strings.Contains(body, `"name":"all.q"`) || strings.Contains(body, "plain.q") || strings.Contains(body, "all.mine") {
 		t.Errorf("node-is-mirror-sync-critical on n1: %d %s", code, body)
 	}
 	r := n1.ctl(t, "check_if_node_is_mirror_sync_critical")
-	if want := fmt.Sprintf("queue 'two.q' in vhost '/' would lose its only synchronised replica (master) if node %s is stopped", n1.name); r.code != 69 || !strings.Contains(r.stderr, want) {
+	if want := fmt.Sprintf("queue 'all.q' in vhost '/' would lose its only synchronised replica (master) if node %s is stopped", n1.name); r.code != 69 || !strings.Contains(r.stderr, want) {
 		t.Errorf("check_if_node_is_mirror_sync_critical on n1: exit %d\n%s", r.code, r.stderr)
 	}
 	if code, body := apiGet(t, n2, "/api/health/checks/node-is-mirror-sync-critical"); code != http.StatusOK || !strings.Contains(body, `"ok"`) {
@@ -129,18 +138,23 @@ func TestHAPoliciesPlaceMirrors(t *testing.T) {
 	if twoOn == pidsOn("two.q", n2)[0] {
 		dead, live = n2, n3
 	}
-	// Two queues led from the node about to die: one whose policy
-	// consents to promoting a mirror out of sync, one whose does not.
-	n1.ctl(t, "set_policy", "ha-any", `^any\.`, `{"ha-mode":"all","ha-promote-on-failure":"always"}`)
+	// Two queues led from the node about to die, with mirrors out of
+	// sync: one whose policy consents to promoting such a mirror, one
+	// whose does not.
 	dch := channel(t, dead.dial(t, "guest", "guest"))
-	for _, q := range []string{"any.q", "all.held"} {
+	for _, q := range []string{"any.q", "held.q"} {
 		if _, err := dch.QueueDeclare(q, true, false, false, false, nil); err != nil {
 			t.Fatal(err)
 		}
+		if acked, _ := confirmAll(t, dch, "", q, "old", 1); acked != 1 {
+			t.Fatalf("publish to %s: not confirmed", q)
+		}
 	}
+	n1.ctl(t, "set_policy", "ha-any", `^any\.`, `{"ha-mode":"all","ha-promote-on-failure":"always"}`)
+	n1.ctl(t, "set_policy", "ha-held", `^held\.`, `{"ha-mode":"all"}`)
 	waitFor(t, func() bool {
 		rows = n1.mirrors(t)
-		return len(asList(rows["any.q"].Slaves)) == 2 && len(asList(rows["all.held"].Slaves)) == 2
+		return len(asList(rows["any.q"].Slaves)) == 2 && len(asList(rows["held.q"].Slaves)) == 2
 	})
 
 	dead.kill()
@@ -160,8 +174,8 @@ func TestHAPoliciesPlaceMirrors(t *testing.T) {
 	}
 	// The consenting queue is led from a live node and usable there; the
 	// other waits for its node.
-	if got, want := rows["all.held"].Pid, fmt.Sprintf("<%s.queue.all.held>", dead.name); got != want {
-		t.Errorf("all.held, with no mirror in sync and no consent, moved: pid %s, want %s", got, want)
+	if got, want := rows["held.q"].Pid, fmt.Sprintf("<%s.queue.held.q>", dead.name); got != want {
+		t.Errorf("held.q, with no mirror in sync and no consent, moved: pid %s, want %s", got, want)
 	}
 	lch := channel(t, n1.dial(t, "guest", "guest"))
 	if _, err := lch.QueueDeclarePassive("any.q", true, false, false, false, nil); err != nil {
@@ -196,4 +210,134 @@ func asList(v any) []any {
 		return []any{}
 	}
 	return l
+}
+
+// TestMirroredQueueKeepsConfirmedMessages publishes to a mirrored queue
+// through a node other than its leader, with a backlog from before the
+// policy and a consumer holding deliveries unacked, then kills the
+// leader's node with SIGKILL: a mirror in sync takes over with every
+// confirmed message, and those that were delivered come back flagged as
+// redelivered.
+func TestMirroredQueueKeepsConfirmedMessages(t *testing.T) {
+	n1, n2, n3 := joinedCluster(t, "FAILOVERCOOKIE")
+	ch1 := channel(t, n1.dial(t, "guest", "guest"))
+	if _, err := ch1.QueueDeclare("ha.q", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A backlog from before the policy: the mirrors copy it in batches.
+	if acked, nacked := confirmAll(t, ch1, "", "ha.q", "before", 500); acked != 500 || nacked != 0 {
+		t.Fatalf("backlog: %d acked, %d nacked", acked, nacked)
+	}
+	n1.ctl(t, "set_policy", "ha-all", `^ha\.`, `{"ha-mode":"all","ha-sync-mode":"automatic","ha-sync-batch-size":64}`)
+	waitFor(t, func() bool {
+		row := n3.mirrors(t)["ha.q"]
+		return slices.Equal(asList(row.Synced), pidsOn("ha.q", n2, n3))
+	})
+
+	// Persistent and transient messages, through n2.
+	ch2 := channel(t, n2.dial(t, "guest", "guest"))
+	if acked, nacked := confirmAll(t, ch2, "", "ha.q", "after", 2000); acked != 2000 || nacked != 0 {
+		t.Fatalf("publishing through n2: %d acked, %d nacked", acked, nacked)
+	}
+	tch := channel(t, n2.dial(t, "guest", "guest"))
+	if err := tch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	tconf := tch.NotifyPublish(make(chan amqp091.Confirmation, 300))
+	for i := range 300 {
+		if err := tch.Publish("", "ha.q", false, false, amqp091.Publishing{Body: fmt.Appendf(nil, "transient-%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 300 {
+		select {
+		case c := <-tconf:
+			if !c.Ack {
+				t.Fatalf("transient message %d nacked", c.DeliveryTag)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("transient messages: confirms stopped")
+		}
+	}
+	want := 2800
+
+	// A consumer on n3 holds 100 deliveries without acking them.
+	ch3 := channel(t, n3.dial(t, "guest", "guest"))
+	if err := ch3.Qos(100, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	held, err := ch3.Consume("ha.q", "holder", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldBodies := map[string]bool{}
+	for len(heldBodies) < 100 {
+		select {
+		case d := <-held:
+			heldBodies[string(d.Body)] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the consumer got %d deliveries", len(heldBodies))
+		}
+	}
+
+	n1.kill()
+	var leader *member
+	waitFor(t, func() bool {
+		pid := n2.mirrors(t)["ha.q"].Pid
+		for _, m := range []*member{n2, n3} {
+			if pid == fmt.Sprintf("<%s.queue.ha.q>", m.name) {
+				leader = m
+			}
+		}
+		return leader != nil
+	})
+
+	// Everything confirmed is there, once; what had been delivered comes
+	// back redelivered.
+	chl := channel(t, leader.dial(t, "guest", "guest"))
+	got := map[string]int{}
+	redelivered := 0
+	for {
+		d, ok, err := chl.Get("ha.q", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		got[string(d.Body)]++
+		if heldBodies[string(d.Body)] {
+			if !d.Redelivered {
+				t.Errorf("%s was delivered before the failover but not flagged redelivered", d.Body)
+			}
+			redelivered++
+		}
+	}
+	lost := 0
+	for i := range 500 {
+		if got[fmt.Sprintf("before-%d", i)] == 0 {
+			lost++
+		}
+	}
+	for i := range 2000 {
+		if got[fmt.Sprintf("after-%d", i)] == 0 {
+			lost++
+		}
+	}
+	for i := range 300 {
+		if got[fmt.Sprintf("transient-%d", i)] == 0 {
+			lost++
+		}
+	}
+	dups := 0
+	for _, n := range got {
+		dups += n - 1
+	}
+	if lost != 0 || dups != 0 || len(got) != want || redelivered != 100 {
+		t.Fatalf("after the failover: %d of %d messages, %d lost, %d duplicated, %d of 100 held ones redelivered", len(got), want, lost, dups, redelivered)
+	}
+	// The new leader confirms new messages.
+	if acked, nacked := confirmAll(t, chl, "", "ha.q", "later", 100); acked != 100 || nacked != 0 {
+		t.Errorf("publishing after the failover: %d acked, %d nacked", acked, nacked)
+	}
 }

@@ -76,6 +76,7 @@ func (k *consumer) Deliver(q *queue.Queue, e queue.Entry, b queue.Batch) bool {
 	ch.stats.count(&ch.stats.deliver, k.noAck, e.Redelivered)
 	if k.noAck {
 		q.Settle(1)
+		k.q.left(&e)
 		ch.c.s.releaseAt(k.q.key, e.Loc)
 		return true
 	}
@@ -119,6 +120,7 @@ type channel struct {
 	topicGen   uint64
 	permGen    uint64
 	routeBuf   []*localQueue
+	replBuf    []*leaderLog // the journals of routeBuf's mirrored queues
 	remoteBuf  []*remoteQueue
 	settled    []delivery     // settle's list of what it settles, kept for reuse
 	reply      *replyConsumer // direct reply-to consumer, if any
@@ -691,6 +693,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	}
 	ch.mu.Unlock()
 	if m.NoAck {
+		q.left(&e)
 		ch.c.s.releaseAt(q.key, e.Loc)
 	} else if !e.Redelivered {
 		ch.c.s.markDelivered(q.key, e.Loc)

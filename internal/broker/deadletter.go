@@ -179,7 +179,19 @@ func (s *Server) republishDead(dl deadLetter) {
 			w.pending.Add(1)
 			loc = s.storeCopy(q, m, &data, w.done)
 		}
-		if q.Publish(m, loc, nil) != queue.Queued {
+		lg := q.repl.Load()
+		if lg != nil {
+			w.pending.Add(1)
+		}
+		res := q.Publish(m, loc, nil)
+		if lg != nil {
+			if res == queue.Queued {
+				lg.await(w.done)
+			} else {
+				w.done(nil)
+			}
+		}
+		if res != queue.Queued {
 			s.releaseAt(q.key, loc)
 		}
 	}

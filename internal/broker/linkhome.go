@@ -29,6 +29,9 @@ type homeLink struct {
 	// when it sent the frames now being read (reader only).
 	peerApplied uint64
 
+	// acks are the mirror copies changed in this batch (reader only).
+	acks []*mirrorCopy
+
 	mu        sync.Mutex // guards below; taken with a queue locked
 	consumers map[uint64]*linkConsumer
 	unacked   map[uint64]linkDelivery
@@ -149,6 +152,7 @@ func (l *homeLink) serve() error {
 			return err
 		}
 		if br.Buffered() == 0 {
+			l.sendAcks()
 			l.batch.flush()
 		}
 	}
@@ -161,6 +165,8 @@ func (l *homeLink) handle(op linkOp, r *frameReader) error {
 		l.peerApplied = max(l.peerApplied, r.uint())
 	case opPublish:
 		l.publish(r)
+	case opReplicate:
+		l.replicate(r)
 	case opConsume:
 		l.consume(r)
 	case opCancel:
@@ -358,7 +364,18 @@ func (l *homeLink) publish(r *frameReader) {
 			p.pending.Add(1)
 			loc = s.storeCopy(q, m, &data, p.done)
 		}
+		lg := q.repl.Load()
+		if lg != nil {
+			p.pending.Add(1)
+		}
 		res := q.Publish(m, loc, l.batch)
+		if lg != nil {
+			if res == queue.Queued {
+				lg.await(p.done)
+			} else {
+				p.done(nil)
+			}
+		}
 		if res == queue.Rejected {
 			p.status.CompareAndSwap(confirmOK, confirmRejected)
 			if args := q.args(); args["x-overflow"] == "reject-publish-dlx" && wantsDeadLetter(args) {
@@ -534,6 +551,7 @@ func (s *Server) finishLink(ds []linkDelivery, kind byte) {
 // one (args, the queue's arguments, non-nil) is dead-lettered where the
 // queue says so, and the stored copy of any other is released.
 func (s *Server) finishEntry(q *localQueue, e *queue.Entry, args amqp.Table) {
+	q.left(e)
 	if wantsDeadLetter(args) {
 		// The stored copy stays until the dead letter's own copies are on
 		// disk.
@@ -577,6 +595,7 @@ func (l *homeLink) get(r *frameReader) {
 			l.s.markDelivered(q.key, e.Loc)
 		}
 	} else {
+		q.left(&e)
 		l.s.releaseAt(q.key, e.Loc)
 	}
 	l.reply(req, nil, func(w *frameWriter) {

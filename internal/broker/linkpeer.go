@@ -234,6 +234,17 @@ func (l *peerLink) serve() error {
 			if k == nil || !k.ch.remoteArrived(k, remoteDelivery{id: did, redelivered: redelivered, msg: m}, l.batch) {
 				l.settle(l.batch, settleRequeue, []uint64{did})
 			}
+		case opReplAck:
+			vh, name := r.str(), r.str()
+			session, off, status := r.uint(), r.uint(), r.byte()
+			if r.err != nil {
+				return r.err
+			}
+			if q := l.s.findQueue(vh, name); q != nil {
+				if lg := q.repl.Load(); lg != nil {
+					lg.acked(l.node, session, off, status)
+				}
+			}
 		case opCancelled:
 			id := r.uint()
 			if r.err != nil {
@@ -280,6 +291,11 @@ func (l *peerLink) fail() {
 	for _, k := range consumers {
 		k.remote.gone.Store(true)
 		k.ch.queueDeleted(k)
+	}
+	for _, q := range l.s.localQueues("") {
+		if lg := q.repl.Load(); lg != nil {
+			lg.linkFailed(l)
+		}
 	}
 }
 

@@ -67,6 +67,9 @@ const (
 	// Answered once the home node has applied as far, or with an error
 	// after spreadWait.
 	opAwait
+	// opReplicate: vhost, queue, stream, epoch, offset, change (see
+	// replicate.go): one change of a mirrored queue, from its leader.
+	opReplicate
 )
 
 // Home to peer.
@@ -80,6 +83,9 @@ const (
 	opDeliver
 	// opCancelled: consumer id: the queue is gone.
 	opCancelled
+	// opReplAck: vhost, queue, stream, offset, status: a mirror holds
+	// the stream's changes up to offset (replOK), or refuses the stream.
+	opReplAck
 )
 
 // opPing keeps an idle link known to be alive, both ways.

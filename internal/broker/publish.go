@@ -192,6 +192,19 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 	if len(remote) > 0 {
 		copies += nodes(remote)
 	}
+	// A mirrored queue's copy counts once its in-sync mirrors hold it.
+	lgs := ch.replBuf[:0]
+	for _, q := range qs {
+		var lg *leaderLog
+		if seq != 0 || ch.txDisk != nil {
+			lg = q.repl.Load()
+		}
+		if lg != nil {
+			copies++
+		}
+		lgs = append(lgs, lg)
+	}
+	ch.replBuf = lgs
 	if seq != 0 && copies > 0 {
 		ch.cf.waitDisk(seq, copies)
 	}
@@ -216,6 +229,20 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 			}
 		}
 		res := q.Publish(msg, loc, ch.c.batch)
+		if lg := lgs[i]; lg != nil {
+			done := func(err error) { ch.diskDone(seq, err) }
+			if seq == 0 {
+				w := ch.txDisk
+				w.add()
+				done = w.done
+			}
+			if res == queue.Queued {
+				lg.await(done)
+			} else {
+				done(nil)
+			}
+			lgs[i] = nil
+		}
 		switch res {
 		case queue.Queued:
 			routed = true

@@ -229,6 +229,7 @@ type localQueue struct {
 	key     string                        // the store's key for the queue, queueKey(vhost, name)
 	applied atomic.Pointer[appliedPolicy] // never nil once the queue is made
 	expiry  queueExpiry
+	repl    atomic.Pointer[leaderLog] // the journal while the queue has mirrors
 }
 
 // appliedPolicy is what a queue runs with after policies: its effective

@@ -179,6 +179,8 @@ type Server struct {
 	replies   map[string]*replyConsumer // direct reply-to keys
 	conns     map[*conn]struct{}
 	homeLinks map[*homeLink]struct{} // other nodes' links to this node's queues
+	copiesMu  sync.Mutex             // guards copies
+	copies    map[string]*mirrorCopy // queue key → this node's copy of a queue led elsewhere
 	listeners []net.Listener
 	closing   bool
 
@@ -211,6 +213,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		vhosts:      map[string]*vhost{},
 		conns:       map[*conn]struct{}{},
 		homeLinks:   map[*homeLink]struct{}{},
+		copies:      map[string]*mirrorCopy{},
 		replies:     map[string]*replyConsumer{},
 		started:     time.Now(),
 		alarms:      newAlarms(),
@@ -548,6 +551,7 @@ func (s *Server) Changed(e meta.Event) {
 		return
 	}
 	var deleted *localQueue // deleted, or led from another node now
+	var placed *localQueue  // led here: its replication follows the placement
 	v.mu.Lock()
 	switch e.Kind {
 	case meta.ExchangeAdded:
@@ -558,7 +562,8 @@ func (s *Server) Changed(e meta.Event) {
 		delete(v.exchanges, e.Name)
 	case meta.QueueAdded:
 		if s.homedHere(*e.Queue) {
-			v.queues[e.Queue.Name] = s.newLocalQueue(*e.Queue, s.policies(e.VHost))
+			placed = s.newLocalQueue(*e.Queue, s.policies(e.VHost))
+			v.queues[e.Queue.Name] = placed
 		} else {
 			v.remote[e.Queue.Name] = &remoteQueue{def: *e.Queue}
 		}
@@ -566,19 +571,31 @@ func (s *Server) Changed(e meta.Event) {
 	case meta.QueuePlaced:
 		q := *e.Queue
 		if s.homedHere(q) {
-			if v.queues[q.Name] == nil {
-				v.queues[q.Name] = s.newLocalQueue(q, s.policies(e.VHost))
+			placed = v.queues[q.Name]
+			if placed == nil {
+				// Promoted: the queue starts from this node's copy, if
+				// it has one, before any client can reach it.
+				placed = s.newLocalQueue(q, s.policies(e.VHost))
+				n := s.promote(placed)
+				s.log.Info("mirrored queue: this node leads it now", "queue", q.Name, "vhost", q.VHost, "epoch", placementEpoch(q), "messages", n)
+				v.queues[q.Name] = placed
 				delete(v.remote, q.Name)
 			}
 		} else {
 			deleted = v.queues[q.Name]
 			delete(v.queues, q.Name)
 			v.remote[q.Name] = &remoteQueue{def: q}
+			var mirrors []string
+			if q.Mirroring != nil {
+				mirrors = q.Mirroring.Mirrors
+			}
+			s.copyPlaced(queueKey(q.VHost, q.Name), s.nodeOf(q), mirrors, placementEpoch(q))
 		}
 	case meta.QueueDeleted:
 		deleted = v.queues[e.Name]
 		delete(v.queues, e.Name)
 		delete(v.remote, e.Name)
+		s.dropCopyAt(queueKey(e.VHost, e.Name))
 	case meta.BindingAdded:
 		if x := v.exchanges[e.Binding.Source]; x != nil {
 			x.addBinding(e.Binding)
@@ -592,12 +609,28 @@ func (s *Server) Changed(e meta.Event) {
 	if deleted != nil {
 		s.queueGone(deleted)
 	}
+	if placed != nil {
+		s.replicate(placed, *e.Queue)
+	}
+}
+
+// placementEpoch is the epoch of a queue's leader; 0 before it is
+// mirrored.
+func placementEpoch(q meta.Queue) uint64 {
+	if q.Mirroring == nil {
+		return 0
+	}
+	return q.Mirroring.Epoch
 }
 
 // queueGone ends a deleted queue: its messages are released and its
 // consumers cancelled.
 func (s *Server) queueGone(q *localQueue) {
 	q.stopExpiry()
+	if lg := q.repl.Swap(nil); lg != nil {
+		q.SetJournal(nil)
+		lg.close(errNotHere)
+	}
 	dropped, consumers := q.Delete()
 	s.releaseAll(q.key, dropped)
 	for _, c := range consumers {
@@ -707,7 +740,9 @@ func (s *Server) rebuild(d *meta.Definitions) {
 					continue
 				}
 			}
-			v.queues[q.Name] = s.newLocalQueue(q, pols[q.VHost])
+			lq := s.newLocalQueue(q, pols[q.VHost])
+			s.promote(lq)
+			v.queues[q.Name] = lq
 		}
 	}
 	for i := range d.Bindings {
@@ -734,5 +769,20 @@ func (s *Server) rebuild(d *meta.Definitions) {
 		for _, lq := range gone {
 			s.queueGone(lq)
 		}
+	}
+	for _, q := range d.Queues {
+		v := vhosts[q.VHost]
+		if v == nil {
+			continue
+		}
+		if lq := v.queues[q.Name]; lq != nil {
+			s.replicate(lq, q)
+			continue
+		}
+		var mirrors []string
+		if q.Mirroring != nil {
+			mirrors = q.Mirroring.Mirrors
+		}
+		s.copyPlaced(queueKey(q.VHost, q.Name), s.nodeOf(q), mirrors, placementEpoch(q))
 	}
 }

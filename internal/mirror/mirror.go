@@ -225,11 +225,13 @@ func Reconcile(p Policy, pl Placement, c Cluster) (Placement, bool) {
 }
 
 // handOver makes the in-sync mirror n the leader, in a new epoch; the old
-// leader is no longer part of the placement.
+// leader is no longer part of the placement. The other mirrors leave the
+// in-sync set: they followed the old leader's stream, each as far as it
+// got, and join again once the new leader has brought them up to date.
 func handOver(pl Placement, n string) Placement {
 	pl.Leader = n
 	pl.Mirrors = slices.DeleteFunc(pl.Mirrors, func(m string) bool { return m == n })
-	pl.InSync = slices.DeleteFunc(pl.InSync, func(m string) bool { return m == n })
+	pl.InSync = nil
 	pl.Epoch++
 	return pl
 }

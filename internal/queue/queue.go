@@ -85,6 +85,8 @@ type Queue struct {
 	settled    atomic.Uint64
 	counts     Counts
 
+	journal Journal // nil unless the queue is mirrored
+
 	paging      Paging // immutable
 	ramCost     int64  // what the heads and tail buffers count against paging.Memory
 	pageFailing bool   // a paging error was reported and nothing has worked since
@@ -312,6 +314,12 @@ func (q *Queue) add(m *Message, loc *store.Location, b Batch, enqueued int64, re
 	q.nextID++
 	e.ID = q.nextID
 	q.counts.Published++
+	if q.journal != nil {
+		if enqueued == 0 {
+			enqueued = now
+		}
+		q.journal.Added(&e, enqueued)
+	}
 	l := q.levelOf(m)
 	if q.toTailLocked(l) {
 		q.pushTailLocked(l, e)
@@ -339,6 +347,9 @@ func (q *Queue) dropHeadLocked(why DropReason) {
 
 func (q *Queue) dropLocked(l *level, why DropReason) {
 	e := q.takeLocked(l)
+	if q.journal != nil {
+		q.journal.Removed(&e)
+	}
 	if q.onDrop != nil {
 		q.onDrop(e, why)
 	}
@@ -512,6 +523,9 @@ func (q *Queue) deliverOneLocked(l *level, b Batch) bool {
 			c := q.consumers[k]
 			q.unacked.Add(1)
 			if c.Deliver(q, e, b) {
+				if q.journal != nil {
+					q.journal.Delivered(&e)
+				}
 				q.counts.Delivered++
 				if e.Redelivered {
 					q.counts.Redelivered++
@@ -544,6 +558,9 @@ func (q *Queue) Get(ack bool) (e Entry, remaining int, ok bool) {
 		return Entry{}, 0, false
 	}
 	e = q.takeLocked(l)
+	if q.journal != nil {
+		q.journal.Delivered(&e)
+	}
 	q.counts.Got++
 	if e.Redelivered {
 		q.counts.Redelivered++
@@ -592,6 +609,9 @@ func (q *Queue) Requeue(entries []Entry) (dropped []Entry) {
 	if len(entries) == 0 {
 		return nil
 	}
+	if q.journal != nil {
+		q.journal.Requeued(entries)
+	}
 	// Group by level, each in ID order, and merge each group into its
 	// level in one pass: a consumer that leaves with many unacked messages
 	// costs time in proportion to the queue, not to the queue times the
@@ -622,6 +642,9 @@ func (q *Queue) Purge() (inMemory []Entry, n int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n = q.readyN
+	if q.journal != nil {
+		q.journal.Purged()
+	}
 	return q.clearLocked(), n
 }
 
