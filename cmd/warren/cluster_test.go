@@ -21,6 +21,7 @@ import (
 type member struct {
 	name                      string // n1@localhost:PORT
 	amqp, mgmt, clusterListen string
+	prom                      string // the Prometheus listener
 	dir, cookie               string
 	config                    string   // a configuration file, if set
 	ctlArgs                   []string // more options for warrenctl
@@ -60,7 +61,7 @@ func newMembers(t *testing.T, n int, cookie string) []*member {
 	for i := range n {
 		cl := freePort(t)
 		_, port, _ := strings.Cut(cl, ":")
-		m := &member{name: fmt.Sprintf("n%d@localhost:%s", i+1, port), amqp: freePort(t), mgmt: freePort(t), clusterListen: cl,
+		m := &member{name: fmt.Sprintf("n%d@localhost:%s", i+1, port), amqp: freePort(t), mgmt: freePort(t), prom: freePort(t), clusterListen: cl,
 			dir: filepath.Join(dir, fmt.Sprintf("d%d", i+1)), cookie: cookieFile}
 		ms = append(ms, m)
 		t.Cleanup(func() {
@@ -82,7 +83,7 @@ func (m *member) start(t *testing.T) {
 	defer m.mu.Unlock()
 	m.stderr = &lockedBuffer{}
 	m.cmd = exec.Command(warrenBin, "--node-name", m.name, "--data-dir", m.dir, "--amqp-listen", m.amqp, "--mgmt-listen", m.mgmt,
-		"--cluster-listen", m.clusterListen, "--cookie-file", m.cookie, "--prometheus-listen", "127.0.0.1:0")
+		"--cluster-listen", m.clusterListen, "--cookie-file", m.cookie, "--prometheus-listen", m.prom)
 	if m.config != "" {
 		m.cmd.Args = append(m.cmd.Args, "--config", m.config)
 	}

@@ -503,7 +503,15 @@ type QueueInfo struct {
 
 func (q *localQueue) info() QueueInfo {
 	a := q.applied.Load()
-	return QueueInfo{Def: q.def, Stats: q.Stats(), Policy: a.policy, OperatorPolicy: a.operator, Effective: a.definition}
+	qi := QueueInfo{Def: q.def, Stats: q.Stats(), Policy: a.policy, OperatorPolicy: a.operator, Effective: a.definition}
+	if lg := q.repl.Load(); lg != nil {
+		// The placement the queue's replication follows now.
+		lg.mu.Lock()
+		pl := lg.pl
+		lg.mu.Unlock()
+		qi.Def.Mirroring = &meta.Mirroring{Mirrors: pl.Mirrors, InSync: pl.InSync, Epoch: pl.Epoch, Version: pl.Version}
+	}
+	return qi
 }
 
 // Queues returns the state of every queue, or of one vhost's queues when

@@ -756,6 +756,10 @@ func homeDown(q meta.Queue) error {
 	if !q.Durable {
 		kind = "non-durable"
 	}
+	if q.Mirroring != nil && len(q.Mirroring.Mirrors) > 0 {
+		// A mirrored queue waits for its leader or an in-sync mirror.
+		return chanErr(codeNotFound, "home node '%s' of %s queue '%s' in vhost '%s' is down or inaccessible, and no mirror in sync can take over", q.Node, kind, q.Name, q.VHost)
+	}
 	return chanErr(codeNotFound, "home node '%s' of %s queue '%s' in vhost '%s' is down or inaccessible", q.Node, kind, q.Name, q.VHost)
 }
 

@@ -18,6 +18,7 @@ const (
 	adminChannels    = 2 // their channels
 	adminConsumers   = 3 // the consumers of its queues in a vhost ("" for all)
 	adminClose       = 4 // to close a connection (name or ID, reason)
+	adminSync        = 5 // to start or stop synchronising a queue (vhost, name, "sync" or "cancel")
 )
 
 // gatherWait bounds how long a cluster-wide listing waits for each other
@@ -158,6 +159,8 @@ func (s *Server) answerAdmin(kind byte, args []string) (any, error) {
 		return s.Consumers(arg(0)), nil
 	case adminClose:
 		return s.CloseConnection(arg(0), arg(1)), nil
+	case adminSync:
+		return true, s.syncHere(arg(0), arg(1), arg(2))
 	}
 	return nil, fmt.Errorf("unknown admin request %d", kind)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -98,22 +99,30 @@ type follower struct {
 	link    *peerLink // nil until the stream began
 	dialing bool
 	acked   uint64
+	// sent is the offset of the last change sent to it: offsets are the
+	// stream's, and a mirror is not sent every change (another mirror's
+	// synchronisation, changes made while it was away), so it can only
+	// acknowledge up to what it was sent.
+	sent uint64
 	// broken: the stream to it ended, or it refused it; it takes nothing
 	// until it leaves the in-sync set and starts again.
 	broken bool
-	// joining: the leader asked meta to add it to the in-sync set; from
-	// then on it counts for confirms (invariant 5).
-	joining bool
+	// joining: it has been sent everything the queue holds, and counts
+	// for confirms from then on (invariant 5); once it has acknowledged
+	// joinAt, what was sent until then, the leader asks meta to add it
+	// to the in-sync set (expanding while that is under way).
+	joining   bool
+	joinAt    uint64
+	expanding bool
 	// Automatic synchronisation: IDs still to send, and the offset whose
 	// acknowledgement asks for the next batch.
 	pending  []uint64
 	batchEnd uint64
 	syncing  bool
-	// Manual synchronisation: messages from before the stream began
-	// (IDs up to olderMax) still in the queue.
-	olderMax uint64
-	older    int
-	caughtUp bool // holds everything the leader does
+	// Manual synchronisation: the messages it lacks (IDs above olderMin
+	// and up to olderMax) still in the queue.
+	olderMin, olderMax uint64
+	older              int
 }
 
 // counted reports whether f's acknowledgements gate confirms.
@@ -251,7 +260,7 @@ func (lg *leaderLog) place(pl mirror.Placement) {
 		if f.joining && slices.Contains(pl.InSync, node) {
 			f.joining = false
 		}
-		if f.broken && !lg.counted(f) {
+		if f.broken && !f.dialing && !f.expanding && !lg.counted(f) {
 			// Out of the in-sync set now: it may start again.
 			lg.restartLocked(f)
 		}
@@ -329,9 +338,18 @@ func (lg *leaderLog) beginLocked(f *follower, link *peerLink) {
 		f.olderMax = ids[len(ids)-1]
 	}
 	if f.older == 0 {
-		f.caughtUp = true
-		lg.proposeLocked()
+		lg.joinLocked(f)
 	}
+}
+
+// joinLocked counts f, which has been sent everything the queue holds,
+// for confirms from now on.
+func (lg *leaderLog) joinLocked(f *follower) {
+	if f.joining || f.broken || slices.Contains(lg.pl.InSync, f.node) {
+		return
+	}
+	f.joining, f.joinAt = true, f.sent
+	lg.proposeLocked()
 }
 
 // syncBatchLocked sends f the next batch of the backlog, as the messages
@@ -393,6 +411,7 @@ func (lg *leaderLog) sendLocked(f *follower, kind byte, fn func(w *frameWriter))
 		return
 	}
 	off := lg.off
+	f.sent = off
 	ok := f.link.sendSynced(nil, lg.s.meta.Applied(), opReplicate, func(w *frameWriter) {
 		w.str(lg.q.VHost)
 		w.str(lg.q.Name)
@@ -417,6 +436,7 @@ func (lg *leaderLog) emitLocked(kind byte, fn func(w *frameWriter)) {
 		if f.link == nil || f.broken {
 			continue
 		}
+		f.sent = off
 		ok := f.link.sendSynced(nil, lg.s.meta.Applied(), opReplicate, func(w *frameWriter) {
 			w.str(lg.q.VHost)
 			w.str(lg.q.Name)
@@ -441,13 +461,17 @@ func (lg *leaderLog) breakLocked(f *follower) {
 		return
 	}
 	f.broken = true
-	if lg.counted(f) {
+	if slices.Contains(lg.pl.InSync, f.node) || f.expanding {
 		lg.s.log.Warn("mirrored queue: lost an in-sync mirror; confirms wait until it leaves the in-sync set",
 			"queue", lg.q.Name, "vhost", lg.q.VHost, "node", f.node)
 		lg.proposeLocked()
 		return
 	}
-	lg.restartLocked(f)
+	// Not in the set, nor about to be: it stops counting.
+	f.joining = false
+	if !f.dialing {
+		lg.restartLocked(f)
+	}
 }
 
 // Added implements queue.Journal.
@@ -522,11 +546,10 @@ func (lg *leaderLog) Removed(e *queue.Entry) {
 		w.uint(e.ID)
 	})
 	for _, f := range lg.followers {
-		if f.older > 0 && e.ID <= f.olderMax {
+		if f.older > 0 && e.ID > f.olderMin && e.ID <= f.olderMax {
 			f.older--
-			if f.older == 0 && !f.broken {
-				f.caughtUp = true
-				lg.proposeLocked()
+			if f.older == 0 {
+				lg.joinLocked(f)
 			}
 		}
 	}
@@ -544,13 +567,12 @@ func (lg *leaderLog) Purged() {
 		}
 		f.older = 0
 		for _, id := range lg.live.IDs() {
-			if id <= f.olderMax {
+			if id > f.olderMin && id <= f.olderMax {
 				f.older++
 			}
 		}
-		if f.older == 0 && !f.broken {
-			f.caughtUp = true
-			lg.proposeLocked()
+		if f.older == 0 {
+			lg.joinLocked(f)
 		}
 	}
 }
@@ -574,10 +596,10 @@ func (lg *leaderLog) await(done func(error)) {
 }
 
 // satisfiedLocked reports whether every counted mirror has acknowledged
-// off.
+// off, or everything it was sent if that ends before.
 func (lg *leaderLog) satisfiedLocked(off uint64) bool {
 	for _, f := range lg.followers {
-		if lg.counted(f) && (f.broken || f.acked < off) {
+		if lg.counted(f) && (f.broken || f.acked < min(off, f.sent)) {
 			return false
 		}
 	}
@@ -627,9 +649,12 @@ func (lg *leaderLog) acked(node string, session, off uint64, status byte) {
 		if len(f.pending) > 0 {
 			lg.syncBatchLocked(f, lg.q.mirrorPolicy().BatchSize)
 		} else {
-			f.syncing, f.caughtUp = false, true
-			lg.proposeLocked()
+			f.syncing = false
+			lg.joinLocked(f)
 		}
+	}
+	if f.joining && f.acked >= f.joinAt {
+		lg.proposeLocked()
 	}
 	done := lg.dueLocked()
 	lg.mu.Unlock()
@@ -670,7 +695,7 @@ func (lg *leaderLog) nextChangeLocked() (node string, shrink, ok bool) {
 	}
 	for _, n := range lg.pl.Mirrors {
 		f := lg.followers[n]
-		if f != nil && f.caughtUp && !f.broken && !slices.Contains(lg.pl.InSync, n) {
+		if f != nil && f.joining && !f.broken && !f.expanding && f.acked >= f.joinAt && !slices.Contains(lg.pl.InSync, n) {
 			return n, false, true
 		}
 	}
@@ -690,11 +715,25 @@ func (lg *leaderLog) runProposals() {
 			lg.mu.Unlock()
 			return
 		}
+		f := lg.followers[node]
 		if !shrink {
-			lg.followers[node].joining = true
+			f.expanding = true
 		}
 		lg.mu.Unlock()
 		def, err := lg.commit(node, shrink)
+		if !shrink {
+			lg.mu.Lock()
+			f.expanding = false
+			if err != nil && f.broken {
+				// It broke while the change was under way, and the change
+				// did not commit: it no longer counts.
+				f.joining = false
+				if !f.dialing && lg.followers[node] == f {
+					lg.restartLocked(f)
+				}
+			}
+			lg.mu.Unlock()
+		}
 		if err == nil {
 			lg.place(lg.s.placementOf(def))
 			if shrink {
@@ -780,4 +819,119 @@ func (q *localQueue) left(e *queue.Entry) {
 	if lg := q.repl.Load(); lg != nil {
 		lg.Removed(e)
 	}
+}
+
+// syncAll makes every mirror that is not in sync copy the backlog now,
+// as sync_queue asks of a queue with ha-sync-mode manual.
+func (lg *leaderLog) syncAll() {
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	for _, f := range lg.followers {
+		if f.broken || f.joining || f.syncing || f.link == nil || slices.Contains(lg.pl.InSync, f.node) {
+			continue
+		}
+		f.older = 0
+		f.pending = lg.live.IDs()
+		f.syncing = true
+		lg.syncBatchLocked(f, lg.q.mirrorPolicy().BatchSize)
+		if len(f.pending) == 0 && f.acked >= f.batchEnd {
+			f.syncing = false
+			lg.joinLocked(f)
+		}
+	}
+}
+
+// cancelSync stops the copies of the backlog under way, as
+// cancel_sync_queue does: those mirrors take new messages only, as under
+// manual synchronisation.
+func (lg *leaderLog) cancelSync() {
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	for _, f := range lg.followers {
+		if !f.syncing || len(f.pending) == 0 {
+			// Nothing under way, or all sent: the copy ends as it acks.
+			continue
+		}
+		// It lacks what the copy had not sent yet: the IDs from the next
+		// to send up to the last of the backlog.
+		f.olderMin, f.olderMax, f.older = 0, 0, 0
+		if len(f.pending) > 0 {
+			f.olderMin, f.olderMax = f.pending[0]-1, f.pending[len(f.pending)-1]
+		}
+		for _, id := range f.pending {
+			if lg.live.Get(id) != nil {
+				f.older++
+			}
+		}
+		f.syncing, f.pending = false, nil
+		if f.older == 0 {
+			lg.joinLocked(f)
+		}
+	}
+}
+
+// ErrNotMirrored refuses to synchronise a queue without mirrors.
+var ErrNotMirrored = errors.New("not_mirrored")
+
+// SyncQueue makes the mirrors of a queue that are not in sync copy its
+// backlog, and waits until every mirror is in sync or ctx ends, as
+// sync_queue does. cancel stops the copies instead (cancel_sync_queue),
+// and returns at once.
+func (s *Server) SyncQueue(ctx context.Context, vhost, name string, cancel bool) error {
+	def, ok := s.meta.Queue(vhost, name)
+	if !ok {
+		return ErrNoQueue
+	}
+	if def.Mirroring == nil || len(def.Mirroring.Mirrors) == 0 {
+		return ErrNotMirrored
+	}
+	what := "sync"
+	if cancel {
+		what = "cancel"
+	}
+	if s.homedHere(def) {
+		if err := s.syncHere(vhost, name, what); err != nil {
+			return err
+		}
+	} else if _, err := s.askNode(def.Node, adminSync, vhost, name, what); err != nil {
+		return fmt.Errorf("ask node %s: %w", def.Node, err)
+	}
+	if cancel {
+		return nil
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		def, ok := s.meta.Queue(vhost, name)
+		if !ok {
+			return ErrNoQueue
+		}
+		if m := def.Mirroring; m == nil || len(m.InSync) == len(m.Mirrors) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// syncHere starts or stops the synchronisation of a queue this node
+// leads.
+func (s *Server) syncHere(vhost, name, what string) error {
+	q := s.findQueue(vhost, name)
+	if q == nil {
+		return ErrNoQueue
+	}
+	lg := q.repl.Load()
+	if lg == nil {
+		return ErrNotMirrored
+	}
+	if what == "cancel" {
+		lg.cancelSync()
+	} else {
+		lg.syncAll()
+	}
+	return nil
 }

@@ -249,6 +249,14 @@ func allCommands() map[string]*command {
 			banner: func(node string, r *Request) string {
 				return "Purging queue '" + r.Args[0] + "' in vhost '" + r.VHost + "' ..."
 			}},
+		"sync_queue": {args: "<queue>", min: 1, max: 1, vhost: true, needsApp: true, run: runSyncQueue,
+			banner: func(node string, r *Request) string {
+				return "Synchronising queue '" + r.Args[0] + "' in vhost '" + r.VHost + "' ..."
+			}},
+		"cancel_sync_queue": {args: "<queue>", min: 1, max: 1, vhost: true, needsApp: true, run: runSyncQueue,
+			banner: func(node string, r *Request) string {
+				return "Stopping synchronising queue '" + r.Args[0] + "' in vhost '" + r.VHost + "' ..."
+			}},
 		"delete_queue": {args: "<queue>", min: 1, max: 1, vhost: true, flags: []string{"if-empty", "if-unused"}, needsApp: true, run: runDeleteQueue,
 			banner: func(node string, r *Request) string {
 				return "Deleting queue '" + r.Args[0] + "' on vhost '" + r.VHost + "' ..."
@@ -828,6 +836,21 @@ func runPurgeQueue(ctx context.Context, s *Server, b Broker, r *Request, c *comm
 		if errors.Is(err, broker.ErrNoQueue) {
 			return failf(ExitUnavailable, "not_found")
 		}
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+// runSyncQueue serves sync_queue, which waits until every mirror of the
+// queue is in sync, and cancel_sync_queue.
+func runSyncQueue(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	err := b.SyncQueue(ctx, r.VHost, r.Args[0], r.Command == "cancel_sync_queue")
+	switch {
+	case errors.Is(err, broker.ErrNoQueue):
+		return failf(ExitDataErr, "queue '%s' in vhost '%s' not found", r.Args[0], r.VHost)
+	case errors.Is(err, broker.ErrNotMirrored):
+		return failf(ExitSoftware, "{not_mirrored,{resource,<<\"%s\">>,queue,<<\"%s\">>}}", r.VHost, r.Args[0])
+	case err != nil:
 		return failf(ExitSoftware, "%v", err)
 	}
 	return ok("")

@@ -37,6 +37,9 @@ type Broker interface {
 	// MirrorSyncCritical lists the mirrored queues this node leads with
 	// no in-sync mirror online.
 	MirrorSyncCritical() []meta.Queue
+	// SyncQueue starts (and waits for) or stops the synchronisation of
+	// a mirrored queue's mirrors.
+	SyncQueue(ctx context.Context, vhost, name string, cancel bool) error
 	SetMemoryHighWatermark(relative float64, absolute uint64) error
 	SetDiskFreeLimit(limit uint64)
 	Config() broker.Config

@@ -210,6 +210,18 @@ func (m *Metrics) write(w *bufio.Writer, perObject bool) {
 		{"rabbitmq_queue_messages_paged_out_bytes", "gauge", "Size in bytes of messages paged out to disk", func(i int) float64 { return float64(queues[i].Stats.PagedOutBytes) }},
 		{"rabbitmq_queue_consumers", "gauge", "Consumers on a queue", func(i int) float64 { return float64(queues[i].Stats.Consumers) }},
 		{"rabbitmq_queue_messages_published_total", "counter", "Total number of messages published to queues", func(i int) float64 { return float64(queues[i].Stats.Published) }},
+		{"warren_queue_mirrors", "gauge", "Mirrors of a queue led from this node", func(i int) float64 {
+			if m := queues[i].Def.Mirroring; m != nil {
+				return float64(len(m.Mirrors))
+			}
+			return 0
+		}},
+		{"warren_queue_mirrors_in_sync", "gauge", "Mirrors of a queue led from this node that hold every message it has confirmed", func(i int) float64 {
+			if m := queues[i].Def.Mirroring; m != nil {
+				return float64(len(m.InSync))
+			}
+			return 0
+		}},
 	})
 	e.series(perObject, len(network), func(i int) []string {
 		return []string{"channel", "<" + node + "." + network[i].ID + ">"}
