@@ -311,7 +311,7 @@ func TestMirroredQueueKeepsConfirmedMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	pconf := pch.NotifyPublish(make(chan amqp091.Confirmation, 1))
-	var killed atomic.Int64 // Unix nanoseconds
+	var killed atomic.Int64     // Unix nanoseconds
 	during := map[string]bool{} // acked
 	sentDuring := 0
 	firstAck := make(chan time.Duration, 1)
