@@ -209,6 +209,9 @@ func (l *homeLink) sendAcks() {
 // leader that was replaced.
 func (l *homeLink) mayFollow(vhost, name string, epoch uint64) bool {
 	s := l.s
+	if !s.metaSet.Load() {
+		return false
+	}
 	if l.peerApplied > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := s.meta.WaitApplied(ctx, l.peerApplied)

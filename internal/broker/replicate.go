@@ -412,7 +412,7 @@ func (lg *leaderLog) sendLocked(f *follower, kind byte, fn func(w *frameWriter))
 	}
 	off := lg.off
 	f.sent = off
-	ok := f.link.sendSynced(nil, lg.s.meta.Applied(), opReplicate, func(w *frameWriter) {
+	ok := f.link.sendSynced(nil, lg.s.applied(), opReplicate, func(w *frameWriter) {
 		w.str(lg.q.VHost)
 		w.str(lg.q.Name)
 		w.uint(lg.session)
@@ -437,7 +437,7 @@ func (lg *leaderLog) emitLocked(kind byte, fn func(w *frameWriter)) {
 			continue
 		}
 		f.sent = off
-		ok := f.link.sendSynced(nil, lg.s.meta.Applied(), opReplicate, func(w *frameWriter) {
+		ok := f.link.sendSynced(nil, lg.s.applied(), opReplicate, func(w *frameWriter) {
 			w.str(lg.q.VHost)
 			w.str(lg.q.Name)
 			w.uint(lg.session)
@@ -760,12 +760,28 @@ func (lg *leaderLog) runProposals() {
 	}
 }
 
+// errStarting: the node has yet to open its definitions.
+var errStarting = errors.New("broker: starting")
+
+// applied is how far this node has applied the definitions; 0 while it
+// starts.
+func (s *Server) applied() uint64 {
+	if !s.metaSet.Load() {
+		return 0
+	}
+	return s.meta.Applied()
+}
+
 // errDeposed: the queue has another leader, or is gone.
 var errDeposed = errors.New("broker: no longer the queue's leader")
 
 // commit takes node out of the in-sync set (shrink) or puts it in.
 func (lg *leaderLog) commit(node string, shrink bool) (meta.Queue, error) {
 	s := lg.s
+	if !s.metaSet.Load() {
+		// The node is starting: its definitions are not open yet.
+		return meta.Queue{}, errStarting
+	}
 	def, ok := s.meta.Queue(lg.q.VHost, lg.q.Name)
 	if !ok || !s.homedHere(def) {
 		return meta.Queue{}, errDeposed

@@ -1,0 +1,280 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	duration = flag.Duration("chaos.duration", 0, "after the fixed schedule, inject random faults for this long")
+	reportTo = flag.String("chaos.report", "", "also write the report to this file")
+)
+
+// The binaries under test, built once by TestMain.
+var warrenBin, warrenctlBin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "chaos-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	warrenBin, warrenctlBin = filepath.Join(dir, "warren"), filepath.Join(dir, "warrenctl")
+	for bin, pkg := range map[string]string{warrenBin: "../../cmd/warren", warrenctlBin: "../../cmd/warrenctl"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// The mirrored queues under test, with the runbooks' policies.
+var chaosQueues = []struct{ name, policy, pattern, definition string }{
+	{"all.q", "ha-all", `^all\.`, `{"ha-mode":"all","ha-sync-mode":"automatic"}`},
+	{"two.q", "ha-two", `^two\.`, `{"ha-mode":"exactly","ha-params":2,"ha-sync-mode":"automatic"}`},
+}
+
+// TestMirroredQueuesLoseNothing runs clients on every node of a 3-node
+// cluster in network namespaces against queues under ha-mode all and
+// ha-mode exactly 2 while the nemesis kills, freezes, cuts off and
+// partitions nodes; then it drains every queue and checks that no
+// confirmed message was lost and none appeared that was not published.
+func TestMirroredQueuesLoseNothing(t *testing.T) {
+	lab, err := NewLab(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	w, err := NewWarren(lab, warrenBin, warrenctlBin, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range lab.Hosts {
+		if err := w.Start(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() {
+		if t.Failed() {
+			for i := range lab.Hosts {
+				out := w.Log(i)
+				t.Logf("%s log, last 6000 octets:\n%s", w.Node(i), out[max(0, len(out)-6000):])
+			}
+		}
+	}()
+	for i := range lab.Hosts {
+		if err := w.Await(i, 60*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range chaosQueues {
+		if _, err := w.Ctl(0, "set_policy", q.policy, q.pattern, q.definition); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clients := make([]Client, len(lab.Hosts))
+	for i, h := range lab.Hosts {
+		clients[i] = Client{Name: h.Name, Dial: h.Dial, URL: "amqp://guest:guest@localhost:5672/"}
+	}
+	// Each queue is declared through a different node, so that they have
+	// different leaders.
+	for i, q := range chaosQueues {
+		conn := clients[i].connect(context.Background())
+		ch, err := conn.Channel()
+		if err == nil {
+			_, err = ch.QueueDeclare(q.name, true, false, false, false, nil)
+		}
+		conn.Close()
+		if err != nil {
+			t.Fatalf("declare %s: %v", q.name, err)
+		}
+	}
+	waitSynced(t, w, 30*time.Second)
+
+	n := NewNemesis(w, lab)
+	h := NewHistory()
+	pubCtx, stopPub := context.WithCancel(context.Background())
+	conCtx, stopCon := context.WithCancel(context.Background())
+	var pubs, cons sync.WaitGroup
+	for _, c := range clients {
+		for _, q := range chaosQueues {
+			pubs.Add(1)
+			go func() {
+				defer pubs.Done()
+				Publish(pubCtx, c, q.name, 60, 10, h)
+			}()
+			cons.Add(1)
+			go func() {
+				defer cons.Done()
+				Consume(conCtx, c, q.name, func() bool { return n.Hold(q.name) }, h)
+			}()
+		}
+	}
+	defer func() {
+		stopPub()
+		stopCon()
+		pubs.Wait()
+		cons.Wait()
+	}()
+
+	step := func(name string, fault func() error) {
+		t.Helper()
+		if err := fault(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := n.Heal(90 * time.Second); err != nil {
+			t.Fatalf("heal after %s: %v", name, err)
+		}
+		n.logf("healed: all nodes back in the cluster")
+		time.Sleep(2 * time.Second)
+	}
+	time.Sleep(3 * time.Second)
+	step("kill", func() error {
+		l := n.leader("all.q")
+		return n.KillRestart(l, 4*time.Second, "leader of all.q")
+	})
+	step("freeze", func() error {
+		l := n.leader("two.q")
+		return n.Freeze(l, 7*time.Second, "leader of two.q")
+	})
+	step("cut off", func() error {
+		l := n.leader("all.q")
+		return n.Isolate(n.other(l), 8*time.Second, "not a leader of all.q")
+	})
+	step("minority", func() error {
+		l := n.leader("two.q")
+		return n.Isolate(l, 8*time.Second, "leader of two.q, in a minority of one")
+	})
+	step("bridge", func() error {
+		l := n.leader("all.q")
+		a := n.other(l)
+		c := 3 - l - a
+		return n.Bridge(a, c, 8*time.Second)
+	})
+	step("kill during sync", func() error { return n.KillDuringSync("all.q", 4*time.Second) })
+	step("kill the leader while a mirror is frozen", func() error { return n.KillLeaderWhileMirrorFrozen("all.q", 2*time.Second) })
+	step("kill the leader while cut off from a mirror", func() error { return n.KillLeaderWhileMirrorCut("two.q", 2*time.Second) })
+	step("kill the leader while cut off from a mirror", func() error { return n.KillLeaderWhileMirrorCut("all.q", 2*time.Second) })
+	for end := time.Now().Add(*duration); time.Now().Before(end); {
+		faults := []func() error{
+			func() error { return n.KillRestart(rand.IntN(3), time.Duration(1+rand.IntN(5))*time.Second, "random") },
+			func() error { return n.Freeze(n.leader(chaosQueues[rand.IntN(2)].name), time.Duration(2+rand.IntN(8))*time.Second, "a leader") },
+			func() error { return n.Isolate(rand.IntN(3), time.Duration(2+rand.IntN(10))*time.Second, "random") },
+			func() error { a := rand.IntN(3); return n.Bridge(a, n.other(a), time.Duration(2+rand.IntN(10))*time.Second) },
+			func() error { return n.KillDuringSync(chaosQueues[rand.IntN(2)].name, 3*time.Second) },
+			func() error {
+				return n.KillLeaderWhileMirrorFrozen(chaosQueues[rand.IntN(2)].name, time.Duration(1+rand.IntN(4))*time.Second)
+			},
+			func() error {
+				return n.KillLeaderWhileMirrorCut(chaosQueues[rand.IntN(2)].name, time.Duration(1+rand.IntN(4))*time.Second)
+			},
+		}
+		step("random", faults[rand.IntN(len(faults))])
+	}
+
+	n.logf("stop publishing; drain every queue from every node")
+	stopPub()
+	pubs.Wait()
+	drain(t, w, h, 90*time.Second)
+	stopCon()
+	cons.Wait()
+	n.logf("drained")
+
+	r := Check(h)
+	report := "Faults:\n" + n.Report() + "\nResult:\n" + r.String()
+	t.Log("\n" + report)
+	if *reportTo != "" {
+		if err := os.WriteFile(*reportTo, []byte(report), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	if r.Acked == 0 || r.Delivered == 0 {
+		t.Fatal("the workload did nothing")
+	}
+	if !r.OK() {
+		t.Errorf("%d confirmed messages lost, %d unexpected", len(r.Lost), len(r.Unexpected))
+	}
+}
+
+// waitSynced waits until every chaos queue has all its mirrors in sync.
+func waitSynced(t *testing.T, w *Warren, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := w.Ctl(0, "-q", "list_queues", "--formatter", "json", "name", "slave_pids", "synchronised_slave_pids")
+		if err == nil {
+			var rows []struct {
+				Name   string `json:"name"`
+				Slaves any    `json:"slave_pids"`
+				Synced any    `json:"synchronised_slave_pids"`
+			}
+			if json.Unmarshal([]byte(out), &rows) == nil {
+				synced := 0
+				for _, r := range rows {
+					s, _ := r.Slaves.([]any)
+					y, _ := r.Synced.([]any)
+					if len(s) > 0 && len(s) == len(y) {
+						synced++
+					}
+				}
+				if synced == len(chaosQueues) {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the queues' mirrors are not in sync after %v: %s %v", timeout, out, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// drain waits until every queue is empty, as every node reports, and no
+// delivery came for a few seconds.
+func drain(t *testing.T, w *Warren, h *History, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		if time.Since(time.Unix(0, h.lastDelivery.Load())) < 3*time.Second {
+			continue
+		}
+		empty := true
+		for i := range w.lab.Hosts {
+			out, err := w.Ctl(i, "-q", "list_queues", "--no-table-headers", "name", "messages")
+			if err != nil {
+				empty = false
+				break
+			}
+			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+				if f := strings.Fields(line); len(f) == 2 && f[1] != "0" {
+					empty = false
+				}
+			}
+		}
+		if empty {
+			return
+		}
+	}
+	var state strings.Builder
+	for i := range w.lab.Hosts {
+		out, err := w.Ctl(i, "-q", "list_queues", "name", "pid", "messages_ready", "messages_unacknowledged", "consumers", "synchronised_slave_pids")
+		fmt.Fprintf(&state, "%s: %s %v\n", w.Node(i), out, err)
+	}
+	t.Errorf("the queues did not drain within %v:\n%s", timeout, state.String())
+}

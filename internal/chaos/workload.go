@@ -1,0 +1,209 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+)
+
+// History is what the clients saw: every message published (each body
+// unique), how its publish was answered, and every delivery.
+type History struct {
+	mu        sync.Mutex
+	sent      map[string]bool
+	acked     map[string]bool
+	nacked    map[string]bool
+	delivered map[string]int
+	// lastDelivery is when a consumer last got a message (Unix
+	// nanoseconds), to tell when a drain is over.
+	lastDelivery atomic.Int64
+}
+
+// NewHistory returns an empty history.
+func NewHistory() *History {
+	return &History{sent: map[string]bool{}, acked: map[string]bool{}, nacked: map[string]bool{}, delivered: map[string]int{}}
+}
+
+func (h *History) send(body string) {
+	h.mu.Lock()
+	h.sent[body] = true
+	h.mu.Unlock()
+}
+
+func (h *History) answer(body string, ack bool) {
+	h.mu.Lock()
+	if ack {
+		h.acked[body] = true
+	} else {
+		h.nacked[body] = true
+	}
+	h.mu.Unlock()
+}
+
+func (h *History) deliver(body string) {
+	h.mu.Lock()
+	h.delivered[body]++
+	h.mu.Unlock()
+	h.lastDelivery.Store(time.Now().UnixNano())
+}
+
+// Client is where a workload's clients connect: a host's dialer and the
+// broker's address as seen from it.
+type Client struct {
+	Name string
+	Dial func(network, addr string) (net.Conn, error)
+	URL  string
+}
+
+// connect opens an AMQP connection, or returns nil once ctx ends.
+func (c Client) connect(ctx context.Context) *amqp091.Connection {
+	for ctx.Err() == nil {
+		conn, err := amqp091.DialConfig(c.URL, amqp091.Config{Dial: c.Dial, Heartbeat: 2 * time.Second})
+		if err == nil {
+			return conn
+		}
+		sleep(ctx, 250*time.Millisecond)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// Publish publishes persistent messages with unique bodies to queue at
+// about rate a second, with confirms and at most window unanswered,
+// reconnecting whenever its connection or channel ends, until ctx ends.
+// A publish whose answer never came stays only sent.
+func Publish(ctx context.Context, c Client, queue string, rate, window int, h *History) {
+	seq := 0
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		conn := c.connect(ctx)
+		if conn == nil {
+			return
+		}
+		ch, err := conn.Channel()
+		if err == nil {
+			err = ch.Confirm(false)
+		}
+		if err != nil {
+			conn.Close()
+			sleep(ctx, 250*time.Millisecond)
+			continue
+		}
+		// The client hands confirms over in publishing order: each
+		// answers the oldest publish still unanswered.
+		confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, window))
+		closed := ch.NotifyClose(make(chan *amqp091.Error, 1))
+		var outstanding []string
+		answer := func(cf amqp091.Confirmation) {
+			if len(outstanding) > 0 {
+				h.answer(outstanding[0], cf.Ack)
+				outstanding = outstanding[1:]
+			}
+		}
+	publishing:
+		for {
+			select {
+			case <-ctx.Done():
+				break publishing
+			case <-closed:
+				break publishing
+			case cf, ok := <-confirms:
+				if !ok {
+					break publishing
+				}
+				answer(cf)
+			case <-tick.C:
+				if len(outstanding) >= window {
+					continue
+				}
+				seq++
+				body := fmt.Sprintf("%s-%s-%d", c.Name, queue, seq)
+				h.send(body)
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				err := ch.PublishWithContext(pctx, "", queue, false, false, amqp091.Publishing{DeliveryMode: 2, Body: []byte(body)})
+				cancel()
+				if err != nil {
+					break publishing
+				}
+				outstanding = append(outstanding, body)
+			}
+		}
+		// Take the answers still on their way, then give up on the rest.
+		deadline := time.After(2 * time.Second)
+	answers:
+		for len(outstanding) > 0 {
+			select {
+			case cf, ok := <-confirms:
+				if !ok {
+					break answers
+				}
+				answer(cf)
+			case <-deadline:
+				break answers
+			}
+		}
+		conn.Close()
+	}
+}
+
+// Consume consumes queue with manual acks, prefetch 50, recording every
+// delivery and acking it, reconnecting and consuming again whenever its
+// connection, channel or consumer ends, until ctx ends. While hold
+// reports true it does not consume.
+func Consume(ctx context.Context, c Client, queue string, hold func() bool, h *History) {
+	for ctx.Err() == nil {
+		for hold != nil && hold() && ctx.Err() == nil {
+			sleep(ctx, 100*time.Millisecond)
+		}
+		conn := c.connect(ctx)
+		if conn == nil {
+			return
+		}
+		ch, err := conn.Channel()
+		if err == nil {
+			err = ch.Qos(50, 0, false)
+		}
+		var deliveries <-chan amqp091.Delivery
+		if err == nil {
+			deliveries, err = ch.Consume(queue, "", false, false, false, false, nil)
+		}
+		if err != nil {
+			conn.Close()
+			sleep(ctx, 250*time.Millisecond)
+			continue
+		}
+	consuming:
+		for {
+			select {
+			case <-ctx.Done():
+				break consuming
+			case d, ok := <-deliveries:
+				if !ok {
+					break consuming
+				}
+				h.deliver(string(d.Body))
+				if d.Ack(false) != nil {
+					break consuming
+				}
+				if hold != nil && hold() {
+					break consuming
+				}
+			}
+		}
+		conn.Close()
+	}
+}
