@@ -173,9 +173,14 @@ func TestMirroredQueuesLoseNothing(t *testing.T) {
 	for end := time.Now().Add(*duration); time.Now().Before(end); {
 		faults := []func() error{
 			func() error { return n.KillRestart(rand.IntN(3), time.Duration(1+rand.IntN(5))*time.Second, "random") },
-			func() error { return n.Freeze(n.leader(chaosQueues[rand.IntN(2)].name), time.Duration(2+rand.IntN(8))*time.Second, "a leader") },
+			func() error {
+				return n.Freeze(n.leader(chaosQueues[rand.IntN(2)].name), time.Duration(2+rand.IntN(8))*time.Second, "a leader")
+			},
 			func() error { return n.Isolate(rand.IntN(3), time.Duration(2+rand.IntN(10))*time.Second, "random") },
-			func() error { a := rand.IntN(3); return n.Bridge(a, n.other(a), time.Duration(2+rand.IntN(10))*time.Second) },
+			func() error {
+				a := rand.IntN(3)
+				return n.Bridge(a, n.other(a), time.Duration(2+rand.IntN(10))*time.Second)
+			},
 			func() error { return n.KillDuringSync(chaosQueues[rand.IntN(2)].name, 3*time.Second) },
 			func() error {
 				return n.KillLeaderWhileMirrorFrozen(chaosQueues[rand.IntN(2)].name, time.Duration(1+rand.IntN(4))*time.Second)
