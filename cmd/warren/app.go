@@ -60,6 +60,16 @@ type running struct {
 	stopAPI   context.CancelFunc
 	wg        sync.WaitGroup // serve loops and the rate sampler
 	serveErrs chan error     // one per serve loop
+	// clients are the AMQP listeners' addresses and TLS settings, to
+	// listen again when the node comes out of maintenance.
+	clients []clientListener
+}
+
+// clientListener is where a client listener listens, and its TLS
+// configuration (nil for plain AMQP).
+type clientListener struct {
+	addr string
+	tc   *tls.Config
 }
 
 func newApp(cfg config.Node, configFiles []string, log *slog.Logger) *app {
@@ -257,6 +267,12 @@ func (a *app) startLocked(ctx context.Context) error {
 	}
 	listeners := []mgmt.Listener{{Protocol: "clustering", Addr: a.clusterAddr}}
 	for _, sv := range services {
+		switch sv.protocol {
+		case "amqp":
+			r.clients = append(r.clients, clientListener{addr: sv.l.Addr().String()})
+		case "amqp/ssl":
+			r.clients = append(r.clients, clientListener{addr: sv.l.Addr().String(), tc: tlsFor.AMQPS})
+		}
 		r.listeners = append(r.listeners, ctl.Listener{Protocol: sv.protocol, Addr: sv.l.Addr().String()})
 		protocol := sv.protocol
 		if protocol == "http/prometheus" {
@@ -306,6 +322,50 @@ func (a *app) serve(loop func() error) {
 	case a.failed <- err:
 	default:
 	}
+}
+
+// errAppStopped refuses maintenance commands while the app is stopped.
+var errAppStopped = errors.New("the broker application is not running")
+
+// Drain implements ctl.App: the node goes into maintenance.
+func (a *app) Drain(ctx context.Context) ([]meta.Queue, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.running.Load()
+	if r == nil {
+		return nil, errAppStopped
+	}
+	return r.srv.Drain(ctx)
+}
+
+// Revive implements ctl.App: the node leaves maintenance and listens for
+// clients again where it did before.
+func (a *app) Revive(ctx context.Context) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r := a.running.Load()
+	if r == nil {
+		return errAppStopped
+	}
+	if !r.srv.Draining() {
+		return nil
+	}
+	r.srv.Revive()
+	for _, cl := range r.clients {
+		l, err := net.Listen("tcp", cl.addr)
+		if err != nil {
+			return fmt.Errorf("listen for clients again on %s: %w", cl.addr, err)
+		}
+		if cl.tc != nil {
+			l = sockio.TLSListener(l, cl.tc)
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			a.serve(func() error { return r.srv.Serve(l) })
+		}()
+	}
+	return nil
 }
 
 // StopApp implements ctl.App: connections are closed with 320, as on

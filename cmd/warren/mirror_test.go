@@ -467,3 +467,70 @@ func sameSet(a, b []any) bool {
 	}
 	return true
 }
+
+// TestDrainHandsOverAndRevives puts the leader's node of a mirrored
+// queue into maintenance, as rabbitmq-upgrade drain does: its clients are
+// disconnected with 320 and refused, the queue is led from an in-sync
+// mirror with every message, and cluster_status says so; revive lets
+// clients in again.
+func TestDrainHandsOverAndRevives(t *testing.T) {
+	n1, n2, n3 := joinedCluster(t, "DRAINCOOKIE")
+	n1.ctl(t, "set_policy", "ha-all", `^ha\.`, `{"ha-mode":"all","ha-sync-mode":"automatic"}`)
+	conn := n1.dial(t, "guest", "guest")
+	closed := conn.NotifyClose(make(chan *amqp091.Error, 1))
+	ch := channel(t, conn)
+	if _, err := ch.QueueDeclare("ha.drained", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if acked, nacked := confirmAll(t, ch, "", "ha.drained", "m", 100); acked != 100 || nacked != 0 {
+		t.Fatalf("publishing: %d acked, %d nacked", acked, nacked)
+	}
+	waitFor(t, func() bool {
+		return sameSet(asList(n2.mirrors(t)["ha.drained"].Synced), pidsOn("ha.drained", n2, n3))
+	})
+
+	r := n1.ctl(t, "drain")
+	if want := fmt.Sprintf("Will put node %s into maintenance mode. The node will no longer serve any client traffic!", n1.name); r.code != 0 || !strings.Contains(r.stdout, want) {
+		t.Fatalf("drain: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	select {
+	case e := <-closed:
+		if e == nil || e.Code != amqp091.ConnectionForced || !strings.Contains(e.Reason, "Node was put into maintenance mode") {
+			t.Errorf("the client of the drained node was closed with %v", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the client of the drained node is still connected")
+	}
+	if c, err := amqp091.Dial("amqp://guest:guest@" + n1.amqp + "/"); err == nil {
+		c.Close()
+		t.Error("the drained node accepts AMQP connections")
+	}
+	rows := n2.mirrors(t)
+	pid := rows["ha.drained"].Pid
+	var leader *member
+	for _, m := range []*member{n2, n3} {
+		if pid == fmt.Sprintf("<%s.queue.ha.drained>", m.name) {
+			leader = m
+		}
+	}
+	if leader == nil {
+		t.Fatalf("ha.drained is still led from %s", pid)
+	}
+	lch := channel(t, leader.dial(t, "guest", "guest"))
+	q, err := lch.QueueDeclarePassive("ha.drained", true, false, false, false, nil)
+	if err != nil || q.Messages != 100 {
+		t.Errorf("ha.drained after the drain: %d messages, %v", q.Messages, err)
+	}
+	if out := n2.ctl(t, "cluster_status").stdout; !strings.Contains(out, fmt.Sprintf("Node: %s, status: under maintenance", n1.name)) {
+		t.Errorf("cluster_status does not show the drained node:\n%s", out)
+	}
+
+	r = n1.ctl(t, "revive")
+	if r.code != 0 || !strings.Contains(r.stdout, "back into regular operating mode") {
+		t.Fatalf("revive: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	n1.dial(t, "guest", "guest").Close()
+	if out := n2.ctl(t, "cluster_status").stdout; !strings.Contains(out, fmt.Sprintf("Node: %s, status: not under maintenance", n1.name)) {
+		t.Errorf("cluster_status after revive:\n%s", out)
+	}
+}

@@ -182,6 +182,9 @@ type Server struct {
 	copiesMu  sync.Mutex             // guards copies
 	copies    map[string]*mirrorCopy // queue key → this node's copy of a queue led elsewhere
 	listeners []net.Listener
+	// suspended are listeners Drain closed; draining is maintenance mode.
+	suspended map[net.Listener]bool
+	draining  bool
 	closing   bool
 
 	alarms      *alarms
@@ -213,6 +216,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		vhosts:      map[string]*vhost{},
 		conns:       map[*conn]struct{}{},
 		homeLinks:   map[*homeLink]struct{}{},
+		suspended:   map[net.Listener]bool{},
 		copies:      map[string]*mirrorCopy{},
 		replies:     map[string]*replyConsumer{},
 		started:     time.Now(),
@@ -426,7 +430,7 @@ func (s *Server) Serve(l net.Listener) error {
 			s.mu.Lock()
 			closing := s.closing
 			s.mu.Unlock()
-			if closing {
+			if closing || s.suspendedListener(l) {
 				return nil
 			}
 			var ne net.Error

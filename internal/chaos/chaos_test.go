@@ -2,7 +2,6 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -16,8 +15,9 @@ import (
 )
 
 var (
-	duration = flag.Duration("chaos.duration", 0, "after the fixed schedule, inject random faults for this long")
-	reportTo = flag.String("chaos.report", "", "also write the report to this file")
+	duration  = flag.Duration("chaos.duration", 0, "after the fixed schedule, inject random faults for this long")
+	reportTo  = flag.String("chaos.report", "", "also write the report to this file")
+	reference = flag.Bool("chaos.rabbitmq", false, "run the same test against a RabbitMQ 3.10 cluster from Debian's package (make chaos-rabbitmq)")
 )
 
 // The binaries under test, built once by TestMain.
@@ -49,10 +49,10 @@ var chaosQueues = []struct{ name, policy, pattern, definition string }{
 }
 
 // TestMirroredQueuesLoseNothing runs clients on every node of a 3-node
-// cluster in network namespaces against queues under ha-mode all and
-// ha-mode exactly 2 while the nemesis kills, freezes, cuts off and
-// partitions nodes; then it drains every queue and checks that no
-// confirmed message was lost and none appeared that was not published.
+// warren cluster in network namespaces against queues under ha-mode all
+// and ha-mode exactly 2 while the nemesis kills, freezes, cuts off,
+// partitions and drains nodes; then it drains every queue and checks that
+// no confirmed message was lost and none appeared that was not published.
 func TestMirroredQueuesLoseNothing(t *testing.T) {
 	lab, err := NewLab(3)
 	if err != nil {
@@ -64,26 +64,57 @@ func TestMirroredQueuesLoseNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	defer dumpLogs(t, w, lab)
+	r := runChaos(t, w, lab)
+	if r.Acked == 0 || r.Delivered == 0 {
+		t.Fatal("the workload did nothing")
+	}
+	if !r.OK() {
+		t.Errorf("%d confirmed messages lost, %d unexpected", len(r.Lost), len(r.Unexpected))
+	}
+}
+
+// TestRabbitMQMirroredQueues runs the same workload, faults and checker
+// against a 3-node RabbitMQ cluster with the runbooks' policies, for the
+// README's side-by-side table. It needs Debian's rabbitmq-server and runs
+// only when asked for (make chaos-rabbitmq).
+func TestRabbitMQMirroredQueues(t *testing.T) {
+	if !*reference {
+		t.Skip("the RabbitMQ reference runs with -chaos.rabbitmq (make chaos-rabbitmq)")
+	}
+	lab, err := NewLab(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	r, err := NewRabbitMQ(lab, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer dumpLogs(t, r, lab)
+	res := runChaos(t, r, lab)
+	// The reference's losses are what it is measured for, not a failure.
+	t.Logf("RabbitMQ: %d confirmed messages lost, %d unexpected", len(res.Lost), len(res.Unexpected))
+}
+
+// runChaos runs the workload and the nemesis against c and returns what
+// the checker found.
+func runChaos(t *testing.T, c Cluster, lab *Lab) Result {
+	t.Helper()
+	w := c
 	for i := range lab.Hosts {
 		if err := w.Start(i); err != nil {
 			t.Fatal(err)
 		}
 	}
-	defer func() {
-		if t.Failed() {
-			for i := range lab.Hosts {
-				out := w.Log(i)
-				t.Logf("%s log, last 6000 octets:\n%s", w.Node(i), out[max(0, len(out)-6000):])
-			}
-		}
-	}()
 	for i := range lab.Hosts {
 		if err := w.Await(i, 60*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, q := range chaosQueues {
-		if _, err := w.Ctl(0, "set_policy", q.policy, q.pattern, q.definition); err != nil {
+		if err := w.SetPolicy(q.policy, q.pattern, q.definition); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -167,6 +198,7 @@ func TestMirroredQueuesLoseNothing(t *testing.T) {
 		return n.Bridge(a, c, 8*time.Second)
 	})
 	step("kill during sync", func() error { return n.KillDuringSync("all.q", 4*time.Second) })
+	step("drain", func() error { return n.Drain(n.leader("two.q"), 5*time.Second, "leader of two.q") })
 	step("kill the leader while a mirror is frozen", func() error { return n.KillLeaderWhileMirrorFrozen("all.q", 2*time.Second) })
 	step("kill the leader while cut off from a mirror", func() error { return n.KillLeaderWhileMirrorCut("two.q", 2*time.Second) })
 	step("kill the leader while cut off from a mirror", func() error { return n.KillLeaderWhileMirrorCut("all.q", 2*time.Second) })
@@ -185,6 +217,7 @@ func TestMirroredQueuesLoseNothing(t *testing.T) {
 			func() error {
 				return n.KillLeaderWhileMirrorFrozen(chaosQueues[rand.IntN(2)].name, time.Duration(1+rand.IntN(4))*time.Second)
 			},
+			func() error { return n.Drain(rand.IntN(3), time.Duration(2+rand.IntN(8))*time.Second, "random") },
 			func() error {
 				return n.KillLeaderWhileMirrorCut(chaosQueues[rand.IntN(2)].name, time.Duration(1+rand.IntN(4))*time.Second)
 			},
@@ -195,7 +228,7 @@ func TestMirroredQueuesLoseNothing(t *testing.T) {
 	n.logf("stop publishing; drain every queue from every node")
 	stopPub()
 	pubs.Wait()
-	drain(t, w, h, 90*time.Second)
+	drain(t, w, lab, h, 90*time.Second)
 	stopCon()
 	cons.Wait()
 	n.logf("drained")
@@ -208,66 +241,51 @@ func TestMirroredQueuesLoseNothing(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if r.Acked == 0 || r.Delivered == 0 {
-		t.Fatal("the workload did nothing")
+	return r
+}
+
+// dumpLogs logs the end of each node's log if the test failed.
+func dumpLogs(t *testing.T, c Cluster, lab *Lab) {
+	if !t.Failed() {
+		return
 	}
-	if !r.OK() {
-		t.Errorf("%d confirmed messages lost, %d unexpected", len(r.Lost), len(r.Unexpected))
+	for i := range lab.Hosts {
+		out := c.Log(i)
+		t.Logf("%s log, last 6000 octets:\n%s", c.Node(i), out[max(0, len(out)-6000):])
 	}
 }
 
 // waitSynced waits until every chaos queue has all its mirrors in sync.
-func waitSynced(t *testing.T, w *Warren, timeout time.Duration) {
+func waitSynced(t *testing.T, w Cluster, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		out, err := w.Ctl(0, "-q", "list_queues", "--formatter", "json", "name", "slave_pids", "synchronised_slave_pids")
-		if err == nil {
-			var rows []struct {
-				Name   string `json:"name"`
-				Slaves any    `json:"slave_pids"`
-				Synced any    `json:"synchronised_slave_pids"`
-			}
-			if json.Unmarshal([]byte(out), &rows) == nil {
-				synced := 0
-				for _, r := range rows {
-					s, _ := r.Slaves.([]any)
-					y, _ := r.Synced.([]any)
-					if len(s) > 0 && len(s) == len(y) {
-						synced++
-					}
-				}
-				if synced == len(chaosQueues) {
-					return
-				}
-			}
-		}
+	for deadline := time.Now().Add(timeout); !w.Synced(); time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the queues' mirrors are not in sync after %v: %s %v", timeout, out, err)
+			t.Fatalf("the queues' mirrors are not in sync after %v", timeout)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
 // drain waits until every queue is empty, as every node reports, and no
 // delivery came for a few seconds.
-func drain(t *testing.T, w *Warren, h *History, timeout time.Duration) {
+func drain(t *testing.T, w Cluster, lab *Lab, h *History, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	var state strings.Builder
 	for time.Now().Before(deadline) {
 		time.Sleep(500 * time.Millisecond)
 		if time.Since(time.Unix(0, h.lastDelivery.Load())) < 3*time.Second {
 			continue
 		}
+		state.Reset()
 		empty := true
-		for i := range w.lab.Hosts {
-			out, err := w.Ctl(i, "-q", "list_queues", "--no-table-headers", "name", "messages")
+		for i := range lab.Hosts {
+			d, err := w.Depths(i)
+			fmt.Fprintf(&state, "%s: %v %v\n", w.Node(i), d, err)
 			if err != nil {
 				empty = false
-				break
 			}
-			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-				if f := strings.Fields(line); len(f) == 2 && f[1] != "0" {
+			for _, n := range d {
+				if n != 0 {
 					empty = false
 				}
 			}
@@ -275,11 +293,6 @@ func drain(t *testing.T, w *Warren, h *History, timeout time.Duration) {
 		if empty {
 			return
 		}
-	}
-	var state strings.Builder
-	for i := range w.lab.Hosts {
-		out, err := w.Ctl(i, "-q", "list_queues", "name", "pid", "messages_ready", "messages_unacknowledged", "consumers", "synchronised_slave_pids")
-		fmt.Fprintf(&state, "%s: %s %v\n", w.Node(i), out, err)
 	}
 	t.Errorf("the queues did not drain within %v:\n%s", timeout, state.String())
 }

@@ -218,3 +218,115 @@ func (w *Warren) Leader(queue string) (int, error) {
 	}
 	return 0, errNoLeader
 }
+
+// Cluster is the brokers under test, one node on each host of a lab:
+// what the nemesis and the test do to them.
+type Cluster interface {
+	// Node is host i's node name.
+	Node(i int) string
+	// Start starts host i's node without waiting for it; Kill ends it
+	// with SIGKILL; Running reports whether it has a process.
+	Start(i int) error
+	Kill(i int)
+	Running(i int) bool
+	// Freeze stops host i's node with SIGSTOP, or lets it go on.
+	Freeze(i int, on bool) error
+	// Await waits until host i's node serves in a full cluster; Ready
+	// reports whether it answers its CLI at all.
+	Await(i int, timeout time.Duration) error
+	Ready(i int) bool
+	// Leader is the host whose node leads queue.
+	Leader(queue string) (int, error)
+	// SetPolicy sets a queue policy through host 0's node.
+	SetPolicy(name, pattern, definition string) error
+	// Synced reports whether every mirror of every queue is in sync.
+	Synced() bool
+	// Depths is the number of messages of each queue, as host i's node
+	// reports them.
+	Depths(i int) (map[string]int, error)
+	// Drain and Revive put host i's node into maintenance and out.
+	Drain(i int) error
+	Revive(i int) error
+	// Log is what host i's node has logged.
+	Log(i int) string
+	Close()
+}
+
+// Ready implements Cluster.
+func (w *Warren) Ready(i int) bool {
+	_, err := w.Ctl(i, "status")
+	return err == nil
+}
+
+// SetPolicy implements Cluster.
+func (w *Warren) SetPolicy(name, pattern, definition string) error {
+	_, err := w.Ctl(0, "set_policy", name, pattern, definition)
+	return err
+}
+
+// Synced implements Cluster.
+func (w *Warren) Synced() bool {
+	out, err := w.Ctl(0, "-q", "list_queues", "--formatter", "json", "name", "slave_pids", "synchronised_slave_pids")
+	return err == nil && allSynced(out)
+}
+
+// allSynced reads list_queues name slave_pids synchronised_slave_pids in
+// JSON: every queue with mirrors has all of them in sync, and some queue
+// has mirrors.
+func allSynced(js string) bool {
+	var rows []struct {
+		Slaves any `json:"slave_pids"`
+		Synced any `json:"synchronised_slave_pids"`
+	}
+	if json.Unmarshal([]byte(js), &rows) != nil {
+		return false
+	}
+	mirrored := 0
+	for _, r := range rows {
+		s, _ := r.Slaves.([]any)
+		y, _ := r.Synced.([]any)
+		if len(s) != len(y) {
+			return false
+		}
+		if len(s) > 0 {
+			mirrored++
+		}
+	}
+	return mirrored > 0
+}
+
+// Depths implements Cluster.
+func (w *Warren) Depths(i int) (map[string]int, error) {
+	out, err := w.Ctl(i, "-q", "list_queues", "--no-table-headers", "name", "messages")
+	if err != nil {
+		return nil, err
+	}
+	return parseDepths(out), nil
+}
+
+// parseDepths reads list_queues name messages without headers.
+func parseDepths(out string) map[string]int {
+	d := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		var n int
+		fmt.Sscan(f[1], &n)
+		d[f[0]] = n
+	}
+	return d
+}
+
+// Drain implements Cluster.
+func (w *Warren) Drain(i int) error {
+	_, err := w.Ctl(i, "drain")
+	return err
+}
+
+// Revive implements Cluster.
+func (w *Warren) Revive(i int) error {
+	_, err := w.Ctl(i, "revive")
+	return err
+}

@@ -8,10 +8,10 @@ import (
 	"time"
 )
 
-// Nemesis injects faults into a warren cluster on its lab and heals them,
+// Nemesis injects faults into a cluster on its lab and heals them,
 // writing what it did to a report.
 type Nemesis struct {
-	W     *Warren
+	W     Cluster
 	Lab   *Lab
 	start time.Time
 
@@ -21,7 +21,7 @@ type Nemesis struct {
 }
 
 // NewNemesis returns a nemesis for w.
-func NewNemesis(w *Warren, lab *Lab) *Nemesis {
+func NewNemesis(w Cluster, lab *Lab) *Nemesis {
 	return &Nemesis{W: w, Lab: lab, start: time.Now(), holds: map[string]bool{}}
 }
 
@@ -159,7 +159,7 @@ func (n *Nemesis) KillDuringSync(queue string, backlog time.Duration) error {
 	}
 	// The mirror starts synchronising as soon as it serves again.
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if _, err := n.W.Ctl(m, "status"); err == nil {
+		if n.W.Ready(m) {
 			break
 		}
 	}
@@ -215,4 +215,16 @@ func (n *Nemesis) KillLeaderWhileMirrorCut(queue string, cut time.Duration) erro
 	n.logf("heal the cut; restart %s after 3s", n.W.Node(l))
 	time.Sleep(3 * time.Second)
 	return n.W.Start(l)
+}
+
+// Drain puts host i's node into maintenance (warrenctl drain) for d and
+// revives it.
+func (n *Nemesis) Drain(i int, d time.Duration, why string) error {
+	n.logf("drain %s (%s) for %v", n.W.Node(i), why, d)
+	if err := n.W.Drain(i); err != nil {
+		return err
+	}
+	time.Sleep(d)
+	n.logf("revive %s", n.W.Node(i))
+	return n.W.Revive(i)
 }

@@ -46,6 +46,17 @@ type nodeStatus struct {
 	Alarms    []string   `json:"alarms,omitempty"`
 	// Unreachable lists the members the node cannot reach.
 	Unreachable []string `json:"unreachable,omitempty"`
+	// Draining: the node is in maintenance mode.
+	Draining bool `json:"draining,omitempty"`
+}
+
+// maintenanceStatus is a node's maintenance status as cluster_status
+// words it.
+func maintenanceStatus(draining bool) string {
+	if draining {
+		return "under maintenance"
+	}
+	return "not under maintenance"
 }
 
 func (s *Server) localStatus() nodeStatus {
@@ -53,6 +64,7 @@ func (s *Server) localStatus() nodeStatus {
 	st := nodeStatus{Name: info.Name, Version: info.Version, Listeners: info.Listeners}
 	if b := s.app.Broker(); b != nil {
 		st.Running = true
+		st.Draining = b.Draining()
 		res := b.Resources()
 		if res.MemAlarm {
 			st.Alarms = append(st.Alarms, "memory")
@@ -149,7 +161,7 @@ func runClusterStatus(ctx context.Context, s *Server, _ Broker, r *Request, c *c
 		ns := st[n]
 		fmt.Fprintf(&b, "%s: warren %s\n", n, ns.Version)
 		versions[n] = map[string]string{"rabbitmq_version": ns.Version, "erlang_version": "none (warren is written in Go)"}
-		maintenance[n] = "not under maintenance"
+		maintenance[n] = maintenanceStatus(ns.Draining)
 		for _, a := range ns.Alarms {
 			alarms = append(alarms, fmt.Sprintf("Node %s reported an alarm: %s", n, a))
 			alarmsJSON = append(alarmsJSON, map[string]any{"node": n, "resource": a, "type": "resource_alarm"})
@@ -161,7 +173,7 @@ func runClusterStatus(ctx context.Context, s *Server, _ Broker, r *Request, c *c
 	}
 	b.WriteString("\nMaintenance status\n\n")
 	for _, n := range running {
-		fmt.Fprintf(&b, "Node: %s, status: not under maintenance\n", n)
+		fmt.Fprintf(&b, "Node: %s, status: %s\n", n, maintenanceStatus(st[n].Draining))
 	}
 	names := make([]string, len(members))
 	cut := map[string][]string{}

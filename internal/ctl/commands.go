@@ -249,6 +249,14 @@ func allCommands() map[string]*command {
 			banner: func(node string, r *Request) string {
 				return "Purging queue '" + r.Args[0] + "' in vhost '" + r.VHost + "' ..."
 			}},
+		"drain": {run: runDrain,
+			banner: func(node string, r *Request) string {
+				return "Will put node " + node + " into maintenance mode. The node will no longer serve any client traffic!"
+			}},
+		"revive": {run: runRevive,
+			banner: func(node string, r *Request) string {
+				return "Will put node " + node + " back into regular operating mode. The node will again serve client traffic and host primary queue replicas."
+			}},
 		"sync_queue": {args: "<queue>", min: 1, max: 1, vhost: true, needsApp: true, run: runSyncQueue,
 			banner: func(node string, r *Request) string {
 				return "Synchronising queue '" + r.Args[0] + "' in vhost '" + r.VHost + "' ..."
@@ -836,6 +844,27 @@ func runPurgeQueue(ctx context.Context, s *Server, b Broker, r *Request, c *comm
 		if errors.Is(err, broker.ErrNoQueue) {
 			return failf(ExitUnavailable, "not_found")
 		}
+		return failf(ExitSoftware, "%v", err)
+	}
+	return ok("")
+}
+
+// runDrain serves drain: maintenance mode, as rabbitmq-upgrade drain.
+func runDrain(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	kept, err := s.app.Drain(ctx)
+	if err != nil {
+		return failf(ExitSoftware, "%v", err)
+	}
+	lines := make([]string, 0, len(kept))
+	for _, q := range kept {
+		lines = append(lines, fmt.Sprintf("queue '%s' in vhost '%s' has no in-sync mirror to take over: it is still led from this node", q.Name, q.VHost))
+	}
+	return ok(strings.Join(lines, "\n"))
+}
+
+// runRevive serves revive, as rabbitmq-upgrade revive.
+func runRevive(ctx context.Context, s *Server, b Broker, r *Request, c *command) Response {
+	if err := s.app.Revive(ctx); err != nil {
 		return failf(ExitSoftware, "%v", err)
 	}
 	return ok("")

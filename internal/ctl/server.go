@@ -40,6 +40,8 @@ type Broker interface {
 	// SyncQueue starts (and waits for) or stops the synchronisation of
 	// a mirrored queue's mirrors.
 	SyncQueue(ctx context.Context, vhost, name string, cancel bool) error
+	// Draining reports whether the node is in maintenance.
+	Draining() bool
 	SetMemoryHighWatermark(relative float64, absolute uint64) error
 	SetDiskFreeLimit(limit uint64)
 	Config() broker.Config
@@ -56,6 +58,10 @@ type App interface {
 	Clustered
 	// Stop asks the whole node to stop; it returns at once.
 	Stop()
+	// Drain puts the node into maintenance and returns the mirrored
+	// queues it still leads; Revive takes it out.
+	Drain(ctx context.Context) ([]meta.Queue, error)
+	Revive(ctx context.Context) error
 	// Info describes the node for status and environment.
 	Info() NodeInfo
 }
