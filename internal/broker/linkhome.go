@@ -356,7 +356,12 @@ func (l *homeLink) publish(r *frameReader) {
 	for _, name := range names {
 		q := l.queue(vh, name)
 		if q == nil {
-			// Deleted since the other node routed to it.
+			// Deleted since the other node routed to it, or led from
+			// another node now: then the message is not there, and the
+			// publisher must hear so.
+			if s.movedAway(vh, name) {
+				p.status.Store(confirmFailed)
+			}
 			continue
 		}
 		var loc *store.Location
@@ -369,6 +374,9 @@ func (l *homeLink) publish(r *frameReader) {
 			p.pending.Add(1)
 		}
 		res := q.Publish(m, loc, l.batch)
+		if res == queue.Gone && s.movedAway(vh, name) {
+			p.status.Store(confirmFailed)
+		}
 		if lg != nil {
 			if res == queue.Queued {
 				lg.await(p.done)

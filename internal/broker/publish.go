@@ -246,6 +246,13 @@ func (ch *channel) deliverPublish(p *pendingPublish, seq uint64) error {
 		switch res {
 		case queue.Queued:
 			routed = true
+		case queue.Gone:
+			// A queue that moved to another node since it was routed to
+			// (its leader changed) does not have the message: nack it.
+			if seq != 0 && ch.c.s.movedAway(q.VHost, q.Name) {
+				routed = true
+				ch.diskDone(seq, errNotHere)
+			}
 		case queue.Rejected:
 			routed, rejected = true, true
 			// reject-publish-dlx: the refused message is dead-lettered as

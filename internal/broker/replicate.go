@@ -598,6 +598,9 @@ func (lg *leaderLog) await(done func(error)) {
 // satisfiedLocked reports whether every counted mirror has acknowledged
 // off, or everything it was sent if that ends before.
 func (lg *leaderLog) satisfiedLocked(off uint64) bool {
+	if !lg.s.leaseValid() {
+		return false
+	}
 	for _, f := range lg.followers {
 		if lg.counted(f) && (f.broken || f.acked < min(off, f.sent)) {
 			return false
@@ -625,6 +628,16 @@ func (lg *leaderLog) dueLocked() []replWait {
 	done := slices.Clone(lg.waiters[:n])
 	lg.waiters = slices.Delete(lg.waiters, 0, n)
 	return done
+}
+
+// recheck confirms what waited only for the lease.
+func (lg *leaderLog) recheck() {
+	lg.mu.Lock()
+	done := lg.dueLocked()
+	lg.mu.Unlock()
+	for _, w := range done {
+		w.done(nil)
+	}
 }
 
 // acked takes a mirror's acknowledgement of off, or its refusal.
@@ -822,6 +835,17 @@ func (lg *leaderLog) close(err error) {
 	for _, w := range ws {
 		w.done(err)
 	}
+}
+
+// movedAway reports whether a queue this node no longer has still
+// exists, led from another node: a publish that reached the old leader
+// after the move is not in the queue.
+func (s *Server) movedAway(vhost, name string) bool {
+	if !s.metaSet.Load() {
+		return false
+	}
+	def, ok := s.meta.Queue(vhost, name)
+	return ok && !s.homedHere(def)
 }
 
 // mirrorPolicy is the queue's mirroring policy as it applies now.

@@ -200,9 +200,13 @@ type Server struct {
 	peers       sync.Map       // node name → *peerSlot: links to other nodes' queues
 	lagging     sync.Map       // node name → struct{}: not waited for by spread
 	metaSet     atomic.Bool    // meta is set: links may use it
-	connSeq     atomic.Uint64
-	permGen     atomic.Uint64 // bumped on every user or permission change
-	started     time.Time
+	// clock0 and leaseUntil are the confirm lease (lease.go): it runs
+	// out leaseUntil nanoseconds after clock0, on the monotonic clock.
+	clock0     time.Time
+	leaseUntil atomic.Int64
+	connSeq    atomic.Uint64
+	permGen    atomic.Uint64 // bumped on every user or permission change
+	started    time.Time
 }
 
 // New starts the definitions state machine and creates the default vhost
@@ -216,6 +220,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		vhosts:      map[string]*vhost{},
 		conns:       map[*conn]struct{}{},
 		homeLinks:   map[*homeLink]struct{}{},
+		clock0:      time.Now(),
 		suspended:   map[net.Listener]bool{},
 		copies:      map[string]*mirrorCopy{},
 		replies:     map[string]*replyConsumer{},
@@ -285,6 +290,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		defer s.bg.Done()
 		s.watchResources(s.stop)
 	}()
+	if cfg.Network != nil {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			s.runLease(s.stop)
+		}()
+	}
 	if cfg.DialPeer != nil {
 		s.bg.Add(1)
 		go func() {

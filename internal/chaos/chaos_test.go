@@ -18,6 +18,7 @@ var (
 	duration  = flag.Duration("chaos.duration", 0, "after the fixed schedule, inject random faults for this long")
 	reportTo  = flag.String("chaos.report", "", "also write the report to this file")
 	reference = flag.Bool("chaos.rabbitmq", false, "run the same test against a RabbitMQ 3.10 cluster from Debian's package (make chaos-rabbitmq)")
+	logsTo    = flag.String("chaos.logs", "", "write each node's whole log to this directory when the test fails")
 )
 
 // The binaries under test, built once by TestMain.
@@ -252,6 +253,10 @@ func dumpLogs(t *testing.T, c Cluster, lab *Lab) {
 	for i := range lab.Hosts {
 		out := c.Log(i)
 		t.Logf("%s log, last 6000 octets:\n%s", c.Node(i), out[max(0, len(out)-6000):])
+		if *logsTo != "" {
+			os.MkdirAll(*logsTo, 0o755)
+			os.WriteFile(filepath.Join(*logsTo, c.Node(i)+".log"), []byte(out), 0o644)
+		}
 	}
 }
 

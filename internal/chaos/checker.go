@@ -29,7 +29,7 @@ func Check(h *History) Result {
 	}
 	for b := range h.acked {
 		if h.delivered[b] == 0 {
-			r.Lost = append(r.Lost, b)
+			r.Lost = append(r.Lost, fmt.Sprintf("%s (acked at %.1fs)", b, h.ackedAt[b].Seconds()))
 		}
 	}
 	for b, n := range h.delivered {

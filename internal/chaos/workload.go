@@ -19,6 +19,10 @@ type History struct {
 	acked     map[string]bool
 	nacked    map[string]bool
 	delivered map[string]int
+	// start is when the history began; ackedAt is when each acked
+	// message was acked, since start, for the report of lost ones.
+	start   time.Time
+	ackedAt map[string]time.Duration
 	// lastDelivery is when a consumer last got a message (Unix
 	// nanoseconds), to tell when a drain is over.
 	lastDelivery atomic.Int64
@@ -26,7 +30,8 @@ type History struct {
 
 // NewHistory returns an empty history.
 func NewHistory() *History {
-	return &History{sent: map[string]bool{}, acked: map[string]bool{}, nacked: map[string]bool{}, delivered: map[string]int{}}
+	return &History{sent: map[string]bool{}, acked: map[string]bool{}, nacked: map[string]bool{}, delivered: map[string]int{},
+		start: time.Now(), ackedAt: map[string]time.Duration{}}
 }
 
 func (h *History) send(body string) {
@@ -39,6 +44,7 @@ func (h *History) answer(body string, ack bool) {
 	h.mu.Lock()
 	if ack {
 		h.acked[body] = true
+		h.ackedAt[body] = time.Since(h.start)
 	} else {
 		h.nacked[body] = true
 	}

@@ -59,6 +59,9 @@ const (
 	opApply  = "apply"
 	opAdd    = "add"
 	opRemove = "remove"
+	// opReadIndex: the leader confirms it still leads and answers with
+	// its commit index (Raft's read index), writing nothing to the log.
+	opReadIndex = "read_index"
 )
 
 // Error kinds that keep their sentinel across the wire.
@@ -145,6 +148,11 @@ func (n *Node) serve(ctx context.Context, req *wire) wire {
 			resp.Bool = v
 		}
 		encodeErr(&resp, res.err)
+	case opReadIndex:
+		resp.Index, resp.Err = n.readIndex()
+		if resp.Err != "" {
+			resp.ErrKind = "not_leader"
+		}
 	case opAdd:
 		encodeErr(&resp, n.addLocal(req.ID, req.Addr, req.Voter))
 	case opRemove:
@@ -325,6 +333,45 @@ func (n *Node) catchUp(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// readIndex is the leader's commit index once it has confirmed, with a
+// round of heartbeats, that it still leads; the error text otherwise.
+func (n *Node) readIndex() (uint64, string) {
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, err.Error()
+	}
+	return n.raft.CommitIndex(), ""
+}
+
+// Confirm returns once this node has applied everything the cluster's
+// majority had committed when it was called: its definitions are then at
+// least as new as any decision made before the call. A node cut off from
+// the majority, or whose log the leader cannot reach, cannot confirm.
+// It writes nothing to the log.
+func (n *Node) Confirm(ctx context.Context) error {
+	var index uint64
+	if n.raft.State() == raft.Leader || n.cfg.Network == nil {
+		i, msg := n.readIndex()
+		if msg != "" {
+			return fmt.Errorf("confirm leadership: %s", msg)
+		}
+		index = i
+	} else {
+		addr, _ := n.raft.LeaderWithID()
+		if addr == "" {
+			return ErrNoLeader
+		}
+		resp, err := n.callAt(ctx, string(addr), &wire{Op: opReadIndex})
+		if err != nil {
+			return fmt.Errorf("ask the leader: %w", err)
+		}
+		if resp.Err != "" {
+			return fmt.Errorf("the leader: %s", resp.Err)
+		}
+		index = resp.Index
+	}
+	return n.fsm.waitApplied(ctx, index, n.raft.AppliedIndex)
 }
 
 // join asks the members named in Network.Join to add this node, until
