@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +17,8 @@ import (
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
-	"github.com/vishvananda/netns"
+
+	"github.com/warren-mq/warren/internal/chaos"
 )
 
 // hostLab is three hosts in network namespaces on one bridge, each with
@@ -181,32 +181,7 @@ func (h *labHost) dial(t *testing.T) *amqp091.Connection {
 
 // dialer opens TCP connections from inside the host's namespace.
 func (h *labHost) dialer() func(network, addr string) (net.Conn, error) {
-	return func(network, addr string) (net.Conn, error) {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(h.ns)
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			runtime.UnlockOSThread()
-			return nil, err
-		}
-		nc, err := net.DialTimeout(network, addr, 5*time.Second)
-		if netns.Set(orig) == nil {
-			// A thread left in the other namespace dies with its
-			// goroutine instead of serving others.
-			runtime.UnlockOSThread()
-		}
-		return nc, err
-	}
+	return func(network, addr string) (net.Conn, error) { return chaos.DialIn(h.ns, network, addr) }
 }
 
 // link takes the host's cable out of the switch, or puts it back.

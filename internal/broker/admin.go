@@ -186,6 +186,16 @@ func (s *Server) connList() []*conn {
 	return out
 }
 
+// homeLinkList is connList for the links of other nodes to this node's
+// queues; s.mu held.
+func (s *Server) homeLinkList() []*homeLink {
+	out := make([]*homeLink, 0, len(s.homeLinks))
+	for l := range s.homeLinks {
+		out = append(out, l)
+	}
+	return out
+}
+
 // ready reports whether the handshake fields may be read.
 func (c *conn) ready() bool {
 	c.mu.Lock()

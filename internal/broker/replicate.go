@@ -206,14 +206,8 @@ func itemOf(e *queue.Entry, enqueued int64) mirror.Item {
 func (s *Server) unackedOf(q *localQueue) []queue.Entry {
 	var out []queue.Entry
 	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	links := make([]*homeLink, 0, len(s.homeLinks))
-	for l := range s.homeLinks {
-		links = append(links, l)
-	}
+	conns := s.connList()
+	links := s.homeLinkList()
 	s.mu.Unlock()
 	for _, c := range conns {
 		c.mu.Lock()
@@ -407,10 +401,22 @@ func (lg *leaderLog) sendAddLocked(f *follower, id uint64, it *mirror.Item, m *q
 // sendLocked sends one change to f under a new offset.
 func (lg *leaderLog) sendLocked(f *follower, kind byte, fn func(w *frameWriter)) {
 	lg.off++
+	lg.frameLocked(f, lg.off, kind, fn)
+}
+
+// emitLocked sends one change to every mirror that follows the stream.
+func (lg *leaderLog) emitLocked(kind byte, fn func(w *frameWriter)) {
+	lg.off++
+	for _, f := range lg.followers {
+		lg.frameLocked(f, lg.off, kind, fn)
+	}
+}
+
+// frameLocked writes change off to f's link, if f follows the stream.
+func (lg *leaderLog) frameLocked(f *follower, off uint64, kind byte, fn func(w *frameWriter)) {
 	if f.link == nil || f.broken {
 		return
 	}
-	off := lg.off
 	f.sent = off
 	ok := f.link.sendSynced(nil, lg.s.applied(), opReplicate, func(w *frameWriter) {
 		w.str(lg.q.VHost)
@@ -425,32 +431,6 @@ func (lg *leaderLog) sendLocked(f *follower, kind byte, fn func(w *frameWriter))
 	})
 	if !ok {
 		lg.breakLocked(f)
-	}
-}
-
-// emitLocked sends one change to every mirror that follows the stream.
-func (lg *leaderLog) emitLocked(kind byte, fn func(w *frameWriter)) {
-	lg.off++
-	off := lg.off
-	for _, f := range lg.followers {
-		if f.link == nil || f.broken {
-			continue
-		}
-		f.sent = off
-		ok := f.link.sendSynced(nil, lg.s.applied(), opReplicate, func(w *frameWriter) {
-			w.str(lg.q.VHost)
-			w.str(lg.q.Name)
-			w.uint(lg.session)
-			w.uint(lg.pl.Epoch)
-			w.uint(off)
-			w.b = append(w.b, kind)
-			if fn != nil {
-				fn(w)
-			}
-		})
-		if !ok {
-			lg.breakLocked(f)
-		}
 	}
 }
 

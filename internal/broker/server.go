@@ -495,14 +495,8 @@ func (s *Server) Close() error {
 	for _, l := range s.listeners {
 		l.Close()
 	}
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	links := make([]*homeLink, 0, len(s.homeLinks))
-	for l := range s.homeLinks {
-		links = append(links, l)
-	}
+	conns := s.connList()
+	links := s.homeLinkList()
 	s.mu.Unlock()
 	for _, l := range links {
 		l.end()

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -19,14 +17,13 @@ import (
 // classic_config peer discovery with pause_minority, as the examples
 // configure it.
 type Warren struct {
-	lab          *Lab
-	bin, ctl     string
-	dir, cookie  string
-	config       string
-	mu           sync.Mutex
-	procs        []*exec.Cmd
-	logs         []*logBuffer
-	pausedByTest []bool
+	lab         *Lab
+	bin, ctl    string
+	dir, cookie string
+	config      string
+	procs       *procs
+	mu          sync.Mutex // guards logs
+	logs        []*logBuffer
 }
 
 // logBuffer is a process's stderr, read while the process writes it.
@@ -51,7 +48,8 @@ func (l *logBuffer) String() string {
 // (warrenctl) on lab, with its files under dir.
 func NewWarren(lab *Lab, bin, ctl, dir string) (*Warren, error) {
 	w := &Warren{lab: lab, bin: bin, ctl: ctl, dir: dir, cookie: filepath.Join(dir, "cookie"), config: filepath.Join(dir, "warren.conf"),
-		procs: make([]*exec.Cmd, len(lab.Hosts)), logs: make([]*logBuffer, len(lab.Hosts)), pausedByTest: make([]bool, len(lab.Hosts))}
+		logs: make([]*logBuffer, len(lab.Hosts))}
+	w.procs = newProcs(len(lab.Hosts), w.Node)
 	if err := os.WriteFile(w.cookie, []byte("CHAOSCOOKIE"), 0o400); err != nil {
 		return nil, err
 	}
@@ -72,60 +70,31 @@ func (w *Warren) Node(i int) string { return "warren@" + w.lab.Hosts[i].Name }
 
 // Start starts host i's node; it does not wait for it to serve.
 func (w *Warren) Start(i int) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.procs[i] != nil {
+	if w.procs.running(i) {
 		return nil
 	}
 	h := w.lab.Hosts[i]
 	log := &logBuffer{}
+	w.mu.Lock()
 	if old := w.logs[i]; old != nil {
 		log.b.WriteString(old.String())
 	}
+	w.logs[i] = log
+	w.mu.Unlock()
 	cmd := h.Command(w.bin, "--node-name", w.Node(i), "--data-dir", filepath.Join(w.dir, h.Name), "--cookie-file", w.cookie, "--config", w.config)
 	cmd.Stderr = log
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", w.Node(i), err)
-	}
-	w.procs[i], w.logs[i], w.pausedByTest[i] = cmd, log, false
-	return nil
+	return w.procs.start(i, cmd, nil)
 }
 
 // Kill kills host i's node with SIGKILL.
-func (w *Warren) Kill(i int) {
-	w.mu.Lock()
-	cmd := w.procs[i]
-	w.procs[i] = nil
-	w.mu.Unlock()
-	if cmd != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}
-}
+func (w *Warren) Kill(i int) { w.procs.kill(i) }
 
 // Running reports whether host i's node has a process.
-func (w *Warren) Running(i int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.procs[i] != nil
-}
+func (w *Warren) Running(i int) bool { return w.procs.running(i) }
 
 // Freeze stops host i's node with SIGSTOP (true) or lets it go on with
 // SIGCONT.
-func (w *Warren) Freeze(i int, on bool) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	cmd := w.procs[i]
-	if cmd == nil {
-		return fmt.Errorf("%s is not running", w.Node(i))
-	}
-	sig := syscall.SIGCONT
-	if on {
-		sig = syscall.SIGSTOP
-	}
-	w.pausedByTest[i] = on
-	return cmd.Process.Signal(sig)
-}
+func (w *Warren) Freeze(i int, on bool) error { return w.procs.freeze(i, on) }
 
 // Log returns what host i's node has written to stderr.
 func (w *Warren) Log(i int) string {
@@ -138,17 +107,7 @@ func (w *Warren) Log(i int) string {
 }
 
 // Close kills every node.
-func (w *Warren) Close() {
-	for i := range w.procs {
-		w.mu.Lock()
-		paused := w.pausedByTest[i]
-		w.mu.Unlock()
-		if paused {
-			w.Freeze(i, false)
-		}
-		w.Kill(i)
-	}
-}
+func (w *Warren) Close() { w.procs.close() }
 
 // Ctl runs warrenctl on host i against its own node and returns what it
 // printed; a non-zero exit is an error carrying the output.
@@ -166,25 +125,39 @@ func (w *Warren) Ctl(i int, args ...string) (string, error) {
 // Await waits until host i's node serves and sees every node of the
 // cluster running.
 func (w *Warren) Await(i int, timeout time.Duration) error {
+	return awaitFull(w.Node(i), len(w.lab.Hosts), timeout, func() (string, error) {
+		return w.Ctl(i, "-q", "cluster_status", "--formatter", "json")
+	}, nil)
+}
+
+// awaitFull asks status (cluster_status in JSON) until it shows n nodes
+// running and ready (if not nil) answers, or timeout passes.
+func awaitFull(node string, n int, timeout time.Duration, status func() (string, error), ready func() error) error {
 	deadline := time.Now().Add(timeout)
 	var err error
 	for time.Now().Before(deadline) {
 		var out string
-		out, err = w.Ctl(i, "-q", "cluster_status", "--formatter", "json")
+		out, err = status()
 		if err == nil {
 			var st struct {
 				Running []string `json:"running_nodes"`
 			}
 			if err = json.Unmarshal([]byte(out), &st); err == nil {
-				if len(st.Running) == len(w.lab.Hosts) {
-					return nil
+				if len(st.Running) == n {
+					if ready == nil {
+						return nil
+					}
+					if err = ready(); err == nil {
+						return nil
+					}
+				} else {
+					err = fmt.Errorf("running nodes: %v", st.Running)
 				}
-				err = fmt.Errorf("running nodes: %v", st.Running)
 			}
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	return fmt.Errorf("%s not back in a full cluster within %v: %w", w.Node(i), timeout, err)
+	return fmt.Errorf("%s not back in a full cluster within %v: %w", node, timeout, err)
 }
 
 // errNoLeader: no live node could say where the queue is led.
@@ -193,11 +166,19 @@ var errNoLeader = errors.New("no node could name the queue's leader")
 // Leader returns the index of the host whose node leads queue, as the
 // first live node that answers says.
 func (w *Warren) Leader(queue string) (int, error) {
-	for i := range w.lab.Hosts {
-		if !w.Running(i) {
+	return leaderFrom(queue, len(w.lab.Hosts), w.Running, w.Node, func(i int) (string, error) {
+		return w.Ctl(i, "-q", "list_queues", "--formatter", "json", "name", "pid")
+	})
+}
+
+// leaderFrom asks the running nodes in turn for list_queues name pid in
+// JSON until one names the node of queue's pid, and returns its host.
+func leaderFrom(queue string, n int, running func(int) bool, node func(int) string, list func(int) (string, error)) (int, error) {
+	for i := range n {
+		if !running(i) {
 			continue
 		}
-		out, err := w.Ctl(i, "-q", "list_queues", "--formatter", "json", "name", "pid")
+		out, err := list(i)
 		if err != nil {
 			continue
 		}
@@ -209,8 +190,8 @@ func (w *Warren) Leader(queue string) (int, error) {
 			if r.Name != queue {
 				continue
 			}
-			for j := range w.lab.Hosts {
-				if strings.HasPrefix(r.Pid, "<"+w.Node(j)+".") {
+			for j := range n {
+				if strings.Contains(r.Pid, "<"+node(j)+".") {
 					return j, nil
 				}
 			}

@@ -117,7 +117,11 @@ func (h *Host) Block(other *Host, on bool) error {
 }
 
 // Dial opens a TCP connection from inside the host's namespace.
-func (h *Host) Dial(network, addr string) (net.Conn, error) {
+func (h *Host) Dial(network, addr string) (net.Conn, error) { return DialIn(h.NS, network, addr) }
+
+// DialIn opens a connection from inside the named network namespace, as
+// a program running there would.
+func DialIn(ns, network, addr string) (net.Conn, error) {
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -125,7 +129,7 @@ func (h *Host) Dial(network, addr string) (net.Conn, error) {
 		return nil, err
 	}
 	defer orig.Close()
-	target, err := netns.GetFromName(h.NS)
+	target, err := netns.GetFromName(ns)
 	if err != nil {
 		runtime.UnlockOSThread()
 		return nil, err

@@ -2,13 +2,11 @@ package chaos
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -24,8 +22,7 @@ const rabbitBin = "/usr/lib/rabbitmq/bin"
 type RabbitMQ struct {
 	lab   *Lab
 	dir   string
-	mu    sync.Mutex
-	procs []*exec.Cmd
+	procs *procs
 }
 
 // NewRabbitMQ prepares a RabbitMQ cluster on lab with its files under
@@ -34,7 +31,8 @@ func NewRabbitMQ(lab *Lab, dir string) (*RabbitMQ, error) {
 	if _, err := os.Stat(filepath.Join(rabbitBin, "rabbitmq-server")); err != nil {
 		return nil, fmt.Errorf("the RabbitMQ reference needs Debian's rabbitmq-server package: %w", err)
 	}
-	r := &RabbitMQ{lab: lab, dir: dir, procs: make([]*exec.Cmd, len(lab.Hosts))}
+	r := &RabbitMQ{lab: lab, dir: dir}
+	r.procs = newProcs(len(lab.Hosts), r.Node)
 	var conf strings.Builder
 	conf.WriteString("listeners.tcp.default = 5672\nloopback_users = none\n")
 	conf.WriteString("cluster_formation.peer_discovery_backend = classic_config\n")
@@ -84,12 +82,9 @@ func (r *RabbitMQ) env(i int) []string {
 // Node implements Cluster.
 func (r *RabbitMQ) Node(i int) string { return "rabbit@" + r.lab.Hosts[i].Name }
 
-// Start implements Cluster: the node runs in a process group of its own,
-// so that SIGKILL and SIGSTOP reach all of it.
+// Start implements Cluster.
 func (r *RabbitMQ) Start(i int) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.procs[i] != nil {
+	if r.procs.running(i) {
 		return nil
 	}
 	out, err := os.OpenFile(filepath.Join(r.nodeDir(i), "server.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -98,53 +93,21 @@ func (r *RabbitMQ) Start(i int) error {
 	}
 	cmd := r.lab.Hosts[i].Command("env", append(r.env(i), filepath.Join(rabbitBin, "rabbitmq-server"))...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := r.procs.start(i, cmd, func() { out.Close() }); err != nil {
 		out.Close()
-		return fmt.Errorf("start %s: %w", r.Node(i), err)
+		return err
 	}
-	go func() {
-		cmd.Wait()
-		out.Close()
-	}()
-	r.procs[i] = cmd
 	return nil
 }
 
 // Kill implements Cluster.
-func (r *RabbitMQ) Kill(i int) {
-	r.mu.Lock()
-	cmd := r.procs[i]
-	r.procs[i] = nil
-	r.mu.Unlock()
-	if cmd != nil {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		// The group's other processes go with it.
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+func (r *RabbitMQ) Kill(i int) { r.procs.kill(i) }
 
 // Running implements Cluster.
-func (r *RabbitMQ) Running(i int) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.procs[i] != nil
-}
+func (r *RabbitMQ) Running(i int) bool { return r.procs.running(i) }
 
 // Freeze implements Cluster.
-func (r *RabbitMQ) Freeze(i int, on bool) error {
-	r.mu.Lock()
-	cmd := r.procs[i]
-	r.mu.Unlock()
-	if cmd == nil {
-		return fmt.Errorf("%s is not running", r.Node(i))
-	}
-	sig := syscall.SIGCONT
-	if on {
-		sig = syscall.SIGSTOP
-	}
-	return syscall.Kill(-cmd.Process.Pid, sig)
-}
+func (r *RabbitMQ) Freeze(i int, on bool) error { return r.procs.freeze(i, on) }
 
 // ctl runs a RabbitMQ CLI tool on host i against its node.
 func (r *RabbitMQ) ctl(i int, tool string, args ...string) (string, error) {
@@ -159,30 +122,13 @@ func (r *RabbitMQ) ctl(i int, tool string, args ...string) (string, error) {
 
 // Await implements Cluster.
 func (r *RabbitMQ) Await(i int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var err error
-	for time.Now().Before(deadline) {
-		var out string
-		out, err = r.ctl(i, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
-		if err == nil {
-			var st struct {
-				Running []string `json:"running_nodes"`
-			}
-			if err = json.Unmarshal([]byte(out), &st); err == nil {
-				if len(st.Running) == len(r.lab.Hosts) {
-					// Running is not yet serving: wait for the app.
-					_, err = r.ctl(i, "rabbitmqctl", "-q", "await_startup")
-					if err == nil {
-						return nil
-					}
-				} else {
-					err = fmt.Errorf("running nodes: %v", st.Running)
-				}
-			}
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	return fmt.Errorf("%s not back in a full cluster within %v: %w", r.Node(i), timeout, err)
+	return awaitFull(r.Node(i), len(r.lab.Hosts), timeout, func() (string, error) {
+		return r.ctl(i, "rabbitmqctl", "-q", "cluster_status", "--formatter", "json")
+	}, func() error {
+		// Running is not yet serving: wait for the app.
+		_, err := r.ctl(i, "rabbitmqctl", "-q", "await_startup")
+		return err
+	})
 }
 
 // Ready implements Cluster.
@@ -193,30 +139,9 @@ func (r *RabbitMQ) Ready(i int) bool {
 
 // Leader implements Cluster.
 func (r *RabbitMQ) Leader(queue string) (int, error) {
-	for i := range r.lab.Hosts {
-		if !r.Running(i) {
-			continue
-		}
-		out, err := r.ctl(i, "rabbitmqctl", "-q", "list_queues", "--formatter", "json", "name", "pid")
-		if err != nil {
-			continue
-		}
-		var rows []struct{ Name, Pid string }
-		if json.Unmarshal([]byte(out), &rows) != nil {
-			continue
-		}
-		for _, row := range rows {
-			if row.Name != queue {
-				continue
-			}
-			for j := range r.lab.Hosts {
-				if strings.Contains(row.Pid, r.Node(j)+".") {
-					return j, nil
-				}
-			}
-		}
-	}
-	return 0, errNoLeader
+	return leaderFrom(queue, len(r.lab.Hosts), r.Running, r.Node, func(i int) (string, error) {
+		return r.ctl(i, "rabbitmqctl", "-q", "list_queues", "--formatter", "json", "name", "pid")
+	})
 }
 
 // SetPolicy implements Cluster.
@@ -261,9 +186,8 @@ func (r *RabbitMQ) Log(i int) string {
 // Close implements Cluster: every process in the lab's namespaces ends,
 // epmd's included.
 func (r *RabbitMQ) Close() {
-	for i, h := range r.lab.Hosts {
-		r.Freeze(i, false)
-		r.Kill(i)
+	r.procs.close()
+	for _, h := range r.lab.Hosts {
 		out, _ := exec.Command("ip", "netns", "pids", h.NS).Output()
 		for _, f := range strings.Fields(string(out)) {
 			var pid int
