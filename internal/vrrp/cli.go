@@ -127,6 +127,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			sdnotify.Notify("STOPPING=1")
 			done = nil // Run returns on errc
 		case err := <-errc:
+			if done != nil && ctx.Err() != nil {
+				// The stop and Run's return arrived together, and the
+				// select took the return first.
+				sdnotify.Notify("STOPPING=1")
+			}
 			if err != nil {
 				log.Error("stopped", "err", err)
 				return 1
