@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/warren-mq/warren/internal/meta"
 	"github.com/warren-mq/warren/internal/mirror"
 	"github.com/warren-mq/warren/internal/queue"
 )
@@ -294,12 +295,13 @@ func (s *Server) promote(q *localQueue) int {
 // copyPlaced follows a placement of a queue this node does not lead:
 // a copy that is no longer a mirror's is dropped, and one whose leader
 // changed stops taking the old leader's stream.
-func (s *Server) copyPlaced(key, leader string, mirrors []string, epoch uint64) {
+func (s *Server) copyPlaced(q meta.Queue) {
+	key := queueKey(q.VHost, q.Name)
 	c := s.copyOf(key)
 	if c == nil {
 		return
 	}
-	if slices.Contains(mirrors, s.cfg.NodeName) && c.leader == leader && c.epoch == epoch {
+	if pl := s.placementOf(q); slices.Contains(pl.Mirrors, s.cfg.NodeName) && c.leader == pl.Leader && c.epoch == pl.Epoch {
 		return
 	}
 	if s.swapCopy(key, nil) == c {

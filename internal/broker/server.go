@@ -595,11 +595,7 @@ func (s *Server) Changed(e meta.Event) {
 			deleted = v.queues[q.Name]
 			delete(v.queues, q.Name)
 			v.remote[q.Name] = &remoteQueue{def: q}
-			var mirrors []string
-			if q.Mirroring != nil {
-				mirrors = q.Mirroring.Mirrors
-			}
-			s.copyPlaced(queueKey(q.VHost, q.Name), s.nodeOf(q), mirrors, placementEpoch(q))
+			s.copyPlaced(q)
 		}
 	case meta.QueueDeleted:
 		deleted = v.queues[e.Name]
@@ -789,10 +785,6 @@ func (s *Server) rebuild(d *meta.Definitions) {
 			s.replicate(lq, q)
 			continue
 		}
-		var mirrors []string
-		if q.Mirroring != nil {
-			mirrors = q.Mirroring.Mirrors
-		}
-		s.copyPlaced(queueKey(q.VHost, q.Name), s.nodeOf(q), mirrors, placementEpoch(q))
+		s.copyPlaced(q)
 	}
 }
