@@ -377,6 +377,16 @@ func TestMirroredQueueKeepsConfirmedMessages(t *testing.T) {
 		return leader != nil
 	})
 
+	// The holder followed the queue to its new leader and may have taken
+	// deliveries there: closing its channel gives them back.
+	if err := ch3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		r := leader.ctl(t, "-q", "list_queues", "--formatter", "json", "name", "messages_unacknowledged", "consumers")
+		return r.code == 0 && strings.Contains(r.stdout, `"messages_unacknowledged":0`) && strings.Contains(r.stdout, `"consumers":0`)
+	})
+
 	// Everything confirmed is there, once; what had been delivered comes
 	// back redelivered.
 	chl := channel(t, leader.dial(t, "guest", "guest"))
@@ -532,5 +542,155 @@ func TestDrainHandsOverAndRevives(t *testing.T) {
 	n1.dial(t, "guest", "guest").Close()
 	if out := n2.ctl(t, "cluster_status").stdout; !strings.Contains(out, fmt.Sprintf("Node: %s, status: not under maintenance", n1.name)) {
 		t.Errorf("cluster_status after revive:\n%s", out)
+	}
+}
+
+// TestConsumersFollowFailover checks that consumers of a mirrored queue
+// carry on against its new leader without consuming again, wherever
+// their client is connected: when the leader's node dies, and when a
+// policy moves the leadership. A consumer that asked for
+// x-cancel-on-ha-failover receives basic.cancel instead.
+func TestConsumersFollowFailover(t *testing.T) {
+	n1, n2, n3 := joinedCluster(t, "FOLLOWCOOKIE")
+	ch1 := channel(t, n1.dial(t, "guest", "guest"))
+	for _, q := range []string{"ha.follow", "ha.told"} {
+		if _, err := ch1.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n1.ctl(t, "set_policy", "ha-all", `^ha\.`, `{"ha-mode":"all","ha-sync-mode":"automatic"}`)
+	waitFor(t, func() bool {
+		rows := n3.mirrors(t)
+		return sameSet(asList(rows["ha.follow"].Synced), pidsOn("ha.follow", n2, n3)) &&
+			sameSet(asList(rows["ha.told"].Synced), pidsOn("ha.told", n2, n3))
+	})
+
+	// The follower is connected to n3; the consumer that wants to be
+	// told, to n2.
+	fch := channel(t, n3.dial(t, "guest", "guest"))
+	if err := fch.Qos(10, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	follow, err := fch.Consume("ha.follow", "follower", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fcancel := fch.NotifyCancel(make(chan string, 4))
+	xch := channel(t, n2.dial(t, "guest", "guest"))
+	told, err := xch.Consume("ha.told", "told", false, false, false, false, amqp091.Table{"x-cancel-on-ha-failover": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xcancel := xch.NotifyCancel(make(chan string, 4))
+	go func() {
+		for d := range told {
+			d.Ack(false)
+		}
+	}()
+
+	got := map[string]bool{}
+	// receive takes deliveries on the follower until it has every body
+	// with prefix up to n, acking each.
+	receive := func(prefix string, n int) {
+		t.Helper()
+		missing := func() int {
+			m := 0
+			for i := range n {
+				if !got[fmt.Sprintf("%s-%d", prefix, i)] {
+					m++
+				}
+			}
+			return m
+		}
+		for missing() > 0 {
+			select {
+			case d, ok := <-follow:
+				if !ok {
+					t.Fatalf("the follower's deliveries ended (%d of %s missing)", missing(), prefix)
+				}
+				got[string(d.Body)] = true
+				d.Ack(false)
+			case tag := <-fcancel:
+				t.Fatalf("the follower was cancelled (%s)", tag)
+			case <-time.After(30 * time.Second):
+				t.Fatalf("%d of %d %s messages never reached the follower", missing(), n, prefix)
+			}
+		}
+	}
+	// publish confirms n messages through m, publishing again what is
+	// nacked while a leader changes.
+	publish := func(m *member, prefix string, n int) {
+		t.Helper()
+		pch := channel(t, m.dial(t, "guest", "guest"))
+		if err := pch.Confirm(false); err != nil {
+			t.Fatal(err)
+		}
+		conf := pch.NotifyPublish(make(chan amqp091.Confirmation, 1))
+		for i := 0; i < n; {
+			if err := pch.Publish("", "ha.follow", false, false, amqp091.Publishing{DeliveryMode: 2, Body: fmt.Appendf(nil, "%s-%d", prefix, i)}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case c := <-conf:
+				if c.Ack {
+					i++
+				} else {
+					time.Sleep(20 * time.Millisecond)
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatalf("publish %s-%d unanswered", prefix, i)
+			}
+		}
+	}
+	leaderOf := func(from *member, q string, among ...*member) *member {
+		t.Helper()
+		var leader *member
+		waitFor(t, func() bool {
+			pid := from.mirrors(t)[q].Pid
+			for _, m := range among {
+				if pid == fmt.Sprintf("<%s.queue.%s>", m.name, q) {
+					leader = m
+				}
+			}
+			return leader != nil
+		})
+		return leader
+	}
+
+	publish(n2, "before", 100)
+	receive("before", 100)
+
+	// The leader's node dies: the follower, on n3, carries on; the other
+	// consumer is told.
+	n1.kill()
+	leader := leaderOf(n3, "ha.follow", n2, n3)
+	select {
+	case tag := <-xcancel:
+		if tag != "told" {
+			t.Errorf("basic.cancel for %q, want told", tag)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("the consumer with x-cancel-on-ha-failover got no basic.cancel")
+	}
+	publish(n2, "after-kill", 100)
+	receive("after-kill", 100)
+
+	// A policy moves the leadership to the other surviving node: the
+	// follower goes with it, from a local queue to a remote one or back.
+	other := n2
+	if leader == n2 {
+		other = n3
+	}
+	n2.ctl(t, "set_policy", "ha-all", `^ha\.`, fmt.Sprintf(`{"ha-mode":"nodes","ha-params":[%q],"ha-sync-mode":"automatic"}`, other.name)).ok(t)
+	if l := leaderOf(n3, "ha.follow", other); l != other {
+		t.Fatalf("leader %s, want %s", l.name, other.name)
+	}
+	publish(n2, "after-move", 100)
+	receive("after-move", 100)
+
+	// The follower is still one consumer, under its tag.
+	r := n3.ctl(t, "-q", "list_consumers", "--formatter", "json", "queue_name", "consumer_tag")
+	if r.code != 0 || !strings.Contains(r.stdout, `"follower"`) || strings.Count(r.stdout, `"follower"`) != 1 {
+		t.Errorf("list_consumers after the failovers: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 }

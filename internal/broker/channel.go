@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"sync"
+	"sync/atomic"
 
 	"github.com/warren-mq/warren/internal/amqp"
 	"github.com/warren-mq/warren/internal/meta"
@@ -29,6 +30,7 @@ type delivery struct {
 type consumer struct {
 	ch        *channel
 	tag       string
+	queue     string // the queue's name, in the channel's vhost
 	q         *localQueue
 	noAck     bool
 	exclusive bool
@@ -137,6 +139,11 @@ type channel struct {
 	unacked        []delivery // in tag order; settled ones marked done
 	inflight       int        // unsettled deliveries to acking consumers
 	prefetchGlobal int
+	// moving holds the consumers following their mirrored queue to a new
+	// leader (failover.go): nil while on the way, then the successor for
+	// the reader to take. hasMoving says whether it holds any.
+	moving    map[string]*consumer
+	hasMoving atomic.Bool
 }
 
 type pendingPublish struct {
@@ -178,6 +185,7 @@ func (ch *channel) release() {
 	ch.cf.closed = true
 	ch.cf.mu.Unlock()
 	ch.stopReplies()
+	ch.takeMoved()
 	for _, k := range ch.consumers {
 		ch.removeConsumer(k)
 	}
@@ -188,7 +196,20 @@ func (ch *channel) release() {
 	pending := ch.unacked
 	ch.unacked = nil
 	ch.inflight = 0
+	// No consumer follows a failover into a closed channel; one that
+	// arrived since the loop above leaves here.
+	var late []*consumer
+	for _, k := range ch.moving {
+		if k != nil {
+			late = append(late, k)
+		}
+	}
+	ch.moving = nil
+	ch.hasMoving.Store(false)
 	ch.mu.Unlock()
+	for _, k := range late {
+		ch.removeConsumer(k)
+	}
 	requeueAll(pending)
 }
 
@@ -216,6 +237,9 @@ func (ch *channel) close() {
 }
 
 func (ch *channel) removeConsumer(k *consumer) {
+	if next := ch.stopMoving(k.tag); next != nil && next != k {
+		ch.removeConsumer(next)
+	}
 	if k.remote != nil {
 		ch.cancelRemote(k)
 		return
@@ -267,10 +291,18 @@ func (ch *channel) queueDeleted(k *consumer) {
 }
 
 // liveConsumer returns the consumer with tag, dropping one whose queue has
-// been deleted since.
+// been deleted since. A consumer following its queue to a new leader is
+// live.
 func (ch *channel) liveConsumer(tag string) *consumer {
+	ch.takeMoved()
 	k := ch.consumers[tag]
 	if k != nil && k.gone() {
+		ch.mu.Lock()
+		moving := ch.movingLocked(tag)
+		ch.mu.Unlock()
+		if moving {
+			return k
+		}
 		delete(ch.consumers, tag)
 		ch.stats.consumers.Store(int32(len(ch.consumers)))
 		return nil
@@ -417,6 +449,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 }
 
 func (ch *channel) kickConsumers() {
+	ch.takeMoved()
 	for _, k := range ch.consumers {
 		if k.remote != nil {
 			k.remote.Kick(ch.c.batch)
@@ -637,7 +670,7 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 	if ch.liveConsumer(tag) != nil || (ch.reply != nil && ch.reply.tag == tag) {
 		return connErr(codeNotAllowed, "attempt to reuse consumer tag '%s'", tag)
 	}
-	k := &consumer{ch: ch, tag: tag, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch, args: m.Arguments}
+	k := &consumer{ch: ch, tag: tag, queue: m.Queue, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch, args: m.Arguments}
 	if p, ok := m.Arguments["x-priority"]; ok {
 		n, ok := number(p)
 		if !ok {

@@ -256,7 +256,9 @@ func (l *peerLink) serve() error {
 			l.mu.Unlock()
 			if k != nil {
 				k.remote.gone.Store(true)
-				k.ch.queueDeleted(k)
+				if !l.s.followFailover(k) {
+					k.ch.queueDeleted(k)
+				}
 			}
 		default:
 			return errLinkFrame
@@ -290,7 +292,9 @@ func (l *peerLink) fail() {
 	}
 	for _, k := range consumers {
 		k.remote.gone.Store(true)
-		k.ch.queueDeleted(k)
+		if !l.s.followFailover(k) {
+			k.ch.queueDeleted(k)
+		}
 	}
 	for _, q := range l.s.localQueues("") {
 		if lg := q.repl.Load(); lg != nil {
@@ -479,6 +483,24 @@ func (ch *channel) drainRemoteLocked(k *consumer, fs *flushSet) {
 
 // consumeRemote starts consumer k on a queue of another node.
 func (ch *channel) consumeRemote(k *consumer, rq *remoteQueue, link *peerLink, noWait bool) error {
+	if err := ch.attachRemote(k, rq, link); err != nil {
+		return err
+	}
+	ch.consumers[k.tag] = k
+	ch.stats.consumers.Store(int32(len(ch.consumers)))
+	if !noWait {
+		ch.c.sendMethod(ch.id, &amqp.BasicConsumeOk{ConsumerTag: k.tag})
+	}
+	ch.mu.Lock()
+	k.remote.ready = true
+	ch.drainRemoteLocked(k, ch.c.batch)
+	ch.mu.Unlock()
+	return nil
+}
+
+// attachRemote registers consumer k with the node of its queue; its
+// deliveries wait until it is ready.
+func (ch *channel) attachRemote(k *consumer, rq *remoteQueue, link *peerLink) error {
 	rc := &remoteConsumer{k: k, link: link}
 	k.remote = rc
 	link.mu.Lock()
@@ -516,15 +538,6 @@ func (ch *channel) consumeRemote(k *consumer, rq *remoteQueue, link *peerLink, n
 		link.mu.Unlock()
 		return err
 	}
-	ch.consumers[k.tag] = k
-	ch.stats.consumers.Store(int32(len(ch.consumers)))
-	if !noWait {
-		ch.c.sendMethod(ch.id, &amqp.BasicConsumeOk{ConsumerTag: k.tag})
-	}
-	ch.mu.Lock()
-	rc.ready = true
-	ch.drainRemoteLocked(k, ch.c.batch)
-	ch.mu.Unlock()
 	return nil
 }
 

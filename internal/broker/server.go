@@ -561,6 +561,7 @@ func (s *Server) Changed(e meta.Event) {
 		return
 	}
 	var deleted *localQueue // deleted, or led from another node now
+	moved := false          // deleted is led from another node
 	var placed *localQueue  // led here: its replication follows the placement
 	v.mu.Lock()
 	switch e.Kind {
@@ -592,7 +593,7 @@ func (s *Server) Changed(e meta.Event) {
 				delete(v.remote, q.Name)
 			}
 		} else {
-			deleted = v.queues[q.Name]
+			deleted, moved = v.queues[q.Name], true
 			delete(v.queues, q.Name)
 			v.remote[q.Name] = &remoteQueue{def: q}
 			s.copyPlaced(q)
@@ -613,7 +614,7 @@ func (s *Server) Changed(e meta.Event) {
 	}
 	v.mu.Unlock()
 	if deleted != nil {
-		s.queueGone(deleted)
+		s.queueGone(deleted, moved)
 	}
 	if placed != nil {
 		s.replicate(placed, *e.Queue)
@@ -630,8 +631,10 @@ func placementEpoch(q meta.Queue) uint64 {
 }
 
 // queueGone ends a deleted queue: its messages are released and its
-// consumers cancelled.
-func (s *Server) queueGone(q *localQueue) {
+// consumers cancelled. When the queue may have moved to another node
+// rather than gone, consumers of a mirrored queue follow it there
+// instead.
+func (s *Server) queueGone(q *localQueue, moved bool) {
 	q.stopExpiry()
 	if lg := q.repl.Swap(nil); lg != nil {
 		q.SetJournal(nil)
@@ -642,7 +645,9 @@ func (s *Server) queueGone(q *localQueue) {
 	for _, c := range consumers {
 		switch k := c.(type) {
 		case *consumer:
-			k.ch.queueDeleted(k)
+			if !moved || !s.followFailover(k) {
+				k.ch.queueDeleted(k)
+			}
 		case *linkConsumer:
 			k.queueCancelled()
 		}
@@ -773,7 +778,7 @@ func (s *Server) rebuild(d *meta.Definitions) {
 		}
 		ov.mu.RUnlock()
 		for _, lq := range gone {
-			s.queueGone(lq)
+			s.queueGone(lq, true)
 		}
 	}
 	for _, q := range d.Queues {
