@@ -78,6 +78,10 @@ type Config struct {
 	// KeepQueue declares the queue without auto-delete, so it outlives the
 	// run. By default the queue is auto-delete, as PerfTest's is.
 	KeepQueue bool
+	// Recover connects a producer or consumer again when its connection
+	// fails, declaring the queue again first, as PerfTest does with the
+	// Java client's automatic recovery; without it a failure ends the run.
+	Recover bool
 
 	// BrokerPID, when positive, is the broker's process id; Run then
 	// measures the CPU time of that process tree over the run.

@@ -81,6 +81,7 @@ func ParseFlags(args []string, output io.Writer) (CLI, error) {
 	fs.Var(&queueArgs, "qa", "queue arguments key=value[,key=value...], e.g. x-queue-type=classic,x-max-length=1000 (repeatable)")
 	fs.Var(&queueArgs, "queue-args", "same as -qa")
 	boolean(&autoDelete, "ad", "auto-delete", true, "declare the queue auto-delete (use -ad=false to keep it)")
+	fs.BoolVar(&cfg.Recover, "recover", false, "connect again after a connection fails (through a load balancer or a failover) instead of ending the run")
 	str(&cfg.Label, "id", "label", "", "name of this run in the output")
 	fs.StringVar(&cfg.Broker, "broker", "", "name of the broker under test, for the output")
 	fs.IntVar(&cfg.BrokerPID, "broker-pid", 0, "pid of the broker; measure the CPU time of its process tree per message")

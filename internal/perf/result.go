@@ -32,6 +32,9 @@ type Result struct {
 	Confirmed int64 `json:"confirmed"`
 	Nacked    int64 `json:"nacked"`
 	Received  int64 `json:"received"`
+	// Recovered counts the connections made again after a failure
+	// (-recover).
+	Recovered int64 `json:"recovered,omitempty"`
 
 	SendRate    float64 `json:"send_rate"`
 	ConfirmRate float64 `json:"confirm_rate"`
@@ -108,6 +111,11 @@ func (r *Result) WriteSummary(w io.Writer) error {
 		fmtMicros(r.Latency.P99), fmtMicros(r.Latency.Max), fmtMicros(r.Latency.Mean))
 	if err != nil {
 		return fmt.Errorf("write summary: %w", err)
+	}
+	if r.Recovered > 0 {
+		if _, err := fmt.Fprintf(w, "connections made again after a failure: %d\n", r.Recovered); err != nil {
+			return fmt.Errorf("write summary: %w", err)
+		}
 	}
 	if r.BrokerCPUSeconds > 0 {
 		_, err = fmt.Fprintf(w, "cpu: broker %.2f s (%.1f µs/msg received), client %.2f s, stolen by the host %.1f%%\n",

@@ -24,6 +24,8 @@ type counters struct {
 	confirmed atomic.Int64
 	nacked    atomic.Int64
 	received  atomic.Int64
+	// recoveries counts connections made again (Config.Recover).
+	recoveries atomic.Int64
 }
 
 // counts is a snapshot of counters.
@@ -50,9 +52,11 @@ type runner struct {
 // worker is one producer or consumer: its connection and the function its
 // goroutine runs.
 type worker struct {
-	conn *amqp.Connection
-	run  func(ctx context.Context) error
-	hist *Histogram // consumers only
+	mu     sync.Mutex // guards conn and closed against closeAll
+	conn   *amqp.Connection
+	closed bool // closeAll has run: recover connects no more
+	run    func(ctx context.Context) error
+	hist   *Histogram // consumers only
 
 	// connClosed and chanClosed receive the broker's reason when it
 	// closes the connection or channel; only the worker's goroutine reads
@@ -99,7 +103,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// Consumers first, so that no message is published before someone
 	// listens and latency covers only the broker's path.
 	for i := range cfg.Consumers {
-		w, err := r.newConsumer(i)
+		w, err := r.newConsumer(i, nil)
 		if err != nil {
 			return Result{}, err
 		}
@@ -157,12 +161,20 @@ func (r *runner) measure(ctx context.Context, workers, consumers []*worker) (Res
 	for i, w := range workers {
 		wg.Add(1)
 		isProducer := i >= len(consumers)
+		idx := i // the producer's or consumer's number
+		if isProducer {
+			idx -= len(consumers)
+		}
 		go func() {
 			defer wg.Done()
 			if isProducer {
 				defer producersWG.Done()
 			}
-			if err := w.run(runCtx); err != nil && runCtx.Err() == nil {
+			err := w.run(runCtx)
+			for err != nil && runCtx.Err() == nil && r.cfg.Recover {
+				err = r.recover(runCtx, w, isProducer, idx, err)
+			}
+			if err != nil && runCtx.Err() == nil {
 				fail(err)
 			}
 		}()
@@ -241,6 +253,7 @@ func (r *runner) result(elapsed time.Duration, n counts, hist *Histogram, broker
 		Confirmed: n.confirmed,
 		Nacked:    n.nacked,
 		Received:  n.received,
+		Recovered: r.c.recoveries.Load(),
 		Latency:   summarize(hist),
 	}
 	if secs > 0 {
@@ -338,9 +351,66 @@ func (r *runner) declareQueue() error {
 func closeAll(workers []*worker) {
 	deadline := time.Now().Add(closeTimeout)
 	for _, w := range workers {
+		w.mu.Lock()
+		w.closed = true
+		conn := w.conn
+		w.mu.Unlock()
 		// The connection may already be closed by the broker; that error
 		// was reported by the worker.
-		_ = w.conn.CloseDeadline(deadline)
+		_ = conn.CloseDeadline(deadline)
+	}
+}
+
+// recover replaces w's failed connection, after cause ended its run, by
+// a new one, trying every half second until it connects or ctx is done,
+// and runs w again. What the old connection left unconfirmed is not
+// counted: the broker nacks or confirms nothing more on it.
+func (r *runner) recover(ctx context.Context, w *worker, producer bool, i int, cause error) error {
+	role := "consumer"
+	if producer {
+		role = "producer"
+	}
+	lost := time.Now()
+	r.c.recoveries.Add(1)
+	r.progress(fmt.Sprintf("%s %d: connection lost: %v; connecting again\n", role, i, cause))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(500 * time.Millisecond):
+		}
+		var nw *worker
+		err := r.declareQueue()
+		if err == nil {
+			if producer {
+				nw, err = r.newProducer(i)
+			} else {
+				nw, err = r.newConsumer(i, w.hist)
+			}
+		}
+		if err != nil {
+			continue
+		}
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			_ = nw.conn.Close()
+			return nil
+		}
+		old := w.conn
+		w.conn, w.run, w.connClosed, w.chanClosed, w.cancelled = nw.conn, nw.run, nw.connClosed, nw.chanClosed, nw.cancelled
+		w.mu.Unlock()
+		_ = old.CloseDeadline(time.Now().Add(closeTimeout))
+		r.progress(fmt.Sprintf("%s %d: connected again after %.1f s\n", role, i, time.Since(lost).Seconds()))
+		return w.run(ctx)
+	}
+}
+
+// progress writes a line to the progress output, if there is one.
+func (r *runner) progress(line string) {
+	if r.cfg.Progress != nil {
+		// A failed progress write must not end the run.
+		_, _ = r.cfg.Progress.Write([]byte(line))
 	}
 }
 

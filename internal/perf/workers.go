@@ -11,12 +11,15 @@ import (
 
 // newConsumer connects consumer i and starts consuming; the returned
 // worker's run delivers until its context is done.
-func (r *runner) newConsumer(i int) (*worker, error) {
+func (r *runner) newConsumer(i int, hist *Histogram) (*worker, error) {
 	conn, err := r.dial("consumer", i)
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{conn: conn, hist: new(Histogram)}
+	if hist == nil {
+		hist = new(Histogram)
+	}
+	w := &worker{conn: conn, hist: hist}
 	ch, err := conn.Channel()
 	if err != nil {
 		_ = conn.Close()
