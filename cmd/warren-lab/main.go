@@ -18,7 +18,7 @@ import (
 	"github.com/warren-mq/warren/internal/lab"
 )
 
-const usage = `usage: warren-lab [-dir DIR] [-bin DIR] [-examples DIR] [-name NAME] COMMAND [ARGS]
+const usage = `usage: warren-lab [-dir DIR] [-bin DIR] [-examples DIR] [-name NAME] [-reference] COMMAND [ARGS]
 
 Commands:
   up                      make the hosts and start the stack (3 warren nodes,
@@ -51,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	bin := fs.String("bin", filepath.Dir(self), "where warren, warrenctl, warren-lb and warren-vrrp are")
 	examples := fs.String("examples", "examples", "the examples directory the configuration comes from")
 	name := fs.String("name", "wlab", "the lab's name, which its namespaces begin with")
+	reference := fs.Bool("reference", false, "run Debian's rabbitmq-server, haproxy and keepalived instead, as the reference (up only; later commands read it from the lab)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -68,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "warren-lab:", err)
 		return 1
 	}
-	l := &lab.Lab{Dir: *dir, Bin: absBin, Examples: absEx, Prefix: *name, Out: stdout}
+	l := &lab.Lab{Dir: *dir, Bin: absBin, Examples: absEx, Prefix: *name, Out: stdout, Reference: *reference}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
@@ -80,7 +81,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "warren-lab: needs root: it makes network namespaces, a bridge and a virtual IP (run it with sudo)")
 		return 1
 	}
-	if cmd != "up" && cmd != "down" && !l.Exists() {
+	if cmd != "up" && !l.Open() && cmd != "down" {
 		fmt.Fprintf(stderr, "warren-lab: no lab is up in %s (warren-lab up starts one)\n", *dir)
 		return 1
 	}

@@ -13,8 +13,11 @@ import (
 // alone, and lose those messages when it learns. Its lease runs out
 // first: the meta leader replaces a node only after NodeDownAfter without
 // heartbeats (5 s), and a lease lasts leaseFor from when the node asked,
-// which was before its last heartbeat. A node whose process died is
-// replaced at once, but it confirms nothing any more.
+// which was before its last heartbeat. A meta leader that was deposed is
+// replaced leaseFor + 1 s after the election instead: it renewed its
+// lease only while a majority answered it in its term, which ended
+// before the election did. A node whose process died is replaced at
+// once, but it confirms nothing any more.
 
 // Lease timing: how long a lease lasts from the moment it was asked for,
 // and how often it is renewed.

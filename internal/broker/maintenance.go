@@ -40,6 +40,13 @@ func (s *Server) Drain(ctx context.Context) (kept []meta.Queue, err error) {
 	if !s.metaSet.Load() {
 		return nil, errStarting
 	}
+	return s.handOffAll(ctx, "maintenance"), nil
+}
+
+// handOffAll hands each mirrored queue this node leads to an in-sync
+// mirror on a running node, and returns those it still leads. why
+// prefixes what it logs.
+func (s *Server) handOffAll(ctx context.Context, why string) (kept []meta.Queue) {
 	down := map[string]bool{s.cfg.NodeName: true}
 	for _, n := range s.Unreachable() {
 		down[n] = true
@@ -57,20 +64,25 @@ func (s *Server) Drain(ctx context.Context) (kept []meta.Queue, err error) {
 		if !ok || !s.homedHere(def) {
 			continue
 		}
-		if err := s.handOff(ctx, def, c); err != nil {
-			s.log.Warn("maintenance: a mirrored queue stays led from this node", "queue", def.Name, "vhost", def.VHost, "reason", err)
+		if err := s.handOff(ctx, def, c, why); err != nil {
+			s.log.Warn(why+": a mirrored queue stays led from this node", "queue", def.Name, "vhost", def.VHost, "reason", err)
 			kept = append(kept, def)
 		}
 	}
-	return kept, nil
+	return kept
 }
+
+// closeHandOffWait bounds how long a stopping node spends handing its
+// mirrored queues over: a node cut off from the majority cannot, and
+// stops anyway.
+const closeHandOffWait = 5 * time.Second
 
 // errNoMirrorToLead: no mirror may take a queue over.
 var errNoMirrorToLead = errors.New("no in-sync mirror on a running node to take over")
 
 // handOff commits an in-sync mirror of q as its leader, as a node that
 // stops does (ha-promote-on-shutdown applies).
-func (s *Server) handOff(ctx context.Context, q meta.Queue, c mirror.Cluster) error {
+func (s *Server) handOff(ctx context.Context, q meta.Queue, c mirror.Cluster, why string) error {
 	cur := s.placementOf(q)
 	next, out := mirror.Failover(s.mirrorPolicy(q), cur, c, true)
 	if out == mirror.Unavailable {
@@ -82,10 +94,10 @@ func (s *Server) handOff(ctx context.Context, q meta.Queue, c mirror.Cluster) er
 		return err
 	}
 	if out == mirror.PromotedUnsynced {
-		s.log.Warn("maintenance: handed a mirrored queue to a mirror that was not in sync, as ha-promote-on-shutdown allows; messages it lacked are lost",
+		s.log.Warn(why+": handed a mirrored queue to a mirror that was not in sync, as ha-promote-on-shutdown allows; messages it lacked are lost",
 			"queue", q.Name, "vhost", q.VHost, "leader", next.Leader)
 	} else {
-		s.log.Info("maintenance: handed a mirrored queue to an in-sync mirror", "queue", q.Name, "vhost", q.VHost, "leader", next.Leader, "epoch", next.Epoch)
+		s.log.Info(why+": handed a mirrored queue to an in-sync mirror", "queue", q.Name, "vhost", q.VHost, "leader", next.Leader, "epoch", next.Epoch)
 	}
 	return nil
 }

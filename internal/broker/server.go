@@ -249,7 +249,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("create queue tail directory: %w", err)
 		}
 	}
-	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger, Dir: metaDir, Network: cfg.Network, RAM: cfg.RAM, PeerDown: s.nodeDown, PeerDownAfter: cfg.NodeDownAfter, Spread: s.spread})
+	m, err := meta.Open(ctx, meta.Config{NodeID: cfg.NodeName, Observer: s, Logger: cfg.Logger, Dir: metaDir, Network: cfg.Network, RAM: cfg.RAM, PeerDown: s.nodeDown, PeerDownAfter: cfg.NodeDownAfter,
+		DeposedDownAfter: leaseFor + time.Second, Spread: s.spread})
 	if err != nil {
 		return nil, fmt.Errorf("open definitions: %w", err)
 	}
@@ -486,6 +487,20 @@ func (s *Server) startConn(nc net.Conn, direct bool) bool {
 // CONNECTION_FORCED, waits for their goroutines and stops the definitions
 // state machine. It is idempotent.
 func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	// A node that stops hands its mirrored queues to in-sync mirrors
+	// first, as RabbitMQ's masters do on a controlled shutdown, so that
+	// the others need not wait to find it gone.
+	if s.metaSet.Load() && len(s.meta.Members()) > 1 {
+		ctx, cancel := context.WithTimeout(context.Background(), closeHandOffWait)
+		s.handOffAll(ctx, "shutdown")
+		cancel()
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

@@ -2,8 +2,10 @@ package chaos
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Result is what the checker found in a history.
@@ -15,6 +17,9 @@ type Result struct {
 	// beyond the first of each message.
 	Lost, Unexpected []string
 	Duplicates       int
+	// LostAt is when each lost message was confirmed, since the
+	// history began, in order.
+	LostAt []time.Duration
 }
 
 // Check compares what was confirmed with what was delivered.
@@ -30,6 +35,7 @@ func Check(h *History) Result {
 	for b := range h.acked {
 		if h.delivered[b] == 0 {
 			r.Lost = append(r.Lost, fmt.Sprintf("%s (acked at %.1fs)", b, h.ackedAt[b].Seconds()))
+			r.LostAt = append(r.LostAt, h.ackedAt[b])
 		}
 	}
 	for b, n := range h.delivered {
@@ -39,6 +45,7 @@ func Check(h *History) Result {
 		r.Duplicates += n - 1
 	}
 	sort.Strings(r.Lost)
+	slices.Sort(r.LostAt)
 	sort.Strings(r.Unexpected)
 	return r
 }

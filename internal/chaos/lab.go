@@ -6,11 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/warren-mq/warren/internal/lab"
 )
 
 // Lab is hosts in network namespaces on one switch (a bridge in a
@@ -121,29 +119,4 @@ func (h *Host) Dial(network, addr string) (net.Conn, error) { return DialIn(h.NS
 
 // DialIn opens a connection from inside the named network namespace, as
 // a program running there would.
-func DialIn(ns, network, addr string) (net.Conn, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	nc, err := net.DialTimeout(network, addr, 3*time.Second)
-	if netns.Set(orig) == nil {
-		// A thread left in the other namespace dies with its goroutine
-		// rather than serve others.
-		runtime.UnlockOSThread()
-	}
-	return nc, err
-}
+func DialIn(ns, network, addr string) (net.Conn, error) { return lab.DialIn(ns, network, addr) }

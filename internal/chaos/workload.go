@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,30 @@ type History struct {
 func NewHistory() *History {
 	return &History{sent: map[string]bool{}, acked: map[string]bool{}, nacked: map[string]bool{}, delivered: map[string]int{},
 		start: time.Now(), ackedAt: map[string]time.Duration{}}
+}
+
+// Began is when the history began: the times it reports count from it.
+func (h *History) Began() time.Time { return h.start }
+
+// Confirms are the times, since Began, at which publishes were
+// confirmed, in order.
+func (h *History) Confirms() []time.Duration {
+	h.mu.Lock()
+	out := make([]time.Duration, 0, len(h.ackedAt))
+	for _, at := range h.ackedAt {
+		out = append(out, at)
+	}
+	h.mu.Unlock()
+	slices.Sort(out)
+	return out
+}
+
+// LastDelivery is when a consumer last got a message; zero before any.
+func (h *History) LastDelivery() time.Time {
+	if n := h.lastDelivery.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 func (h *History) send(body string) {

@@ -10,6 +10,10 @@
 // sessions of their own, and its state (configuration, data, logs, pid
 // files) lives in one directory, so that later commands can look at it,
 // break it and take it down.
+//
+// The same lab runs the programs warren replaces, as the reference:
+// Debian's rabbitmq-server, haproxy and keepalived on the same hosts,
+// with the same files where they read the same syntax.
 package lab
 
 import (
@@ -21,7 +25,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,23 +42,33 @@ const (
 	Password = "lab"
 )
 
+// Role is what a host is for.
+type Role int
+
+// The hosts' roles.
+const (
+	Broker   Role = iota // a broker node
+	Balancer             // a load balancer with a share of the virtual IP
+	Client               // where clients run
+)
+
 // Host is one machine of the stack.
 type Host struct {
-	Name     string
-	Addr     string
-	Programs []string // what runs there, in start order
+	Name string
+	Addr string
+	Role Role
 }
 
 // Hosts are the runbooks' five hosts and a client, with the names the
 // examples use.
 func Hosts() []Host {
 	return []Host{
-		{Name: "node1", Addr: "192.168.0.11", Programs: []string{"warren"}},
-		{Name: "node2", Addr: "192.168.0.12", Programs: []string{"warren"}},
-		{Name: "node3", Addr: "192.168.0.13", Programs: []string{"warren"}},
-		{Name: "lb1", Addr: "192.168.0.21", Programs: []string{"warren-lb", "warren-vrrp"}},
-		{Name: "lb2", Addr: "192.168.0.22", Programs: []string{"warren-lb", "warren-vrrp"}},
-		{Name: "client", Addr: "192.168.0.100"},
+		{Name: "node1", Addr: "192.168.0.11", Role: Broker},
+		{Name: "node2", Addr: "192.168.0.12", Role: Broker},
+		{Name: "node3", Addr: "192.168.0.13", Role: Broker},
+		{Name: "lb1", Addr: "192.168.0.21", Role: Balancer},
+		{Name: "lb2", Addr: "192.168.0.22", Role: Balancer},
+		{Name: "client", Addr: "192.168.0.100", Role: Client},
 	}
 }
 
@@ -66,6 +79,51 @@ type Lab struct {
 	Examples string    // the examples directory the configuration comes from
 	Prefix   string    // of the namespaces' names
 	Out      io.Writer // progress and reports
+	// Reference runs rabbitmq-server, haproxy and keepalived in place
+	// of warren, warren-lb and warren-vrrp.
+	Reference bool
+}
+
+// The programs of each flavour of the stack, by the part they play.
+const (
+	warrenBroker, warrenBalancer, warrenVRRP = "warren", "warren-lb", "warren-vrrp"
+	refBroker, refBalancer, refVRRP          = "rabbitmq-server", "haproxy", "keepalived"
+)
+
+// rabbitBin is where Debian's rabbitmq-server package keeps its scripts.
+const rabbitBin = "/usr/lib/rabbitmq/bin"
+
+// Programs are what runs on h, in start order.
+func (l *Lab) Programs(h Host) []string {
+	switch {
+	case h.Role == Broker && l.Reference:
+		return []string{refBroker}
+	case h.Role == Broker:
+		return []string{warrenBroker}
+	case h.Role == Balancer && l.Reference:
+		return []string{refBalancer, refVRRP}
+	case h.Role == Balancer:
+		return []string{warrenBalancer, warrenVRRP}
+	}
+	return nil
+}
+
+// BrokerProgram, BalancerProgram and VRRPProgram name the program that
+// plays each part in this lab.
+func (l *Lab) BrokerProgram() string { return l.Programs(Hosts()[0])[0] }
+
+// BalancerProgram is the load balancer's program.
+func (l *Lab) BalancerProgram() string { return l.Programs(Hosts()[3])[0] }
+
+// VRRPProgram is the virtual IP's program.
+func (l *Lab) VRRPProgram() string { return l.Programs(Hosts()[3])[1] }
+
+// NodeName is the broker node's name on host h.
+func (l *Lab) NodeName(h string) string {
+	if l.Reference {
+		return "rabbit@" + h
+	}
+	return "warren@" + h
 }
 
 // Check says what the lab needs that this machine lacks, before anything
@@ -78,6 +136,14 @@ func (l *Lab) Check() error {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("the lab needs %s (Debian packages iproute2 and procps): %w", tool, err)
 		}
+	}
+	if l.Reference {
+		for _, p := range []string{filepath.Join(rabbitBin, "rabbitmq-server"), "/usr/sbin/haproxy", "/usr/sbin/keepalived"} {
+			if _, err := os.Stat(p); err != nil {
+				return fmt.Errorf("the reference lab needs Debian's rabbitmq-server, haproxy and keepalived packages: %w", err)
+			}
+		}
+		return nil
 	}
 	for _, p := range []string{"warren", "warrenctl", "warren-lb", "warren-vrrp"} {
 		if _, err := os.Stat(filepath.Join(l.Bin, p)); err != nil {
@@ -106,8 +172,19 @@ func host(name string) (Host, error) {
 
 // Exists reports whether a lab is up: its directory holds a stack.
 func (l *Lab) Exists() bool {
-	_, err := os.Stat(filepath.Join(l.Dir, "cookie"))
+	_, err := os.Stat(filepath.Join(l.Dir, "flavour"))
 	return err == nil
+}
+
+// Open takes the flavour of the lab up in l.Dir (warren or the
+// reference); false if none is up.
+func (l *Lab) Open() bool {
+	b, err := os.ReadFile(filepath.Join(l.Dir, "flavour"))
+	if err != nil {
+		return false
+	}
+	l.Reference = strings.TrimSpace(string(b)) == "reference"
+	return true
 }
 
 // Up builds the network, writes the configuration, starts every program
@@ -131,7 +208,7 @@ func (l *Lab) Up(ctx context.Context) error {
 		return err
 	}
 	for _, h := range Hosts() {
-		for _, p := range h.Programs {
+		for _, p := range l.Programs(h) {
 			if err := l.start(h, p); err != nil {
 				l.Down()
 				return err
@@ -206,6 +283,12 @@ func ip(args ...string) error {
 // host has to itself, moved into the lab's directory.
 type rewrite struct{ old, new string }
 
+// labFile is a file of a host: an example, with rewrites, under a name.
+type labFile struct {
+	example, out string
+	changes      []rewrite
+}
+
 // configure writes the cookie and each host's configuration, the
 // examples with their host paths moved into the lab.
 func (l *Lab) configure() error {
@@ -228,29 +311,53 @@ func (l *Lab) configure() error {
 	if err != nil {
 		return err
 	}
+	cookie := fmt.Sprintf("WARRENLAB%d", time.Now().UnixNano())
 	for _, h := range Hosts() {
 		dir := filepath.Join(l.Dir, h.Name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
 		}
-		var files []struct{ example, out string }
-		var changes []rewrite
-		switch {
-		case slices.Contains(h.Programs, "warren"):
-			files = append(files, struct{ example, out string }{"warren.conf", "warren.conf"})
-			changes = append(changes, rewrite{"/etc/warren/definitions.json", defs})
-		case slices.Contains(h.Programs, "warren-lb"):
+		var files []labFile
+		switch h.Role {
+		case Broker:
+			changes := []rewrite{{"/etc/warren/definitions.json", defs}}
+			out := "warren.conf"
+			if l.Reference {
+				// RabbitMQ makes no default vhost and user when it
+				// loads definitions at boot: the lab sets the
+				// examples' policies with rabbitmqctl instead, as the
+				// runbooks do.
+				changes = []rewrite{{"load_definitions = /etc/warren/definitions.json", ""}, {"warren@", "rabbit@"}}
+				out = "rabbitmq.conf"
+				if err := l.rabbitHome(h.Name, cookie); err != nil {
+					return err
+				}
+			}
+			files = append(files, labFile{"warren.conf", out, changes})
+		case Balancer:
 			vrrp := "keepalived-master.conf"
 			if h.Name != "lb1" {
 				vrrp = "keepalived-backup.conf"
 			}
-			files = append(files, struct{ example, out string }{"haproxy.cfg", "haproxy.cfg"}, struct{ example, out string }{vrrp, "keepalived.conf"})
-			changes = append(changes,
-				rewrite{"/var/lib/warren-lb/server-state", filepath.Join(dir, "server-state")},
-				rewrite{"/etc/keepalived/notify.sh", notify},
+			lb := []rewrite{{"/var/lib/warren-lb/server-state", filepath.Join(dir, "server-state")}}
+			if l.Reference {
+				// haproxy has no AMQP check: the runbooks check the
+				// port.
+				lb = append(lb, rewrite{"    option amqp-check\n", ""})
+				// haproxy refuses to start without two descriptors
+				// per connection of its maxconn, and a machine whose
+				// hard limit cannot be raised has fewer.
+				var lim syscall.Rlimit
+				if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Max < 2*20000+100 {
+					lb = append(lb, rewrite{"maxconn 20000", fmt.Sprintf("maxconn %d", (lim.Max-100)/2)})
+				}
+			}
+			files = append(files, labFile{"haproxy.cfg", "haproxy.cfg", lb}, labFile{vrrp, "keepalived.conf", []rewrite{
+				{"/etc/keepalived/notify.sh", notify},
 				// The hosts share one process table: the check looks
-				// for this host's warren-lb only.
-				rewrite{"/usr/bin/pgrep -x warren-lb", "/usr/bin/pgrep -F " + l.pidFile(h.Name, "warren-lb") + " -x warren-lb"})
+				// for this host's balancer only.
+				{"/usr/bin/pgrep -x warren-lb", "/usr/bin/pgrep -F " + l.pidFile(h.Name, l.BalancerProgram()) + " -x " + l.BalancerProgram()},
+			}})
 		}
 		for _, f := range files {
 			b, err := os.ReadFile(filepath.Join(l.Examples, f.example))
@@ -258,7 +365,10 @@ func (l *Lab) configure() error {
 				return err
 			}
 			text := string(b)
-			for _, c := range changes {
+			for _, c := range f.changes {
+				if !strings.Contains(text, c.old) {
+					return fmt.Errorf("%s no longer says %q, which the lab moves: update internal/lab", f.example, c.old)
+				}
 				text = strings.ReplaceAll(text, c.old, c.new)
 			}
 			if err := os.WriteFile(filepath.Join(dir, f.out), []byte(text), 0o644); err != nil {
@@ -266,24 +376,71 @@ func (l *Lab) configure() error {
 			}
 		}
 	}
-	return os.WriteFile(filepath.Join(l.Dir, "cookie"), []byte(fmt.Sprintf("WARRENLAB%d", time.Now().UnixNano())), 0o400)
+	if err := os.WriteFile(filepath.Join(l.Dir, "cookie"), []byte(cookie), 0o400); err != nil {
+		return err
+	}
+	flavour := "warren"
+	if l.Reference {
+		flavour = "reference"
+	}
+	return os.WriteFile(filepath.Join(l.Dir, "flavour"), []byte(flavour+"\n"), 0o644)
+}
+
+// rabbitHome makes a RabbitMQ node's directories, cookie and plugins
+// file.
+func (l *Lab) rabbitHome(h, cookie string) error {
+	dir := filepath.Join(l.Dir, h)
+	for _, sub := range []string{"home", "mnesia", "log"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "home", ".erlang.cookie"), []byte(cookie), 0o400); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "enabled_plugins"), []byte("[rabbitmq_management].\n"), 0o644)
+}
+
+// rabbitEnv is the environment of a RabbitMQ node on host h and of the
+// tools that talk to it.
+func (l *Lab) rabbitEnv(h string) []string {
+	dir := filepath.Join(l.Dir, h)
+	return []string{
+		"HOME=" + filepath.Join(dir, "home"),
+		"RABBITMQ_NODENAME=" + l.NodeName(h),
+		"RABBITMQ_MNESIA_BASE=" + filepath.Join(dir, "mnesia"),
+		"RABBITMQ_LOG_BASE=" + filepath.Join(dir, "log"),
+		"RABBITMQ_PID_FILE=" + filepath.Join(dir, "rabbit.pid"),
+		"RABBITMQ_CONFIG_FILE=" + filepath.Join(dir, "rabbitmq"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(dir, "enabled_plugins"),
+		"PATH=" + os.Getenv("PATH"),
+		"LANG=C.UTF-8", "LC_ALL=C.UTF-8",
+	}
 }
 
 // pidFile is where the lab keeps the process id of a host's program.
 func (l *Lab) pidFile(h, prog string) string { return filepath.Join(l.Dir, h, prog+".pid") }
 
-// args are a program's command line on host h.
-func (l *Lab) args(h Host, prog string) []string {
+// command is a program's command line on host h: the program and its
+// arguments.
+func (l *Lab) command(h Host, prog string) []string {
 	dir := filepath.Join(l.Dir, h.Name)
 	switch prog {
-	case "warren":
-		return []string{"--node-name", "warren@" + h.Name, "--data-dir", filepath.Join(dir, "data"),
+	case warrenBroker:
+		return []string{filepath.Join(l.Bin, prog), "--node-name", l.NodeName(h.Name), "--data-dir", filepath.Join(dir, "data"),
 			"--cookie-file", filepath.Join(l.Dir, "cookie"), "--config", filepath.Join(dir, "warren.conf")}
-	case "warren-lb":
-		return []string{"-db", "-f", filepath.Join(dir, "haproxy.cfg")}
-	case "warren-vrrp":
-		return []string{"-n", "-l", "-f", filepath.Join(dir, "keepalived.conf"), "-p", filepath.Join(dir, "warren-vrrp.own.pid"),
+	case warrenBalancer:
+		return []string{filepath.Join(l.Bin, prog), "-db", "-f", filepath.Join(dir, "haproxy.cfg")}
+	case warrenVRRP:
+		return []string{filepath.Join(l.Bin, prog), "-n", "-l", "-f", filepath.Join(dir, "keepalived.conf"), "-p", filepath.Join(dir, "warren-vrrp.own.pid"),
 			"-status-file", filepath.Join(dir, "warren-vrrp.data")}
+	case refBroker:
+		return append(append([]string{"env"}, l.rabbitEnv(h.Name)...), filepath.Join(rabbitBin, "rabbitmq-server"))
+	case refBalancer:
+		return []string{"/usr/sbin/haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg")}
+	case refVRRP:
+		return []string{"/usr/sbin/keepalived", "-n", "-l", "-P", "-f", filepath.Join(dir, "keepalived.conf"),
+			"-p", filepath.Join(dir, "keepalived.own.pid"), "-r", filepath.Join(dir, "vrrp.own.pid")}
 	}
 	return nil
 }
@@ -294,20 +451,25 @@ func (l *Lab) start(h Host, prog string) error {
 	if pid, state := l.proc(h.Name, prog); pid != 0 && state != "dead" {
 		return nil
 	}
+	// As the systemd units do: haproxy insists on descriptors for its
+	// maxconn.
+	raiseFileLimit()
 	logPath := filepath.Join(l.Dir, h.Name, prog+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(h.Name), filepath.Join(l.Bin, prog)}, l.args(h, prog)...)...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(h.Name)}, l.command(h, prog)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s on %s: %w", prog, h.Name, err)
 	}
 	pid := cmd.Process.Pid
-	cmd.Process.Release()
+	// Reaped as soon as it ends, while this process lives (a test
+	// driving the lab); after that, init reaps it.
+	go cmd.Wait()
 	if err := os.WriteFile(l.pidFile(h.Name, prog), []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -315,8 +477,19 @@ func (l *Lab) start(h Host, prog string) error {
 	return nil
 }
 
+// raiseFileLimit raises this process's open-file limit, which the
+// programs it starts inherit, to what the systemd units give them.
+func raiseFileLimit() {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && lim.Max < 1<<20 {
+		lim.Cur, lim.Max = 1<<20, 1<<20
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+}
+
 // proc finds a host's program: its pid, and "running", "frozen" or
-// "dead".
+// "dead". The program leads a session of its own, which a process that
+// took a recycled pid would not.
 func (l *Lab) proc(h, prog string) (int, string) {
 	b, err := os.ReadFile(l.pidFile(h, prog))
 	if err != nil {
@@ -330,16 +503,21 @@ func (l *Lab) proc(h, prog string) (int, string) {
 	if err != nil {
 		return pid, "dead"
 	}
-	// pid (comm) state ...: the name may hold spaces and parentheses.
+	// pid (comm) state ppid pgrp session ...: comm may hold spaces and
+	// parentheses.
 	s := string(stat)
 	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) || !strings.HasPrefix(s[strings.IndexByte(s, '(')+1:], prog) {
+	if i < 0 {
 		return pid, "dead"
 	}
-	switch s[i+2] {
-	case 'Z', 'X':
+	f := strings.Fields(s[i+1:])
+	if len(f) < 4 || f[3] != strconv.Itoa(pid) {
 		return pid, "dead"
-	case 'T', 't':
+	}
+	switch f[0] {
+	case "Z", "X":
+		return pid, "dead"
+	case "T", "t":
 		return pid, "frozen"
 	}
 	return pid, "running"
@@ -357,10 +535,16 @@ func (l *Lab) signal(h, prog string, sig syscall.Signal) error {
 	return nil
 }
 
-// waitDead waits up to d for a host's program to end.
+// waitDead waits up to d for a host's program to end and be reaped: a
+// program started again checks its pid file, and takes a zombie for a
+// live copy of itself, as keepalived does.
 func (l *Lab) waitDead(h, prog string, d time.Duration) bool {
 	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if _, state := l.proc(h, prog); state == "dead" {
+		pid, state := l.proc(h, prog)
+		if state != "dead" {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); pid == 0 || err != nil {
 			return true
 		}
 	}
@@ -372,7 +556,7 @@ func (l *Lab) waitDead(h, prog string, d time.Duration) bool {
 func (l *Lab) Down() error {
 	var errs []error
 	for _, h := range Hosts() {
-		for _, p := range h.Programs {
+		for _, p := range l.Programs(h) {
 			l.signal(h.Name, p, syscall.SIGCONT)
 			l.signal(h.Name, p, syscall.SIGKILL)
 			if !l.waitDead(h.Name, p, 5*time.Second) {
@@ -382,6 +566,13 @@ func (l *Lab) Down() error {
 	}
 	for _, h := range Hosts() {
 		if nsExists(l.ns(h.Name)) {
+			// What the programs started (epmd, scripts) goes too.
+			out, _ := exec.Command("ip", "netns", "pids", l.ns(h.Name)).Output()
+			for _, f := range strings.Fields(string(out)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}
 			if err := ip("netns", "del", l.ns(h.Name)); err != nil {
 				errs = append(errs, err)
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,11 +15,15 @@ import (
 	"time"
 )
 
-// ctl runs warrenctl on host h against its own node.
-func (l *Lab) ctl(ctx context.Context, h string, args ...string) (string, error) {
-	full := append([]string{"netns", "exec", l.ns(h), filepath.Join(l.Bin, "warrenctl"), "-n", "warren@" + h,
-		"--cookie-file", filepath.Join(l.Dir, "cookie")}, args...)
-	cmd := exec.CommandContext(ctx, "ip", full...)
+// Ctl runs warrenctl (rabbitmqctl in the reference) on host h against
+// its own node and returns what it printed.
+func (l *Lab) Ctl(ctx context.Context, h string, args ...string) (string, error) {
+	full := []string{"netns", "exec", l.ns(h), filepath.Join(l.Bin, "warrenctl"), "-n", l.NodeName(h), "--cookie-file", filepath.Join(l.Dir, "cookie")}
+	if l.Reference {
+		full = append(append(append([]string{"netns", "exec", l.ns(h), "env"}, l.rabbitEnv(h)...), "timeout", "60"),
+			filepath.Join(rabbitBin, "rabbitmqctl"), "-n", l.NodeName(h))
+	}
+	cmd := exec.CommandContext(ctx, "ip", append(full, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -47,16 +52,58 @@ func (l *Lab) settle(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	for _, args := range [][]string{
+	if l.Reference {
+		// A running RabbitMQ node may still be booting.
+		if _, err := l.Ctl(ctx, "node1", "await_startup"); err != nil {
+			return err
+		}
+	}
+	steps := [][]string{
 		{"add_user", User, Password},
 		{"set_user_tags", User, "administrator"},
 		{"set_permissions", "-p", "/", User, ".*", ".*", ".*"},
-	} {
-		if _, err := l.ctl(ctx, "node1", args...); err != nil {
+	}
+	if l.Reference {
+		pols, err := l.examplePolicies()
+		if err != nil {
+			return err
+		}
+		steps = append(steps, pols...)
+	}
+	for _, args := range steps {
+		if _, err := l.Ctl(ctx, "node1", args...); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// examplePolicies are the set_policy commands for the policies of the
+// examples' definitions.json.
+func (l *Lab) examplePolicies() ([][]string, error) {
+	b, err := os.ReadFile(filepath.Join(l.Examples, "definitions.json"))
+	if err != nil {
+		return nil, err
+	}
+	var defs struct {
+		Policies []struct {
+			VHost      string          `json:"vhost"`
+			Name       string          `json:"name"`
+			Pattern    string          `json:"pattern"`
+			ApplyTo    string          `json:"apply-to"`
+			Definition json.RawMessage `json:"definition"`
+			Priority   int             `json:"priority"`
+		} `json:"policies"`
+	}
+	if err := json.Unmarshal(b, &defs); err != nil {
+		return nil, fmt.Errorf("definitions.json: %w", err)
+	}
+	var out [][]string
+	for _, p := range defs.Policies {
+		out = append(out, []string{"set_policy", "-p", p.VHost, "--apply-to", p.ApplyTo, "--priority", fmt.Sprint(p.Priority),
+			p.Name, p.Pattern, string(p.Definition)})
+	}
+	return out, nil
 }
 
 // clusterStatus is the part of warrenctl cluster_status --formatter json
@@ -71,13 +118,13 @@ type clusterStatus struct {
 func (l *Lab) status(ctx context.Context) (clusterStatus, string, error) {
 	var st clusterStatus
 	for _, h := range Hosts() {
-		if !slices.Contains(h.Programs, "warren") {
+		if h.Role != Broker {
 			continue
 		}
-		if _, state := l.proc(h.Name, "warren"); state != "running" || l.cut(h.Name) {
+		if _, state := l.proc(h.Name, l.BrokerProgram()); state != "running" || l.cut(h.Name) {
 			continue
 		}
-		out, err := l.ctl(ctx, h.Name, "--formatter", "json", "cluster_status")
+		out, err := l.Ctl(ctx, h.Name, "-q", "cluster_status", "--formatter", "json")
 		if err != nil {
 			continue
 		}
@@ -110,7 +157,7 @@ func (l *Lab) clustered(ctx context.Context) error {
 func (l *Lab) vipHolders() []string {
 	var out []string
 	for _, h := range Hosts() {
-		if slices.Contains(h.Programs, "warren-vrrp") && l.holdsVIP(h.Name) {
+		if h.Role == Balancer && l.holdsVIP(h.Name) {
 			out = append(out, h.Name)
 		}
 	}
@@ -154,7 +201,7 @@ func (l *Lab) Status(ctx context.Context) error {
 			cable = "out"
 		}
 		var progs []string
-		for _, p := range h.Programs {
+		for _, p := range l.Programs(h) {
 			pid, state := l.proc(h.Name, p)
 			if state == "dead" {
 				progs = append(progs, p+" dead")
@@ -187,7 +234,11 @@ func (l *Lab) Status(ctx context.Context) error {
 		fmt.Fprintf(l.Out, "; under maintenance %s", strings.Join(drained, ", "))
 	}
 	fmt.Fprintln(l.Out)
-	out, err := l.ctl(ctx, from, "-q", "list_queues", "--formatter", "json", "name", "pid", "slave_pids", "synchronised_slave_pids", "messages")
+	out, err := l.Ctl(ctx, from, "-q", "list_queues", "--formatter", "json", "name", "pid", "slave_pids", "synchronised_slave_pids", "messages")
+	if err != nil && l.Reference {
+		// RabbitMQ lists nothing before a queue exists.
+		out, err = "[]", nil
+	}
 	if err != nil {
 		fmt.Fprintf(l.Out, "queues: %v\n", err)
 		return nil
@@ -213,9 +264,12 @@ func (l *Lab) Status(ctx context.Context) error {
 	return nil
 }
 
-// pidNode is the host of a queue pid such as <warren@node1.queue.q>.
+// pidNode is the host of a queue pid such as <warren@node1.queue.q> or
+// RabbitMQ's <rabbit@node1.1670000000.512.0>.
 func pidNode(pid string) string {
-	pid = strings.TrimPrefix(pid, "<warren@")
+	if _, after, ok := strings.Cut(pid, "@"); ok {
+		pid = after
+	}
 	if i := strings.IndexByte(pid, '.'); i >= 0 {
 		return pid[:i]
 	}
@@ -235,17 +289,18 @@ func pidNodes(v any) []string {
 }
 
 // targets resolves HOST or HOST:PROGRAM to a host and the programs meant.
-func targets(t string) (Host, []string, error) {
+func (l *Lab) targets(t string) (Host, []string, error) {
 	name, prog, one := strings.Cut(t, ":")
 	h, err := host(name)
 	if err != nil {
 		return h, nil, err
 	}
+	progs := l.Programs(h)
 	if !one {
-		return h, h.Programs, nil
+		return h, progs, nil
 	}
-	if !slices.Contains(h.Programs, prog) {
-		return h, nil, fmt.Errorf("%s runs %s, not %q", h.Name, strings.Join(h.Programs, " and "), prog)
+	if !slices.Contains(progs, prog) {
+		return h, nil, fmt.Errorf("%s runs %s, not %q", h.Name, strings.Join(progs, " and "), prog)
 	}
 	return h, []string{prog}, nil
 }
@@ -253,7 +308,7 @@ func targets(t string) (Host, []string, error) {
 // Kill is a host's sudden death: SIGKILL to its programs and, for a
 // whole host, its cable out. HOST:PROGRAM kills that program only.
 func (l *Lab) Kill(t string) error {
-	h, progs, err := targets(t)
+	h, progs, err := l.targets(t)
 	if err != nil {
 		return err
 	}
@@ -281,7 +336,7 @@ func (l *Lab) Kill(t string) error {
 // Stop stops a host's programs gracefully (SIGTERM, then SIGKILL after
 // 30 s), as systemctl stop would.
 func (l *Lab) Stop(t string) error {
-	h, progs, err := targets(t)
+	h, progs, err := l.targets(t)
 	if err != nil {
 		return err
 	}
@@ -301,7 +356,7 @@ func (l *Lab) Stop(t string) error {
 // Start brings a host back: cable in, programs started (those running
 // are left alone).
 func (l *Lab) Start(t string) error {
-	h, progs, err := targets(t)
+	h, progs, err := l.targets(t)
 	if err != nil {
 		return err
 	}
@@ -321,7 +376,7 @@ func (l *Lab) Start(t string) error {
 // Freeze stops a host's programs with SIGSTOP (on) or lets them go on
 // with SIGCONT: a machine that hangs, or a long pause.
 func (l *Lab) Freeze(t string, on bool) error {
-	h, progs, err := targets(t)
+	h, progs, err := l.targets(t)
 	if err != nil {
 		return err
 	}
@@ -379,4 +434,88 @@ func (l *Lab) Command(h string, args ...string) (*exec.Cmd, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", l.ns(h)}, args...)...)
 	cmd.Env = append(os.Environ(), "PATH="+l.Bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	return cmd, nil
+}
+
+// Leader is the host whose node leads queue, as a running node reports
+// it.
+func (l *Lab) Leader(ctx context.Context, queue string) (string, error) {
+	for _, h := range Hosts() {
+		if h.Role != Broker || l.cut(h.Name) {
+			continue
+		}
+		if _, state := l.proc(h.Name, l.BrokerProgram()); state != "running" {
+			continue
+		}
+		out, err := l.Ctl(ctx, h.Name, "-q", "list_queues", "name", "pid")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) == 2 && f[0] == queue {
+				return pidNode(f[1]), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("no running node reports a leader for queue %s", queue)
+}
+
+// InSync is the number of in-sync mirrors of queue, as host h's node
+// reports it.
+func (l *Lab) InSync(ctx context.Context, h, queue string) (int, error) {
+	out, err := l.Ctl(ctx, h, "-q", "list_queues", "--formatter", "json", "name", "synchronised_slave_pids")
+	if err != nil {
+		return 0, err
+	}
+	var rows []struct {
+		Name   string `json:"name"`
+		Synced any    `json:"synchronised_slave_pids"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		return 0, fmt.Errorf("list_queues on %s: %w", h, err)
+	}
+	for _, r := range rows {
+		if r.Name == queue {
+			l, _ := r.Synced.([]any)
+			return len(l), nil
+		}
+	}
+	return 0, fmt.Errorf("no queue %s on %s", queue, h)
+}
+
+// Healthy reports what keeps the stack from being whole, or nil: every
+// program running, every cable in, the three nodes running together and
+// one balancer host holding the virtual IP.
+func (l *Lab) Healthy(ctx context.Context) error {
+	for _, h := range Hosts() {
+		if l.cut(h.Name) {
+			return fmt.Errorf("%s is cut off", h.Name)
+		}
+		for _, p := range l.Programs(h) {
+			if _, state := l.proc(h.Name, p); state != "running" {
+				return fmt.Errorf("%s on %s is %s", p, h.Name, state)
+			}
+		}
+	}
+	if err := l.clustered(ctx); err != nil {
+		return err
+	}
+	if v := l.vipHolders(); len(v) != 1 {
+		return fmt.Errorf("the virtual IP is held by %d hosts (%s)", len(v), strings.Join(v, ", "))
+	}
+	return nil
+}
+
+// VIPHolder is the one balancer host holding the virtual IP, or "".
+func (l *Lab) VIPHolder() string {
+	if v := l.vipHolders(); len(v) == 1 {
+		return v[0]
+	}
+	return ""
+}
+
+// DialClient opens a connection from the client host, as a program
+// running there would.
+func (l *Lab) DialClient(network, addr string) (net.Conn, error) {
+	return DialIn(l.ns("client"), network, addr)
 }

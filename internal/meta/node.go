@@ -45,6 +45,14 @@ type Config struct {
 	// per outage, so that the cluster can act on the node's loss.
 	PeerDown      func(m *Node, node string)
 	PeerDownAfter time.Duration
+	// DeposedDownAfter, if shorter than PeerDownAfter, is how soon after
+	// this node is elected its predecessor is reported down once a
+	// heartbeat to it fails. Whatever the deposed leader could do only
+	// while a majority followed it (a lease it renewed through Raft)
+	// ends that long after the majority moved on, which is before the
+	// election ends; a member that was a follower still waits out
+	// PeerDownAfter.
+	DeposedDownAfter time.Duration
 	// Spread, if set, is called after a change made through this node
 	// has been applied here, before the change's caller learns that it
 	// is done: the broker waits there for the other members to apply it
@@ -92,6 +100,14 @@ type Node struct {
 // election timeouts once it runs.
 const leaseTimeout = time.Second
 
+// transportTimeout bounds a Raft RPC's dial and I/O, other than a
+// snapshot's (which Raft scales by its size). A heartbeat to a member
+// that is cut off fails after this long, and only then does the
+// member's PeerDownAfter start to count for a newly elected leader;
+// entries are small, so an RPC that takes longer than this is one that
+// is not coming.
+const transportTimeout = 2 * time.Second
+
 // Open starts a Node and waits until the group has a leader and this node
 // has applied everything the leader had committed, so that reads are
 // current and Apply works as soon as Open returns. A node with no state
@@ -133,7 +149,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		addr, transport, closeT = a, t, t.Close
 	} else {
 		t := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream: cfg.Network.Layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: rc.Logger,
+			Stream: cfg.Network.Layer, MaxPool: 3, Timeout: transportTimeout, Logger: rc.Logger,
 		})
 		addr, transport, closeT = t.LocalAddr(), t, t.Close
 	}

@@ -28,6 +28,15 @@ func (n *Node) watchPeers(obs <-chan raft.Observation, stop <-chan struct{}) {
 	after := n.cfg.PeerDownAfter
 	failing := map[raft.ServerID]time.Time{} // since when heartbeats fail
 	reported := map[raft.ServerID]bool{}
+	// A node elected in place of a leader that went silent counts that
+	// member's failing heartbeats as if they had begun DeposedDownAfter
+	// before PeerDownAfter ends from the election (see Config).
+	var prevLeader raft.ServerID
+	silentSince := map[raft.ServerID]time.Time{}
+	head := after - n.cfg.DeposedDownAfter
+	if n.cfg.DeposedDownAfter <= 0 || head <= 0 {
+		head = 0
+	}
 	probing := map[raft.ServerID]bool{}
 	refused := make(chan raft.ServerID)
 	probed := make(chan raft.ServerID)
@@ -54,6 +63,9 @@ func (n *Node) watchPeers(obs <-chan raft.Observation, stop <-chan struct{}) {
 					if since.IsZero() {
 						since = time.Now()
 					}
+					if s, ok := silentSince[d.PeerID]; ok && s.Before(since) {
+						since = s
+					}
 					failing[d.PeerID] = since
 				}
 				if !probing[d.PeerID] && !reported[d.PeerID] {
@@ -79,6 +91,14 @@ func (n *Node) watchPeers(obs <-chan raft.Observation, stop <-chan struct{}) {
 			case raft.LeaderObservation:
 				clear(failing)
 				clear(reported)
+				clear(silentSince)
+				if d.LeaderID == "" {
+					break
+				}
+				if d.LeaderID == raft.ServerID(n.cfg.NodeID) && prevLeader != "" && prevLeader != d.LeaderID && head > 0 {
+					silentSince[prevLeader] = time.Now().Add(-head)
+				}
+				prevLeader = d.LeaderID
 			}
 		case id := <-refused:
 			delete(probing, id)
