@@ -42,6 +42,17 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+// invokedAs is how the user ran this program, for the hints it prints:
+// bin/warren-lab from the repository, warren-lab when on PATH.
+func invokedAs() string {
+	if p, err := exec.LookPath("warren-lab"); err == nil {
+		if self, err := os.Executable(); err == nil && p == self {
+			return "warren-lab"
+		}
+	}
+	return os.Args[0]
+}
+
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("warren-lab", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -69,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "warren-lab:", err)
 		return 1
 	}
-	l := &lab.Lab{Dir: *dir, Bin: absBin, Examples: absEx, Prefix: *name, Out: stdout, Reference: *reference}
+	l := &lab.Lab{Dir: *dir, Bin: absBin, Examples: absEx, Prefix: *name, Out: stdout, Reference: *reference, Cmd: invokedAs()}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cmd, rest := fs.Arg(0), fs.Args()[1:]

@@ -82,6 +82,9 @@ type Lab struct {
 	// Reference runs rabbitmq-server, haproxy and keepalived in place
 	// of warren, warren-lb and warren-vrrp.
 	Reference bool
+	// Cmd is how the user runs this tool, for the hints it prints;
+	// "warren-lab" if empty.
+	Cmd string
 }
 
 // The programs of each flavour of the stack, by the part they play.
@@ -154,7 +157,15 @@ func (l *Lab) Check() error {
 }
 
 func (l *Lab) ns(h string) string { return l.Prefix + "-" + h }
-func (l *Lab) sw() string         { return l.Prefix + "-sw" }
+
+// cmd is how the hints name this tool.
+func (l *Lab) cmd() string {
+	if l.Cmd == "" {
+		return "warren-lab"
+	}
+	return l.Cmd
+}
+func (l *Lab) sw() string { return l.Prefix + "-sw" }
 
 // host returns the host called name.
 func host(name string) (Host, error) {
@@ -194,10 +205,10 @@ func (l *Lab) Up(ctx context.Context) error {
 		return err
 	}
 	if l.Exists() {
-		return fmt.Errorf("a lab is already up in %s: take it down first (warren-lab down)", l.Dir)
+		return fmt.Errorf("a lab is already up in %s: take it down first (%s down)", l.Dir, l.cmd())
 	}
 	if nsExists(l.sw()) {
-		return fmt.Errorf("network namespace %s exists already: another lab of that name is up (warren-lab -name NAME picks another)", l.sw())
+		return fmt.Errorf("network namespace %s exists already: another lab of that name is up (%s -name NAME picks another)", l.sw(), l.cmd())
 	}
 	if err := l.network(); err != nil {
 		l.Down()
@@ -217,7 +228,7 @@ func (l *Lab) Up(ctx context.Context) error {
 	}
 	fmt.Fprintln(l.Out, "waiting for the cluster to form and the virtual IP to be held...")
 	if err := l.settle(ctx); err != nil {
-		return fmt.Errorf("%w (the logs are in %s; warren-lab down takes it all away)", err, l.Dir)
+		return fmt.Errorf("%w (the logs are in %s; %s down takes it all away)", err, l.Dir, l.cmd())
 	}
 	fmt.Fprintf(l.Out, `
 The HA stack is up.
@@ -225,13 +236,13 @@ The HA stack is up.
   management UI and API:   http://%[1]s:15672/
   warren-lb's stats page:  http://%[1]s:8100/stats
 These addresses live inside the lab: reach them from its client host, e.g.
-  warren-lab exec client warren-perf -recover -h amqp://%[2]s:%[3]s@%[1]s:5672/ -u lab.q -ad=false -f persistent -c 50 -r 500
-  warren-lab exec client curl -s http://%[1]s:8100/stats
-Look at it:   warren-lab status
-Break it:     warren-lab kill|stop|start|freeze|thaw HOST[:PROGRAM], warren-lab partition HOST..., warren-lab heal
-Take it down: warren-lab down
+  %[5]s exec client warren-perf -recover -h amqp://%[2]s:%[3]s@%[1]s:5672/ -u lab.q -ad=false -f persistent -c 50 -r 500
+  %[5]s exec client curl -s http://%[1]s:8100/stats
+Look at it:   %[5]s status
+Break it:     %[5]s kill|stop|start|freeze|thaw HOST[:PROGRAM], %[5]s partition HOST..., %[5]s heal
+Take it down: %[5]s down
 State, configuration and logs: %[4]s
-`, VIP, User, Password, l.Dir)
+`, VIP, User, Password, l.Dir, l.cmd())
 	return nil
 }
 

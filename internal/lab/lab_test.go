@@ -76,9 +76,9 @@ func TestLabUpBreakDown(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test needs root: the lab makes network namespaces")
 	}
-	for _, tool := range []string{"ip", "pgrep", "setpriv"} {
+	for _, tool := range []string{"ip", "pgrep", "setpriv", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("this test needs %s (Debian packages iproute2, procps, util-linux): %v", tool, err)
+			t.Fatalf("this test needs %s (scripts/deps/lab.txt): %v", tool, err)
 		}
 	}
 	bin := t.TempDir()
@@ -128,6 +128,14 @@ func TestLabUpBreakDown(t *testing.T) {
 	status = c.ok("status")
 	if !strings.Contains(status, "lab.q") {
 		t.Fatalf("status does not list the queue:\n%s", status)
+	}
+	// The stats page and the management API, through the virtual IP
+	// from the client host, as up prints them.
+	if out := c.ok("exec", "client", "curl", "-sf", "http://192.168.0.200:8100/stats;csv"); !strings.Contains(out, "amqp,node1,") {
+		t.Errorf("stats page through the virtual IP:\n%s", out)
+	}
+	if out := c.ok("exec", "client", "curl", "-sf", "-u", "lab:lab", "http://192.168.0.200:15672/api/overview"); !strings.Contains(out, "rabbitmq_version") {
+		t.Errorf("management API through the virtual IP:\n%s", out)
 	}
 
 	// The balancer host that holds the address dies: the other takes it.

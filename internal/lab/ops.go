@@ -3,9 +3,11 @@ package lab
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,6 +54,19 @@ func (l *Lab) settle(ctx context.Context) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	// The balancers take a node in once its checks pass (rise 2, every
+	// 5 s): until then clients would find fewer nodes, or none.
+	for {
+		err := l.balancersSeeAll(ctx)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the balancers do not see every node up: %w", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 	if l.Reference {
 		// A running RabbitMQ node may still be booting.
 		if _, err := l.Ctl(ctx, "node1", "await_startup"); err != nil {
@@ -74,6 +89,41 @@ func (l *Lab) settle(ctx context.Context) error {
 		if _, err := l.Ctl(ctx, "node1", args...); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// balancersSeeAll reads the stats CSV of the balancer holding the
+// virtual IP, from the client host, and reports which AMQP server it
+// does not see UP, or nil.
+func (l *Lab) balancersSeeAll(ctx context.Context) error {
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{
+		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) { return l.DialClient(network, addr) },
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+VIP+":8100/stats;csv", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rows, err := csv.NewReader(resp.Body).ReadAll()
+	if err != nil {
+		return fmt.Errorf("stats CSV: %w", err)
+	}
+	up := 0
+	for _, r := range rows {
+		if len(r) > 17 && r[0] == "amqp" && strings.HasPrefix(r[1], "node") {
+			if r[17] != "UP" {
+				return fmt.Errorf("%s is %s", r[1], r[17])
+			}
+			up++
+		}
+	}
+	if up != 3 {
+		return fmt.Errorf("the stats page lists %d AMQP servers", up)
 	}
 	return nil
 }

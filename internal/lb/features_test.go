@@ -706,3 +706,28 @@ func TestIdleConnectionsHoldNoPipes(t *testing.T) {
 		t.Fatalf("50 idle connections hold %d pipe fds (before %d)", after-before, before)
 	}
 }
+
+// TestStatsPageOnWildcardBind serves the stats page of a section bound
+// to every address (":PORT", as the examples' haproxy.cfg binds it) to
+// a client that reaches it through one of them.
+func TestStatsPageOnWildcardBind(t *testing.T) {
+	be := startBackend(t, "x")
+	port, statsPort := freePort(t), freePort(t)
+	startLB(t, listenCfg(port, "    server x "+be.addr)+fmt.Sprintf(`listen stats
+    bind :%d
+    mode http
+    stats enable
+    stats uri /stats
+`, statsPort))
+	var resp *http.Response
+	checkFor(t, 3*time.Second, 20*time.Millisecond, func() error {
+		var err error
+		resp, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/stats;csv", statsPort))
+		return err
+	})
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "pxname") {
+		t.Fatalf("stats on a wildcard bind: %d\n%s", resp.StatusCode, body)
+	}
+}

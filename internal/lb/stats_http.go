@@ -50,6 +50,18 @@ func (l *chanListener) Close() error {
 // Addr is not meaningful for this listener.
 func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
+// acceptedOn reports whether a connection whose local address is local
+// came through a listener bound to bound: the same address, or the same
+// port on a wildcard bind (":8100" accepts on every address).
+func acceptedOn(bound, local net.Addr) bool {
+	if bound.String() == local.String() {
+		return true
+	}
+	b, ok1 := bound.(*net.TCPAddr)
+	l, ok2 := local.(*net.TCPAddr)
+	return ok1 && ok2 && b.IP.IsUnspecified() && b.Port == l.Port
+}
+
 // serveStats serves HAProxy's stats page on "mode http" proxies with
 // "stats enable": HTML, ";csv" and ";json".
 func (lb *LB) serveStats(w http.ResponseWriter, r *http.Request) {
@@ -57,7 +69,7 @@ func (lb *LB) serveStats(w http.ResponseWriter, r *http.Request) {
 	var fe *Frontend
 	lb.mu.Lock()
 	for _, l := range lb.listeners {
-		if la != nil && l.ln.Addr().String() == la.String() {
+		if la != nil && acceptedOn(l.ln.Addr(), la) {
 			fe = l.handler.Load()
 		}
 	}
