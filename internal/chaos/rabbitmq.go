@@ -9,10 +9,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
-)
 
-// rabbitBin is where Debian's rabbitmq-server package keeps its scripts.
-const rabbitBin = "/usr/lib/rabbitmq/bin"
+	stack "github.com/warren-mq/warren/internal/lab"
+)
 
 // RabbitMQ is a RabbitMQ cluster from Debian's package on a lab, the
 // reference the same test runs against: one node on each host, named
@@ -28,7 +27,7 @@ type RabbitMQ struct {
 // NewRabbitMQ prepares a RabbitMQ cluster on lab with its files under
 // dir. It needs the rabbitmq-server package.
 func NewRabbitMQ(lab *Lab, dir string) (*RabbitMQ, error) {
-	if _, err := os.Stat(filepath.Join(rabbitBin, "rabbitmq-server")); err != nil {
+	if _, err := os.Stat(filepath.Join(stack.RabbitBin, "rabbitmq-server")); err != nil {
 		return nil, fmt.Errorf("the RabbitMQ reference needs Debian's rabbitmq-server package: %w", err)
 	}
 	r := &RabbitMQ{lab: lab, dir: dir}
@@ -64,20 +63,7 @@ func (r *RabbitMQ) nodeDir(i int) string { return filepath.Join(r.dir, r.lab.Hos
 
 // env is the environment of host i's node and of the tools that talk to
 // it.
-func (r *RabbitMQ) env(i int) []string {
-	d := r.nodeDir(i)
-	return []string{
-		"HOME=" + filepath.Join(d, "home"),
-		"RABBITMQ_NODENAME=" + r.Node(i),
-		"RABBITMQ_MNESIA_BASE=" + filepath.Join(d, "mnesia"),
-		"RABBITMQ_LOG_BASE=" + filepath.Join(d, "log"),
-		"RABBITMQ_PID_FILE=" + filepath.Join(d, "rabbit.pid"),
-		"RABBITMQ_CONFIG_FILE=" + filepath.Join(d, "rabbitmq"),
-		"RABBITMQ_ENABLED_PLUGINS_FILE=" + filepath.Join(d, "enabled_plugins"),
-		"PATH=" + os.Getenv("PATH"),
-		"LANG=C.UTF-8", "LC_ALL=C.UTF-8",
-	}
-}
+func (r *RabbitMQ) env(i int) []string { return stack.RabbitEnv(r.nodeDir(i), r.Node(i)) }
 
 // Node implements Cluster.
 func (r *RabbitMQ) Node(i int) string { return "rabbit@" + r.lab.Hosts[i].Name }
@@ -91,7 +77,7 @@ func (r *RabbitMQ) Start(i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := r.lab.Hosts[i].Command("env", append(r.env(i), filepath.Join(rabbitBin, "rabbitmq-server"))...)
+	cmd := r.lab.Hosts[i].Command("env", append(r.env(i), filepath.Join(stack.RabbitBin, "rabbitmq-server"))...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := r.procs.start(i, cmd, func() { out.Close() }); err != nil {
 		out.Close()
@@ -111,7 +97,7 @@ func (r *RabbitMQ) Freeze(i int, on bool) error { return r.procs.freeze(i, on) }
 
 // ctl runs a RabbitMQ CLI tool on host i against its node.
 func (r *RabbitMQ) ctl(i int, tool string, args ...string) (string, error) {
-	cmd := r.lab.Hosts[i].Command("env", append(r.env(i), append([]string{"timeout", "60", filepath.Join(rabbitBin, tool), "-n", r.Node(i)}, args...)...)...)
+	cmd := r.lab.Hosts[i].Command("env", append(r.env(i), append([]string{"timeout", "60", filepath.Join(stack.RabbitBin, tool), "-n", r.Node(i)}, args...)...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

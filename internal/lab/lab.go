@@ -93,8 +93,8 @@ const (
 	refBroker, refBalancer, refVRRP          = "rabbitmq-server", "haproxy", "keepalived"
 )
 
-// rabbitBin is where Debian's rabbitmq-server package keeps its scripts.
-const rabbitBin = "/usr/lib/rabbitmq/bin"
+// RabbitBin is where Debian's rabbitmq-server package keeps its scripts.
+const RabbitBin = "/usr/lib/rabbitmq/bin"
 
 // Programs are what runs on h, in start order.
 func (l *Lab) Programs(h Host) []string {
@@ -141,7 +141,7 @@ func (l *Lab) Check() error {
 		}
 	}
 	if l.Reference {
-		for _, p := range []string{filepath.Join(rabbitBin, "rabbitmq-server"), "/usr/sbin/haproxy", "/usr/sbin/keepalived"} {
+		for _, p := range []string{filepath.Join(RabbitBin, "rabbitmq-server"), "/usr/sbin/haproxy", "/usr/sbin/keepalived"} {
 			if _, err := os.Stat(p); err != nil {
 				return fmt.Errorf("the reference lab needs Debian's rabbitmq-server, haproxy and keepalived packages: %w", err)
 			}
@@ -414,11 +414,15 @@ func (l *Lab) rabbitHome(h, cookie string) error {
 
 // rabbitEnv is the environment of a RabbitMQ node on host h and of the
 // tools that talk to it.
-func (l *Lab) rabbitEnv(h string) []string {
-	dir := filepath.Join(l.Dir, h)
+func (l *Lab) rabbitEnv(h string) []string { return RabbitEnv(filepath.Join(l.Dir, h), l.NodeName(h)) }
+
+// RabbitEnv is the environment of a RabbitMQ node from Debian's package
+// whose files are all under dir (home with its cookie, mnesia, log,
+// rabbitmq.conf, enabled_plugins), and of the tools that talk to it.
+func RabbitEnv(dir, node string) []string {
 	return []string{
 		"HOME=" + filepath.Join(dir, "home"),
-		"RABBITMQ_NODENAME=" + l.NodeName(h),
+		"RABBITMQ_NODENAME=" + node,
 		"RABBITMQ_MNESIA_BASE=" + filepath.Join(dir, "mnesia"),
 		"RABBITMQ_LOG_BASE=" + filepath.Join(dir, "log"),
 		"RABBITMQ_PID_FILE=" + filepath.Join(dir, "rabbit.pid"),
@@ -446,7 +450,7 @@ func (l *Lab) command(h Host, prog string) []string {
 		return []string{filepath.Join(l.Bin, prog), "-n", "-l", "-f", filepath.Join(dir, "keepalived.conf"), "-p", filepath.Join(dir, "warren-vrrp.own.pid"),
 			"-status-file", filepath.Join(dir, "warren-vrrp.data")}
 	case refBroker:
-		return append(append([]string{"env"}, l.rabbitEnv(h.Name)...), filepath.Join(rabbitBin, "rabbitmq-server"))
+		return append(append([]string{"env"}, l.rabbitEnv(h.Name)...), filepath.Join(RabbitBin, "rabbitmq-server"))
 	case refBalancer:
 		return []string{"/usr/sbin/haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg")}
 	case refVRRP:

@@ -23,7 +23,7 @@ func (l *Lab) Ctl(ctx context.Context, h string, args ...string) (string, error)
 	full := []string{"netns", "exec", l.ns(h), filepath.Join(l.Bin, "warrenctl"), "-n", l.NodeName(h), "--cookie-file", filepath.Join(l.Dir, "cookie")}
 	if l.Reference {
 		full = append(append(append([]string{"netns", "exec", l.ns(h), "env"}, l.rabbitEnv(h)...), "timeout", "60"),
-			filepath.Join(rabbitBin, "rabbitmqctl"), "-n", l.NodeName(h))
+			filepath.Join(RabbitBin, "rabbitmqctl"), "-n", l.NodeName(h))
 	}
 	cmd := exec.CommandContext(ctx, "ip", append(full, args...)...)
 	var out, errb bytes.Buffer
