@@ -24,6 +24,9 @@ type History struct {
 	// message was acked, since start, for the report of lost ones.
 	start   time.Time
 	ackedAt map[string]time.Duration
+	// againAt is when each delivery of a message delivered before
+	// came, since start.
+	againAt []time.Duration
 	// lastDelivery is when a consumer last got a message (Unix
 	// nanoseconds), to tell when a drain is over.
 	lastDelivery atomic.Int64
@@ -49,6 +52,14 @@ func (h *History) Confirms() []time.Duration {
 	h.mu.Unlock()
 	slices.Sort(out)
 	return out
+}
+
+// Duplicates are the times, since Began, of the deliveries of messages
+// delivered before, in order.
+func (h *History) Duplicates() []time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.againAt)
 }
 
 // LastDelivery is when a consumer last got a message; zero before any.
@@ -79,6 +90,9 @@ func (h *History) answer(body string, ack bool) {
 func (h *History) deliver(body string) {
 	h.mu.Lock()
 	h.delivered[body]++
+	if h.delivered[body] > 1 {
+		h.againAt = append(h.againAt, time.Since(h.start))
+	}
 	h.mu.Unlock()
 	h.lastDelivery.Store(time.Now().UnixNano())
 }

@@ -40,6 +40,7 @@ type faultRow struct {
 	name   string
 	outage time.Duration // the longest time without a confirm around the fault
 	lost   int           // confirmed in the fault's window, never delivered
+	dups   int           // deliveries in the fault's window of messages delivered before
 }
 
 // e2eFaults are the faults of the end-to-end test, one after another;
@@ -214,10 +215,15 @@ func runE2E(t *testing.T, reference bool) {
 	dstop()
 	<-done
 	res := chaos.Check(h)
-	for _, at := range res.LostAt {
-		for i, w := range windows {
+	for i, w := range windows {
+		for _, at := range res.LostAt {
 			if at >= w[0] && at < w[1] {
 				rows[i].lost++
+			}
+		}
+		for _, at := range h.Duplicates() {
+			if at >= w[0] && at < w[1] {
+				rows[i].dups++
 			}
 		}
 	}
@@ -353,9 +359,9 @@ func e2eTable(reference bool, rows []faultRow, res chaos.Result) string {
 	if reference {
 		what = "RabbitMQ 3.10, haproxy 2.6 and keepalived 2.2"
 	}
-	fmt.Fprintf(&b, "%s, the examples' settings:\n\n| fault | outage (longest time without a confirm) | confirmed and lost |\n|---|---:|---:|\n", what)
+	fmt.Fprintf(&b, "%s, the examples' settings:\n\n| fault | outage (longest time without a confirm) | confirmed and lost | delivered again |\n|---|---:|---:|---:|\n", what)
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %.1f s | %d |\n", r.name, r.outage.Seconds(), r.lost)
+		fmt.Fprintf(&b, "| %s | %.1f s | %d | %d |\n", r.name, r.outage.Seconds(), r.lost, r.dups)
 	}
 	fmt.Fprintf(&b, "\n%s", res)
 	return b.String()
