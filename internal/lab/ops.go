@@ -164,16 +164,34 @@ type clusterStatus struct {
 	Maint   map[string]string `json:"maintenance_status"`
 }
 
+// answering are the broker hosts whose node runs and is not cut off:
+// those a question about the cluster can go to.
+func (l *Lab) answering() []Host {
+	var out []Host
+	for _, h := range Hosts() {
+		if h.Role != Broker || l.cut(h.Name) {
+			continue
+		}
+		if _, state := l.proc(h.Name, l.BrokerProgram()); state == "running" {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// plug puts host h's cable into the switch (in) or pulls it out.
+func (l *Lab) plug(h string, in bool) error {
+	state := "down"
+	if in {
+		state = "up"
+	}
+	return ip("-n", l.sw(), "link", "set", l.port(h), state)
+}
+
 // status asks the first running node for the cluster's status.
 func (l *Lab) status(ctx context.Context) (clusterStatus, string, error) {
 	var st clusterStatus
-	for _, h := range Hosts() {
-		if h.Role != Broker {
-			continue
-		}
-		if _, state := l.proc(h.Name, l.BrokerProgram()); state != "running" || l.cut(h.Name) {
-			continue
-		}
+	for _, h := range l.answering() {
 		out, err := l.Ctl(ctx, h.Name, "-q", "cluster_status", "--formatter", "json")
 		if err != nil {
 			continue
@@ -368,7 +386,7 @@ func (l *Lab) Kill(t string) error {
 		fmt.Fprintf(l.Out, "%s: killed %s\n", h.Name, p)
 	}
 	if !strings.Contains(t, ":") {
-		if err := ip("-n", l.sw(), "link", "set", l.port(h.Name), "down"); err != nil {
+		if err := l.plug(h.Name, false); err != nil {
 			return err
 		}
 		// A machine that loses its power loses the addresses its
@@ -411,7 +429,7 @@ func (l *Lab) Start(t string) error {
 		return err
 	}
 	if !strings.Contains(t, ":") {
-		if err := ip("-n", l.sw(), "link", "set", l.port(h.Name), "up"); err != nil {
+		if err := l.plug(h.Name, true); err != nil {
 			return err
 		}
 	}
@@ -451,7 +469,7 @@ func (l *Lab) Partition(names ...string) error {
 		if err != nil {
 			return err
 		}
-		if err := ip("-n", l.sw(), "link", "set", l.port(h.Name), "down"); err != nil {
+		if err := l.plug(h.Name, false); err != nil {
 			return err
 		}
 		fmt.Fprintf(l.Out, "%s: cut off\n", h.Name)
@@ -463,7 +481,7 @@ func (l *Lab) Partition(names ...string) error {
 func (l *Lab) Heal() error {
 	for _, h := range Hosts() {
 		if l.cut(h.Name) {
-			if err := ip("-n", l.sw(), "link", "set", l.port(h.Name), "up"); err != nil {
+			if err := l.plug(h.Name, true); err != nil {
 				return err
 			}
 			fmt.Fprintf(l.Out, "%s: cable in\n", h.Name)
@@ -489,13 +507,7 @@ func (l *Lab) Command(h string, args ...string) (*exec.Cmd, error) {
 // Leader is the host whose node leads queue, as a running node reports
 // it.
 func (l *Lab) Leader(ctx context.Context, queue string) (string, error) {
-	for _, h := range Hosts() {
-		if h.Role != Broker || l.cut(h.Name) {
-			continue
-		}
-		if _, state := l.proc(h.Name, l.BrokerProgram()); state != "running" {
-			continue
-		}
+	for _, h := range l.answering() {
 		out, err := l.Ctl(ctx, h.Name, "-q", "list_queues", "name", "pid")
 		if err != nil {
 			continue
