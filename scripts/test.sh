@@ -80,6 +80,15 @@ else
 	echo "runbooks not found (no ../shared/seeds beside the repository, WARREN_SEEDS not set): their configurations are not tested"
 fi
 
+step "fuse"
+# The power-cut tests mount a FUSE file system (internal/crashfs).
+[ -e /dev/fuse ] || modprobe fuse 2>/dev/null || true
+if [ ! -e /dev/fuse ]; then
+	echo "no /dev/fuse, and modprobe fuse did not make one: the power-cut tests need FUSE" >&2
+	exit 1
+fi
+echo "ok: /dev/fuse"
+
 step "unit and integration tests (race)"
 go test -race -count=1 -timeout 20m ./...
 

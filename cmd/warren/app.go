@@ -19,6 +19,7 @@ import (
 	"github.com/warren-mq/warren/internal/config"
 	"github.com/warren-mq/warren/internal/ctl"
 	"github.com/warren-mq/warren/internal/defs"
+	"github.com/warren-mq/warren/internal/durable"
 	"github.com/warren-mq/warren/internal/meta"
 	"github.com/warren-mq/warren/internal/mgmt"
 	"github.com/warren-mq/warren/internal/sockio"
@@ -165,7 +166,7 @@ func (a *app) startLocked(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := durable.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
 	st, err := cluster.LoadState(cfg.DataDir)
@@ -203,6 +204,7 @@ func (a *app) startLocked(ctx context.Context) error {
 		MemoryPagingRatio:           cfg.MemoryPagingRatio,
 		RuntimeMemoryLimit:          true,
 		DiskFreeLimit:               cfg.DiskFreeLimit,
+		SegmentSize:                 cfg.SegmentSize,
 	})
 	if err != nil {
 		a.layer.Store(nil)

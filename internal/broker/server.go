@@ -89,6 +89,9 @@ type Config struct {
 	// in memory and the rest in the data directory, as RabbitMQ's
 	// vm_memory_high_watermark_paging_ratio. Default 0.5.
 	MemoryPagingRatio float64
+	// SegmentSize is the size past which the message store starts a new
+	// segment file; 0 for the store's default.
+	SegmentSize int64
 	// MemoryCheckInterval is how often memory use and free disk space are
 	// sampled. Default 500ms.
 	MemoryCheckInterval time.Duration
@@ -274,7 +277,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if cfg.DataDir != "" {
-		st, err := store.Open(store.Config{Dir: filepath.Join(cfg.DataDir, "msgs"), Logger: cfg.Logger})
+		st, err := store.Open(store.Config{Dir: filepath.Join(cfg.DataDir, "msgs"), Logger: cfg.Logger, SegmentSize: cfg.SegmentSize})
 		if err != nil {
 			m.Close()
 			return nil, fmt.Errorf("open message store: %w", err)

@@ -66,7 +66,13 @@ func TestMirroredQueuesLoseNothing(t *testing.T) {
 	}
 	defer w.Close()
 	defer dumpLogs(t, w, lab)
-	r := runChaos(t, w, lab)
+	checkResult(t, runChaos(t, w, lab, mirrorFaults))
+}
+
+// checkResult fails t if the workload did nothing, or lost or made up a
+// message.
+func checkResult(t *testing.T, r Result) {
+	t.Helper()
 	if r.Acked == 0 || r.Delivered == 0 {
 		t.Fatal("the workload did nothing")
 	}
@@ -94,14 +100,15 @@ func TestRabbitMQMirroredQueues(t *testing.T) {
 	}
 	defer r.Close()
 	defer dumpLogs(t, r, lab)
-	res := runChaos(t, r, lab)
+	res := runChaos(t, r, lab, mirrorFaults)
 	// The reference's losses are what it is measured for, not a failure.
 	t.Logf("RabbitMQ: %d confirmed messages lost, %d unexpected", len(res.Lost), len(res.Unexpected))
 }
 
-// runChaos runs the workload and the nemesis against c and returns what
-// the checker found.
-func runChaos(t *testing.T, c Cluster, lab *Lab) Result {
+// runChaos runs the workload against c while schedule has the nemesis
+// inject faults, each through step, which heals the fault and waits for
+// the full cluster after it; then it returns what the checker found.
+func runChaos(t *testing.T, c Cluster, lab *Lab, schedule func(n *Nemesis, step func(name string, fault func() error))) Result {
 	t.Helper()
 	w := c
 	for i := range lab.Hosts {
@@ -176,6 +183,30 @@ func runChaos(t *testing.T, c Cluster, lab *Lab) Result {
 		time.Sleep(2 * time.Second)
 	}
 	time.Sleep(3 * time.Second)
+	schedule(n, step)
+
+	n.logf("stop publishing; drain every queue from every node")
+	stopPub()
+	pubs.Wait()
+	drain(t, w, lab, h, 90*time.Second)
+	stopCon()
+	cons.Wait()
+	n.logf("drained")
+
+	r := Check(h)
+	report := "Faults:\n" + n.Report() + "\nResult:\n" + r.String()
+	t.Log("\n" + report)
+	if *reportTo != "" {
+		if err := os.WriteFile(*reportTo, []byte(report), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	return r
+}
+
+// mirrorFaults is the fixed schedule of every fault, then random faults
+// for -chaos.duration.
+func mirrorFaults(n *Nemesis, step func(name string, fault func() error)) {
 	step("kill", func() error {
 		l := n.leader("all.q")
 		return n.KillRestart(l, 4*time.Second, "leader of all.q")
@@ -226,37 +257,53 @@ func runChaos(t *testing.T, c Cluster, lab *Lab) Result {
 		step("random", faults[rand.IntN(len(faults))])
 	}
 
-	n.logf("stop publishing; drain every queue from every node")
-	stopPub()
-	pubs.Wait()
-	drain(t, w, lab, h, 90*time.Second)
-	stopCon()
-	cons.Wait()
-	n.logf("drained")
-
-	r := Check(h)
-	report := "Faults:\n" + n.Report() + "\nResult:\n" + r.String()
-	t.Log("\n" + report)
-	if *reportTo != "" {
-		if err := os.WriteFile(*reportTo, []byte(report), 0o644); err != nil {
-			t.Error(err)
-		}
-	}
-	return r
 }
 
-// dumpLogs logs the end of each node's log if the test failed.
+// dumpLogs logs the end of each node's log if the test failed, without
+// the lines of CLI commands, which the test's polling makes many of, and
+// writes the whole logs to -chaos.logs or a new directory under the
+// system's temporary one. A node that can say where its goroutines are
+// (warren's, on SIGQUIT) does so first, into its whole log: a node that
+// did not come back is often stuck somewhere.
 func dumpLogs(t *testing.T, c Cluster, lab *Lab) {
 	if !t.Failed() {
 		return
 	}
+	if d, ok := c.(interface{ DumpStacks(int) }); ok {
+		for i := range lab.Hosts {
+			if c.Running(i) {
+				d.DumpStacks(i)
+			}
+		}
+	}
+	dir := *logsTo
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "chaos-logs-"); err != nil {
+			t.Log(err)
+		}
+	} else {
+		os.MkdirAll(dir, 0o755)
+	}
 	for i := range lab.Hosts {
 		out := c.Log(i)
-		t.Logf("%s log, last 6000 octets:\n%s", c.Node(i), out[max(0, len(out)-6000):])
-		if *logsTo != "" {
-			os.MkdirAll(*logsTo, 0o755)
-			os.WriteFile(filepath.Join(*logsTo, c.Node(i)+".log"), []byte(out), 0o644)
+		if dir != "" {
+			f := filepath.Join(dir, c.Node(i)+".log")
+			if err := os.WriteFile(f, []byte(out), 0o644); err == nil {
+				t.Logf("%s's whole log: %s", c.Node(i), f)
+			}
 		}
+		if at := strings.Index(out, "\nSIGQUIT: quit"); at >= 0 {
+			out = out[:at+1]
+		}
+		var kept []string
+		for _, line := range strings.SplitAfter(out, "\n") {
+			if !strings.Contains(line, `msg="ctl command"`) {
+				kept = append(kept, line)
+			}
+		}
+		tail := strings.Join(kept, "")
+		t.Logf("%s log without CLI commands, last 6000 octets:\n%s", c.Node(i), tail[max(0, len(tail)-6000):])
 	}
 }
 

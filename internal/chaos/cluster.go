@@ -22,8 +22,9 @@ type Warren struct {
 	dir, cookie string
 	config      string
 	procs       *procs
-	mu          sync.Mutex // guards logs
+	mu          sync.Mutex // guards logs and dataDirs
 	logs        []*logBuffer
+	dataDirs    []string
 }
 
 // logBuffer is a process's stderr, read while the process writes it.
@@ -48,7 +49,7 @@ func (l *logBuffer) String() string {
 // (warrenctl) on lab, with its files under dir.
 func NewWarren(lab *Lab, bin, ctl, dir string) (*Warren, error) {
 	w := &Warren{lab: lab, bin: bin, ctl: ctl, dir: dir, cookie: filepath.Join(dir, "cookie"), config: filepath.Join(dir, "warren.conf"),
-		logs: make([]*logBuffer, len(lab.Hosts))}
+		logs: make([]*logBuffer, len(lab.Hosts)), dataDirs: make([]string, len(lab.Hosts))}
 	w.procs = newProcs(len(lab.Hosts), w.Node)
 	if err := os.WriteFile(w.cookie, []byte("CHAOSCOOKIE"), 0o400); err != nil {
 		return nil, err
@@ -63,6 +64,14 @@ func NewWarren(lab *Lab, bin, ctl, dir string) (*Warren, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// PlaceData puts host i's data directory at dir from its next start on;
+// by default it is under the cluster's directory.
+func (w *Warren) PlaceData(i int, dir string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.dataDirs[i] = dir
 }
 
 // Node is the name of host i's node.
@@ -80,14 +89,25 @@ func (w *Warren) Start(i int) error {
 		log.b.WriteString(old.String())
 	}
 	w.logs[i] = log
+	data := w.dataDirs[i]
 	w.mu.Unlock()
-	cmd := h.Command(w.bin, "--node-name", w.Node(i), "--data-dir", filepath.Join(w.dir, h.Name), "--cookie-file", w.cookie, "--config", w.config)
+	if data == "" {
+		data = filepath.Join(w.dir, h.Name)
+	}
+	cmd := h.Command(w.bin, "--node-name", w.Node(i), "--data-dir", data, "--cookie-file", w.cookie, "--config", w.config)
 	cmd.Stderr = log
+	// Every goroutine's stack, should the test end the node with
+	// SIGQUIT to see where it is stuck.
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	return w.procs.start(i, cmd, nil)
 }
 
 // Kill kills host i's node with SIGKILL.
 func (w *Warren) Kill(i int) { w.procs.kill(i) }
+
+// DumpStacks ends host i's node with SIGQUIT: its log then ends with
+// every goroutine's stack.
+func (w *Warren) DumpStacks(i int) { w.procs.quit(i) }
 
 // Running reports whether host i's node has a process.
 func (w *Warren) Running(i int) bool { return w.procs.running(i) }

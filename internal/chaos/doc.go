@@ -13,4 +13,9 @@
 // kernel. The test needs root. go test runs a short schedule of every
 // fault; -chaos.duration runs random faults for as long as asked, and
 // -chaos.report writes the report to a file (see make chaos).
+//
+// The power-cut tests put the nodes' data directories on crashfs, which
+// keeps only what was fsynced, and cut the power: SIGKILL, then every
+// write, creation, rename and deletion that was not made durable is
+// dropped before the node starts again (see make power-cuts).
 package chaos

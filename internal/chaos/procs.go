@@ -63,6 +63,28 @@ func (p *procs) kill(i int) {
 	}
 }
 
+// quit ends host i's node with SIGQUIT, so that a Go program writes
+// every goroutine's stack to its stderr before it exits, and waits up
+// to 10 seconds for it. A frozen node is let go on first.
+func (p *procs) quit(i int) {
+	p.mu.Lock()
+	cmd, done, frozen := p.cmds[i], p.done[i], p.frozen[i]
+	p.cmds[i], p.frozen[i] = nil, false
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	if frozen {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+	}
+	cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
 // running reports whether host i's node has a process.
 func (p *procs) running(i int) bool {
 	p.mu.Lock()

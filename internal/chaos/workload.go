@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,6 +104,29 @@ type Client struct {
 	Name string
 	Dial func(network, addr string) (net.Conn, error)
 	URL  string
+	// Pad, if not zero, makes each body that many octets longer: a '|'
+	// and filler after the unique part, which Consume checks and cuts
+	// off again.
+	Pad int
+}
+
+// padding is what Pad adds to each body.
+func (c Client) padding() string {
+	if c.Pad <= 0 {
+		return ""
+	}
+	return "|" + strings.Repeat("w", c.Pad-1)
+}
+
+// unpad is body without c's padding; a body whose padding is not what
+// was sent comes back whole, and so counts as never published.
+func (c Client) unpad(body []byte) string {
+	b := string(body)
+	i := strings.IndexByte(b, '|')
+	if i < 0 || b[i:] != c.padding() {
+		return b
+	}
+	return b[:i]
 }
 
 // connect opens an AMQP connection, or returns nil once ctx ends.
@@ -132,6 +156,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // A publish whose answer never came stays only sent.
 func Publish(ctx context.Context, c Client, queue string, rate, window int, h *History) {
 	seq := 0
+	pad := c.padding()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 	for ctx.Err() == nil {
@@ -179,7 +204,7 @@ func Publish(ctx context.Context, c Client, queue string, rate, window int, h *H
 				body := fmt.Sprintf("%s-%s-%d", c.Name, queue, seq)
 				h.send(body)
 				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				err := ch.PublishWithContext(pctx, "", queue, false, false, amqp091.Publishing{DeliveryMode: 2, Body: []byte(body)})
+				err := ch.PublishWithContext(pctx, "", queue, false, false, amqp091.Publishing{DeliveryMode: 2, Body: []byte(body + pad)})
 				cancel()
 				if err != nil {
 					break publishing
@@ -240,7 +265,7 @@ func Consume(ctx context.Context, c Client, queue string, hold func() bool, h *H
 				if !ok {
 					break consuming
 				}
-				h.deliver(string(d.Body))
+				h.deliver(c.unpad(d.Body))
 				if d.Ack(false) != nil {
 					break consuming
 				}

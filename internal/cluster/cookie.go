@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/warren-mq/warren/internal/durable"
 )
 
 // DefaultCookieFile is where the cookie lives unless told otherwise:
@@ -64,7 +66,7 @@ func newCookie(path string) (string, error) {
 	for i := range raw {
 		raw[i] = 'A' + raw[i]%26
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := durable.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("create cookie file: %w", err)
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o400)
@@ -80,7 +82,18 @@ func newCookie(path string) (string, error) {
 		os.Remove(path)
 		return "", fmt.Errorf("write cookie file: %w", err)
 	}
+	// Synced, name and all: a node that came back from a power loss
+	// with a new cookie could not talk to its cluster.
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return "", fmt.Errorf("write cookie file: %w", err)
+	}
 	if err := f.Close(); err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("write cookie file: %w", err)
+	}
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		os.Remove(path)
 		return "", fmt.Errorf("write cookie file: %w", err)
 	}

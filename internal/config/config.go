@@ -63,11 +63,14 @@ type Node struct {
 	// hold in memory before they page messages out.
 	MemoryPagingRatio float64
 	DiskFreeLimit     uint64 // free octets below which publishers block
-	Heartbeat         time.Duration
-	FrameMax          uint32
-	ChannelMax        uint16
-	LogLevel          string
-	HandshakeTimeout  time.Duration
+	// SegmentSize is the size past which the message store starts a new
+	// file (msg_store_file_size_limit); 0 for the store's default.
+	SegmentSize      int64
+	Heartbeat        time.Duration
+	FrameMax         uint32
+	ChannelMax       uint16
+	LogLevel         string
+	HandshakeTimeout time.Duration
 	// ServerProduct is the "product" server property sent to clients.
 	// Some clients and test suites enable RabbitMQ-specific behaviour only
 	// when it reads "RabbitMQ"; RabbitMQ itself lets operators override
@@ -370,6 +373,15 @@ func (n *Node) set(key, val string, loopbackSet *bool) error {
 			return err
 		}
 		n.MemoryHighWaterAbsolute = v
+	case key == "msg_store_file_size_limit":
+		v, err := ParseBytes(val)
+		if err != nil {
+			return err
+		}
+		if v < 4096 || v > 1<<40 {
+			return fmt.Errorf("want a size from 4096 octets to 1TiB, got %q", val)
+		}
+		n.SegmentSize = int64(v)
 	case key == "disk_free_limit.absolute":
 		v, err := ParseBytes(val)
 		if err != nil {

@@ -22,6 +22,7 @@ heartbeat = 30
 frame_max = 65536
 channel_max = 100
 log.level = debug
+msg_store_file_size_limit = 16MiB
 `), 0o644)
 	n := Defaults()
 	if err := n.LoadFile(path); err != nil {
@@ -29,21 +30,21 @@ log.level = debug
 	}
 	if n.AMQPListen != "127.0.0.1:5680" || n.DefaultUser != "admin" || n.DefaultPass != "s3cret" ||
 		len(n.LoopbackUsers) != 0 || n.MemoryHighWater != 0.6 || n.Heartbeat != 30*time.Second ||
-		n.FrameMax != 65536 || n.ChannelMax != 100 || n.LogLevel != "debug" {
+		n.FrameMax != 65536 || n.ChannelMax != 100 || n.LogLevel != "debug" || n.SegmentSize != 16<<20 {
 		t.Fatalf("loaded %+v", n)
 	}
 }
 
 func TestLoadFileReportsEveryProblem(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.conf")
-	os.WriteFile(path, []byte("heartbeat = soon\nno equals sign\nlisteners.tcp.default = 5672\nfrobnicate = 1\n"), 0o644)
+	os.WriteFile(path, []byte("heartbeat = soon\nno equals sign\nlisteners.tcp.default = 5672\nfrobnicate = 1\nmsg_store_file_size_limit = 100\n"), 0o644)
 	n := Defaults()
 	err := n.LoadFile(path)
 	var ce *Error
-	if !errors.As(err, &ce) || len(ce.Problems) != 3 {
+	if !errors.As(err, &ce) || len(ce.Problems) != 4 {
 		t.Fatalf("err = %v", err)
 	}
-	for i, want := range []string{"bad.conf:1: heartbeat", "bad.conf:2: expected", "bad.conf:4: frobnicate: unknown setting"} {
+	for i, want := range []string{"bad.conf:1: heartbeat", "bad.conf:2: expected", "bad.conf:4: frobnicate: unknown setting", "bad.conf:5: msg_store_file_size_limit: want a size"} {
 		if !strings.Contains(ce.Problems[i], want) {
 			t.Errorf("problem %d = %q, want it to contain %q", i, ce.Problems[i], want)
 		}

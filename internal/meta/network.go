@@ -303,9 +303,22 @@ func (n *Node) bound(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, n.cfg.ApplyTimeout)
 }
 
+// catchUpReport is how often a node that waits to catch up says so.
+const catchUpReport = 10 * time.Second
+
 // catchUp waits for a leader and applies everything it has committed.
 func (n *Node) catchUp(ctx context.Context) error {
+	// A wait longer than an election or two is worth a word in the log:
+	// the node is cut off, or the leader does not reach it.
+	began, said := time.Now(), time.Now()
+	var lastErr error
 	for {
+		if time.Since(said) >= catchUpReport && n.cfg.Logger != nil {
+			said = time.Now()
+			addr, id := n.raft.LeaderWithID()
+			n.cfg.Logger.Warn("meta: still waiting to catch up with the cluster's leader", "waited", time.Since(began).Round(time.Second),
+				"state", n.raft.State().String(), "leader", string(id), "leader_addr", string(addr), "applied", n.raft.AppliedIndex(), "last_error", lastErr)
+		}
 		if n.raft.State() == raft.Leader {
 			// Apply everything the log holds before anyone reads the state.
 			if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err == nil {
@@ -323,8 +336,13 @@ func (n *Node) catchUp(ctx context.Context) error {
 				if err == nil {
 					return nil
 				}
+				lastErr = fmt.Errorf("apply up to %d: %w", resp.Index, err)
 			} else {
 				cancel()
+				if err == nil {
+					err = errors.New(resp.Err)
+				}
+				lastErr = fmt.Errorf("ask the leader: %w", err)
 			}
 		}
 		select {

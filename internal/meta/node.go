@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
 	"sort"
 	"time"
@@ -15,6 +14,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/warren-mq/warren/internal/durable"
 )
 
 // Config configures a Node. Zero values mean the defaults in each field's
@@ -24,7 +25,8 @@ type Config struct {
 	NodeID string
 	// Observer, if set, learns of every applied change.
 	Observer Observer
-	// Logger receives Raft's warnings and errors. Default: discard.
+	// Logger, if set, is told of a node that waits long to catch up
+	// with the cluster.
 	Logger *slog.Logger
 	// ApplyTimeout bounds one command when the context has no deadline.
 	// Default 10s.
@@ -163,7 +165,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		mem := raft.NewInmemStore()
 		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
 	} else {
-		if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+		if err := durable.MkdirAll(cfg.Dir, 0o750); err != nil {
 			closeT()
 			return nil, fmt.Errorf("create meta directory: %w", err)
 		}
@@ -177,6 +179,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			bolt.Close()
 			closeT()
 			return nil, fmt.Errorf("open meta snapshots: %w", err)
+		}
+		// bbolt syncs the log's data but not its name, nor Raft the name
+		// of its snapshot directory: without this, a power loss could
+		// take the whole log with it.
+		if err := durable.SyncDir(cfg.Dir); err != nil {
+			bolt.Close()
+			closeT()
+			return nil, fmt.Errorf("open meta log: %w", err)
 		}
 		logs, stable, snaps, closeLogs = bolt, bolt, fss, bolt.Close
 	}

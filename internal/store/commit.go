@@ -1,9 +1,13 @@
 package store
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/warren-mq/warren/internal/durable"
 )
 
 // openFile makes seg the file written to, at offset off.
@@ -21,7 +25,18 @@ func (s *Store) openFile(seg uint64, off int64) error {
 	if err := s.reserve(seg); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(s.cfg.Dir, segName(seg)), os.O_CREATE|os.O_WRONLY, 0o640)
+	path := filepath.Join(s.cfg.Dir, segName(seg))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if errors.Is(err, fs.ErrExist) {
+		f, err = os.OpenFile(path, os.O_WRONLY, 0)
+	} else if err == nil {
+		// A new segment's name must be on disk before any confirm of a
+		// record in it: its data alone, synced, would not be found.
+		if err = durable.SyncDir(s.cfg.Dir); err != nil {
+			f.Close()
+			os.Remove(path)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("open segment %d: %w", seg, err)
 	}

@@ -58,6 +58,28 @@
 // that outlives its segment (its deletion lost in a crash) never meets a
 // new segment of its number.
 //
+// Power loss. A process that dies leaves its writes to the kernel; a
+// machine that loses power keeps only what reached the disk, and a file
+// system need not keep a new file's name with its synced data. So:
+//   - The store's directory is made durable (each directory created, its
+//     parent synced) before anything is written in it.
+//   - A new segment's name is made durable (its directory synced) when it
+//     is created, before any append in it is reported durable: a synced
+//     record in a segment whose name was lost would be lost with it.
+//   - segments.next is replaced whole: temporary file, sync, rename, sync
+//     of the directory.
+//   - Release files, and the deletion of segments and release files, are
+//     never synced on their own: a release or a deletion lost to a power
+//     cut brings messages back, delivered again, never loses one.
+//   - A write or sync that fails is never retried as if the data were
+//     safe: after a failed fsync the kernel may have dropped the dirty
+//     pages and cleared the error, so the commit's records are failed,
+//     the file is cut back, and the log goes on in a new segment (see
+//     Failed writes), with an error logged.
+//
+// The tests check these rules on crashfs, a file system that keeps only
+// what was synced, with a test case per sync that fails without it.
+//
 // ReadAt reads a publish back (a queue longer than memory reads its tail
 // back this way), waiting for the committer if the record is not written
 // yet.

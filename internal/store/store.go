@@ -110,7 +110,7 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
+	if err := durable.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
 	s := &Store{

@@ -42,7 +42,8 @@ func (d *Daemon) WriteStatus(w io.Writer) error {
 }
 
 // WriteStatusFile writes the dump to path atomically (a temporary file then
-// a rename), so a reader never sees half a dump.
+// a rename), so a reader never sees half a dump. The dump is a report, not
+// state: it is not synced, and after a power cut it may be missing or old.
 func (d *Daemon) WriteStatusFile(path string) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".warren-vrrp-status-*")
 	if err != nil {
