@@ -12,11 +12,15 @@
 #   ./scripts/bench-broker.sh -d 30 -r 5 -o out  5 rounds of 30 s, results in out/
 #   ./scripts/bench-broker.sh -s s1,s5        only some scenarios (s5: s5a, s5b)
 #   ./scripts/bench-broker.sh -b rabbitmq     only one broker
+#   ./scripts/bench-broker.sh -b warren -w HEAD~3 -B warren-HEAD~3 -s s5
+#                 warren against itself as built from a git revision (-w
+#                 REV adds the broker warren-REV), ratios to it (-B)
 #
 # Environment: BENCH_PORT_BASE (default 26700, below the kernel's
 # ephemeral port range) is the first of the loopback ports used: RabbitMQ
 # AMQP, distribution and epmd on base..base+2, warren AMQP, HTTP and cluster
-# on base+10..base+12. Needs root to install rabbitmq-server when missing.
+# on base+10..base+12, warren-REV's on base+20..base+22. Needs root to
+# install rabbitmq-server when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,14 +29,18 @@ rounds=3
 outdir=
 only=
 brokers="rabbitmq,warren"
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
-while getopts "d:r:o:s:b:h" opt; do
+rev=
+baseline=rabbitmq
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
+while getopts "d:r:o:s:b:w:B:h" opt; do
 	case $opt in
 	d) seconds=$OPTARG ;;
 	r) rounds=$OPTARG ;;
 	o) outdir=$OPTARG ;;
 	s) only=$OPTARG ;;
 	b) brokers=$OPTARG ;;
+	w) rev=$OPTARG ;;
+	B) baseline=$OPTARG ;;
 	h) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
@@ -43,8 +51,14 @@ case $rounds in '' | 0 | *[!0-9]*) echo "bench-broker: -r wants a whole number o
 base=${BENCH_PORT_BASE:-26700}
 rmq_port=$base rmq_dist=$((base + 1)) rmq_epmd=$((base + 2))
 w_amqp=$((base + 10)) w_mgmt=$((base + 11)) w_cluster=$((base + 12))
+r_amqp=$((base + 20)) r_mgmt=$((base + 21)) r_cluster=$((base + 22))
 . scripts/lib/rabbitmq.sh
 check_ports bench-broker $rmq_port $rmq_dist $rmq_epmd $w_amqp $w_mgmt $w_cluster
+if [ -n "$rev" ]; then
+	git rev-parse --verify -q "$rev^{commit}" >/dev/null || { echo "bench-broker: -w: no git revision '$rev'" >&2; exit 2; }
+	check_ports bench-broker $r_amqp $r_mgmt $r_cluster
+	brokers="$brokers,warren-$rev"
+fi
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 work=$(mktemp -d /tmp/warren-bench.XXXXXX)
@@ -76,55 +90,75 @@ if ! nice -n 10 go build -o bin/ ./cmd/warren 2>"$outdir/warren-build.log"; then
 	log "WARREN DID NOT BUILD (see $outdir/warren-build.log); reporting RabbitMQ only"
 fi
 
+rev_built=no
+if [ -n "$rev" ]; then
+	log "building warren at $rev"
+	git worktree add -q --detach "$work/rev-src" "$rev"
+	if (cd "$work/rev-src" && nice -n 10 go build -o "$work/warren-rev" ./cmd/warren) 2>"$outdir/warren-$rev-build.log"; then
+		rev_built=yes
+	else
+		log "WARREN AT $rev DID NOT BUILD (see $outdir/warren-$rev-build.log)"
+	fi
+	git worktree remove --force "$work/rev-src"
+fi
+
 # ---- RabbitMQ ---------------------------------------------------------------
 rmq_dir=$work/rabbitmq
 
 # ---- warren -----------------------------------------------------------------
-warren_pid=
-start_warren() {
-	[ "$warren_built" = yes ] || return 1
-	mkdir -p "$work/warren-data"
-	log "starting warren on 127.0.0.1:$w_amqp"
-	bin/warren --data-dir "$work/warren-data" --amqp-listen "127.0.0.1:$w_amqp" \
-		--mgmt-listen "127.0.0.1:$w_mgmt" --cluster-listen "127.0.0.1:$w_cluster" \
+# Each warren broker by name: its process, and how to start it.
+declare -A pids
+start_warren() { # name binary amqp mgmt cluster
+	local name=$1 bin=$2 amqp=$3 mgmt=$4 cluster=$5 pid
+	mkdir -p "$work/$name-data"
+	log "starting $name on 127.0.0.1:$amqp"
+	"$bin" --data-dir "$work/$name-data" --amqp-listen "127.0.0.1:$amqp" \
+		--mgmt-listen "127.0.0.1:$mgmt" --cluster-listen "127.0.0.1:$cluster" \
+		--node-name "warren@localhost:$cluster" \
 		--prometheus-listen 127.0.0.1:0 --cookie-file "$work/warren.cookie" \
-		>"$outdir/warren.out" 2>&1 &
-	warren_pid=$!
+		>"$outdir/$name.out" 2>&1 &
+	pid=$!
 	for _ in $(seq 300); do
-		if ! kill -0 "$warren_pid" 2>/dev/null; then
-			wait "$warren_pid" 2>/dev/null || true
-			warren_pid=
-			log "WARREN FAILED TO START: bin/warren exited; its output:"
-			tail -20 "$outdir/warren.out" >&2
+		if ! kill -0 "$pid" 2>/dev/null; then
+			wait "$pid" 2>/dev/null || true
+			log "$name FAILED TO START: $bin exited; its output:"
+			tail -20 "$outdir/$name.out" >&2
 			return 1
 		fi
-		if (exec 3<>"/dev/tcp/127.0.0.1/$w_amqp") 2>/dev/null; then
-			log "warren is up (pid $warren_pid)"
+		if (exec 3<>"/dev/tcp/127.0.0.1/$amqp") 2>/dev/null; then
+			log "$name is up (pid $pid)"
+			pids[$name]=$pid
 			return 0
 		fi
 		sleep 0.1
 	done
-	log "WARREN FAILED TO START: nothing listening on 127.0.0.1:$w_amqp after 30 s; its output:"
-	tail -20 "$outdir/warren.out" >&2
-	stop_warren
+	log "$name FAILED TO START: nothing listening on 127.0.0.1:$amqp after 30 s; its output:"
+	tail -20 "$outdir/$name.out" >&2
+	pids[$name]=$pid
+	stop_warren "$name"
 	return 1
 }
-stop_warren() {
-	[ -n "$warren_pid" ] || return 0
-	log "stopping warren"
-	kill -TERM "$warren_pid" 2>/dev/null || true
-	for _ in $(seq 100); do kill -0 "$warren_pid" 2>/dev/null || break; sleep 0.1; done
-	kill -KILL "$warren_pid" 2>/dev/null || true
-	wait "$warren_pid" 2>/dev/null || true
-	warren_pid=
+stop_warren() { # name
+	local pid=${pids[$1]:-}
+	[ -n "$pid" ] || return 0
+	log "stopping $1"
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	unset "pids[$1]"
+}
+stop_warrens() {
+	local name
+	for name in "${!pids[@]}"; do stop_warren "$name"; done
 }
 
 cleanup() {
-	stop_warren
+	stop_warrens
 	stop_rabbitmq
 	# Broker state is scratch; results and logs stay.
 	if [ "$outdir" = "$work" ]; then
-		rm -rf "$rmq_dir" "$work/warren-data"
+		rm -rf "$rmq_dir" "$work"/*-data "$work/warren-rev"
 	else
 		rm -rf "$work"
 	fi
@@ -167,11 +201,18 @@ if [[ ",$brokers," == *",rabbitmq,"* ]]; then
 	fi
 fi
 if [[ ",$brokers," == *",warren,"* ]]; then
-	if start_warren; then
+	if [ "$warren_built" = yes ] && start_warren warren bin/warren $w_amqp $w_mgmt $w_cluster; then
 		running+=(warren)
 	else
-		echo "bench-broker: warren did not start; the table shows RabbitMQ's figures only" >&2
+		echo "bench-broker: warren did not start; the table shows the others' figures only" >&2
 		problems+=("warren did not start (see $outdir/warren.out or $outdir/warren-build.log)")
+	fi
+fi
+if [ -n "$rev" ]; then
+	if [ "$rev_built" = yes ] && start_warren "warren-$rev" "$work/warren-rev" $r_amqp $r_mgmt $r_cluster; then
+		running+=("warren-$rev")
+	else
+		problems+=("warren at $rev did not start (see $outdir/warren-$rev.out or $outdir/warren-$rev-build.log)")
 	fi
 fi
 for round in $(seq "$rounds"); do
@@ -186,19 +227,20 @@ for round in $(seq "$rounds"); do
 		for broker in "${order[@]}"; do
 			case $broker in
 			rabbitmq) run_scenario rabbitmq "amqp://guest:guest@127.0.0.1:$rmq_port/" "$rmq_pid" "$label" "${entry#*|}" "$round" ;;
-			warren) run_scenario warren "amqp://guest:guest@127.0.0.1:$w_amqp/" "$warren_pid" "$label" "${entry#*|}" "$round" ;;
+			warren) run_scenario warren "amqp://guest:guest@127.0.0.1:$w_amqp/" "${pids[warren]}" "$label" "${entry#*|}" "$round" ;;
+			warren-*) run_scenario "$broker" "amqp://guest:guest@127.0.0.1:$r_amqp/" "${pids[$broker]}" "$label" "${entry#*|}" "$round" ;;
 			esac
 		done
 	done
 done
 stop_rabbitmq
-stop_warren
+stop_warrens
 
 echo
 echo "warren-perf, $rounds rounds of ${seconds} s per scenario and broker, $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)," \
 	"load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; results in $results"
 echo
-bin/warren-perf report -baseline rabbitmq "$results"
+bin/warren-perf report -baseline "$baseline" "$results"
 if [ ${#problems[@]} -gt 0 ]; then
 	echo
 	printf 'bench-broker: incomplete: %s\n' "${problems[@]}" >&2
