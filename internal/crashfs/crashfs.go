@@ -47,6 +47,8 @@ type FS struct {
 	rootIno uint64
 	nextID  uint64
 	stats   Stats
+	// failSyncs is how many of the next file fsyncs fail.
+	failSyncs int
 }
 
 // Stats counts what the file system was asked to make durable, and what
@@ -204,6 +206,16 @@ func (f *FS) mount() error {
 
 // Dir is where the file system is mounted.
 func (f *FS) Dir() string { return f.mnt }
+
+// FailSyncs makes the next n fsyncs of files fail with EIO, as a failing
+// disk makes them. As Linux does, a failed fsync forgets the writes it
+// could not make durable: they stay in the live file, but a later fsync
+// reports success without them, and a cut loses them.
+func (f *FS) FailSyncs(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failSyncs = n
+}
 
 // Stats returns the counts so far.
 func (f *FS) Stats() Stats {
@@ -423,6 +435,11 @@ func (f *FS) syncFile(ino uint64, path string, fd int) error {
 	o, err := f.object(ino, path, false)
 	if err != nil {
 		return err
+	}
+	if f.failSyncs > 0 {
+		f.failSyncs--
+		o.dirtyFrom = -1
+		return syscall.EIO
 	}
 	if o.dirtyFrom < 0 {
 		if st, err := os.Stat("/proc/self/fd/" + strconv.Itoa(fd)); err == nil {

@@ -156,3 +156,35 @@ func TestMountAdoptsWhatIsThere(t *testing.T) {
 		t.Fatalf("after a cut the directory holds %q, want %q", got, want)
 	}
 }
+
+// TestFailedSyncForgetsTheWrites: after a failed fsync a later one
+// succeeds, and a cut loses what the failed one could not write, as on
+// Linux, where the failure marks the pages clean.
+func TestFailedSyncForgetsTheWrites(t *testing.T) {
+	f := ForTest(t)
+	p := filepath.Join(f.Dir(), "a")
+	write(t, p, "one", true)
+	syncDir(t, f.Dir())
+	f.FailSyncs(1)
+	fh, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	fh.WriteString("two")
+	if err := fh.Sync(); err == nil {
+		t.Fatal("the fsync asked to fail succeeded")
+	}
+	if err := fh.Sync(); err != nil {
+		t.Fatalf("the fsync after the failed one: %v", err)
+	}
+	fh.WriteString("three")
+	if err := fh.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	cut(t, f)
+	if got, want := tree(t, f.Dir()), "a=one\x00\x00\x00three"; got != want {
+		t.Fatalf("after the cut the directory holds %q, want %q", got, want)
+	}
+}

@@ -1,8 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/warren-mq/warren/internal/crashfs"
@@ -37,4 +41,58 @@ func TestConfirmedRecordsSurvivePowerLoss(t *testing.T) {
 	if fmt.Sprint(names) != fmt.Sprint(want) {
 		t.Fatalf("after the power cut the store recovered %d records %v, want %d", len(names), names, len(want))
 	}
+}
+
+// TestFailedSyncIsNotRetried: a commit whose fsync failed fails its
+// records, and says so in the log. Linux may have dropped those writes
+// and cleared the error, so a store that synced the same file again and
+// reported the next records durable could lose them with the power; this
+// one goes on in a new segment, and what it reports durable after the
+// failure survives a power cut.
+func TestFailedSyncIsNotRetried(t *testing.T) {
+	fsys := crashfs.ForTest(t)
+	dir := filepath.Join(fsys.Dir(), "msgs")
+	var logged bytes.Buffer
+	cfg := Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logged}, nil))}
+	s, _ := open(t, cfg)
+	appendSync(t, s, "q", "before")
+	fsys.FailSyncs(1)
+	if _, err := appendErr(t, s, "q", []byte("failed")); err == nil {
+		t.Fatal("an append whose fsync failed was reported durable")
+	}
+	for i := range 3 {
+		appendSync(t, s, "q", fmt.Sprintf("after%d", i))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logged.String(), "store write failed") {
+		t.Errorf("the failed fsync was not logged; the log:\n%s", logged.String())
+	}
+	if err := fsys.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	s, got := open(t, Config{Dir: dir})
+	defer s.Close()
+	var names []string
+	for _, it := range got {
+		if it.data != "failed" { // may survive or not: it was never confirmed
+			names = append(names, it.data)
+		}
+	}
+	if want := "[before after0 after1 after2]"; fmt.Sprint(names) != want {
+		t.Fatalf("after the power cut the store recovered %v, want %s", names, want)
+	}
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
