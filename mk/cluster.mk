@@ -5,3 +5,12 @@
 .PHONY: bench-cluster
 bench-cluster:
 	./scripts/bench-cluster.sh $(BENCH_ARGS)
+
+# Mirrored queues, warren's against RabbitMQ 3.10's (ha-mode exactly 2 and
+# all) and a RabbitMQ quorum queue, on 3-node clusters on this machine (not
+# in CI).
+#   make bench-ha                             3 rounds of 10 s
+#   make bench-ha BENCH_ARGS='-d 30 -r 5 -o ha-out'
+.PHONY: bench-ha
+bench-ha:
+	./scripts/bench-ha.sh $(BENCH_ARGS)

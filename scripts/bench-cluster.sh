@@ -42,6 +42,7 @@ case $rounds in '' | 0 | *[!0-9]*) echo "bench-cluster: -r wants a whole number 
 base=${BENCH_PORT_BASE:-26900}
 log() { printf '%s bench-cluster: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 . scripts/lib/rabbitmq.sh
+. scripts/lib/clusters.sh
 ports=()
 for i in 1 2 3; do
 	ports+=($((base + i)) $((base + 10 + i)) $((base + 30 + i)) $((base + 40 + i)) $((base + 50 + i)))
@@ -59,71 +60,10 @@ log "building warren, warrenctl and warren-perf"
 mkdir -p bin
 nice -n 10 go build -o bin/ ./cmd/warren ./cmd/warrenctl ./cmd/warren-perf
 
-# ---- RabbitMQ: three nodes, one epmd, one cookie ------------------------------
-rmq_epmd=$((base + 20))
-rmq_pids=()
-rabbit() { # rabbit I: the variables of RabbitMQ node I for the library
-	rmq_node=rabbit$1@localhost rmq_dir=$work/rabbit$1 rmq_port=$((base + $1)) rmq_dist=$((base + 10 + $1))
-}
-rabbitctl() { # rabbitctl I ARGS...: rabbitmqctl against node I
-	local i=$1
-	shift
-	rabbit "$i"
-	rmq_env timeout 120 "$rmq_bin/rabbitmqctl" -n "$rmq_node" -q "$@"
-}
-start_rabbit_cluster() {
-	install_rabbitmq
-	for i in 1 2 3; do
-		rabbit "$i"
-		mkdir -p "$rmq_dir/home"
-		printf 'WARRENBENCHCOOKIE' >"$rmq_dir/home/.erlang.cookie"
-		chmod 400 "$rmq_dir/home/.erlang.cookie"
-		launch_rabbitmq
-		rmq_pids[i]=$rmq_pid
-	done
-	for i in 1 2 3; do
-		rabbit "$i"
-		rmq_pid=${rmq_pids[i]}
-		await_rabbitmq
-	done
-	for i in 2 3; do
-		rabbitctl "$i" stop_app
-		rabbitctl "$i" join_cluster rabbit1@localhost
-		rabbitctl "$i" start_app
-	done
-	log "RabbitMQ cluster: $(rabbitctl 1 cluster_status --formatter json | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["running_nodes"]))')"
-}
-stop_rabbit_cluster() {
-	for i in 3 2 1; do
-		[ -n "${rmq_pids[i]:-}" ] || continue
-		rabbit "$i"
-		rmq_pid=${rmq_pids[i]}
-		stop_rabbitmq
-		rmq_pids[i]=
-	done
-}
-
 # ---- warren: three nodes, and one on its own ----------------------------------
-wctl() { # wctl NAME ARGS...
-	local n=$1
-	shift
-	bin/warrenctl -n "$n" --cookie-file "$work/warren.cookie" "$@"
-}
-wnode() { # wnode NAME AMQP MGMT DIR: start a node in the background
-	bin/warren -detached --node-name "$1" --data-dir "$4" --amqp-listen "127.0.0.1:$2" --mgmt-listen "127.0.0.1:$3" \
-		--prometheus-listen 127.0.0.1:0 --cookie-file "$work/warren.cookie" >/dev/null
-}
 start_warren_cluster() {
-	for i in 1 2 3; do
-		wnode "w$i@localhost:$((base + 50 + i))" $((base + 30 + i)) $((base + 40 + i)) "$work/w$i"
-	done
-	for i in 2 3; do
-		wctl "w$i@localhost:$((base + 50 + i))" stop_app >/dev/null
-		wctl "w$i@localhost:$((base + 50 + i))" join_cluster "w1@localhost:$((base + 51))" >/dev/null
-		wctl "w$i@localhost:$((base + 50 + i))" start_app >/dev/null
-	done
+	start_warren_nodes
 	wnode "single@localhost:$((base + 63))" $((base + 61)) $((base + 62)) "$work/single"
-	log "warren cluster: $(wctl "w1@localhost:$((base + 51))" -q cluster_status --formatter json | python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["running_nodes"]))')"
 }
 stop_warren_all() {
 	for n in "w4@localhost:$((base + 54))" "w3@localhost:$((base + 53))" "w2@localhost:$((base + 52))" "w1@localhost:$((base + 51))" "single@localhost:$((base + 63))"; do
@@ -144,48 +84,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- measuring ------------------------------------------------------------------
-# group_cpu PGID...: CPU time (clock ticks) of every process in the
-# groups, with that of their children that have exited and been reaped
-# (which moves to the parent's cutime and cstime), so that it only grows.
-group_cpu() {
-	local g total=0 t
-	for g in "$@"; do
-		t=$(awk -v g="$g" '$5 == g { s += $14 + $15 + $16 + $17 } END { print s + 0 }' /proc/[0-9]*/stat 2>/dev/null)
-		total=$((total + t))
-	done
-	echo "$total"
-}
-uri() { echo "amqp://guest:guest@127.0.0.1:$1/"; }
-# declare_queue PORT NAME: a durable queue on the node at PORT.
-declare_queue() {
-	bin/warren-perf -h "$(uri "$1")" -u "$2" -x 1 -y 0 -C 1 -s 1024 -ad=false >/dev/null 2>&1
-}
-# perf_pair LABEL QUEUE PRODUCER_PORT CONSUMER_PORT: one producer and one
-# consumer in the background; their JSON lines go to $work/LABEL.*.json.
-perf_pair() {
-	bin/warren-perf --json -h "$(uri "$4")" -u "$2" -x 0 -y 1 -q 100 -s 1024 -z "$seconds" -ad=false >"$work/$1.cons.json" 2>"$work/$1.cons.log" &
-	perf_jobs+=($!)
-	sleep 0.3
-	bin/warren-perf --json -h "$(uri "$3")" -u "$2" -x 1 -y 0 -c 100 -s 1024 -z "$seconds" -ad=false >"$work/$1.prod.json" 2>"$work/$1.prod.log" &
-	perf_jobs+=($!)
-}
-# record BROKER SCENARIO ROUND CPU LABEL...: the summed receive rate and
-# messages of the consumers LABEL..., and the brokers' CPU ticks.
-record() {
-	local broker=$1 scenario=$2 round=$3 cpu=$4
-	shift 4
-	python3 - "$broker" "$scenario" "$round" "$cpu" "$(getconf CLK_TCK)" "$work" "$@" >>"$results" <<'EOF'
-import json, sys
-broker, scenario, rnd, cpu, hz, work, labels = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6], sys.argv[7:]
-rate = received = 0
-for l in labels:
-    d = json.load(open(f"{work}/{l}.cons.json"))
-    rate += d["receive_rate"]
-    received += d["received"]
-print(json.dumps({"broker": broker, "scenario": scenario, "round": int(rnd), "rate": rate, "received": received,
-                  "cpu_us_per_msg": cpu / hz * 1e6 / max(received, 1)}))
-EOF
-}
 # scenario BROKER S ROUND PORT1 PORT2 PORT3 PGID...
 scenario() {
 	local broker=$1 s=$2 round=$3 p1=$4 p2=$5 p3=$6
