@@ -146,9 +146,6 @@ func (c *conn) serve() {
 		return
 	}
 	c.opened = true
-	c.mu.Lock()
-	c.infoReady = true
-	c.mu.Unlock()
 	c.batch = &flushSet{}
 	c.fr.SetMaxSize(c.frameMax)
 	c.out.startWriter(c.heartbeat)
@@ -376,6 +373,11 @@ func (c *conn) handshake() error {
 	if err := c.openVHost(open.VirtualHost); err != nil {
 		return err
 	}
+	// Listed before the client hears it is open: a client may ask the
+	// management API about its connection as soon as it is.
+	c.mu.Lock()
+	c.infoReady = true
+	c.mu.Unlock()
 	c.writeDirect(amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionOpenOk{}))
 	return nil
 }
