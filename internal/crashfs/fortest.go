@@ -8,7 +8,11 @@ import (
 
 // ForTest mounts a crash file system in a temporary directory of tb's,
 // unmounted when tb ends. It fails tb, saying why, where FUSE cannot be
-// mounted (it needs root and /dev/fuse).
+// mounted (it needs root and /dev/fuse). The test process serves the
+// file system, so it must not map a file of it into memory (bbolt
+// does): a page fault there can stop a thread the garbage collector
+// waits for while the server waits for the collector. Run such code in
+// another process.
 func ForTest(tb testing.TB) *FS {
 	tb.Helper()
 	if os.Geteuid() != 0 {
