@@ -308,45 +308,50 @@ func paging(addr string, timeout time.Duration) bool {
 	return false
 }
 
-// declare declares the durable queues.
-func declare(t *testing.T, addr string, queues []string) {
-	t.Helper()
+// withChannel runs fn on a channel of a new connection to addr as guest.
+func withChannel(addr string, fn func(ch *amqp091.Channel) error) error {
 	c, err := amqp091.Dial("amqp://guest:guest@" + addr + "/")
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer c.Close()
 	ch, err := c.Channel()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	for _, q := range queues {
-		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
-			t.Fatal(err)
+	return fn(ch)
+}
+
+// declare declares the durable queues.
+func declare(t *testing.T, addr string, queues []string) {
+	t.Helper()
+	err := withChannel(addr, func(ch *amqp091.Channel) error {
+		for _, q := range queues {
+			if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
 // depth is the number of messages in queues, ready or not.
 func depth(addr string, queues []string) (int, error) {
-	c, err := amqp091.Dial("amqp://guest:guest@" + addr + "/")
-	if err != nil {
-		return 0, err
-	}
-	defer c.Close()
-	ch, err := c.Channel()
-	if err != nil {
-		return 0, err
-	}
 	n := 0
-	for _, q := range queues {
-		st, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
-		if err != nil {
-			return 0, err
+	err := withChannel(addr, func(ch *amqp091.Channel) error {
+		for _, q := range queues {
+			st, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+			if err != nil {
+				return err
+			}
+			n += st.Messages
 		}
-		n += st.Messages
-	}
-	return n, nil
+		return nil
+	})
+	return n, err
 }
 
 // changeDefinitions declares and deletes durable exchanges, queues and
